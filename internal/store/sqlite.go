@@ -1,0 +1,107 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"runtime"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// sqliteBusyTimeoutMS is how long a connection waits for another process's
+// write lock (a concurrent `careflow migrate`, a backup) before failing.
+const sqliteBusyTimeoutMS = 10000
+
+func sqliteDSN(path string, readOnly bool) string {
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", sqliteBusyTimeoutMS))
+	q.Add("_pragma", "foreign_keys(1)")
+	// FULL: a commit that returned survives power loss, not only a crash of
+	// the process. Claims and audit entries must not vanish.
+	q.Add("_pragma", "synchronous(FULL)")
+	if readOnly {
+		q.Add("_pragma", "query_only(1)")
+	} else {
+		// BEGIN IMMEDIATE takes the write lock at the start of a transaction,
+		// so a transaction that reads then writes cannot fail half-way with
+		// SQLITE_BUSY when another process holds the lock.
+		q.Set("_txlock", "immediate")
+	}
+	u := url.URL{Scheme: "file", Opaque: path, RawQuery: q.Encode()}
+	return u.String()
+}
+
+func openSQLite(ctx context.Context, path string, maxConns int, logger *slog.Logger) (*DB, error) {
+	if err := ensureDir(path); err != nil {
+		return nil, fmt.Errorf("database: create directory for %s: %w", path, err)
+	}
+	writer, err := sql.Open("sqlite", sqliteDSN(path, false))
+	if err != nil {
+		return nil, fmt.Errorf("database: open %s: %w", path, err)
+	}
+	writer.SetMaxOpenConns(1)
+	writer.SetMaxIdleConns(1)
+	writer.SetConnMaxLifetime(0)
+	writer.SetConnMaxIdleTime(0)
+	// WAL lets readers run beside the writer. It is a property of the file,
+	// set once through the writer before any reader opens it.
+	var mode string
+	if err := writer.QueryRowContext(ctx, "PRAGMA journal_mode=WAL").Scan(&mode); err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("database: open %s: %w", path, err)
+	}
+	if mode != "wal" {
+		writer.Close()
+		return nil, fmt.Errorf("database: %s cannot use WAL journal mode (got %q)", path, mode)
+	}
+	readers, err := sql.Open("sqlite", sqliteDSN(path, true))
+	if err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("database: open %s: %w", path, err)
+	}
+	if maxConns <= 0 {
+		maxConns = max(4, runtime.GOMAXPROCS(0))
+	}
+	readers.SetMaxOpenConns(maxConns)
+	readers.SetMaxIdleConns(maxConns)
+	if err := readers.PingContext(ctx); err != nil {
+		writer.Close()
+		readers.Close()
+		return nil, fmt.Errorf("database: open %s: %w", path, err)
+	}
+	return &DB{
+		dialect:    SQLite,
+		logger:     logger,
+		location:   path,
+		writer:     writer,
+		readers:    readers,
+		sqlitePath: path,
+	}, nil
+}
+
+// sqliteUnique reports whether err is a SQLite uniqueness violation.
+func sqliteUnique(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Code() {
+	case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+		return true
+	}
+	return false
+}
+
+// sqliteBusy reports whether err is SQLite's "database is locked".
+func sqliteBusy(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	return se.Code()&0xff == sqlite3.SQLITE_BUSY || se.Code()&0xff == sqlite3.SQLITE_LOCKED
+}

@@ -1,0 +1,133 @@
+// Package storetest runs storage tests against every backend: a fresh
+// SQLite file in a temporary directory always, and a fresh PostgreSQL
+// database when CAREFLOW_TEST_POSTGRES holds a URL to a server where the
+// user may create databases. Each PostgreSQL database gets a unique name
+// and is dropped when the test ends.
+package storetest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/careflow/careflow/internal/store"
+)
+
+// EnvPostgres names the variable that enables the PostgreSQL half.
+const EnvPostgres = "CAREFLOW_TEST_POSTGRES"
+
+// Backends lists the dialects this run tests.
+func Backends() []store.Dialect {
+	if os.Getenv(EnvPostgres) != "" {
+		return []store.Dialect{store.SQLite, store.Postgres}
+	}
+	return []store.Dialect{store.SQLite}
+}
+
+// Each runs fn as a subtest once per backend with a fresh, migrated database.
+func Each(t *testing.T, fn func(t *testing.T, db *store.DB)) {
+	t.Helper()
+	for _, d := range Backends() {
+		t.Run(string(d), func(t *testing.T) {
+			fn(t, Open(t, d))
+		})
+	}
+}
+
+// Open returns a fresh migrated database of the dialect, closed and removed
+// when t ends.
+func Open(t testing.TB, d store.Dialect) *store.DB {
+	t.Helper()
+	db := OpenUnmigrated(t, d)
+	if _, err := db.Migrate(context.Background()); err != nil {
+		t.Fatalf("migrate %s: %v", d, err)
+	}
+	return db
+}
+
+// OpenUnmigrated is Open without migrations.
+func OpenUnmigrated(t testing.TB, d store.Dialect) *store.DB {
+	t.Helper()
+	ctx := context.Background()
+	var u string
+	if d == store.Postgres {
+		u = NewPostgresDatabase(t)
+	} else {
+		u = filepath.Join(t.TempDir(), "test.db")
+	}
+	db, err := store.Open(ctx, store.Config{URL: u})
+	if err != nil {
+		t.Fatalf("open %s: %v", d, err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// NewPostgresDatabase creates a uniquely named database on the server named
+// by CAREFLOW_TEST_POSTGRES, drops it when t ends, and returns its URL. It
+// skips the test when the variable is unset.
+func NewPostgresDatabase(t testing.TB) string {
+	t.Helper()
+	admin := os.Getenv(EnvPostgres)
+	if admin == "" {
+		t.Skipf("%s is not set; skipping the PostgreSQL half", EnvPostgres)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		t.Fatalf("connect to %s server: %v", EnvPostgres, err)
+	}
+	defer conn.Close(ctx)
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := "careflow_test_" + sanitize(t.Name()) + "_" + hex.EncodeToString(b[:])
+	if len(name) > 63 {
+		name = "careflow_test_" + hex.EncodeToString(b[:])
+	}
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		t.Fatalf("create database: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c, err := pgx.Connect(ctx, admin)
+		if err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+			return
+		}
+		defer c.Close(ctx)
+		if _, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+		}
+	})
+	u, err := url.Parse(admin)
+	if err != nil {
+		t.Fatalf("%s is not a URL: %v", EnvPostgres, err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+func sanitize(s string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(s) {
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+		if b.Len() >= 24 {
+			break
+		}
+	}
+	return b.String()
+}
