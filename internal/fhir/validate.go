@@ -1,0 +1,634 @@
+package fhir
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Issue types (the IssueType code system) that validation reports.
+const (
+	IssueInvalid     = "invalid"      // the body is not JSON at all
+	IssueStructure   = "structure"    // unknown element, wrong JSON shape, duplicate key
+	IssueRequired    = "required"     // a required element is missing
+	IssueValue       = "value"        // a primitive does not match its type
+	IssueCodeInvalid = "code-invalid" // a code is outside its required value set
+	IssueInvariant   = "invariant"    // a rule across elements (choice, extension) fails
+	IssueTooCostly   = "too-costly"   // validation stopped after too many issues
+)
+
+// Issue severities.
+const (
+	SeverityFatal       = "fatal"
+	SeverityError       = "error"
+	SeverityWarning     = "warning"
+	SeverityInformation = "information"
+)
+
+// maxIssues stops a validation that has already said enough: a hostile or
+// badly broken document must not produce an OperationOutcome larger than
+// itself.
+const maxIssues = 100
+
+// Issues is the result of a validation: every problem found, each naming the
+// element path in its Expression. An empty Issues means the resource is
+// valid.
+type Issues []OutcomeIssue
+
+// HasErrors reports whether any issue is an error or fatal, i.e. whether the
+// resource must be rejected.
+func (is Issues) HasErrors() bool {
+	for _, i := range is {
+		if i.Severity == SeverityError || i.Severity == SeverityFatal {
+			return true
+		}
+	}
+	return false
+}
+
+// Malformed reports whether the body was not a JSON object at all (HTTP 400)
+// as opposed to JSON that breaks the R4 rules (HTTP 422).
+func (is Issues) Malformed() bool {
+	return len(is) > 0 && is[0].Code == IssueInvalid && is[0].Severity == SeverityFatal
+}
+
+// Outcome wraps the issues in an OperationOutcome.
+func (is Issues) Outcome() *OperationOutcome {
+	return &OperationOutcome{ResourceType: "OperationOutcome", Issue: append([]OutcomeIssue(nil), is...)}
+}
+
+// Validate checks one FHIR R4 resource in JSON form against the R4
+// definitions: the resourceType is known; every element is defined for its
+// place (extension, modifierExtension and `_element` primitive companions
+// included); primitives match their R4 types; single values and arrays
+// follow each element's cardinality; required elements are present; choice
+// elements appear at most once; codes are in their required value sets;
+// references have a valid format; contained resources and Bundle entries are
+// validated recursively. JSON-level rules hold too: no duplicate keys, no
+// empty objects, arrays or strings, no nulls outside primitive arrays.
+//
+// Validate never fails: a body that is not JSON yields one fatal issue (see
+// Issues.Malformed).
+func Validate(raw []byte) Issues {
+	v, err := parseJSON(raw)
+	if err != nil {
+		return Issues{{Severity: SeverityFatal, Code: IssueInvalid, Diagnostics: err.Error()}}
+	}
+	val := &validator{d: mustDefinitions()}
+	val.resource(&v, "")
+	return val.issues
+}
+
+// ValidateType is Validate plus a check that the resource is of the given
+// type, as a PUT or POST to /fhir/R4/{type} requires.
+func ValidateType(raw []byte, resourceType string) Issues {
+	v, err := parseJSON(raw)
+	if err != nil {
+		return Issues{{Severity: SeverityFatal, Code: IssueInvalid, Diagnostics: err.Error()}}
+	}
+	val := &validator{d: mustDefinitions()}
+	if v.kind == jsonObject {
+		if rt := v.member("resourceType"); rt != nil && rt.kind == jsonString && rt.text != "" && rt.text != resourceType {
+			val.add(IssueInvalid, "resourceType", "resourceType %q does not match the expected %q", rt.text, resourceType)
+		}
+	}
+	val.resource(&v, "")
+	return val.issues
+}
+
+// IsResourceType reports whether name is a concrete R4 resource type.
+func IsResourceType(name string) bool {
+	t := mustDefinitions().types[name]
+	return t != nil && t.resource && !t.abstract
+}
+
+type validator struct {
+	d      *definitions
+	issues Issues
+	// conditional counts the transaction or batch Bundles being walked:
+	// inside one, a reference may be a conditional search
+	// ("Patient?identifier=...") that the server resolves on write.
+	conditional int
+	stopped     bool
+}
+
+func (val *validator) warn(code, path, format string, args ...any) {
+	if val.stopped || len(val.issues) >= maxIssues {
+		return
+	}
+	is := OutcomeIssue{Severity: SeverityWarning, Code: code, Diagnostics: fmt.Sprintf(format, args...)}
+	if path != "" {
+		is.Expression = []string{path}
+	}
+	val.issues = append(val.issues, is)
+}
+
+func (val *validator) add(code, path, format string, args ...any) {
+	if val.stopped {
+		return
+	}
+	if len(val.issues) >= maxIssues {
+		val.issues = append(val.issues, OutcomeIssue{Severity: SeverityError, Code: IssueTooCostly,
+			Diagnostics: fmt.Sprintf("validation stopped after %d issues", maxIssues)})
+		val.stopped = true
+		return
+	}
+	is := OutcomeIssue{Severity: SeverityError, Code: code, Diagnostics: fmt.Sprintf(format, args...)}
+	if path != "" {
+		is.Expression = []string{path}
+	}
+	val.issues = append(val.issues, is)
+}
+
+// resource validates a value that must be a resource; path is where it sits
+// ("" at the top, "Bundle.entry[0].resource" inside a Bundle).
+func (val *validator) resource(v *jsonValue, path string) {
+	if v.kind != jsonObject {
+		val.add(IssueStructure, path, "a resource must be a JSON object, not %s", v.kind)
+		return
+	}
+	rtPath := join(path, "resourceType")
+	rt := v.member("resourceType")
+	switch {
+	case rt == nil:
+		val.add(IssueRequired, rtPath, "resourceType is missing")
+		return
+	case rt.kind != jsonString || rt.text == "":
+		val.add(IssueStructure, rtPath, "resourceType must be a non-empty string")
+		return
+	}
+	td := val.d.types[rt.text]
+	if td == nil || !td.resource || td.abstract {
+		val.add(IssueValue, rtPath, "unknown resource type %q", rt.text)
+		return
+	}
+	if path == "" {
+		path = rt.text
+	}
+	if rt.text == "Bundle" {
+		if bt := v.member("type"); bt != nil && bt.kind == jsonString && (bt.text == "transaction" || bt.text == "batch") {
+			val.conditional++
+			defer func() { val.conditional-- }()
+		}
+	}
+	val.object(td.root, v, path, true)
+	if rt.text == "Bundle" {
+		val.bundleInvariants(v, path)
+	}
+}
+
+func join(path, name string) string {
+	if path == "" {
+		return name
+	}
+	return path + "." + name
+}
+
+func index(path string, i int) string {
+	return path + "[" + strconv.Itoa(i) + "]"
+}
+
+// object validates v against the elements of n.
+func (val *validator) object(n *node, v *jsonValue, path string, resourceRoot bool) {
+	if len(v.members) == 0 {
+		val.add(IssueStructure, path, "empty object: FHIR JSON leaves absent elements out")
+		return
+	}
+	val.duplicates(v, path)
+	for i := range v.members {
+		m := &v.members[i]
+		key := m.key
+		if key == "resourceType" && resourceRoot {
+			continue
+		}
+		if base, ok := strings.CutPrefix(key, "_"); ok {
+			f := n.fields[base]
+			if f == nil || f.prim == nil {
+				val.add(IssueStructure, join(path, key), "unknown element %q", key)
+				continue
+			}
+			val.companion(f, m, v.member(base), join(path, base))
+			continue
+		}
+		f := n.fields[key]
+		if f == nil {
+			val.add(IssueStructure, join(path, key), "unknown element %q", key)
+			continue
+		}
+		val.property(f, &m.val, v.member("_"+key), join(path, key))
+	}
+	for _, f := range n.required {
+		if f.choice != nil {
+			if !hasChoice(f.choice, v) {
+				val.add(IssueRequired, join(path, f.choice.base+"[x]"), "required element %s[x] is missing", f.choice.base)
+			}
+			continue
+		}
+		if v.member(f.name) == nil && v.member("_"+f.name) == nil {
+			val.add(IssueRequired, join(path, f.name), "required element %q is missing", f.name)
+			continue
+		}
+		if f.min > 1 {
+			if a := v.member(f.name); a != nil && a.kind == jsonArray && len(a.items) < f.min {
+				val.add(IssueRequired, join(path, f.name), "%q needs at least %d values, has %d", f.name, f.min, len(a.items))
+			}
+		}
+	}
+	for _, c := range n.choices {
+		var present []string
+		for _, f := range c.variants {
+			if v.member(f.name) != nil || v.member("_"+f.name) != nil {
+				present = append(present, f.name)
+			}
+		}
+		if len(present) > 1 {
+			val.add(IssueInvariant, join(path, c.base+"[x]"), "only one of %s[x] may be present, found %s", c.base, strings.Join(present, ", "))
+		}
+	}
+}
+
+func hasChoice(c *choice, v *jsonValue) bool {
+	for _, f := range c.variants {
+		if v.member(f.name) != nil || v.member("_"+f.name) != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// duplicates reports keys that appear twice in one object.
+func (val *validator) duplicates(v *jsonValue, path string) {
+	ms := v.members
+	if len(ms) <= 16 {
+		for i := 1; i < len(ms); i++ {
+			for j := 0; j < i; j++ {
+				if ms[i].key == ms[j].key {
+					val.add(IssueStructure, join(path, ms[i].key), "duplicate key %q", ms[i].key)
+					break
+				}
+			}
+		}
+		return
+	}
+	seen := make(map[string]bool, len(ms))
+	for i := range ms {
+		if seen[ms[i].key] {
+			val.add(IssueStructure, join(path, ms[i].key), "duplicate key %q", ms[i].key)
+		}
+		seen[ms[i].key] = true
+	}
+}
+
+// property validates the value of one element: an array when the element
+// repeats, a single value otherwise. companion is the `_name` member, if any,
+// which may stand in for nulls in a primitive array.
+func (val *validator) property(f *field, v *jsonValue, companion *jsonValue, path string) {
+	if f.max != 1 {
+		if v.kind != jsonArray {
+			val.add(IssueStructure, path, "%q repeats, so it must be a JSON array", f.name)
+			return
+		}
+		if len(v.items) == 0 {
+			val.add(IssueStructure, path, "empty array: FHIR JSON leaves absent elements out")
+			return
+		}
+		if f.max > 0 && len(v.items) > f.max {
+			val.add(IssueStructure, path, "%q allows at most %d values, has %d", f.name, f.max, len(v.items))
+		}
+		for i := range v.items {
+			item := &v.items[i]
+			ip := index(path, i)
+			if item.kind == jsonNull {
+				// A null is a placeholder that lets the value and companion
+				// arrays line up; it needs a companion entry at the same
+				// position.
+				if f.prim == nil || companion == nil || companion.kind != jsonArray || i >= len(companion.items) || companion.items[i].kind == jsonNull {
+					val.add(IssueStructure, ip, "null is only allowed in a primitive array whose _%s entry at the same position has content", f.name)
+				}
+				continue
+			}
+			val.value(f, item, ip)
+		}
+		return
+	}
+	if v.kind == jsonArray {
+		val.add(IssueStructure, path, "%q has at most one value, so it must not be a JSON array", f.name)
+		return
+	}
+	if v.kind == jsonNull {
+		if f.prim == nil || companion == nil {
+			val.add(IssueStructure, path, "null is not a FHIR value: leave the element out")
+		}
+		return
+	}
+	val.value(f, v, path)
+}
+
+// companion validates a primitive's `_name` member, which carries the
+// primitive's id and extensions.
+func (val *validator) companion(f *field, m *jsonMember, value *jsonValue, path string) {
+	v := &m.val
+	if f.max == 1 {
+		if v.kind != jsonObject {
+			val.add(IssueStructure, path, "_%s must be a JSON object", f.name)
+			return
+		}
+		val.object(val.d.element, v, path, false)
+		return
+	}
+	if v.kind != jsonArray {
+		val.add(IssueStructure, path, "_%s must be a JSON array, as %s repeats", f.name, f.name)
+		return
+	}
+	if len(v.items) == 0 {
+		val.add(IssueStructure, path, "empty array: FHIR JSON leaves absent elements out")
+		return
+	}
+	if value != nil && value.kind == jsonArray && len(value.items) != len(v.items) {
+		val.add(IssueStructure, path, "_%s has %d entries but %s has %d: they pair by position", f.name, len(v.items), f.name, len(value.items))
+	}
+	for i := range v.items {
+		item := &v.items[i]
+		switch item.kind {
+		case jsonNull:
+			if value == nil || value.kind != jsonArray || i >= len(value.items) {
+				val.add(IssueStructure, index(path, i), "null in _%s has no value at the same position", f.name)
+			}
+		case jsonObject:
+			val.object(val.d.element, item, index(path, i), false)
+		default:
+			val.add(IssueStructure, index(path, i), "_%s entries must be objects or null", f.name)
+		}
+	}
+}
+
+// value validates one (non-array, non-null) value of element f.
+func (val *validator) value(f *field, v *jsonValue, path string) {
+	if f.prim != nil {
+		if val.primitive(f.prim, v, path) && f.binding != nil && v.kind == jsonString && !f.binding.all[v.text] {
+			val.add(IssueCodeInvalid, path, "code %q is not in the required value set %s", v.text, f.binding.url)
+		}
+		return
+	}
+	if v.kind != jsonObject {
+		val.add(IssueStructure, path, "%q must be a JSON object, not %s", f.name, v.kind)
+		return
+	}
+	if f.node != nil {
+		val.object(f.node, v, path, false)
+		return
+	}
+	if f.typ == "Resource" {
+		val.resource(v, path)
+		return
+	}
+	td := val.d.types[f.typ]
+	val.object(td.root, v, path, false)
+	switch f.typ {
+	case "Reference":
+		val.reference(v, path)
+	case "Extension":
+		val.extension(v, path)
+	case "Coding":
+		if f.binding != nil {
+			val.coding(f.binding, v, path)
+		}
+	case "CodeableConcept":
+		if f.binding != nil {
+			if cs := v.member("coding"); cs != nil && cs.kind == jsonArray {
+				for i := range cs.items {
+					if cs.items[i].kind == jsonObject {
+						val.coding(f.binding, &cs.items[i], index(join(path, "coding"), i))
+					}
+				}
+			}
+		}
+	}
+}
+
+// coding checks a Coding against a required value set. Only codings from a
+// system the value set draws on are judged: a coding from another system may
+// be a translation, and a CodeableConcept may carry several.
+func (val *validator) coding(vs *valueSet, v *jsonValue, path string) {
+	sys, code := v.member("system"), v.member("code")
+	if sys == nil || code == nil || sys.kind != jsonString || code.kind != jsonString {
+		return
+	}
+	if codes, ok := vs.systems[sys.text]; ok && !codes[code.text] {
+		val.add(IssueCodeInvalid, join(path, "code"), "code %q is not in the required value set %s", code.text, vs.url)
+	}
+}
+
+// extension enforces ext-1: an extension has either nested extensions or a
+// value, never both and never neither.
+func (val *validator) extension(v *jsonValue, path string) {
+	hasExt := v.member("extension") != nil
+	hasValue := false
+	for i := range v.members {
+		k := strings.TrimPrefix(v.members[i].key, "_")
+		if strings.HasPrefix(k, "value") && len(k) > 5 {
+			hasValue = true
+		}
+	}
+	if hasExt == hasValue {
+		val.add(IssueInvariant, path, "an extension must have either a value[x] or nested extensions, not both or neither (ext-1)")
+	}
+}
+
+var (
+	uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+	oidRE  = regexp.MustCompile(`^[0-2](\.(0|[1-9][0-9]*))+$`)
+	idRE   = regexp.MustCompile(`^[A-Za-z0-9\-\.]{1,64}$`)
+)
+
+// reference checks Reference.reference: a literal reference must be one of
+// the forms R4 defines (3.1.2.1): Type/id, Type/id/_history/vid, an absolute
+// URL, urn:uuid:, urn:oid: or a #fragment to a contained resource; inside a
+// transaction or batch also a conditional reference Type?search.
+func (val *validator) reference(v *jsonValue, path string) {
+	ref := v.member("reference")
+	if ref == nil || ref.kind != jsonString || ref.text == "" {
+		return
+	}
+	msg, fatal := val.referenceProblem(ref.text)
+	switch {
+	case msg == "":
+	case fatal:
+		val.add(IssueValue, join(path, "reference"), "invalid reference %q: %s", ref.text, msg)
+	default:
+		val.warn(IssueValue, join(path, "reference"), "reference %q will not resolve on a FHIR server: %s", ref.text, msg)
+	}
+}
+
+// referenceProblem says what is wrong with a literal reference. R4 types
+// Reference.reference as a string holding a URL, and a relative URL whose
+// first segment is no resource type (HCX's "ClaimRequest/...") or whose id
+// breaks the id rules is still a URL: it is reported as a warning, since it
+// cannot resolve, but not rejected. Forms that are not a URL of the kind
+// they claim to be (urn:uuid: without a UUID, "Patient", "a b") are errors.
+func (val *validator) referenceProblem(s string) (msg string, fatal bool) {
+	if strings.ContainsAny(s, " \t\r\n\f") {
+		return "a reference contains no whitespace", true
+	}
+	msg, fatal = val.referenceForm(s)
+	return msg, fatal
+}
+
+func (val *validator) referenceForm(s string) (string, bool) {
+	switch {
+	case strings.HasPrefix(s, "#"):
+		if s != "#" && !idRE.MatchString(s[1:]) {
+			return "a contained reference is # followed by the contained resource's id", true
+		}
+		return "", false
+	case strings.HasPrefix(s, "urn:uuid:"):
+		if !uuidRE.MatchString(s[len("urn:uuid:"):]) {
+			return "urn:uuid: must be followed by a UUID", true
+		}
+		return "", false
+	case strings.HasPrefix(s, "urn:oid:"):
+		if !oidRE.MatchString(s[len("urn:oid:"):]) {
+			return "urn:oid: must be followed by an OID", true
+		}
+		return "", false
+	case strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://"):
+		if len(s) <= len("https://") {
+			return "an absolute reference must be a URL", true
+		}
+		return "", false
+	}
+	if typ, query, ok := strings.Cut(s, "?"); ok {
+		if val.conditional == 0 {
+			return "a conditional reference is only allowed in a transaction or batch Bundle", true
+		}
+		if !IsResourceType(typ) || query == "" {
+			return "a conditional reference is Type?search with a known resource type", true
+		}
+		return "", false
+	}
+	parts := strings.Split(s, "/")
+	switch {
+	case len(parts) == 2:
+	case len(parts) == 4 && parts[2] == "_history":
+		if !idRE.MatchString(parts[3]) {
+			return "the version after _history is not a valid id", false
+		}
+	default:
+		return "expected Type/id, Type/id/_history/version, an absolute URL, urn:uuid:, urn:oid: or #id", true
+	}
+	if parts[0] == "" || parts[1] == "" {
+		return "expected Type/id: both parts are needed", true
+	}
+	if !IsResourceType(parts[0]) {
+		return fmt.Sprintf("%q is not an R4 resource type", parts[0]), false
+	}
+	if !idRE.MatchString(parts[1]) {
+		return "the id is not a valid FHIR id", false
+	}
+	return "", false
+}
+
+// primitive checks a primitive value's JSON kind and lexical form, and
+// reports whether it passed.
+func (val *validator) primitive(p *primitive, v *jsonValue, path string) bool {
+	bad := func(format string, args ...any) bool {
+		val.add(IssueValue, path, format, args...)
+		return false
+	}
+	switch p.name {
+	case "boolean":
+		if v.kind != jsonBool {
+			return bad("a boolean must be JSON true or false, not %s", v.kind)
+		}
+		return true
+	case "integer", "unsignedInt", "positiveInt":
+		if v.kind != jsonNumber {
+			return bad("%s must be a JSON number, not %s", p.name, v.kind)
+		}
+		n, err := strconv.ParseInt(v.text, 10, 32)
+		if err != nil || (p.re != nil && !p.re.MatchString(v.text)) {
+			return bad("%s is not a 32-bit integer", v.text)
+		}
+		if p.name == "unsignedInt" && n < 0 || p.name == "positiveInt" && n < 1 {
+			return bad("%s is out of range for %s", v.text, p.name)
+		}
+		return true
+	case "decimal":
+		if v.kind != jsonNumber {
+			return bad("decimal must be a JSON number, not %s", v.kind)
+		}
+		if p.re != nil && !p.re.MatchString(v.text) {
+			return bad("%s is not a valid decimal", v.text)
+		}
+		return true
+	}
+	if v.kind != jsonString {
+		return bad("%s must be a JSON string, not %s", p.name, v.kind)
+	}
+	s := v.text
+	if s == "" {
+		return bad("empty string: FHIR JSON leaves absent elements out")
+	}
+	switch p.name {
+	case "string", "markdown":
+		// [ \r\n\t\S]+ : anything but a form feed (the one \s character the
+		// class leaves out).
+		if strings.IndexByte(s, '\f') >= 0 {
+			return bad("%s must not contain a form feed", p.name)
+		}
+		return true
+	case "uri", "url", "canonical":
+		if strings.ContainsAny(s, " \t\n\r\f") {
+			return bad("%s must not contain whitespace", p.name)
+		}
+		// \S* accepts "urn:uuid:" with anything after it; the urn forms
+		// FHIR uses for identity must carry a real UUID or OID, or a
+		// reference to them can never resolve.
+		if rest, ok := strings.CutPrefix(s, "urn:uuid:"); ok && !uuidRE.MatchString(rest) {
+			return bad("urn:uuid: must be followed by a UUID")
+		}
+		if rest, ok := strings.CutPrefix(s, "urn:oid:"); ok && !oidRE.MatchString(rest) {
+			return bad("urn:oid: must be followed by an OID")
+		}
+		return true
+	case "base64Binary":
+		if !isBase64(s) {
+			return bad("not valid base64")
+		}
+		return true
+	case "xhtml":
+		return true
+	}
+	if p.re != nil && !p.re.MatchString(s) {
+		return bad("%q is not a valid %s", s, p.name)
+	}
+	switch p.name {
+	case "date", "dateTime", "instant":
+		// The regex allows 31 days in every month; the calendar does not.
+		if len(s) >= 10 {
+			if _, err := time.Parse("2006-01-02", s[:10]); err != nil {
+				return bad("%q is not a calendar date", s)
+			}
+		}
+	}
+	return true
+}
+
+// isBase64 implements R4's (\s*([0-9a-zA-Z\+/=]){4}\s*)+ without the
+// regexp engine, as attachments can be megabytes long.
+func isBase64(s string) bool {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f':
+		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '+', c == '/', c == '=':
+			n++
+		default:
+			return false
+		}
+	}
+	return n > 0 && n%4 == 0
+}
