@@ -1,0 +1,15 @@
+// Package httpapi is careflow's HTTP surface: /api/v1 (JSON), /fhir/R4 (FHIR
+// REST) and the operational endpoints (/healthz, /readyz, /metrics).
+//
+// Handlers are thin: decode and validate the input, call the domain, encode
+// the result. Every error goes through one function (writeError) that maps
+// an errs.Kind to a status code and to an RFC 9457 problem+json body on
+// /api/... or a FHIR OperationOutcome on /fhir/..., so clients see one
+// consistent shape and internals never leak: an internal error's body holds
+// only the request id.
+//
+// Middleware order, outermost first: request id → access log and metrics →
+// panic recovery → security headers → body size limit → routing.
+// The access log records method, route pattern, status, bytes and duration;
+// never query strings, bodies or headers, which may carry PHI.
+package httpapi

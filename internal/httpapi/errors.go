@@ -1,0 +1,148 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+
+	"github.com/careflow/careflow/internal/errs"
+	"github.com/careflow/careflow/internal/fhir"
+)
+
+// statusOf maps an error kind to its HTTP status. This is the only place
+// the mapping lives.
+func statusOf(k errs.Kind) int {
+	switch k {
+	case errs.Invalid:
+		return http.StatusBadRequest
+	case errs.NotFound:
+		return http.StatusNotFound
+	case errs.Conflict:
+		return http.StatusConflict
+	case errs.PreconditionFailed:
+		return http.StatusPreconditionFailed
+	case errs.Unauthenticated:
+		return http.StatusUnauthorized
+	case errs.Forbidden:
+		return http.StatusForbidden
+	case errs.RateLimited:
+		return http.StatusTooManyRequests
+	case errs.Unavailable:
+		return http.StatusServiceUnavailable
+	case errs.TooLarge:
+		return http.StatusRequestEntityTooLarge
+	case errs.UnsupportedMedia:
+		return http.StatusUnsupportedMediaType
+	case errs.MethodNotAllowed:
+		return http.StatusMethodNotAllowed
+	case errs.Unprocessable:
+		return http.StatusUnprocessableEntity
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// fhirIssueCode maps a kind to the FHIR IssueType code.
+func fhirIssueCode(k errs.Kind) string {
+	switch k {
+	case errs.Invalid:
+		return "invalid"
+	case errs.NotFound:
+		return "not-found"
+	case errs.Conflict, errs.PreconditionFailed:
+		return "conflict"
+	case errs.Unauthenticated:
+		return "login"
+	case errs.Forbidden:
+		return "forbidden"
+	case errs.RateLimited:
+		return "throttled"
+	case errs.Unavailable:
+		return "transient"
+	case errs.TooLarge:
+		return "too-long"
+	case errs.UnsupportedMedia, errs.MethodNotAllowed:
+		return "not-supported"
+	case errs.Unprocessable:
+		return "processing"
+	default:
+		return "exception"
+	}
+}
+
+// Problem is an RFC 9457 problem details body, with careflow's extension
+// members request_id and field.
+type Problem struct {
+	Type      string `json:"type"`
+	Title     string `json:"title"`
+	Status    int    `json:"status"`
+	Detail    string `json:"detail,omitempty"`
+	Instance  string `json:"instance,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
+	Field     string `json:"field,omitempty"`
+}
+
+// problemTypeBase prefixes each kind to make the problem type URI; a URN
+// because the kinds are careflow's vocabulary, not web pages.
+const problemTypeBase = "urn:careflow:problem:"
+
+func errNoRoute() *errs.Error { return errs.E(errs.NotFound, "no such route") }
+
+func errMethodNotAllowed(method string) *errs.Error {
+	return errs.E(errs.MethodNotAllowed, "method %s is not allowed on this route", method)
+}
+
+// writeError answers with err in the shape of the surface the request is on.
+// Internal errors are logged here (once) with the request id and answered
+// with no detail beyond that id.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	kind := errs.KindOf(err)
+	status := statusOf(kind)
+	reqID := RequestID(r.Context())
+	detail := "internal error; quote request id " + reqID + " to the operator"
+	field := ""
+	if e, ok := errs.As(err); ok && kind != errs.Internal {
+		detail = e.Message
+		field = e.Field
+		if e.RetryAfterSeconds > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(e.RetryAfterSeconds))
+		}
+	}
+	if kind == errs.Internal {
+		s.logger.Error("internal error", "request_id", reqID, "error", err.Error())
+	}
+	if kind == errs.Unauthenticated {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="careflow"`)
+	}
+	if isFHIR(r) {
+		oo := fhir.NewOutcome("error", fhirIssueCode(kind), detail)
+		if field != "" {
+			oo.Issue[0].Expression = []string{field}
+		}
+		writeJSON(w, "application/fhir+json", status, oo)
+		return
+	}
+	writeJSON(w, "application/problem+json", status, Problem{
+		Type:      problemTypeBase + string(kind),
+		Title:     http.StatusText(status),
+		Status:    status,
+		Detail:    detail,
+		Instance:  r.URL.Path,
+		RequestID: reqID,
+		Field:     field,
+	})
+}
+
+// writeJSON encodes v with the content type and status.
+func writeJSON(w http.ResponseWriter, contentType string, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		// Only a programming error (an unencodable type) gets here.
+		http.Error(w, `{"title":"Internal Server Error","status":500}`, http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)+1))
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n'))
+}

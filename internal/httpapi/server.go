@@ -1,0 +1,162 @@
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/careflow/careflow/internal/store"
+)
+
+// DefaultMaxBodyBytes bounds request bodies unless configured otherwise. A
+// large FHIR transaction Bundle (a Synthea patient) is a few megabytes.
+const DefaultMaxBodyBytes = 16 << 20
+
+// ReadyCheck is a named readiness condition beyond the database (workers
+// running, a key ring loaded).
+type ReadyCheck struct {
+	Name  string
+	Check func(context.Context) error
+}
+
+// Options are the server's dependencies.
+type Options struct {
+	Logger *slog.Logger
+	DB     *store.DB
+	// Registry receives the HTTP metrics and is served at /metrics.
+	Registry     *prometheus.Registry
+	MaxBodyBytes int64
+	Version      string
+	ReadyChecks  []ReadyCheck
+}
+
+// Server holds the routes and their dependencies.
+type Server struct {
+	opts    Options
+	logger  *slog.Logger
+	mux     *http.ServeMux
+	metrics *httpMetrics
+	handler http.Handler
+
+	mu       sync.Mutex
+	patterns []string
+}
+
+// New builds a server with the operational routes registered.
+func New(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	s := &Server{
+		opts:    opts,
+		logger:  opts.Logger,
+		mux:     http.NewServeMux(),
+		metrics: newHTTPMetrics(opts.Registry),
+	}
+	s.routes()
+	s.handler = s.requestID(s.accessLog(s.recoverPanics(securityHeaders(s.limitBody(http.HandlerFunc(s.dispatch))))))
+	return s
+}
+
+// Handler is the server's root handler with all middleware.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+func (s *Server) routes() {
+	s.handleFunc("GET /healthz", s.healthz)
+	s.handleFunc("GET /readyz", s.readyz)
+	s.handle("GET /metrics", promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelError),
+		EnableOpenMetrics: true,
+	}))
+	s.handleFunc("GET /api/v1/openapi.json", s.openAPI)
+}
+
+// handle registers h under a Go 1.22 method pattern and records the pattern
+// for the access log, the metrics and the OpenAPI completeness test.
+func (s *Server) handle(pattern string, h http.Handler) {
+	s.mu.Lock()
+	s.patterns = append(s.patterns, pattern)
+	s.mu.Unlock()
+	s.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if info := infoFrom(r.Context()); info != nil {
+			info.route = pattern
+		}
+		h.ServeHTTP(w, r)
+	}))
+}
+
+func (s *Server) handleFunc(pattern string, h http.HandlerFunc) { s.handle(pattern, h) }
+
+// Patterns lists the registered route patterns, sorted.
+func (s *Server) Patterns() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := append([]string(nil), s.patterns...)
+	sort.Strings(out)
+	return out
+}
+
+// dispatch routes a request. Requests that match no route get our own 404
+// or 405 in the right error shape rather than the mux's plain text.
+func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
+	h, pattern := s.mux.Handler(r)
+	if pattern != "" {
+		s.mux.ServeHTTP(w, r)
+		return
+	}
+	// The mux's fallback handler tells 404 from 405 (and sets Allow); run it
+	// against a recorder and answer in our shape.
+	rec := &statusRecorder{header: http.Header{}}
+	h.ServeHTTP(rec, r)
+	switch rec.status {
+	case http.StatusMethodNotAllowed:
+		if allow := rec.header.Get("Allow"); allow != "" {
+			w.Header().Set("Allow", allow)
+		}
+		s.writeError(w, r, errMethodNotAllowed(r.Method))
+	case http.StatusMovedPermanently, http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		// Path cleaning redirects (double slashes, trailing slash on a
+		// subtree) are safe to pass on.
+		for k, v := range rec.header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.status)
+	default:
+		s.writeError(w, r, errNoRoute())
+	}
+}
+
+// statusRecorder captures what the mux's fallback handler would answer.
+type statusRecorder struct {
+	header http.Header
+	status int
+}
+
+func (r *statusRecorder) Header() http.Header { return r.header }
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return len(b), nil
+}
+func (r *statusRecorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+}
+
+// isFHIR reports whether a request is on the FHIR surface, which answers
+// errors as OperationOutcome.
+func isFHIR(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, "/fhir/") }
