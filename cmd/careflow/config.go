@@ -1,0 +1,278 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/careflow/careflow/internal/store"
+)
+
+// Config is everything a careflow command reads from flags and CAREFLOW_*
+// environment variables, validated once at start. A flag beats the
+// environment, which beats the default.
+type Config struct {
+	DataDir   string
+	Database  string
+	LogLevel  slog.Level
+	LogFormat string
+
+	Listen            string
+	MaxBodyBytes      int64
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	ShutdownTimeout   time.Duration
+}
+
+func defaultConfig() Config {
+	return Config{
+		DataDir:           "./careflow-data",
+		LogLevel:          slog.LevelInfo,
+		LogFormat:         "json",
+		Listen:            "127.0.0.1:8080",
+		MaxBodyBytes:      16 << 20,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ShutdownTimeout:   30 * time.Second,
+	}
+}
+
+// option is one setting: a flag, its environment variable and its parser.
+type option struct {
+	name     string
+	arg      string // placeholder for the value in help
+	usage    string
+	def      func(Config) string
+	set      func(*Config, string) error
+	commands []string // which commands take it
+}
+
+// EnvName is the environment variable for a flag: --data-dir → CAREFLOW_DATA_DIR.
+func envName(flagName string) string {
+	return "CAREFLOW_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+var (
+	cmdsDB    = []string{"serve", "migrate"}
+	cmdsServe = []string{"serve"}
+)
+
+// options lists every setting. It is a function, not a package variable, so
+// nothing global is mutable.
+func options() []option {
+	return []option{
+		{name: "data-dir", arg: "DIR", commands: cmdsDB,
+			usage: "folder for the SQLite file, dev-mode keys and local state (created 0700)",
+			def:   func(c Config) string { return c.DataDir },
+			set: func(c *Config, v string) error {
+				if strings.TrimSpace(v) == "" {
+					return errors.New("must not be empty")
+				}
+				c.DataDir = v
+				return nil
+			}},
+		{name: "database", arg: "URL", commands: cmdsDB,
+			usage: "postgres://user@host:port/db for PostgreSQL, or a SQLite file path (default: careflow.db in the data dir)",
+			def:   func(c Config) string { return "" },
+			set: func(c *Config, v string) error {
+				if _, _, err := store.ParseURL(v, "unused"); err != nil {
+					return errors.New(strings.TrimPrefix(err.Error(), "database: "))
+				}
+				c.Database = v
+				return nil
+			}},
+		{name: "log-level", arg: "LEVEL", commands: cmdsDB,
+			usage: "debug, info, warn or error",
+			def:   func(c Config) string { return strings.ToLower(c.LogLevel.String()) },
+			set: func(c *Config, v string) error {
+				switch strings.ToLower(v) {
+				case "debug":
+					c.LogLevel = slog.LevelDebug
+				case "info":
+					c.LogLevel = slog.LevelInfo
+				case "warn", "warning":
+					c.LogLevel = slog.LevelWarn
+				case "error":
+					c.LogLevel = slog.LevelError
+				default:
+					return errors.New("must be debug, info, warn or error")
+				}
+				return nil
+			}},
+		{name: "log-format", arg: "FORMAT", commands: cmdsDB,
+			usage: "json (one object per line) or text",
+			def:   func(c Config) string { return c.LogFormat },
+			set: func(c *Config, v string) error {
+				if v != "json" && v != "text" {
+					return errors.New("must be json or text")
+				}
+				c.LogFormat = v
+				return nil
+			}},
+		{name: "listen", arg: "ADDR", commands: cmdsServe,
+			usage: "host:port to serve HTTP on (port 0 picks a free port)",
+			def:   func(c Config) string { return c.Listen },
+			set: func(c *Config, v string) error {
+				host, port, err := net.SplitHostPort(v)
+				if err != nil {
+					return errors.New("must be host:port, e.g. 127.0.0.1:8080")
+				}
+				if host != "" && net.ParseIP(host) == nil && !validHostname(host) {
+					return fmt.Errorf("host %q is not an IP address or host name", host)
+				}
+				if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+					return fmt.Errorf("port %q must be a number from 0 to 65535", port)
+				}
+				c.Listen = v
+				return nil
+			}},
+		{name: "max-body-bytes", arg: "N", commands: cmdsServe,
+			usage: "largest request body accepted; larger ones get 413",
+			def:   func(c Config) string { return strconv.FormatInt(c.MaxBodyBytes, 10) },
+			set: func(c *Config, v string) error {
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err != nil || n < 1024 {
+					return errors.New("must be a whole number of bytes, at least 1024")
+				}
+				c.MaxBodyBytes = n
+				return nil
+			}},
+		durationOption("read-header-timeout", "time allowed to read request headers", func(c *Config) *time.Duration { return &c.ReadHeaderTimeout }),
+		durationOption("read-timeout", "time allowed to read a whole request", func(c *Config) *time.Duration { return &c.ReadTimeout }),
+		durationOption("write-timeout", "time allowed to write a response", func(c *Config) *time.Duration { return &c.WriteTimeout }),
+		durationOption("idle-timeout", "how long an idle keep-alive connection stays open", func(c *Config) *time.Duration { return &c.IdleTimeout }),
+		durationOption("shutdown-timeout", "how long SIGTERM waits for in-flight requests before giving up", func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
+	}
+}
+
+func durationOption(name, usage string, field func(*Config) *time.Duration) option {
+	return option{name: name, arg: "DURATION", commands: cmdsServe, usage: usage + " (e.g. 30s, 2m)",
+		def: func(c Config) string { return field(&c).String() },
+		set: func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return errors.New("must be a positive duration such as 30s or 2m")
+			}
+			*field(c) = d
+			return nil
+		}}
+}
+
+func validHostname(h string) bool {
+	if len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for _, r := range label {
+			if !(r == '-' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func optionsFor(command string) []option {
+	var out []option
+	for _, o := range options() {
+		for _, c := range o.commands {
+			if c == command {
+				out = append(out, o)
+			}
+		}
+	}
+	return out
+}
+
+// errHelp is returned when the user asked for a command's help.
+var errHelp = errors.New("help requested")
+
+// usageError is a configuration mistake: exit 2 with its one sentence.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// parseConfig reads the command's settings from the environment, then the
+// flags, and validates them. It returns remaining positional arguments.
+func parseConfig(command string, args []string, getenv func(string) string) (Config, []string, error) {
+	cfg := defaultConfig()
+	opts := optionsFor(command)
+	for _, o := range opts {
+		if v := getenv(envName(o.name)); v != "" {
+			if err := o.set(&cfg, v); err != nil {
+				return cfg, nil, usageError{fmt.Sprintf("environment variable %s=%q is invalid: %v", envName(o.name), v, err)}
+			}
+		}
+	}
+	fs := flag.NewFlagSet(command, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	for _, o := range opts {
+		fs.Func(o.name, o.usage, func(v string) error {
+			if err := o.set(&cfg, v); err != nil {
+				return err
+			}
+			return nil
+		})
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, nil, errHelp
+		}
+		return cfg, nil, usageError{flagErrorSentence(err)}
+	}
+	return cfg, fs.Args(), nil
+}
+
+// flagErrorSentence rewrites the flag package's messages into one sentence
+// that names the flag with the dashes a user types.
+func flagErrorSentence(err error) string {
+	msg := err.Error()
+	switch {
+	case strings.HasPrefix(msg, "flag provided but not defined: -"):
+		return fmt.Sprintf("unknown flag --%s", strings.TrimPrefix(msg, "flag provided but not defined: -"))
+	case strings.HasPrefix(msg, "flag needs an argument: -"):
+		return fmt.Sprintf("flag --%s needs a value", strings.TrimPrefix(msg, "flag needs an argument: -"))
+	case strings.HasPrefix(msg, "invalid value "):
+		// invalid value "x" for flag -listen: reason
+		rest := strings.TrimPrefix(msg, "invalid value ")
+		if i := strings.Index(rest, " for flag -"); i >= 0 {
+			val := rest[:i]
+			after := rest[i+len(" for flag -"):]
+			name, reason, _ := strings.Cut(after, ": ")
+			return fmt.Sprintf("flag --%s=%s is invalid: %s", name, strings.Trim(val, `"`), reason)
+		}
+	}
+	return msg
+}
+
+// newLogger builds the process logger on stderr.
+func newLogger(cfg Config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// ensureDataDir creates the data folder private to the owner.
+func ensureDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("cannot create data folder %s: %w", dir, err)
+	}
+	return nil
+}

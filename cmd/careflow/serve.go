@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/careflow/careflow/internal/httpapi"
+	"github.com/careflow/careflow/internal/store"
+)
+
+// serveHooks let tests observe and shape a serve run in-process; production
+// passes the zero value.
+type serveHooks struct {
+	// listening receives the bound address once the server accepts.
+	listening chan<- string
+	// wrap, when set, wraps the root handler.
+	wrap func(http.Handler) http.Handler
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	cfg, rest, code, ok := configOrExit("serve", args, stdout, stderr, getenv)
+	if !ok {
+		return code
+	}
+	if len(rest) > 0 {
+		fmt.Fprintf(stderr, "careflow serve: unexpected argument %q.\n", rest[0])
+		return 2
+	}
+	return serve(ctx, cfg, stderr, serveHooks{})
+}
+
+// openDatabase creates the data folder, opens the database and migrates it.
+func openDatabase(ctx context.Context, cfg Config, logger *slog.Logger) (*store.DB, error) {
+	if err := ensureDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	db, err := store.Open(ctx, store.Config{URL: cfg.Database, DataDir: cfg.DataDir, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := db.Migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// serve runs until SIGINT or SIGTERM, then stops accepting, lets in-flight
+// requests finish (up to the shutdown timeout) and exits 0.
+func serve(ctx context.Context, cfg Config, stderr io.Writer, hooks serveHooks) int {
+	logger := newLogger(cfg, stderr)
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	started := time.Now()
+	db, err := openDatabase(ctx, cfg, logger)
+	if err != nil {
+		logger.Error("cannot open the database", "error", err.Error())
+		return 1
+	}
+	defer db.Close()
+	instance, err := db.InstanceID(ctx)
+	if err != nil {
+		logger.Error("cannot read the instance id", "error", err.Error())
+		return 1
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		db.Collector(),
+	)
+
+	api := httpapi.New(httpapi.Options{
+		Logger:       logger,
+		DB:           db,
+		Registry:     reg,
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		Version:      buildVersion(),
+	})
+	handler := api.Handler()
+	if hooks.wrap != nil {
+		handler = hooks.wrap(handler)
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		logger.Error("cannot listen", "addr", cfg.Listen, "error", err.Error())
+		return 1
+	}
+	logger.Info("careflow listening",
+		"addr", ln.Addr().String(),
+		"database", string(db.Dialect()),
+		"location", db.Location(),
+		"instance", instance,
+		"version", buildVersion(),
+		"startup_ms", time.Since(started).Milliseconds())
+	if hooks.listening != nil {
+		hooks.listening <- ln.Addr().String()
+	}
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	select {
+	case err := <-serveErr:
+		logger.Error("server stopped", "error", err.Error())
+		return 1
+	case <-ctx.Done():
+	}
+	stop() // a second signal now kills the process the default way
+	logger.Info("shutting down: draining in-flight requests", "timeout", cfg.ShutdownTimeout.String())
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		logger.Error("shutdown did not finish in time", "error", err.Error())
+		return 1
+	}
+	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		logger.Error("server stopped", "error", err.Error())
+		return 1
+	}
+	logger.Info("stopped")
+	return 0
+}
+
+func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	cfg, rest, code, ok := configOrExit("migrate", args, stdout, stderr, getenv)
+	if !ok {
+		return code
+	}
+	if len(rest) > 0 {
+		fmt.Fprintf(stderr, "careflow migrate: unexpected argument %q.\n", rest[0])
+		return 2
+	}
+	logger := newLogger(cfg, stderr)
+	if err := ensureDataDir(cfg.DataDir); err != nil {
+		logger.Error("cannot create the data folder", "error", err.Error())
+		return 1
+	}
+	db, err := store.Open(ctx, store.Config{URL: cfg.Database, DataDir: cfg.DataDir, Logger: logger})
+	if err != nil {
+		logger.Error("cannot open the database", "error", err.Error())
+		return 1
+	}
+	defer db.Close()
+	applied, err := db.Migrate(ctx)
+	if err != nil {
+		logger.Error("migration failed", "error", err.Error())
+		return 1
+	}
+	st, err := db.Status(ctx)
+	if err != nil {
+		logger.Error("cannot read migration status", "error", err.Error())
+		return 1
+	}
+	fmt.Fprintf(stdout, "applied %d migration(s); database is at version %d\n", len(applied), st.Applied)
+	return 0
+}
