@@ -96,12 +96,3 @@ func sqliteUnique(err error) bool {
 	}
 	return false
 }
-
-// sqliteBusy reports whether err is SQLite's "database is locked".
-func sqliteBusy(err error) bool {
-	var se *sqlite.Error
-	if !errors.As(err, &se) {
-		return false
-	}
-	return se.Code()&0xff == sqlite3.SQLITE_BUSY || se.Code()&0xff == sqlite3.SQLITE_LOCKED
-}

@@ -1,0 +1,38 @@
+# careflow. Everything here works from a clean clone with only Go installed;
+# the PostgreSQL half of the tests runs when CAREFLOW_TEST_POSTGRES is set.
+GO          ?= go
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+PKGS        ?= ./...
+BENCHTIME   ?= 5s
+FUZZTIME    ?= 30s
+
+.PHONY: run build test lint bench fuzz soak clean
+
+run: ## run careflow on the embedded SQLite default
+	$(GO) run ./cmd/careflow serve
+
+build:
+	$(GO) build -o bin/careflow ./cmd/careflow
+	$(GO) build -o bin/loadgen ./cmd/loadgen
+
+test: ## all tests with the race detector (under 10 minutes on 2 cores)
+	$(GO) test -race -count=1 -timeout 9m $(PKGS)
+
+lint: ## gofmt, go vet, staticcheck
+	@unformatted="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
+	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) run $(STATICCHECK) $(PKGS)
+
+bench: build ## Go benchmarks on both backends, then the HTTP load harness
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 1 $(PKGS)
+	./scripts/bench-http.sh
+
+fuzz: ## each Fuzz target for FUZZTIME
+	./scripts/fuzz.sh $(FUZZTIME)
+
+soak: ## the long-running tests at full size
+	CAREFLOW_SOAK=1 $(GO) test -count=1 -timeout 60m $(PKGS)
+
+clean:
+	rm -rf bin

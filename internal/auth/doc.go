@@ -1,0 +1,14 @@
+// Package auth decides who a request acts for and what it may do.
+//
+// Authentication: local accounts (argon2id password hashes) that receive
+// short-lived EdDSA access JWTs and rotating, revocable refresh tokens, machine
+// clients with scoped credentials, and tokens from external OIDC providers
+// verified against their cached JWKS. Every token check pins algorithm,
+// issuer, audience, expiry and not-before.
+//
+// Authorization: deny by default. Effective permission = the role's policy
+// (resource type × action × visible fields) ∩ the token's scopes ∩ the
+// patient's consent for the purpose, checked per record and again on
+// responses. Clinicians reach only patients of their care teams or assigned
+// work, or one patient for a limited time after break-the-glass.
+package auth
