@@ -1,0 +1,36 @@
+// Package engine runs careflow's durable workflows: the revenue-cycle
+// journeys and the clinical workflows, which take days, wait on payers and
+// people, and must survive crashes of any node at any moment.
+//
+// A Definition is Go code: a name, a version and an ordered list of Steps.
+// A step either acts (Do, which may call the outside world) or waits (for a
+// timer, a signal, or a human task). Each step has a condition, a retry
+// policy and a timeout. A run keeps the definition version it started with;
+// new runs take the newest registered version.
+//
+// Each step of a run is one River job (riverqueue/river, on SQLite through
+// riversqlite and on PostgreSQL through riverpgxv5). Invariants:
+//
+//   - One transaction per step: the step's recorded execution, the run's
+//     transition (engine_runs, engine_transitions), its outbox event and the
+//     River job of the next step commit together, and the finished River job
+//     is completed in that same transaction (river.JobCompleteTx).
+//   - A job only acts if, under the run's row lock, the run is still at the
+//     job's (step, visit, attempt). Anything else is a stale job (a run that
+//     was cancelled, a duplicate delivery after a crash) and is dropped, so a
+//     step's result commits at most once.
+//   - Outside effects carry IdempotencyKey: it is derived from the run, the
+//     step and the step's visit (the logical attempt: how many times the run
+//     entered the step on purpose), so a re-delivery after a crash and a
+//     retry after an error both present the same key and the receiver
+//     applies the effect once. A run that loops back into a step gets a new
+//     visit and therefore a new key.
+//   - Waiting is a state, not a goroutine: a waiting run holds what it waits
+//     for in its row. A signal is stored (deduplicated by its id) whether or
+//     not the run waits yet; a run that reaches the wait consumes it.
+//   - Retries are the engine's, not River's: a failed attempt is recorded and
+//     the next attempt is a new job scheduled after the backoff, so attempts
+//     are counted in our tables and survive restarts.
+//
+// The package has no HTTP code; internal/httpapi calls the Engine's methods.
+package engine

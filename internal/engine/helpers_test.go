@@ -1,0 +1,129 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/careflow/careflow/internal/store"
+)
+
+// testNode is an engine under test with its own metrics registry.
+type testNode struct {
+	*Engine
+	reg *prometheus.Registry
+}
+
+type nodeOpts struct {
+	defs    []*Definition
+	clock   func() time.Time
+	noStart bool
+	nodeID  string
+	workers int
+}
+
+// newNode builds (and unless told otherwise starts) an engine on db with
+// the built-in definitions and defs; it stops when the test ends.
+func newNode(t *testing.T, db *store.DB, o nodeOpts) *testNode {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := MigrateRiver(ctx, db, nil); err != nil {
+		t.Fatalf("river migrations: %v", err)
+	}
+	reg := NewRegistry()
+	if err := RegisterBuiltins(reg, BuiltinOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range o.defs {
+		if err := reg.Register(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pr := prometheus.NewRegistry()
+	e, err := New(Config{DB: db, Registry: reg, Registerer: pr, Clock: o.clock, NodeID: o.nodeID, Workers: o.workers,
+		HousekeepingInterval: 200 * time.Millisecond, FetchPollInterval: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &testNode{Engine: e, reg: pr}
+	if !o.noStart {
+		n.start(t)
+	}
+	return n
+}
+
+func (n *testNode) start(t *testing.T) {
+	t.Helper()
+	if err := n.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := n.Stop(ctx); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	})
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	delay := 5 * time.Millisecond
+	for {
+		ok, err := cond()
+		if err != nil {
+			t.Fatalf("waiting for %s: %v", what, err)
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		timer := time.NewTimer(delay)
+		<-timer.C
+		delay = min(delay*2, 100*time.Millisecond)
+	}
+}
+
+// waitStatus waits for a run to reach a status and returns it.
+func waitStatus(t *testing.T, e *Engine, id string, want Status, timeout time.Duration) *Run {
+	t.Helper()
+	var r *Run
+	waitFor(t, timeout, fmt.Sprintf("run %s to be %s", id, want), func() (bool, error) {
+		var err error
+		r, err = e.GetRun(context.Background(), id)
+		if err != nil {
+			return false, err
+		}
+		if r.Status.Final() && r.Status != want {
+			return false, fmt.Errorf("run ended %s (%s), want %s", r.Status, r.Error, want)
+		}
+		return r.Status == want, nil
+	})
+	return r
+}
+
+// fakeClock is a settable clock.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}

@@ -1,0 +1,200 @@
+package engine
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/riverdriver/riversqlite"
+	"github.com/riverqueue/river/rivermigrate"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/careflow/careflow/internal/store"
+)
+
+// queueName is the River queue the engine's jobs live in, apart from any
+// other River use in the binary.
+const queueName = "engine"
+
+// stepArgs is the River job of one step delivery. A job acts only if the run
+// is still at (Epoch, Step, Visit, Attempt); Wake distinguishes the first
+// delivery of a wait step (0) from its timer or deadline wake-up (1), which
+// would otherwise have the same arguments as the job that scheduled it.
+type stepArgs struct {
+	RunID   string `json:"run_id"`
+	Epoch   int    `json:"epoch"`
+	Step    string `json:"step"`
+	Visit   int    `json:"visit"`
+	Attempt int    `json:"attempt"`
+	Wake    int    `json:"wake,omitempty"`
+}
+
+func (stepArgs) Kind() string { return "careflow.engine.step" }
+
+// uniqueStates leaves out completed (and the other final states): a job
+// with the same arguments may be inserted again once the first is done, but
+// never while one is pending or running.
+var uniqueStates = []rivertype.JobState{
+	rivertype.JobStateAvailable,
+	rivertype.JobStatePending,
+	rivertype.JobStateRetryable,
+	rivertype.JobStateRunning,
+	rivertype.JobStateScheduled,
+}
+
+func (stepArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{
+		Queue: queueName,
+		// River's own retries only cover failures of the engine itself (the
+		// database was unreachable at commit); step failures are retried by
+		// the engine with the step's policy.
+		MaxAttempts: 50,
+		UniqueOpts:  river.UniqueOpts{ByArgs: true, ByState: uniqueStates},
+	}
+}
+
+// jobQueue is the part of a River client the engine uses, for either
+// driver: River's client is generic over the transaction type, the engine
+// is not.
+type jobQueue interface {
+	insertTx(ctx context.Context, tx store.Tx, args stepArgs, at time.Time) error
+	completeTx(ctx context.Context, tx store.Tx, job *river.Job[stepArgs]) error
+	start(ctx context.Context) error
+	stop(ctx context.Context) error
+	stopAndCancel(ctx context.Context) error
+}
+
+func insertOpts(at time.Time) *river.InsertOpts {
+	if at.IsZero() {
+		return nil
+	}
+	return &river.InsertOpts{ScheduledAt: at}
+}
+
+type sqliteQueue struct{ c *river.Client[*sql.Tx] }
+
+func (q sqliteQueue) insertTx(ctx context.Context, tx store.Tx, args stepArgs, at time.Time) error {
+	stx, ok := store.SQLTx(tx)
+	if !ok {
+		return errors.New("engine: not a SQLite transaction")
+	}
+	_, err := q.c.InsertTx(ctx, stx, args, insertOpts(at))
+	return err
+}
+
+func (q sqliteQueue) completeTx(ctx context.Context, tx store.Tx, job *river.Job[stepArgs]) error {
+	stx, ok := store.SQLTx(tx)
+	if !ok {
+		return errors.New("engine: not a SQLite transaction")
+	}
+	_, err := river.JobCompleteTx[*riversqlite.Driver](ctx, stx, job)
+	return err
+}
+
+func (q sqliteQueue) start(ctx context.Context) error         { return q.c.Start(ctx) }
+func (q sqliteQueue) stop(ctx context.Context) error          { return q.c.Stop(ctx) }
+func (q sqliteQueue) stopAndCancel(ctx context.Context) error { return q.c.StopAndCancel(ctx) }
+
+type pgQueue struct{ c *river.Client[pgx.Tx] }
+
+func (q pgQueue) insertTx(ctx context.Context, tx store.Tx, args stepArgs, at time.Time) error {
+	ptx, ok := store.PgxTx(tx)
+	if !ok {
+		return errors.New("engine: not a PostgreSQL transaction")
+	}
+	_, err := q.c.InsertTx(ctx, ptx, args, insertOpts(at))
+	return err
+}
+
+func (q pgQueue) completeTx(ctx context.Context, tx store.Tx, job *river.Job[stepArgs]) error {
+	ptx, ok := store.PgxTx(tx)
+	if !ok {
+		return errors.New("engine: not a PostgreSQL transaction")
+	}
+	_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, ptx, job)
+	return err
+}
+
+func (q pgQueue) start(ctx context.Context) error         { return q.c.Start(ctx) }
+func (q pgQueue) stop(ctx context.Context) error          { return q.c.Stop(ctx) }
+func (q pgQueue) stopAndCancel(ctx context.Context) error { return q.c.StopAndCancel(ctx) }
+
+// riverMigrateLockKey serialises River's migrations across nodes: River's
+// migrator reads the applied versions and then applies the rest, so two
+// nodes starting together would otherwise both try version 1. A different
+// key from internal/store's, so the two locks never wait on each other.
+const riverMigrateLockKey int64 = 0x63666c7772697672 // "cflwrivr"
+
+// MigrateRiver applies River's own schema migrations for the database's
+// dialect, under the same guarantee as store.Migrate: concurrent callers on
+// one database all succeed and each migration is applied once.
+//
+// On PostgreSQL a session advisory lock on a dedicated connection is held
+// while River's migrator runs through the pool, so that each River
+// migration keeps its own transaction (some cannot share one). On SQLite the
+// whole migration runs inside one write transaction (BEGIN IMMEDIATE takes
+// the file's write lock first), which other processes wait for.
+func MigrateRiver(ctx context.Context, db *store.DB, logger *slog.Logger) ([]int, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	versions := func(res *rivermigrate.MigrateResult) []int {
+		var out []int
+		for _, v := range res.Versions {
+			out = append(out, v.Version)
+		}
+		return out
+	}
+	if db.Dialect() == store.SQLite {
+		m, err := rivermigrate.New(riversqlite.New(db.SQLiteWriter()), &rivermigrate.Config{Logger: logger})
+		if err != nil {
+			return nil, fmt.Errorf("river migrations: %w", err)
+		}
+		var applied []int
+		err = db.Tx(ctx, func(tx store.Tx) error {
+			stx, _ := store.SQLTx(tx)
+			//lint:ignore SA1019 the one-transaction form is what gives SQLite its lock; River's SQLite migrations are plain DDL that SQLite runs transactionally.
+			res, err := m.MigrateTx(ctx, stx, rivermigrate.DirectionUp, nil)
+			if err != nil {
+				return err
+			}
+			applied = versions(res)
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("river migrations: %w", err)
+		}
+		return applied, nil
+	}
+	pool := db.Pool()
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("river migrations: acquire connection: %w", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, riverMigrateLockKey); err != nil {
+		return nil, fmt.Errorf("river migrations: take advisory lock: %w", err)
+	}
+	defer func() {
+		if _, err := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, riverMigrateLockKey); err != nil {
+			// A connection that may still hold the lock must not go back to
+			// the pool.
+			_ = conn.Conn().Close(context.WithoutCancel(ctx))
+		}
+	}()
+	m, err := rivermigrate.New(riverpgxv5.New(pool), &rivermigrate.Config{Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("river migrations: %w", err)
+	}
+	res, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil)
+	if err != nil {
+		return nil, fmt.Errorf("river migrations: %w", err)
+	}
+	return versions(res), nil
+}

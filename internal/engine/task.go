@@ -1,0 +1,434 @@
+package engine
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/careflow/careflow/internal/errs"
+	"github.com/careflow/careflow/internal/store"
+)
+
+// TaskStatus is a human task's state.
+type TaskStatus string
+
+// Task states; completed and cancelled are final.
+const (
+	TaskOpen      TaskStatus = "open"
+	TaskClaimed   TaskStatus = "claimed"
+	TaskCompleted TaskStatus = "completed"
+	TaskCancelled TaskStatus = "cancelled"
+)
+
+// Task is a decision a person must make for a run to go on.
+type Task struct {
+	ID          string          `json:"id"`
+	RunID       string          `json:"run_id"`
+	Step        string          `json:"step"`
+	Visit       int             `json:"visit"`
+	Title       string          `json:"title"`
+	Role        string          `json:"role,omitempty"`
+	Assignee    string          `json:"assignee,omitempty"`
+	Status      TaskStatus      `json:"status"`
+	Decisions   []string        `json:"decisions,omitempty"`
+	Decision    string          `json:"decision,omitempty"`
+	Result      json.RawMessage `json:"result,omitempty"`
+	CompletedBy string          `json:"completed_by,omitempty"`
+	DueAt       *time.Time      `json:"due_at,omitempty"`
+	EscalateAt  *time.Time      `json:"escalate_at,omitempty"`
+	EscalateTo  string          `json:"escalate_to,omitempty"`
+	EscalatedAt *time.Time      `json:"escalated_at,omitempty"`
+	RowVersion  int64           `json:"version_tag"`
+	CreatedAt   time.Time       `json:"created_at"`
+	UpdatedAt   time.Time       `json:"updated_at"`
+	CompletedAt *time.Time      `json:"completed_at,omitempty"`
+}
+
+// Actor is the person acting on a task: their user id and roles, as
+// authenticated by the caller.
+type Actor struct {
+	User  string
+	Roles []string
+}
+
+// mayWork reports whether the actor is someone the task is meant for.
+func (t *Task) mayWork(a Actor) bool {
+	if t.Assignee != "" {
+		return t.Assignee == a.User
+	}
+	return t.Role == "" || slices.Contains(a.Roles, t.Role)
+}
+
+const taskColumns = `id, run_id, step, visit, title, role, assignee, status, decisions, decision, result, completed_by,
+	due_at, escalate_at, escalate_to, escalated_at, row_version, created_at, updated_at, completed_at`
+
+func scanTask(s scanner) (*Task, error) {
+	var (
+		t                                                Task
+		role, assignee, decision, result, by, escalateTo sql.NullString
+		status, decisions                                string
+	)
+	if err := s.Scan(&t.ID, &t.RunID, &t.Step, &t.Visit, &t.Title, &role, &assignee, &status, &decisions, &decision, &result, &by,
+		&t.DueAt, &t.EscalateAt, &escalateTo, &t.EscalatedAt, &t.RowVersion, &t.CreatedAt, &t.UpdatedAt, &t.CompletedAt); err != nil {
+		return nil, err
+	}
+	t.Role, t.Assignee, t.Status, t.Decision, t.CompletedBy, t.EscalateTo = role.String, assignee.String, TaskStatus(status), decision.String, by.String, escalateTo.String
+	if result.Valid {
+		t.Result = json.RawMessage(result.String)
+	}
+	if err := json.Unmarshal([]byte(decisions), &t.Decisions); err != nil {
+		return nil, fmt.Errorf("task %s: decode decisions: %w", t.ID, err)
+	}
+	return &t, nil
+}
+
+func getTask(ctx context.Context, q store.Querier, id string) (*Task, error) {
+	t, err := scanTask(q.QueryRow(ctx, `SELECT `+taskColumns+` FROM engine_tasks WHERE id = $1`, id))
+	if errors.Is(err, store.ErrNoRows) {
+		return nil, errs.E(errs.NotFound, "task not found")
+	}
+	return t, err
+}
+
+func (e *Engine) createTask(ctx context.Context, tx store.Tx, r *Run, step string, spec *TaskSpec, now time.Time) (string, error) {
+	if spec.Title == "" || (spec.Role == "" && spec.User == "") {
+		return "", fmt.Errorf("step %s: a task needs a title and a role or a user", step)
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return "", err
+	}
+	decisions, _ := json.Marshal(spec.Decisions)
+	if spec.Decisions == nil {
+		decisions = []byte("[]")
+	}
+	var due, escalate *time.Time
+	if spec.Due > 0 {
+		d := now.Add(spec.Due)
+		due = &d
+	}
+	if spec.EscalateAfter > 0 && spec.EscalateTo != "" {
+		x := now.Add(spec.EscalateAfter)
+		escalate = &x
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO engine_tasks (id, run_id, step, visit, title, role, assignee, status, decisions,
+		due_at, escalate_at, escalate_to, row_version, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8, $9, $10, $11, 1, $12, $12)`,
+		id.String(), r.ID, step, r.Visit, spec.Title, nullable(spec.Role), nullable(spec.User), string(decisions),
+		due, escalate, nullable(spec.EscalateTo), now); err != nil {
+		return "", fmt.Errorf("create task: %w", err)
+	}
+	extra := map[string]any{"task_id": id.String()}
+	if spec.Role != "" {
+		extra["role"] = spec.Role
+	}
+	if err := writeOutbox(ctx, tx, "workflow.task.created", r.ID, taskEventPayload(r, id.String(), extra), now); err != nil {
+		return "", err
+	}
+	return id.String(), nil
+}
+
+func taskEventPayload(r *Run, taskID string, extra map[string]any) map[string]any {
+	p := map[string]any{"run_id": r.ID, "definition": r.Definition, "version": r.Version, "task_id": taskID, "step": r.CurrentStep}
+	for k, v := range extra {
+		p[k] = v
+	}
+	return p
+}
+
+func cancelOpenTasks(ctx context.Context, tx store.Tx, runID string, now time.Time) error {
+	_, err := tx.Exec(ctx, `UPDATE engine_tasks SET status = 'cancelled', updated_at = $1, row_version = row_version + 1
+		WHERE run_id = $2 AND status IN ('open', 'claimed')`, now, runID)
+	return err
+}
+
+// GetTask returns a task.
+func (e *Engine) GetTask(ctx context.Context, id string) (*Task, error) {
+	return getTask(ctx, e.db.Reader(), id)
+}
+
+// TaskFilter selects tasks; zero fields do not filter.
+type TaskFilter struct {
+	Status   TaskStatus
+	Role     string
+	Assignee string
+	RunID    string
+	// Overdue selects unfinished tasks past their due date.
+	Overdue bool
+	// Limit caps the page (default 100, at most 1000); After is the last id
+	// of the previous page.
+	Limit int
+	After string
+}
+
+// ListTasks lists tasks in creation order (ids are time-ordered).
+func (e *Engine) ListTasks(ctx context.Context, f TaskFilter) ([]*Task, error) {
+	var (
+		where []string
+		args  []any
+	)
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, fmt.Sprintf(cond, len(args)))
+	}
+	if f.Status != "" {
+		add("status = $%d", string(f.Status))
+	}
+	if f.Role != "" {
+		add("role = $%d", f.Role)
+	}
+	if f.Assignee != "" {
+		add("assignee = $%d", f.Assignee)
+	}
+	if f.RunID != "" {
+		add("run_id = $%d", f.RunID)
+	}
+	if f.Overdue {
+		add("status IN ('open', 'claimed') AND due_at < $%d", e.now())
+	}
+	if f.After != "" {
+		add("id > $%d", f.After)
+	}
+	q := `SELECT ` + taskColumns + ` FROM engine_tasks`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += fmt.Sprintf(" ORDER BY id LIMIT %d", pageLimit(f.Limit))
+	rows, err := e.db.Reader().Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*Task
+	for rows.Next() {
+		t, err := scanTask(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+func pageLimit(n int) int {
+	switch {
+	case n <= 0:
+		return 100
+	case n > 1000:
+		return 1000
+	}
+	return n
+}
+
+// taskOp runs fn on a task with its run locked (run first, then task: the
+// same order as every other writer).
+func (e *Engine) taskOp(ctx context.Context, id string, expectVersion int64, fn func(tx store.Tx, r *Run, t *Task, now time.Time) error) (*Task, error) {
+	var out *Task
+	err := e.db.Tx(ctx, func(tx store.Tx) error {
+		var runID string
+		if err := tx.QueryRow(ctx, `SELECT run_id FROM engine_tasks WHERE id = $1`, id).Scan(&runID); err != nil {
+			if errors.Is(err, store.ErrNoRows) {
+				return errs.E(errs.NotFound, "task not found")
+			}
+			return err
+		}
+		r, err := lockRun(ctx, tx, runID)
+		if err != nil {
+			return err
+		}
+		t, err := scanTask(tx.QueryRow(ctx, `SELECT `+taskColumns+` FROM engine_tasks WHERE id = $1`+tx.Dialect().ForUpdate(), id))
+		if err != nil {
+			return err
+		}
+		if expectVersion != 0 && t.RowVersion != expectVersion {
+			return errs.E(errs.PreconditionFailed, "task changed (version %d, expected %d)", t.RowVersion, expectVersion)
+		}
+		if t.Status == TaskCompleted || t.Status == TaskCancelled {
+			return errs.E(errs.Conflict, "task is already %s", t.Status)
+		}
+		now := e.now()
+		if err := fn(tx, r, t, now); err != nil {
+			return err
+		}
+		t.RowVersion++
+		t.UpdatedAt = now
+		var result any
+		if t.Result != nil {
+			result = string(t.Result)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE engine_tasks SET role = $1, assignee = $2, status = $3, decision = $4, result = $5,
+			completed_by = $6, escalated_at = $7, row_version = $8, updated_at = $9, completed_at = $10 WHERE id = $11`,
+			nullable(t.Role), nullable(t.Assignee), string(t.Status), nullable(t.Decision), result,
+			nullable(t.CompletedBy), t.EscalatedAt, t.RowVersion, now, t.CompletedAt, t.ID); err != nil {
+			return err
+		}
+		out = t
+		return nil
+	})
+	return out, err
+}
+
+func (e *Engine) taskEvent(ctx context.Context, tx store.Tx, r *Run, t *Task, event string, extra map[string]any) error {
+	if extra == nil {
+		extra = map[string]any{}
+	}
+	extra["task_id"] = t.ID
+	return e.transition(ctx, tx, r, event, r.Status, t.Step, 0, "", extra)
+}
+
+// ClaimTask assigns an open task to the actor, who must be its assignee or
+// hold its role.
+func (e *Engine) ClaimTask(ctx context.Context, id string, actor Actor, expectVersion int64) (*Task, error) {
+	return e.taskOp(ctx, id, expectVersion, func(tx store.Tx, r *Run, t *Task, now time.Time) error {
+		if actor.User == "" {
+			return errs.E(errs.Invalid, "a user is required to claim a task").InField("user")
+		}
+		if t.Status == TaskClaimed {
+			if t.Assignee == actor.User {
+				return nil
+			}
+			return errs.E(errs.Conflict, "task is claimed by someone else")
+		}
+		if !t.mayWork(actor) {
+			return errs.E(errs.Forbidden, "task is assigned to another role or user")
+		}
+		t.Status, t.Assignee = TaskClaimed, actor.User
+		return e.taskEvent(ctx, tx, r, t, "task.claimed", nil)
+	})
+}
+
+// CompleteTask records the actor's decision (one of the task's decisions,
+// when it lists any) and an optional result (JSON, no readable PHI). A run
+// waiting for the task moves on in the same transaction. The actor must
+// have claimed the task, or be eligible to (the claim is then implicit).
+func (e *Engine) CompleteTask(ctx context.Context, id string, actor Actor, decision string, result any, expectVersion int64) (*Task, error) {
+	var resultJSON []byte
+	if result != nil {
+		switch v := result.(type) {
+		case json.RawMessage:
+			if !json.Valid(v) {
+				return nil, errs.E(errs.Invalid, "result is not valid JSON").InField("result")
+			}
+			resultJSON = v
+		default:
+			b, err := json.Marshal(v)
+			if err != nil {
+				return nil, errs.Wrap(errs.Invalid, err, "result cannot be encoded as JSON").InField("result")
+			}
+			resultJSON = b
+		}
+	}
+	return e.taskOp(ctx, id, expectVersion, func(tx store.Tx, r *Run, t *Task, now time.Time) error {
+		if actor.User == "" {
+			return errs.E(errs.Invalid, "a user is required to complete a task").InField("user")
+		}
+		if decision == "" {
+			return errs.E(errs.Invalid, "a decision is required").InField("decision")
+		}
+		if len(t.Decisions) > 0 && !slices.Contains(t.Decisions, decision) {
+			return errs.E(errs.Invalid, "decision must be one of %s", strings.Join(t.Decisions, ", ")).InField("decision")
+		}
+		switch {
+		case t.Status == TaskClaimed && t.Assignee != actor.User:
+			return errs.E(errs.Conflict, "task is claimed by someone else")
+		case t.Status == TaskOpen && !t.mayWork(actor):
+			return errs.E(errs.Forbidden, "task is assigned to another role or user")
+		}
+		t.Status, t.Assignee, t.Decision, t.Result, t.CompletedBy, t.CompletedAt = TaskCompleted, actor.User, decision, resultJSON, actor.User, &now
+		if err := e.taskEvent(ctx, tx, r, t, "task.completed", map[string]any{"decision": decision}); err != nil {
+			return err
+		}
+		// The task row is written by taskOp after fn; write it now so that
+		// resolving the wait below reads the completed task.
+		if _, err := tx.Exec(ctx, `UPDATE engine_tasks SET status = 'completed', assignee = $1, decision = $2, result = $3,
+			completed_by = $1, completed_at = $4 WHERE id = $5`, actor.User, decision, nullableBytes(resultJSON), now, t.ID); err != nil {
+			return err
+		}
+		if r.Status == StatusWaiting && r.Wait != nil && r.Wait.Kind == "task" && r.Wait.TaskID == t.ID {
+			_, err := e.resolveNow(ctx, tx, r)
+			return err
+		}
+		return nil
+	})
+}
+
+func nullableBytes(b []byte) any {
+	if b == nil {
+		return nil
+	}
+	return string(b)
+}
+
+// ReassignTask moves an unfinished task to another role and/or user,
+// releasing any claim.
+func (e *Engine) ReassignTask(ctx context.Context, id string, role, user string, expectVersion int64) (*Task, error) {
+	if role == "" && user == "" {
+		return nil, errs.E(errs.Invalid, "a role or a user is required").InField("role")
+	}
+	return e.taskOp(ctx, id, expectVersion, func(tx store.Tx, r *Run, t *Task, now time.Time) error {
+		if role != "" {
+			t.Role = role
+		}
+		t.Assignee = user
+		t.Status = TaskOpen
+		extra := map[string]any{}
+		if role != "" {
+			extra["role"] = role
+		}
+		return e.taskEvent(ctx, tx, r, t, "task.reassigned", extra)
+	})
+}
+
+// EscalateDueTasks moves every unfinished task whose escalation time has
+// passed to its escalation role, releasing any claim. Every node runs it
+// periodically; each task is escalated once.
+func (e *Engine) EscalateDueTasks(ctx context.Context) (int, error) {
+	now := e.now()
+	rows, err := e.db.Reader().Query(ctx, `SELECT id FROM engine_tasks WHERE status IN ('open', 'claimed')
+		AND escalate_at <= $1 AND escalated_at IS NULL ORDER BY escalate_at LIMIT 500`, now)
+	if err != nil {
+		return 0, err
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, id := range ids {
+		_, err := e.taskOp(ctx, id, 0, func(tx store.Tx, r *Run, t *Task, now time.Time) error {
+			if t.EscalatedAt != nil {
+				return errAlreadyEscalated
+			}
+			t.EscalatedAt = &now
+			t.Role, t.Assignee, t.Status = t.EscalateTo, "", TaskOpen
+			return e.taskEvent(ctx, tx, r, t, "task.escalated", map[string]any{"role": t.EscalateTo})
+		})
+		switch {
+		case err == nil:
+			n++
+		case errors.Is(err, errAlreadyEscalated), errs.Is(err, errs.Conflict), errs.Is(err, errs.NotFound):
+			// Another node got there first, or the task was finished.
+		default:
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+var errAlreadyEscalated = errors.New("task already escalated")

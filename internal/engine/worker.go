@@ -1,0 +1,207 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"github.com/careflow/careflow/internal/store"
+)
+
+// stepWorker is the River worker of every step job.
+type stepWorker struct {
+	river.WorkerDefaults[stepArgs]
+	e *Engine
+}
+
+func (w *stepWorker) Work(ctx context.Context, job *river.Job[stepArgs]) error {
+	return w.e.work(ctx, job)
+}
+
+// maxErrorLen bounds a stored error message.
+const maxErrorLen = 2000
+
+func errorText(err error) string {
+	s := err.Error()
+	if len(s) > maxErrorLen {
+		s = s[:maxErrorLen] + "…"
+	}
+	return s
+}
+
+// work runs one step delivery. The action (if any) runs outside any
+// transaction; its outcome, the run's transition and the next job commit in
+// one transaction that first re-checks, under the run's lock, that the job
+// is still current.
+func (e *Engine) work(ctx context.Context, job *river.Job[stepArgs]) error {
+	a := job.Args
+	r, err := scanRun(e.db.Reader().QueryRow(ctx, `SELECT `+runColumns+` FROM engine_runs WHERE id = $1`, a.RunID))
+	if errors.Is(err, store.ErrNoRows) {
+		return nil // nothing to do for a run that does not exist
+	}
+	if err != nil {
+		return fmt.Errorf("load run: %w", err)
+	}
+	if !r.at(a) || (r.Status != StatusRunning && r.Status != StatusWaiting) {
+		e.metrics.stale.Inc()
+		return nil
+	}
+	def, ok := e.reg.Get(r.Definition, r.Version)
+	if !ok {
+		// An older or newer node may know this version; come back later.
+		e.logger.Warn("engine: definition version not known to this node", "definition", r.Definition, "version", r.Version)
+		return river.JobSnooze(time.Minute)
+	}
+	idx, step := def.step(a.Step)
+	if step == nil {
+		return e.commit(ctx, job, func(tx store.Tx, r *Run) error {
+			return e.failRun(ctx, tx, r, fmt.Sprintf("definition %s v%d has no step %s", def.Name, def.Version, a.Step))
+		})
+	}
+	if step.Wait != nil {
+		return e.commit(ctx, job, func(tx store.Tx, r *Run) error {
+			return e.evaluateWait(ctx, tx, r, def, idx, a.Wake)
+		})
+	}
+	return e.runAction(ctx, job, r, def, idx)
+}
+
+// commit runs fn in a transaction with the run locked, if the job is still
+// current, and completes the job in the same transaction.
+func (e *Engine) commit(ctx context.Context, job *river.Job[stepArgs], fn func(tx store.Tx, r *Run) error) error {
+	return e.db.Tx(ctx, func(tx store.Tx) error {
+		r, err := lockRun(ctx, tx, job.Args.RunID)
+		if err != nil {
+			return err
+		}
+		if r.at(job.Args) && (r.Status == StatusRunning || r.Status == StatusWaiting) {
+			if err := fn(tx, r); err != nil {
+				return err
+			}
+		} else {
+			e.metrics.stale.Inc()
+		}
+		return e.q.completeTx(ctx, tx, job)
+	})
+}
+
+func (e *Engine) runAction(ctx context.Context, job *river.Job[stepArgs], r *Run, def *Definition, idx int) error {
+	step := &def.Steps[idx]
+	a := job.Args
+	started := e.now()
+	sc := &StepContext{Input: r.input(), Step: step.Name, Visit: a.Visit, Attempt: a.Attempt, Deliveries: job.Attempt}
+	sc.Now = started
+	labels := []string{def.Name, step.Name}
+	e.metrics.executions.WithLabelValues(append(labels, "started")...).Inc()
+
+	actx, cancel := context.WithTimeout(ctx, step.timeout())
+	res, aerr := callAction(actx, step, sc)
+	timedOut := actx.Err() == context.DeadlineExceeded
+	cancel()
+	if aerr != nil && ctx.Err() != nil {
+		// The node is stopping: not the step's fault. River hands the job
+		// back and the attempt runs again with the same key.
+		return ctx.Err()
+	}
+	if aerr != nil && timedOut {
+		aerr = fmt.Errorf("step timed out after %s: %w", step.timeout(), aerr)
+	}
+	var output []byte
+	if aerr == nil && res.Output != nil {
+		b, err := json.Marshal(res.Output)
+		if err != nil {
+			aerr = Permanent(fmt.Errorf("step output cannot be encoded as JSON: %w", err))
+		}
+		output = b
+	}
+	finished := e.now()
+	e.metrics.stepSeconds.WithLabelValues(labels...).Observe(finished.Sub(started).Seconds())
+
+	policy := step.Retry.normalised()
+	outcome := "stale"
+	err := e.commit(ctx, job, func(tx store.Tx, r *Run) error {
+		exec := stepExecution{runID: r.ID, step: step.Name, visit: a.Visit, attempt: a.Attempt, deliveries: job.Attempt,
+			node: e.nodeID, started: started, finished: finished, output: output}
+		switch {
+		case aerr == nil:
+			outcome = "succeeded"
+			exec.status = "succeeded"
+			if err := e.recordExecution(ctx, tx, exec); err != nil {
+				return err
+			}
+			return e.finishStep(ctx, tx, r, def, idx, output, res.Goto)
+		case policy.isPermanent(aerr) || a.Attempt >= policy.MaxAttempts:
+			outcome = "failed"
+			exec.status, exec.err = "failed", errorText(aerr)
+			if err := e.recordExecution(ctx, tx, exec); err != nil {
+				return err
+			}
+			reason := fmt.Sprintf("step %s failed: %s", step.Name, exec.err)
+			if !policy.isPermanent(aerr) {
+				reason = fmt.Sprintf("step %s failed after %d attempts: %s", step.Name, a.Attempt, exec.err)
+			}
+			return e.failRun(ctx, tx, r, reason)
+		default:
+			outcome = "retrying"
+			exec.status, exec.err = "retrying", errorText(aerr)
+			if err := e.recordExecution(ctx, tx, exec); err != nil {
+				return err
+			}
+			delay := e.backoff(policy, a.Attempt)
+			r.Attempt++
+			if err := saveRun(ctx, tx, r, finished); err != nil {
+				return err
+			}
+			if err := e.transition(ctx, tx, r, "step.retry_scheduled", r.Status, step.Name, a.Attempt, exec.err,
+				map[string]any{"next_attempt": r.Attempt, "delay_ms": delay.Milliseconds()}); err != nil {
+				return err
+			}
+			e.metrics.retries.WithLabelValues(labels...).Inc()
+			// Scheduled on the wall clock: River wakes it.
+			return e.q.insertTx(ctx, tx, r.args(0), time.Now().Add(delay))
+		}
+	})
+	if err != nil {
+		return err
+	}
+	e.metrics.executions.WithLabelValues(append(labels, outcome)...).Inc()
+	return nil
+}
+
+// callAction runs the step's action, turning a panic into an error so that
+// one bad step cannot take the node down.
+func callAction(ctx context.Context, step *Step, sc *StepContext) (res Result, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("step panicked: %v", p)
+		}
+	}()
+	return step.Do(ctx, sc)
+}
+
+type stepExecution struct {
+	runID, step                string
+	visit, attempt, deliveries int
+	status, node, err          string
+	started, finished          time.Time
+	output                     []byte
+}
+
+func (e *Engine) recordExecution(ctx context.Context, tx store.Tx, x stepExecution) error {
+	var out any
+	if x.output != nil {
+		out = string(x.output)
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO engine_step_executions (run_id, step, visit, attempt, status, idempotency_key, deliveries,
+		node, started_at, finished_at, error, output) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+		x.runID, x.step, x.visit, x.attempt, x.status, idempotencyKey(x.runID, x.step, x.visit), x.deliveries,
+		x.node, x.started, x.finished, nullable(x.err), out)
+	if err != nil {
+		return fmt.Errorf("record step execution: %w", err)
+	}
+	return nil
+}
