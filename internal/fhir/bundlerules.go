@@ -4,7 +4,7 @@ package fhir
 // Bundle means anything at all; they are FHIRPath invariants in the
 // definitions (bdl-1 ... bdl-12), which the element walk does not evaluate,
 // so they are written out here.
-func (val *validator) bundleInvariants(v *jsonValue, path string) {
+func (val *validator) bundleInvariants(v *jsonValue, path *elemPath) {
 	bt := v.member("type")
 	if bt == nil || bt.kind != jsonString {
 		return
@@ -17,20 +17,20 @@ func (val *validator) bundleInvariants(v *jsonValue, path string) {
 		return // the binding check has already reported the type
 	}
 	if v.member("total") != nil && typ != "searchset" && typ != "history" {
-		val.add(IssueInvariant, join(path, "total"), "total is only allowed in a searchset or history Bundle (bdl-1)")
+		val.add(IssueInvariant, path.child("total"), "total is only allowed in a searchset or history Bundle (bdl-1)")
 	}
 	if typ == "document" {
 		if v.member("identifier") == nil {
-			val.add(IssueInvariant, join(path, "identifier"), "a document Bundle must have an identifier (bdl-9)")
+			val.add(IssueInvariant, path.child("identifier"), "a document Bundle must have an identifier (bdl-9)")
 		}
 		if v.member("timestamp") == nil {
-			val.add(IssueInvariant, join(path, "timestamp"), "a document Bundle must have a timestamp (bdl-10)")
+			val.add(IssueInvariant, path.child("timestamp"), "a document Bundle must have a timestamp (bdl-10)")
 		}
 	}
 	entries := v.member("entry")
 	if entries == nil || entries.kind != jsonArray {
 		if typ == "document" || typ == "message" {
-			val.add(IssueInvariant, join(path, "entry"), "a %s Bundle must start with its %s (bdl-11, bdl-12)", typ, firstResourceOf[typ])
+			val.add(IssueInvariant, path.child("entry"), "a %s Bundle must start with its %s (bdl-11, bdl-12)", typ, firstResourceOf[typ])
 		}
 		return
 	}
@@ -42,29 +42,29 @@ func (val *validator) bundleInvariants(v *jsonValue, path string) {
 		if e.kind != jsonObject {
 			continue
 		}
-		ep := index(join(path, "entry"), i)
+		ep := path.child("entry").at(i)
 		if e.member("search") != nil && typ != "searchset" {
-			val.add(IssueInvariant, join(ep, "search"), "entry.search is only allowed in a searchset Bundle (bdl-2)")
+			val.add(IssueInvariant, ep.child("search"), "entry.search is only allowed in a searchset Bundle (bdl-2)")
 		}
 		if hasReq := e.member("request") != nil; hasReq != needRequest {
 			if needRequest {
-				val.add(IssueInvariant, join(ep, "request"), "entry.request is required in a %s Bundle (bdl-3)", typ)
+				val.add(IssueInvariant, ep.child("request"), "entry.request is required in a %s Bundle (bdl-3)", typ)
 			} else {
-				val.add(IssueInvariant, join(ep, "request"), "entry.request is not allowed in a %s Bundle (bdl-3)", typ)
+				val.add(IssueInvariant, ep.child("request"), "entry.request is not allowed in a %s Bundle (bdl-3)", typ)
 			}
 		}
 		if hasResp := e.member("response") != nil; hasResp != needResponse {
 			if needResponse {
-				val.add(IssueInvariant, join(ep, "response"), "entry.response is required in a %s Bundle (bdl-4)", typ)
+				val.add(IssueInvariant, ep.child("response"), "entry.response is required in a %s Bundle (bdl-4)", typ)
 			} else {
-				val.add(IssueInvariant, join(ep, "response"), "entry.response is not allowed in a %s Bundle (bdl-4)", typ)
+				val.add(IssueInvariant, ep.child("response"), "entry.response is not allowed in a %s Bundle (bdl-4)", typ)
 			}
 		}
 		res := e.member("resource")
 		if i == 0 && (typ == "document" || typ == "message") {
 			want := firstResourceOf[typ]
 			if rt := resourceTypeOf(res); rt != want {
-				val.add(IssueInvariant, join(ep, "resource"), "the first entry of a %s Bundle must be a %s (bdl-11, bdl-12)", typ, want)
+				val.add(IssueInvariant, ep.child("resource"), "the first entry of a %s Bundle must be a %s (bdl-11, bdl-12)", typ, want)
 			}
 		}
 		if typ == "history" {
@@ -81,7 +81,7 @@ func (val *validator) bundleInvariants(v *jsonValue, path string) {
 			}
 			for _, prev := range fullURLs[fu.text] {
 				if prev == version {
-					val.add(IssueInvariant, join(ep, "fullUrl"), "fullUrl %q appears twice without different meta.versionId (bdl-7)", fu.text)
+					val.add(IssueInvariant, ep.child("fullUrl"), "fullUrl %q appears twice without different meta.versionId (bdl-7)", fu.text)
 					break
 				}
 			}

@@ -163,6 +163,23 @@ func equalValues(a, b *jsonValue) bool {
 		if len(a.members) != len(b.members) {
 			return false
 		}
+		inOrder := true
+		for i := range a.members {
+			if a.members[i].key != b.members[i].key {
+				inOrder = false
+				break
+			}
+		}
+		if inOrder {
+			// Same keys in the same order: compare pairwise, which also
+			// gives the right answer when a key is duplicated.
+			for i := range a.members {
+				if !equalValues(&a.members[i].val, &b.members[i].val) {
+					return false
+				}
+			}
+			return true
+		}
 		for i := range a.members {
 			m := b.member(a.members[i].key)
 			if m == nil || !equalValues(&a.members[i].val, m) {

@@ -74,6 +74,11 @@ type jsonParser struct {
 	data  []byte
 	pos   int
 	depth int
+	// members and items are scratch stacks: an object's members collect
+	// here and are copied once into an exactly sized slice when the object
+	// closes, instead of growing a slice per object.
+	members []jsonMember
+	items   []jsonValue
 }
 
 // utf8BOM is tolerated at the start of a document: RFC 8259 lets a parser
@@ -162,6 +167,8 @@ func (p *jsonParser) object() (jsonValue, error) {
 		p.pos++
 		return v, nil
 	}
+	base := len(p.members)
+	defer func() { p.members = p.members[:base] }()
 	for {
 		p.skipSpace()
 		if p.pos >= len(p.data) || p.data[p.pos] != '"' {
@@ -181,7 +188,7 @@ func (p *jsonParser) object() (jsonValue, error) {
 		if err != nil {
 			return v, err
 		}
-		v.members = append(v.members, jsonMember{key: key, val: val})
+		p.members = append(p.members, jsonMember{key: key, val: val})
 		p.skipSpace()
 		if p.pos >= len(p.data) {
 			return v, p.errorf("unexpected end of input in an object")
@@ -191,6 +198,7 @@ func (p *jsonParser) object() (jsonValue, error) {
 			p.pos++
 		case '}':
 			p.pos++
+			v.members = append([]jsonMember(nil), p.members[base:]...)
 			return v, nil
 		default:
 			return v, p.errorf("expected ',' or '}'")
@@ -211,13 +219,15 @@ func (p *jsonParser) array() (jsonValue, error) {
 		p.pos++
 		return v, nil
 	}
+	base := len(p.items)
+	defer func() { p.items = p.items[:base] }()
 	for {
 		p.skipSpace()
 		item, err := p.value()
 		if err != nil {
 			return v, err
 		}
-		v.items = append(v.items, item)
+		p.items = append(p.items, item)
 		p.skipSpace()
 		if p.pos >= len(p.data) {
 			return v, p.errorf("unexpected end of input in an array")
@@ -227,6 +237,7 @@ func (p *jsonParser) array() (jsonValue, error) {
 			p.pos++
 		case ']':
 			p.pos++
+			v.items = append([]jsonValue(nil), p.items[base:]...)
 			return v, nil
 		default:
 			return v, p.errorf("expected ',' or ']'")

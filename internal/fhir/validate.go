@@ -77,7 +77,7 @@ func Validate(raw []byte) Issues {
 		return Issues{{Severity: SeverityFatal, Code: IssueInvalid, Diagnostics: err.Error()}}
 	}
 	val := &validator{d: mustDefinitions()}
-	val.resource(&v, "")
+	val.resource(&v, nil)
 	return val.issues
 }
 
@@ -91,10 +91,10 @@ func ValidateType(raw []byte, resourceType string) Issues {
 	val := &validator{d: mustDefinitions()}
 	if v.kind == jsonObject {
 		if rt := v.member("resourceType"); rt != nil && rt.kind == jsonString && rt.text != "" && rt.text != resourceType {
-			val.add(IssueInvalid, "resourceType", "resourceType %q does not match the expected %q", rt.text, resourceType)
+			val.add(IssueInvalid, &elemPath{name: "resourceType", index: -1}, "resourceType %q does not match the expected %q", rt.text, resourceType)
 		}
 	}
-	val.resource(&v, "")
+	val.resource(&v, nil)
 	return val.issues
 }
 
@@ -114,18 +114,18 @@ type validator struct {
 	stopped     bool
 }
 
-func (val *validator) warn(code, path, format string, args ...any) {
+func (val *validator) warn(code string, at *elemPath, format string, args ...any) {
 	if val.stopped || len(val.issues) >= maxIssues {
 		return
 	}
 	is := OutcomeIssue{Severity: SeverityWarning, Code: code, Diagnostics: fmt.Sprintf(format, args...)}
-	if path != "" {
-		is.Expression = []string{path}
+	if e := at.String(); e != "" {
+		is.Expression = []string{e}
 	}
 	val.issues = append(val.issues, is)
 }
 
-func (val *validator) add(code, path, format string, args ...any) {
+func (val *validator) add(code string, at *elemPath, format string, args ...any) {
 	if val.stopped {
 		return
 	}
@@ -136,20 +136,20 @@ func (val *validator) add(code, path, format string, args ...any) {
 		return
 	}
 	is := OutcomeIssue{Severity: SeverityError, Code: code, Diagnostics: fmt.Sprintf(format, args...)}
-	if path != "" {
-		is.Expression = []string{path}
+	if e := at.String(); e != "" {
+		is.Expression = []string{e}
 	}
 	val.issues = append(val.issues, is)
 }
 
 // resource validates a value that must be a resource; path is where it sits
 // ("" at the top, "Bundle.entry[0].resource" inside a Bundle).
-func (val *validator) resource(v *jsonValue, path string) {
+func (val *validator) resource(v *jsonValue, path *elemPath) {
 	if v.kind != jsonObject {
 		val.add(IssueStructure, path, "a resource must be a JSON object, not %s", v.kind)
 		return
 	}
-	rtPath := join(path, "resourceType")
+	rtPath := path.child("resourceType")
 	rt := v.member("resourceType")
 	switch {
 	case rt == nil:
@@ -164,8 +164,8 @@ func (val *validator) resource(v *jsonValue, path string) {
 		val.add(IssueValue, rtPath, "unknown resource type %q", rt.text)
 		return
 	}
-	if path == "" {
-		path = rt.text
+	if path == nil {
+		path = &elemPath{name: rt.text, index: -1}
 	}
 	if rt.text == "Bundle" {
 		if bt := v.member("type"); bt != nil && bt.kind == jsonString && (bt.text == "transaction" || bt.text == "batch") {
@@ -179,24 +179,57 @@ func (val *validator) resource(v *jsonValue, path string) {
 	}
 }
 
-func join(path, name string) string {
-	if path == "" {
-		return name
-	}
-	return path + "." + name
+// elemPath is an element's FHIRPath-like location ("Patient.name[0].given[1]"),
+// kept as a chain of segments on the stack and rendered to a string only
+// when an issue needs it: most elements are valid, and building every path
+// eagerly was a sixth of the validation time.
+type elemPath struct {
+	parent *elemPath
+	name   string
+	index  int // >= 0 for an index segment, -1 for a name segment
 }
 
-func index(path string, i int) string {
-	return path + "[" + strconv.Itoa(i) + "]"
+func (p *elemPath) child(name string) *elemPath { return &elemPath{parent: p, name: name, index: -1} }
+
+func (p *elemPath) at(i int) *elemPath { return &elemPath{parent: p, index: i} }
+
+// String renders the path; a nil path is the empty string.
+func (p *elemPath) String() string {
+	var segs []*elemPath
+	for q := p; q != nil; q = q.parent {
+		segs = append(segs, q)
+	}
+	var b strings.Builder
+	for i := len(segs) - 1; i >= 0; i-- {
+		q := segs[i]
+		switch {
+		case q.index >= 0:
+			b.WriteByte('[')
+			b.WriteString(strconv.Itoa(q.index))
+			b.WriteByte(']')
+		case b.Len() > 0:
+			b.WriteByte('.')
+			b.WriteString(q.name)
+		default:
+			b.WriteString(q.name)
+		}
+	}
+	return b.String()
 }
 
 // object validates v against the elements of n.
-func (val *validator) object(n *node, v *jsonValue, path string, resourceRoot bool) {
+func (val *validator) object(n *node, v *jsonValue, path *elemPath, resourceRoot bool) {
 	if len(v.members) == 0 {
 		val.add(IssueStructure, path, "empty object: FHIR JSON leaves absent elements out")
 		return
 	}
+	idx := indexMembers(v)
 	val.duplicates(v, path)
+	// seen collects the fields present (as a value or an _element); the
+	// required and choice checks read it instead of searching the object
+	// again, so a large object costs linear time.
+	var seenBuf [24]*field
+	seen := seenBuf[:0]
 	for i := range v.members {
 		m := &v.members[i]
 		key := m.key
@@ -206,66 +239,120 @@ func (val *validator) object(n *node, v *jsonValue, path string, resourceRoot bo
 		if base, ok := strings.CutPrefix(key, "_"); ok {
 			f := n.fields[base]
 			if f == nil || f.prim == nil {
-				val.add(IssueStructure, join(path, key), "unknown element %q", key)
+				val.add(IssueStructure, path.child(key), "unknown element %q", key)
 				continue
 			}
-			val.companion(f, m, v.member(base), join(path, base))
+			seen = append(seen, f)
+			val.companion(f, m, idx.get(base), path.child(base))
 			continue
 		}
 		f := n.fields[key]
 		if f == nil {
-			val.add(IssueStructure, join(path, key), "unknown element %q", key)
+			val.add(IssueStructure, path.child(key), "unknown element %q", key)
 			continue
 		}
-		val.property(f, &m.val, v.member("_"+key), join(path, key))
+		seen = append(seen, f)
+		var companion *jsonValue
+		if f.prim != nil {
+			companion = idx.get("_" + key)
+		}
+		val.property(f, &m.val, companion, path.child(key))
 	}
 	for _, f := range n.required {
-		if f.choice != nil {
-			if !hasChoice(f.choice, v) {
-				val.add(IssueRequired, join(path, f.choice.base+"[x]"), "required element %s[x] is missing", f.choice.base)
+		if !isSeen(seen, f) {
+			if f.choice != nil {
+				val.add(IssueRequired, path.child(f.choice.base+"[x]"), "required element %s[x] is missing", f.choice.base)
+			} else {
+				val.add(IssueRequired, path.child(f.name), "required element %q is missing", f.name)
 			}
-			continue
-		}
-		if v.member(f.name) == nil && v.member("_"+f.name) == nil {
-			val.add(IssueRequired, join(path, f.name), "required element %q is missing", f.name)
 			continue
 		}
 		if f.min > 1 {
-			if a := v.member(f.name); a != nil && a.kind == jsonArray && len(a.items) < f.min {
-				val.add(IssueRequired, join(path, f.name), "%q needs at least %d values, has %d", f.name, f.min, len(a.items))
+			if a := idx.get(f.name); a != nil && a.kind == jsonArray && len(a.items) < f.min {
+				val.add(IssueRequired, path.child(f.name), "%q needs at least %d values, has %d", f.name, f.min, len(a.items))
 			}
 		}
 	}
-	for _, c := range n.choices {
-		var present []string
-		for _, f := range c.variants {
-			if v.member(f.name) != nil || v.member("_"+f.name) != nil {
-				present = append(present, f.name)
-			}
-		}
-		if len(present) > 1 {
-			val.add(IssueInvariant, join(path, c.base+"[x]"), "only one of %s[x] may be present, found %s", c.base, strings.Join(present, ", "))
-		}
+	if len(n.choices) > 0 {
+		val.choices(seen, path)
 	}
 }
 
-func hasChoice(c *choice, v *jsonValue) bool {
-	for _, f := range c.variants {
-		if v.member(f.name) != nil || v.member("_"+f.name) != nil {
+// isSeen reports whether f, or for a choice element any of its variants, is
+// among the fields present.
+func isSeen(seen []*field, f *field) bool {
+	for _, s := range seen {
+		if s == f || (f.choice != nil && s.choice == f.choice) {
 			return true
 		}
 	}
 	return false
 }
 
+// choices reports a choice element present under two types.
+func (val *validator) choices(seen []*field, path *elemPath) {
+	type first struct {
+		c        *choice
+		name     string
+		reported bool
+	}
+	var firsts []first
+next:
+	for _, f := range seen {
+		if f.choice == nil {
+			continue
+		}
+		for i := range firsts {
+			if firsts[i].c != f.choice {
+				continue
+			}
+			if firsts[i].name != f.name && !firsts[i].reported {
+				firsts[i].reported = true
+				val.add(IssueInvariant, path.child(f.choice.base+"[x]"), "only one of %s[x] may be present, found %s and %s", f.choice.base, firsts[i].name, f.name)
+			}
+			continue next
+		}
+		firsts = append(firsts, first{c: f.choice, name: f.name})
+	}
+}
+
+// memberIndex finds an object's members by key: by scanning when the object
+// is small (most FHIR objects have a handful of members) and through a map
+// when it is large, so no object costs quadratic time.
+type memberIndex struct {
+	v *jsonValue
+	m map[string]int
+}
+
+func indexMembers(v *jsonValue) memberIndex {
+	x := memberIndex{v: v}
+	if len(v.members) > 16 {
+		x.m = make(map[string]int, len(v.members))
+		for i := len(v.members) - 1; i >= 0; i-- {
+			x.m[v.members[i].key] = i // the first occurrence wins
+		}
+	}
+	return x
+}
+
+func (x memberIndex) get(key string) *jsonValue {
+	if x.m != nil {
+		if i, ok := x.m[key]; ok {
+			return &x.v.members[i].val
+		}
+		return nil
+	}
+	return x.v.member(key)
+}
+
 // duplicates reports keys that appear twice in one object.
-func (val *validator) duplicates(v *jsonValue, path string) {
+func (val *validator) duplicates(v *jsonValue, path *elemPath) {
 	ms := v.members
 	if len(ms) <= 16 {
 		for i := 1; i < len(ms); i++ {
 			for j := 0; j < i; j++ {
 				if ms[i].key == ms[j].key {
-					val.add(IssueStructure, join(path, ms[i].key), "duplicate key %q", ms[i].key)
+					val.add(IssueStructure, path.child(ms[i].key), "duplicate key %q", ms[i].key)
 					break
 				}
 			}
@@ -275,7 +362,7 @@ func (val *validator) duplicates(v *jsonValue, path string) {
 	seen := make(map[string]bool, len(ms))
 	for i := range ms {
 		if seen[ms[i].key] {
-			val.add(IssueStructure, join(path, ms[i].key), "duplicate key %q", ms[i].key)
+			val.add(IssueStructure, path.child(ms[i].key), "duplicate key %q", ms[i].key)
 		}
 		seen[ms[i].key] = true
 	}
@@ -284,7 +371,7 @@ func (val *validator) duplicates(v *jsonValue, path string) {
 // property validates the value of one element: an array when the element
 // repeats, a single value otherwise. companion is the `_name` member, if any,
 // which may stand in for nulls in a primitive array.
-func (val *validator) property(f *field, v *jsonValue, companion *jsonValue, path string) {
+func (val *validator) property(f *field, v *jsonValue, companion *jsonValue, path *elemPath) {
 	if f.max != 1 {
 		if v.kind != jsonArray {
 			val.add(IssueStructure, path, "%q repeats, so it must be a JSON array", f.name)
@@ -299,7 +386,7 @@ func (val *validator) property(f *field, v *jsonValue, companion *jsonValue, pat
 		}
 		for i := range v.items {
 			item := &v.items[i]
-			ip := index(path, i)
+			ip := path.at(i)
 			if item.kind == jsonNull {
 				// A null is a placeholder that lets the value and companion
 				// arrays line up; it needs a companion entry at the same
@@ -328,7 +415,7 @@ func (val *validator) property(f *field, v *jsonValue, companion *jsonValue, pat
 
 // companion validates a primitive's `_name` member, which carries the
 // primitive's id and extensions.
-func (val *validator) companion(f *field, m *jsonMember, value *jsonValue, path string) {
+func (val *validator) companion(f *field, m *jsonMember, value *jsonValue, path *elemPath) {
 	v := &m.val
 	if f.max == 1 {
 		if v.kind != jsonObject {
@@ -354,18 +441,18 @@ func (val *validator) companion(f *field, m *jsonMember, value *jsonValue, path 
 		switch item.kind {
 		case jsonNull:
 			if value == nil || value.kind != jsonArray || i >= len(value.items) {
-				val.add(IssueStructure, index(path, i), "null in _%s has no value at the same position", f.name)
+				val.add(IssueStructure, path.at(i), "null in _%s has no value at the same position", f.name)
 			}
 		case jsonObject:
-			val.object(val.d.element, item, index(path, i), false)
+			val.object(val.d.element, item, path.at(i), false)
 		default:
-			val.add(IssueStructure, index(path, i), "_%s entries must be objects or null", f.name)
+			val.add(IssueStructure, path.at(i), "_%s entries must be objects or null", f.name)
 		}
 	}
 }
 
 // value validates one (non-array, non-null) value of element f.
-func (val *validator) value(f *field, v *jsonValue, path string) {
+func (val *validator) value(f *field, v *jsonValue, path *elemPath) {
 	if f.prim != nil {
 		if val.primitive(f.prim, v, path) && f.binding != nil && v.kind == jsonString && !f.binding.all[v.text] {
 			val.add(IssueCodeInvalid, path, "code %q is not in the required value set %s", v.text, f.binding.url)
@@ -400,7 +487,7 @@ func (val *validator) value(f *field, v *jsonValue, path string) {
 			if cs := v.member("coding"); cs != nil && cs.kind == jsonArray {
 				for i := range cs.items {
 					if cs.items[i].kind == jsonObject {
-						val.coding(f.binding, &cs.items[i], index(join(path, "coding"), i))
+						val.coding(f.binding, &cs.items[i], path.child("coding").at(i))
 					}
 				}
 			}
@@ -411,19 +498,19 @@ func (val *validator) value(f *field, v *jsonValue, path string) {
 // coding checks a Coding against a required value set. Only codings from a
 // system the value set draws on are judged: a coding from another system may
 // be a translation, and a CodeableConcept may carry several.
-func (val *validator) coding(vs *valueSet, v *jsonValue, path string) {
+func (val *validator) coding(vs *valueSet, v *jsonValue, path *elemPath) {
 	sys, code := v.member("system"), v.member("code")
 	if sys == nil || code == nil || sys.kind != jsonString || code.kind != jsonString {
 		return
 	}
 	if codes, ok := vs.systems[sys.text]; ok && !codes[code.text] {
-		val.add(IssueCodeInvalid, join(path, "code"), "code %q is not in the required value set %s", code.text, vs.url)
+		val.add(IssueCodeInvalid, path.child("code"), "code %q is not in the required value set %s", code.text, vs.url)
 	}
 }
 
 // extension enforces ext-1: an extension has either nested extensions or a
 // value, never both and never neither.
-func (val *validator) extension(v *jsonValue, path string) {
+func (val *validator) extension(v *jsonValue, path *elemPath) {
 	hasExt := v.member("extension") != nil
 	hasValue := false
 	for i := range v.members {
@@ -447,7 +534,7 @@ var (
 // the forms R4 defines (3.1.2.1): Type/id, Type/id/_history/vid, an absolute
 // URL, urn:uuid:, urn:oid: or a #fragment to a contained resource; inside a
 // transaction or batch also a conditional reference Type?search.
-func (val *validator) reference(v *jsonValue, path string) {
+func (val *validator) reference(v *jsonValue, path *elemPath) {
 	ref := v.member("reference")
 	if ref == nil || ref.kind != jsonString || ref.text == "" {
 		return
@@ -456,9 +543,9 @@ func (val *validator) reference(v *jsonValue, path string) {
 	switch {
 	case msg == "":
 	case fatal:
-		val.add(IssueValue, join(path, "reference"), "invalid reference %q: %s", ref.text, msg)
+		val.add(IssueValue, path.child("reference"), "invalid reference %q: %s", ref.text, msg)
 	default:
-		val.warn(IssueValue, join(path, "reference"), "reference %q will not resolve on a FHIR server: %s", ref.text, msg)
+		val.warn(IssueValue, path.child("reference"), "reference %q will not resolve on a FHIR server: %s", ref.text, msg)
 	}
 }
 
@@ -532,7 +619,7 @@ func (val *validator) referenceForm(s string) (string, bool) {
 
 // primitive checks a primitive value's JSON kind and lexical form, and
 // reports whether it passed.
-func (val *validator) primitive(p *primitive, v *jsonValue, path string) bool {
+func (val *validator) primitive(p *primitive, v *jsonValue, path *elemPath) bool {
 	bad := func(format string, args ...any) bool {
 		val.add(IssueValue, path, format, args...)
 		return false
