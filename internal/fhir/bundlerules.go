@@ -1,5 +1,7 @@
 package fhir
 
+import "strings"
+
 // bundleInvariants checks the R4 Bundle constraints that decide whether a
 // Bundle means anything at all; they are FHIRPath invariants in the
 // definitions (bdl-1 ... bdl-12), which the element walk does not evaluate,
@@ -61,6 +63,9 @@ func (val *validator) bundleInvariants(v *jsonValue, path *elemPath) {
 			}
 		}
 		res := e.member("resource")
+		if res == nil && e.member("request") == nil && e.member("response") == nil {
+			val.add(IssueInvariant, ep, "an entry needs a resource unless it has a request or response (bdl-5)")
+		}
 		if i == 0 && (typ == "document" || typ == "message") {
 			want := firstResourceOf[typ]
 			if rt := resourceTypeOf(res); rt != want {
@@ -69,6 +74,9 @@ func (val *validator) bundleInvariants(v *jsonValue, path *elemPath) {
 		}
 		if typ == "history" {
 			continue
+		}
+		if fu := e.member("fullUrl"); fu != nil && fu.kind == jsonString && strings.Contains(fu.text, "/_history/") {
+			val.add(IssueInvariant, ep.child("fullUrl"), "fullUrl cannot be a version-specific reference (bdl-8)")
 		}
 		if fu := e.member("fullUrl"); fu != nil && fu.kind == jsonString && fu.text != "" {
 			version := ""

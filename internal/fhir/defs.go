@@ -65,6 +65,9 @@ type field struct {
 	min     int
 	max     int // -1 for *
 	binding *valueSet
+	// targets are the resource types a Reference may point at; nil when
+	// any resource may be referenced.
+	targets map[string]bool
 	// unboundVS names a required binding whose value set the generator could
 	// not expand; kept for diagnostics.
 	unboundVS string
@@ -255,6 +258,13 @@ func (d *definitions) buildType(tt tableType) (*typeDef, error) {
 		}
 		mk := func(jsonName, typ string) *field {
 			f := &field{name: jsonName, typ: typ, min: int(minF), max: maxN, binding: vs, unboundVS: unbound}
+			if base, targets, ok := strings.Cut(typ, ":"); ok {
+				f.typ = base
+				f.targets = map[string]bool{}
+				for _, t := range strings.Split(targets, ",") {
+					f.targets[t] = true
+				}
+			}
 			if p := d.primitives[typ]; p != nil {
 				f.prim = p
 			}
@@ -264,7 +274,8 @@ func (d *definitions) buildType(tt tableType) (*typeDef, error) {
 		if base, ok := strings.CutSuffix(name, "[x]"); ok {
 			c := &choice{base: base, min: int(minF)}
 			for _, ty := range typeList {
-				f := mk(base+strings.ToUpper(ty[:1])+ty[1:], ty)
+				name, _, _ := strings.Cut(ty, ":")
+				f := mk(base+strings.ToUpper(name[:1])+name[1:], ty)
 				f.choice = c
 				c.variants = append(c.variants, f)
 				parent.fields[f.name] = f

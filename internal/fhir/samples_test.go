@@ -62,7 +62,9 @@ var invalidSamples = map[string][]string{
 	"fhir-r4/R4-SmartPatientA.json":                                                {"Bundle.entry[10].resource.participant[0].status", "Bundle.entry[11].resource.series[0].modality"},
 	"fhir-r4/R4-practitionerrole-questionnaire.json":                               {"Questionnaire.item[0].item[0].linkId"},
 	"fhir-r4/R4-specimendefinition-questionnaire.json":                             {"Questionnaire.item[0].item[0].linkId"},
-	"nphies/13a-Payment-Reconciliation.json":                                       {"Bundle.entry[1].resource.paymentIdentifier"}, // array for a 0..1
+	"fhir-r4/R4-devicemetric-example.json":                                         {"DeviceMetric.parent.reference"},                   // DeviceDefinition where R4 allows Device
+	"fhir-r4/R4-deviceusestatement-example.json":                                   {"DeviceUseStatement.reasonReference[0].reference"}, // Procedure is no allowed target
+	"nphies/13a-Payment-Reconciliation.json":                                       {"Bundle.entry[1].resource.paymentIdentifier"},      // array for a 0..1
 	"hcx/platform-samples/coverageeligibilityresponse.json":                        {"Bundle.entry[1].resource.insurer", "Bundle.entry[1].resource.outcome", "Bundle.entry[1].resource.request"},
 	"hcx/spec-examples/Bundle-CoverageEligibilityResponseDocument-example-01.json": {"Bundle.text", "Bundle.entry[1].resource.insurer"},
 	"hcx/spec-examples/insurancePlan1.json":                                        {"InsurancePlan.id", "InsurancePlan.type", "InsurancePlan.coverageArea"},

@@ -3,6 +3,7 @@ package fhir
 import (
 	"fmt"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -475,7 +476,7 @@ func (val *validator) value(f *field, v *jsonValue, path *elemPath) {
 	val.object(td.root, v, path, false)
 	switch f.typ {
 	case "Reference":
-		val.reference(v, path)
+		val.reference(v, path, f.targets)
 	case "Extension":
 		val.extension(v, path)
 	case "Coding":
@@ -534,12 +535,21 @@ var (
 // the forms R4 defines (3.1.2.1): Type/id, Type/id/_history/vid, an absolute
 // URL, urn:uuid:, urn:oid: or a #fragment to a contained resource; inside a
 // transaction or batch also a conditional reference Type?search.
-func (val *validator) reference(v *jsonValue, path *elemPath) {
+//
+// When the reference names its target's type (Type/id, or an absolute URL
+// ending in Type/id), the type must be one the element allows.
+func (val *validator) reference(v *jsonValue, path *elemPath, targets map[string]bool) {
 	ref := v.member("reference")
 	if ref == nil || ref.kind != jsonString || ref.text == "" {
 		return
 	}
 	msg, fatal := val.referenceProblem(ref.text)
+	if msg == "" && targets != nil {
+		if typ := referencedType(ref.text); typ != "" && !targets[typ] {
+			val.add(IssueValue, path.child("reference"), "a reference to %s is not allowed here; allowed: %s", typ, sortedKeys(targets))
+			return
+		}
+	}
 	switch {
 	case msg == "":
 	case fatal:
@@ -615,6 +625,32 @@ func (val *validator) referenceForm(s string) (string, bool) {
 		return "the id is not a valid FHIR id", false
 	}
 	return "", false
+}
+
+// referencedType returns the resource type a literal reference names, or
+// "" when it names none (urn:uuid:, urn:oid:, #contained, conditional, or a
+// URL that does not end in a RESTful Type/id).
+func referencedType(s string) string {
+	if strings.HasPrefix(s, "urn:") || strings.HasPrefix(s, "#") || strings.Contains(s, "?") {
+		return ""
+	}
+	parts := strings.Split(s, "/")
+	if n := len(parts); n >= 4 && parts[n-2] == "_history" {
+		parts = parts[:n-2]
+	}
+	if n := len(parts); n >= 2 && IsResourceType(parts[n-2]) {
+		return parts[n-2]
+	}
+	return ""
+}
+
+func sortedKeys(m map[string]bool) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return strings.Join(keys, ", ")
 }
 
 // primitive checks a primitive value's JSON kind and lexical form, and

@@ -172,6 +172,9 @@ func TestValidateReferences(t *testing.T) {
 	cases = append(cases,
 		validateCase{"a conditional reference is valid in a transaction",
 			`{"resourceType":"Bundle","type":"transaction","entry":[{"resource":` + ref("Patient?identifier=a|1") + `,"request":{"method":"POST","url":"Observation"}}]}`, nil},
+		validateCase{"a reference to a type the element does not allow is rejected", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Organization/1"}}`, []string{"value@Observation.subject.reference"}},
+		validateCase{"an absolute reference's type is checked too", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"https://x.org/fhir/Organization/1/_history/2"}}`, []string{"value@Observation.subject.reference"}},
+		validateCase{"a Reference(Any) takes every type", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"focus":[{"reference":"Organization/1"}]}`, nil},
 		validateCase{"a reference with only display is valid", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"display":"someone"}}`, nil},
 	)
 	runValidateCases(t, cases)
@@ -209,6 +212,8 @@ func TestValidateNestedResources(t *testing.T) {
 		{"a collection entry has no request (bdl-3)", `{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient"}}]}`, []string{"invariant@Bundle.entry[0].request"}},
 		{"a document starts with a Composition (bdl-11)", `{"resourceType":"Bundle","type":"document","identifier":{"value":"1"},"timestamp":"2020-01-01T00:00:00Z","entry":[{"resource":{"resourceType":"Patient"}}]}`, []string{"invariant@Bundle.entry[0].resource"}},
 		{"fullUrls are unique (bdl-7)", `{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"urn:uuid:6fc92493-6bef-402a-bbba-d949f3812cc8","resource":{"resourceType":"Patient"}},{"fullUrl":"urn:uuid:6fc92493-6bef-402a-bbba-d949f3812cc8","resource":{"resourceType":"Patient"}}]}`, []string{"invariant@Bundle.entry[1].fullUrl"}},
+		{"an entry needs a resource, request or response (bdl-5)", `{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"urn:uuid:6fc92493-6bef-402a-bbba-d949f3812cc8"}]}`, []string{"invariant@Bundle.entry[0]"}},
+		{"a fullUrl is not version-specific (bdl-8)", `{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"http://x.org/fhir/Patient/1/_history/2","resource":{"resourceType":"Patient"}}]}`, []string{"invariant@Bundle.entry[0].fullUrl"}},
 		{"total belongs to searchsets (bdl-1)", `{"resourceType":"Bundle","type":"collection","total":1}`, []string{"invariant@Bundle.total"}},
 	})
 }

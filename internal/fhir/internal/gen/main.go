@@ -67,7 +67,8 @@ type Type struct {
 	Kind     string `json:"kind"` // resource | complex-type
 	Abstract bool   `json:"abstract,omitempty"`
 	// Elements are [path, min, max, types, binding, contentReference], path
-	// relative to the type ("name.given"), types joined with "|".
+	// relative to the type ("name.given"), types joined with "|"; a
+	// Reference lists its allowed targets: "Reference:Patient,Group".
 	Elements [][]any `json:"elements"`
 }
 
@@ -100,8 +101,9 @@ type element struct {
 		Path string `json:"path"`
 	} `json:"base"`
 	Type []struct {
-		Code      string `json:"code"`
-		Extension []struct {
+		Code          string   `json:"code"`
+		TargetProfile []string `json:"targetProfile"`
+		Extension     []struct {
 			URL         string `json:"url"`
 			ValueURL    string `json:"valueUrl"`
 			ValueString string `json:"valueString"`
@@ -196,7 +198,11 @@ func build(dir string) (*Table, error) {
 				rel := strings.TrimPrefix(el.Path, sd.Type+".")
 				var codes []string
 				for _, ty := range el.Type {
-					codes = append(codes, typeCode(el.Base.Path, ty.Code, ty.Extension))
+					code := typeCode(el.Base.Path, ty.Code, ty.Extension)
+					if code == "Reference" {
+						code += referenceTargets(ty.TargetProfile)
+					}
+					codes = append(codes, code)
 				}
 				binding := ""
 				if el.Binding != nil && el.Binding.Strength == "required" && el.Binding.ValueSet != "" {
@@ -257,6 +263,23 @@ func typeCode(basePath, code string, exts []struct {
 		}
 	}
 	return "string"
+}
+
+// referenceTargets renders a Reference's allowed target types as
+// ":Patient,Group", or "" when any resource may be referenced.
+func referenceTargets(profiles []string) string {
+	var names []string
+	for _, p := range profiles {
+		name, ok := strings.CutPrefix(p, "http://hl7.org/fhir/StructureDefinition/")
+		if !ok || name == "Resource" {
+			return ""
+		}
+		names = append(names, name)
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	return ":" + strings.Join(names, ",")
 }
 
 func primitiveRegex(sd structureDefinition) string {
