@@ -68,14 +68,14 @@ func ParseHCPCS(code string) error {
 
 func cptFormat(code string) *problem {
 	if _, err := ParseCPT(code); err != nil {
-		return &problem{ReasonMalformed, fmt.Sprintf("%q is not a CPT code: %v", code, err)}
+		return &problem{ReasonMalformed, "not a CPT code: " + err.Error()}
 	}
 	return nil
 }
 
 func hcpcsFormat(code string) *problem {
 	if err := ParseHCPCS(code); err != nil {
-		return &problem{ReasonMalformed, fmt.Sprintf("%q is not a HCPCS Level II code: %v", code, err)}
+		return &problem{ReasonMalformed, "not a HCPCS Level II code: " + err.Error()}
 	}
 	return nil
 }
@@ -121,7 +121,7 @@ func ReadCodeList(system string, r io.Reader, fn func(ListEntry) error) error {
 		if err != nil {
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
-				return &ParseError{Line: pe.Line, Msg: pe.Err.Error()}
+				return &ParseError{Line: pe.StartLine, Msg: pe.Err.Error()}
 			}
 			return fmt.Errorf("read code list: %w", err)
 		}
@@ -143,7 +143,7 @@ func ReadCodeList(system string, r io.Reader, fn func(ListEntry) error) error {
 			return &ParseError{Line: line, Msg: "empty code"}
 		}
 		if p := info.checkFormat(e.Code); p != nil {
-			return &ParseError{Line: line, Msg: p.msg}
+			return &ParseError{Line: line, Msg: fmt.Sprintf("%q: %s", e.Code, p.msg)}
 		}
 		if !utf8.ValidString(e.Display) || len(e.Display) > maxDisplayLen {
 			return &ParseError{Line: line, Msg: fmt.Sprintf("display is not valid UTF-8 or is longer than %d bytes", maxDisplayLen)}

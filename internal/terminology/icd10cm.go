@@ -322,7 +322,7 @@ func ReadOrderFile(r io.Reader, fn func(OrderEntry) error) error {
 
 func icd10cmFormat(code string) *problem {
 	if _, err := NormalizeICD10CM(code); err != nil {
-		return &problem{ReasonMalformed, fmt.Sprintf("%q is not an ICD-10-CM code: %v", code, err)}
+		return &problem{ReasonMalformed, "not an ICD-10-CM code: " + err.Error()}
 	}
 	return nil
 }

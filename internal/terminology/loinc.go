@@ -78,8 +78,8 @@ func loincFormat(code string) *problem {
 	case err == nil:
 		return nil
 	case errors.Is(err, errBadCheckDigit):
-		return &problem{ReasonBadCheckDigit, fmt.Sprintf("LOINC code %s has a wrong mod-10 check digit", code)}
+		return &problem{ReasonBadCheckDigit, "the LOINC code has a wrong mod-10 check digit"}
 	default:
-		return &problem{ReasonMalformed, fmt.Sprintf("%q is not a LOINC code: %v", code, err)}
+		return &problem{ReasonMalformed, "not a LOINC code: " + err.Error()}
 	}
 }

@@ -69,7 +69,7 @@ func (s *Service) Lookup(ctx context.Context, system, code string, opts LookupOp
 	if system == SystemICD10CM {
 		n, err := NormalizeICD10CM(code)
 		if err != nil {
-			return LookupResult{}, errs.E(errs.Invalid, "%q is not an ICD-10-CM code: %v", code, err).InField("code")
+			return LookupResult{}, errs.E(errs.Invalid, "not an ICD-10-CM code: %v", err).InField("code")
 		}
 		stored, res.Code = n, DottedICD10CM(n)
 	} else if p := info.checkFormat(code); p != nil {
@@ -85,7 +85,7 @@ func (s *Service) Lookup(ctx context.Context, system, code string, opts LookupOp
 			if _, has := starterSets[system]; has {
 				return LookupResult{}, errs.E(errs.NotFound, "%s is not in careflow's built-in %s starter set, and no %s release is loaded", res.Code, info.name, info.name).InField("code")
 			}
-			return LookupResult{}, errs.E(errs.NotFound, "no %s content is loaded; careflow can check the format of %s but has no display for it", info.name, res.Code).InField("code")
+			return LookupResult{}, errs.E(errs.NotFound, "no %s content is loaded; careflow can check the format of %s but has no display for it", info.name, mention(system, res.Code)).InField("code")
 		}
 		res.Version, res.Display = starterVersion, c.display
 		res.Properties = properties(system, stored, c.billable, "")
@@ -108,13 +108,13 @@ func (s *Service) Lookup(ctx context.Context, system, code string, opts LookupOp
 			return LookupResult{}, errs.E(errs.NotFound, "no loaded %s release matches the version or date asked for", info.name)
 		}
 		if !c.has {
-			return LookupResult{}, errs.E(errs.NotFound, "%s is not a code in %s release %s", res.Code, info.name, c.version).InField("code")
+			return LookupResult{}, errs.E(errs.NotFound, "%s is not a code in %s release %s", mention(system, res.Code), info.name, c.version).InField("code")
 		}
 		chosen = c
 	case len(found) > 0:
 		chosen = found[0]
 	default:
-		return LookupResult{}, errs.E(errs.NotFound, "%s is not a code in any loaded %s release", res.Code, info.name).InField("code")
+		return LookupResult{}, errs.E(errs.NotFound, "%s is not a code in any loaded %s release", mention(system, res.Code), info.name).InField("code")
 	}
 	res.Version, res.Display = chosen.version, chosen.display
 	res.Properties = properties(system, stored, chosen.billable, chosen.short)

@@ -70,7 +70,10 @@ func (s *Service) ValidateCodeOperation(ctx context.Context, in ValidateCodeInpu
 func ValidateCodeParameters(v Validation) *Parameters {
 	p := &Parameters{ResourceType: "Parameters"}
 	p.Parameter = append(p.Parameter, boolParam("result", v.Valid))
-	if v.Message != "" {
+	// R4: with result true, message carries hints and warnings only, so a
+	// plain "valid in release 2026" is left out; a starter-set or
+	// format-only answer, or an accepted header code, is worth a warning.
+	if v.Message != "" && (!v.Valid || v.Basis != BasisRelease || !v.Billable) {
 		p.Parameter = append(p.Parameter, stringParam("message", v.Message))
 	}
 	if v.Display != "" {

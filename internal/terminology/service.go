@@ -382,7 +382,7 @@ func (s *Service) ValidateCode(ctx context.Context, system, code string, opts Va
 		n, err := NormalizeICD10CM(code)
 		if err != nil {
 			v.Reason, v.Basis = ReasonMalformed, BasisFormat
-			v.Message = fmt.Sprintf("%q is not an ICD-10-CM code: %v", code, err)
+			v.Message = "not an ICD-10-CM code: " + err.Error()
 			return v, nil
 		}
 		stored, v.Code = n, DottedICD10CM(n)
@@ -419,7 +419,7 @@ func (s *Service) ValidateCode(ctx context.Context, system, code string, opts Va
 		}
 		if len(others) == 0 {
 			v.Reason = ReasonUnknown
-			v.Message = fmt.Sprintf("%s is not a code in %s release %s", v.Code, info.name, c.version)
+			v.Message = fmt.Sprintf("%s is not a code in %s release %s", mention(system, v.Code), info.name, c.version)
 			return v, nil
 		}
 		v.Reason = ReasonNotValidOnDate
@@ -479,7 +479,7 @@ func (s *Service) validateWithoutRelease(v Validation, stored string, info syste
 	}
 	v.Valid, v.Basis, v.Billable = true, BasisFormat, true
 	v.Message = fmt.Sprintf("%s is a well-formed %s code; no %s code list is loaded, so its existence and display were not checked",
-		v.Code, info.name, info.name)
+		mention(info.uri, v.Code), info.name, info.name)
 	return v
 }
 
@@ -518,4 +518,15 @@ func describeReleases(cs []candidate) string {
 // space do not matter, words and punctuation do.
 func sameDisplay(a, b string) bool {
 	return strings.EqualFold(strings.Join(strings.Fields(a), " "), strings.Join(strings.Fields(b), " "))
+}
+
+// mention names a code in a message. A code careflow has not found in any
+// content is echoed only when its shape rules out PHI: ICD-10-CM, CPT, HCPCS
+// and LOINC codes contain letters or a hyphen, but a bare digit string sent
+// as a SNOMED CT code could be a national ID in the wrong field.
+func mention(system, code string) string {
+	if system == SystemSNOMED {
+		return "the SNOMED CT code"
+	}
+	return code
 }

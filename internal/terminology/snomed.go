@@ -152,16 +152,19 @@ var errBadCheckDigit = errors.New("the check digit is wrong")
 // snomedFormat accepts only concept identifiers: a FHIR code from
 // http://snomed.info/sct names a concept (or is an expression, which careflow
 // does not evaluate), never a description or relationship.
+//
+// Messages never quote the identifier: a digit string sent as a SNOMED CT
+// code may be a misplaced national ID, and messages must carry no PHI.
 func snomedFormat(code string) *problem {
 	id, err := ParseSCTID(code)
 	if errors.Is(err, errBadCheckDigit) {
-		return &problem{ReasonBadCheckDigit, fmt.Sprintf("SNOMED CT identifier %s has a wrong Verhoeff check digit", code)}
+		return &problem{ReasonBadCheckDigit, "the SNOMED CT identifier has a wrong Verhoeff check digit"}
 	}
 	if err != nil {
-		return &problem{ReasonMalformed, fmt.Sprintf("%q is not a SNOMED CT identifier: %v", code, err)}
+		return &problem{ReasonMalformed, "not a SNOMED CT identifier: " + err.Error()}
 	}
 	if id.Kind != SCTIDConcept {
-		return &problem{ReasonWrongPartition, fmt.Sprintf("SNOMED CT identifier %s is a %s identifier (partition %s), not a concept", code, id.Kind, id.Partition)}
+		return &problem{ReasonWrongPartition, fmt.Sprintf("the SNOMED CT identifier is a %s identifier (partition %s), not a concept", id.Kind, id.Partition)}
 	}
 	return nil
 }
