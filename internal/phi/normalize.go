@@ -21,7 +21,7 @@ import (
 //     = ا. In other scripts marks carry meaning and are kept.
 //  3. Arabic: tatweel is dropped; ٱ → ا, ى → ي, ی → ي, ک → ك, ة → ه;
 //     Arabic-Indic and Eastern Arabic-Indic digits become ASCII digits.
-//  4. Unicode case folding (ß = ss, Σ = σ = ς).
+//  4. Unicode case folding, then lower case (ß = ss, Σ = σ = ς).
 //  5. White space is collapsed to one space and trimmed; control and format
 //     characters (zero-width joiners, bidi marks) are dropped; punctuation
 //     and symbols are dropped, except that in names they separate parts
@@ -99,8 +99,11 @@ func normalize(s string, mode normMode) string {
 		}
 	}
 	// Folding after the mark and Arabic passes: folding can change length
-	// (ß → ss) but never produces marks, punctuation or spaces.
-	out := cases.Fold().String(b.String())
+	// (ß → ss) but never produces marks, punctuation or spaces. x/text's
+	// Fold swaps Cherokee letters each time (small → capital → small), so
+	// lower-casing afterwards makes the result a fixed point; FuzzNormalize
+	// found this.
+	out := strings.ToLower(cases.Fold().String(b.String()))
 	return norm.NFC.String(out)
 }
 
@@ -139,10 +142,17 @@ func isApostrophe(r rune) bool {
 // an observer of the index learn first letters too cheaply.
 const minPrefix = 3
 
+// maxPrefix bounds the prefixes indexed per name part, so a pathological
+// 10,000-letter "name" cannot produce 10,000 index rows. Query parts are cut
+// to the same length, so a longer query still finds its name (and, in the
+// rare case of two parts sharing their first 20 letters, both).
+const maxPrefix = 20
+
 // NamePrefixes returns the search tokens of a name: for every part of the
-// normalised name, its prefixes from 3 letters up to the whole part, and a
-// part shorter than 3 letters whole. Tokens are deduplicated and in a stable
-// order. The tokens are PHI; they are only ever stored as blind indexes.
+// normalised name, its prefixes from 3 up to 20 letters (the whole part when
+// shorter), and a part shorter than 3 letters whole. Tokens are deduplicated
+// and in a stable order. The tokens are PHI; they are only ever stored as
+// blind indexes.
 func NamePrefixes(name string) []string {
 	var out []string
 	seen := map[string]bool{}
@@ -153,26 +163,46 @@ func NamePrefixes(name string) []string {
 		}
 	}
 	for part := range strings.FieldsSeq(NormalizeName(name)) {
-		n := utf8.RuneCountInString(part)
-		if n < minPrefix {
+		if utf8.RuneCountInString(part) < minPrefix {
 			add(part)
 			continue
 		}
 		count := 0
 		for i := range part {
+			if count > maxPrefix {
+				break
+			}
 			if count >= minPrefix {
 				add(part[:i])
 			}
 			count++
 		}
-		add(part)
+		if count <= maxPrefix {
+			add(part)
+		}
 	}
 	return out
 }
 
 // NameQueryParts returns the normalised parts of what a user typed in a name
-// search. A record matches when each part is one of its NamePrefixes; a
-// part shorter than 3 letters therefore only matches a whole name part.
+// search, each cut to 20 letters. A record matches when each part is one of
+// its NamePrefixes; a part shorter than 3 letters therefore only matches a
+// whole name part.
 func NameQueryParts(query string) []string {
-	return strings.Fields(NormalizeName(query))
+	parts := strings.Fields(NormalizeName(query))
+	for i, p := range parts {
+		parts[i] = truncateRunes(p, maxPrefix)
+	}
+	return parts
+}
+
+func truncateRunes(s string, n int) string {
+	count := 0
+	for i := range s {
+		if count == n {
+			return s[:i]
+		}
+		count++
+	}
+	return s
 }

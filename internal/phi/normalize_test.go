@@ -2,6 +2,7 @@ package phi
 
 import (
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -107,5 +108,23 @@ func TestNameQueryMatchesPrefixTokens(t *testing.T) {
 		if got != tt.match {
 			t.Errorf("query %q against %q: match=%v, want %v", tt.query, tt.name, got, tt.match)
 		}
+	}
+}
+
+func TestNamePrefixesAreBounded(t *testing.T) {
+	t.Parallel()
+	long := "Wolfeschlegelsteinhausenbergerdorff" // 35 letters
+	tokens := NamePrefixes(long)
+	if len(tokens) != maxPrefix-minPrefix+1 {
+		t.Fatalf("%d tokens for a 35-letter part, want %d", len(tokens), maxPrefix-minPrefix+1)
+	}
+	for _, q := range []string{"wolfes", long, long[:22]} {
+		parts := NameQueryParts(q)
+		if len(parts) != 1 || !slices.Contains(tokens, parts[0]) {
+			t.Errorf("query %q (parts %q) does not find the long name", q, parts)
+		}
+	}
+	if got := NamePrefixes(strings.Repeat("a", 100000)); len(got) != maxPrefix-minPrefix+1 {
+		t.Errorf("a 100,000-letter part gave %d tokens", len(got))
 	}
 }
