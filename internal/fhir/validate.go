@@ -28,6 +28,10 @@ const (
 	SeverityInformation = "information"
 )
 
+// maxStringBytes is R4's limit on a string's size (2.24.0.1: "strings
+// SHALL NOT exceed 1MB"); base64Binary is exempt, as attachments are larger.
+const maxStringBytes = 1 << 20
+
 // maxIssues stops a validation that has already said enough: a hostile or
 // badly broken document must not produce an OperationOutcome larger than
 // itself.
@@ -694,6 +698,9 @@ func (val *validator) primitive(p *primitive, v *jsonValue, path *elemPath) bool
 	if s == "" {
 		return bad("empty string: FHIR JSON leaves absent elements out")
 	}
+	if len(s) > maxStringBytes && p.name != "base64Binary" {
+		return bad("%s is longer than R4's 1 MB limit for strings", p.name)
+	}
 	switch p.name {
 	case "string", "markdown":
 		// [ \r\n\t\S]+ : anything but a form feed (the one \s character the
@@ -722,6 +729,9 @@ func (val *validator) primitive(p *primitive, v *jsonValue, path *elemPath) bool
 		}
 		return true
 	case "xhtml":
+		if msg := xhtmlProblem(s); msg != "" {
+			return bad("%s", msg)
+		}
 		return true
 	}
 	if p.re != nil && !p.re.MatchString(s) {

@@ -121,6 +121,12 @@ func TestValidatePrimitives(t *testing.T) {
 		{"base64Binary must be base64", `{"resourceType":"Patient","photo":[{"data":"abc"}]}`, []string{"value@Patient.photo[0].data"}},
 		{"base64Binary accepts whitespace between quads", `{"resourceType":"Patient","photo":[{"data":"YWJj\nZGVm"}]}`, nil},
 		{"markdown is a string", `{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o","extension":[{"url":"http://e.org/m","valueMarkdown":"*hi*"}]}]}`, nil},
+		{"a narrative is an XHTML div", `{"resourceType":"Patient","text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>A&nbsp;<b>B</b></p></div>"}}`, nil},
+		{"a narrative must be well-formed", `{"resourceType":"Patient","text":{"status":"generated","div":"<div><p>A</div>"}}`, []string{"value@Patient.text.div"}},
+		{"a narrative root must be a div", `{"resourceType":"Patient","text":{"status":"generated","div":"<p>A</p>"}}`, []string{"value@Patient.text.div"}},
+		{"a narrative must not carry scripts", `{"resourceType":"Patient","text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><script>x()</script></div>"}}`, []string{"value@Patient.text.div"}},
+		{"a narrative must not carry event handlers", `{"resourceType":"Patient","text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><img src=\"a.png\" onerror=\"x()\"/></div>"}}`, []string{"value@Patient.text.div"}},
+		{"a string over 1 MB is rejected", `{"resourceType":"Patient","name":[{"text":"` + strings.Repeat("a", 1<<20+1) + `"}]}`, []string{"value@Patient.name[0].text"}},
 		{"a uuid value is lower-case", `{"resourceType":"Patient","extension":[{"url":"http://e.org/u","valueUuid":"urn:uuid:A0000000-0000-0000-0000-000000000000"}]}`, []string{"value@Patient.extension[0].valueUuid"}},
 		{"an oid value has the urn:oid: prefix", `{"resourceType":"Patient","extension":[{"url":"http://e.org/u","valueOid":"1.2.3"}]}`, []string{"value@Patient.extension[0].valueOid"}},
 	})
