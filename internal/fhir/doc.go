@@ -21,7 +21,8 @@
 //
 // Beyond the element walk it checks the rules that decide whether a
 // resource means anything: Reference.reference forms and target types,
-// ext-1, the Bundle invariants bdl-1 to bdl-12, and a narrative's XHTML
+// ext-1, the contained-resource rules dom-2 to dom-5, the Bundle
+// invariants bdl-1 to bdl-12, and a narrative's XHTML
 // (txt-1). Other FHIRPath invariants are not evaluated. Codes bound to value
 // sets that the definitions cannot enumerate (BCP-13 mime types, UCUM,
 // ISO 4217 currencies) are not checked; the table lists them under

@@ -179,6 +179,7 @@ func (val *validator) resource(v *jsonValue, path *elemPath) {
 		}
 	}
 	val.object(td.root, v, path, true)
+	val.containedInvariants(v, path)
 	if rt.text == "Bundle" {
 		val.bundleInvariants(v, path)
 	}

@@ -210,6 +210,9 @@ func TestValidateNestedResources(t *testing.T) {
 	t.Parallel()
 	runValidateCases(t, []validateCase{
 		{"contained resources are validated with their path", `{"resourceType":"Patient","contained":[{"resourceType":"Practitioner","id":"p","gender":"x"}],"generalPractitioner":[{"reference":"#p"}]}`, []string{"code-invalid@Patient.contained[0].gender"}},
+		{"a contained resource holds no resources (dom-2)", `{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o1","contained":[{"resourceType":"Organization","id":"o2"}]}],"managingOrganization":{"reference":"#o1"}}`, []string{"invariant@Patient.contained[0].contained"}},
+		{"a contained resource has no version (dom-4)", `{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o1","meta":{"versionId":"1"}}],"managingOrganization":{"reference":"#o1"}}`, []string{"invariant@Patient.contained[0].meta"}},
+		{"a contained resource has no security labels (dom-5)", `{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o1","meta":{"security":[{"code":"R"}]}}],"managingOrganization":{"reference":"#o1"}}`, []string{"invariant@Patient.contained[0].meta.security"}},
 		{"a contained resource needs a resourceType", `{"resourceType":"Patient","contained":[{"id":"p"}]}`, []string{"required@Patient.contained[0].resourceType"}},
 		{"bundle entries are validated with their path", `{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Patient"}},{"resource":{"resourceType":"Observation","status":"done","code":{"text":"x"}}}]}`, []string{"code-invalid@Bundle.entry[1].resource.status"}},
 		{"contentReference elements recurse", `{"resourceType":"Questionnaire","status":"draft","item":[{"linkId":"1","type":"group","item":[{"linkId":"1.1","type":"string","item":[{"type":"string"}]}]}]}`, []string{"required@Questionnaire.item[0].item[0].item[0].linkId"}},
@@ -248,6 +251,17 @@ func TestValidateJSON(t *testing.T) {
 	}
 	if Validate([]byte(`{"resourceType":"Patient","gender":"x"}`)).Malformed() {
 		t.Error("a resource that breaks R4 rules is not malformed JSON")
+	}
+}
+
+func TestValidateWarnsAboutOrphanContained(t *testing.T) {
+	t.Parallel()
+	issues := Validate([]byte(`{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o1"}]}`))
+	if issues.HasErrors() || len(issues) != 1 || issues[0].Severity != SeverityWarning || issues[0].Expression[0] != "Patient.contained[0]" {
+		t.Errorf("want one dom-3 warning, got %+v", issues)
+	}
+	if is := Validate([]byte(`{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o1"}],"managingOrganization":{"reference":"#o1"}}`)); len(is) != 0 {
+		t.Errorf("a referenced contained resource: %+v", is)
 	}
 }
 
