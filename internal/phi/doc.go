@@ -31,7 +31,7 @@
 // over a domain name and the Normalize form of the value, so exact-match
 // search runs on indexes the database cannot read, and equal values in
 // different domains do not link. Names are also indexed by NamePrefixes (the
-// normalised prefixes of each part from 3 letters), so a query such as
+// normalised prefixes of each part from 3 to 20 letters), so a query such as
 // "moh" finds Mohamed through NameQueryIndexes without any readable name in
 // the index. Normalisation rules (NFKD, marks and Arabic letter variants,
 // digits, case folding, spaces, punctuation) are documented in normalize.go;
@@ -61,8 +61,10 @@
 //   - A key is retired only after, for every registered column, a complete
 //     pass that began at least RetireGrace after the key stopped being
 //     primary found no row on any key but the primary. RetireGrace must
-//     exceed the refresh interval: after it no node can still seal with the
-//     old key, so no row can appear on it behind the pass.
+//     exceed the refresh interval plus the longest write request plus the
+//     clock skew between nodes: after it no node can still seal with the
+//     old key or commit a value it sealed with it, so no row can appear on
+//     it behind the pass.
 //   - A retired key's material stays in phi_keys and in every ring, and
 //     still opens. This package never destroys key material: a backup taken
 //     before the rotation, or a column someone forgot to register, stays

@@ -11,6 +11,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -96,15 +97,15 @@ func ReadMasterKeyFile(path string) (MasterKey, error) {
 	}
 	// A key file is 32 bytes or ~45 characters of base64; anything much
 	// larger is the wrong file.
-	buf := make([]byte, 257)
-	n, err := f.Read(buf)
+	buf, err := io.ReadAll(io.LimitReader(f, 257))
 	if err != nil {
 		return MasterKey{}, errs.Wrap(errs.Invalid, err, "read master key file %s", path)
 	}
-	if n > 256 {
+	if len(buf) > 256 {
 		return MasterKey{}, errs.E(errs.Invalid, "master key file %s is too large to be a key", path)
 	}
-	k, err := ParseMasterKey(buf[:n])
+	k, err := ParseMasterKey(buf)
+	clear(buf)
 	if err != nil {
 		return MasterKey{}, errs.Wrap(errs.Invalid, err, "master key file %s", path)
 	}

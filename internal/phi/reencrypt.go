@@ -272,6 +272,12 @@ func (re *Reencryptor) RunOnce(ctx context.Context) (Progress, error) {
 	if !allDone {
 		return p, nil
 	}
+	// With no registered column the sweeps above checked nothing; the grace
+	// period still has to pass before no node can be sealing with an old key.
+	if re.now().Before(requiredSince) {
+		p.WaitUntil = requiredSince
+		return p, nil
+	}
 	err = re.ring.db.Tx(ctx, func(tx store.Tx) error {
 		if err := re.renewLease(ctx, tx); err != nil {
 			return err
@@ -329,6 +335,40 @@ func (re *Reencryptor) Run(ctx context.Context, interval time.Duration) {
 			t.Stop()
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// RunUntilDone calls RunOnce until every old data key is retired, waiting
+// out the grace period and another node's lease as needed; it is what
+// `careflow keys rotate --wait` runs. The returned Progress sums the runs.
+func (re *Reencryptor) RunUntilDone(ctx context.Context) (Progress, error) {
+	var total Progress
+	for {
+		p, err := re.RunOnce(ctx)
+		total.Target = p.Target
+		total.Resealed += p.Resealed
+		total.Conflicts += p.Conflicts
+		total.Retired = append(total.Retired, p.Retired...)
+		if err != nil || p.Done {
+			total.Done = p.Done
+			return total, err
+		}
+		var wait time.Duration
+		switch {
+		case !p.WaitUntil.IsZero():
+			wait = p.WaitUntil.Sub(re.now())
+		case p.Busy:
+			wait = re.opts.LeaseTTL / 4
+		}
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return total, ctx.Err()
+			case <-t.C:
+			}
 		}
 	}
 }

@@ -211,22 +211,13 @@ func TestRotationWhileRequestsRun(t *testing.T) {
 		}
 		// The grace period covers node B's refresh interval several times.
 		re := NewReencryptor(nodeA, reg, ReencryptOptions{BatchSize: 25, RetireGrace: 150 * time.Millisecond})
-		var last Progress
-		resealed := 0
-		deadline := time.Now().Add(20 * time.Second)
-		for !last.Done {
-			if time.Now().After(deadline) {
-				t.Fatalf("re-encryption did not finish: %+v", last)
-			}
-			last, err = re.RunOnce(ctx)
-			if err != nil {
-				t.Fatalf("RunOnce: %v", err)
-			}
-			resealed += last.Resealed
-			if !last.WaitUntil.IsZero() {
-				time.Sleep(time.Until(last.WaitUntil)) // the grace period is the point of the wait
-			}
+		runCtx, stopRun := context.WithTimeout(ctx, 30*time.Second)
+		defer stopRun()
+		last, err := re.RunUntilDone(runCtx)
+		if err != nil {
+			t.Fatalf("RunUntilDone: %v (progress %+v)", err, last)
 		}
+		resealed := last.Resealed
 		opsAtEnd := ops.Load()
 		waitFor(t, func() bool { return ops.Load() > opsAtEnd+50 }) // traffic continues after retirement
 		stopped.Store(true)
@@ -241,7 +232,7 @@ func TestRotationWhileRequestsRun(t *testing.T) {
 		if got := keysInUse(t, db); len(got) != 1 || got[newKey.ID] == 0 {
 			t.Fatalf("rows by key after rotation: %v, want all on %v", got, newKey.ID)
 		}
-		if !slicesContain(last.Retired, oldKey) || keyStatus(nodeA, oldKey) != StatusRetired {
+		if !last.Done || !slicesContain(last.Retired, oldKey) || keyStatus(nodeA, oldKey) != StatusRetired {
 			t.Fatalf("old key %v not retired: progress %+v, keys %+v", oldKey, last, nodeA.Keys())
 		}
 		// Every row holds the last value its writer committed.
@@ -622,4 +613,67 @@ func TestRegistryRefusesBadDeclarations(t *testing.T) {
 	if err := reg.Register(good); err == nil {
 		t.Fatal("a column registered twice")
 	}
+}
+
+func TestReencryptorUUIDKeys(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		// PostgreSQL tables key resources by a native UUID; the re-encryptor
+		// must read it as the text the writer put in the AAD.
+		ddl := `CREATE TABLE test_resources (id TEXT PRIMARY KEY, body BLOB NOT NULL)`
+		if db.Dialect() == store.Postgres {
+			ddl = `CREATE TABLE test_resources (id UUID PRIMARY KEY, body BYTEA NOT NULL)`
+		}
+		if _, err := db.Writer().Exec(ctx, ddl); err != nil {
+			t.Fatal(err)
+		}
+		ring := openTestRing(t, db)
+		aad := func(key []any, column string) AAD {
+			return AAD{Table: "test_resources", Field: column, Record: key[0].(string)}
+		}
+		ids := []string{"0192f1d2-7c1e-7a00-8000-00000000000a", "0192f1d2-7c1e-7a00-8000-00000000000b", "0192f1d2-7c1e-7a00-8000-00000000000c"}
+		for _, id := range ids {
+			ct, _ := ring.Seal(aad([]any{id}, "body"), []byte("resource "+id))
+			if _, err := db.Writer().Exec(ctx, `INSERT INTO test_resources (id, body) VALUES ($1, $2)`, id, ct); err != nil {
+				t.Fatal(err)
+			}
+		}
+		oldKey := ring.Primary()
+		if _, err := ring.Rotate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		reg := &Registry{}
+		if err := reg.Register(EncryptedColumns{Table: "test_resources", Key: []KeyColumn{{Name: "id"}}, Columns: []string{"body"}, AAD: aad}); err != nil {
+			t.Fatal(err)
+		}
+		p, err := NewReencryptor(ring, reg, ReencryptOptions{BatchSize: 2, RetireGrace: time.Nanosecond}).RunUntilDone(ctx)
+		if err != nil || p.Resealed != len(ids) || !slicesContain(p.Retired, oldKey) {
+			t.Fatalf("progress %+v, %v", p, err)
+		}
+	})
+}
+
+func TestRetirementWaitsEvenWithNothingRegistered(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		clock := &fakeClock{now: time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)}
+		ring, err := OpenRing(ctx, db, testMasterKey(t, 1), Options{Clock: clock.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		oldKey := ring.Primary()
+		if _, err := ring.Rotate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		re := NewReencryptor(ring, &Registry{}, ReencryptOptions{RetireGrace: time.Minute, Clock: clock.Now})
+		if p, err := re.RunOnce(ctx); err != nil || p.Done || p.WaitUntil.IsZero() {
+			t.Fatalf("inside the grace period: %+v, %v", p, err)
+		}
+		clock.Advance(time.Minute)
+		if p, err := re.RunOnce(ctx); err != nil || !p.Done || !slicesContain(p.Retired, oldKey) {
+			t.Fatalf("after the grace period: %+v, %v", p, err)
+		}
+	})
 }
