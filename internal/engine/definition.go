@@ -190,9 +190,9 @@ func (p RetryPolicy) normalised() RetryPolicy {
 	if p.Multiplier <= 0 {
 		p.Multiplier = DefaultRetry.Multiplier
 	}
+	// A negative Jitter (none) stays negative, so that normalising twice
+	// does not turn "none" into the default.
 	switch {
-	case p.Jitter < 0:
-		p.Jitter = 0
 	case p.Jitter == 0:
 		p.Jitter = DefaultRetry.Jitter
 	case p.Jitter > 1:

@@ -47,6 +47,9 @@ type Config struct {
 	FetchPollInterval time.Duration
 	// RandSeed seeds the retry jitter; 0 seeds from the runtime.
 	RandSeed uint64
+	// TimerPrecision is how often the node looks for due timers and retries;
+	// 0 means 50ms. (River's own scheduler runs every 5s.)
+	TimerPrecision time.Duration
 }
 
 // Engine runs workflow runs. Its methods are safe for concurrent use.
@@ -60,6 +63,7 @@ type Engine struct {
 	metrics  *metrics
 	interval time.Duration
 	deadAge  time.Duration
+	tick     time.Duration
 
 	randMu sync.Mutex
 	rand   *rand.Rand
@@ -68,6 +72,7 @@ type Engine struct {
 	started   bool
 	stopHouse context.CancelFunc
 	houseDone chan struct{}
+	timerDone chan struct{}
 }
 
 // New builds an engine. It inserts jobs at once (StartRun works without
@@ -100,6 +105,10 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if e.deadAge <= 0 {
 		e.deadAge = 20 * time.Second
+	}
+	e.tick = cfg.TimerPrecision
+	if e.tick <= 0 {
+		e.tick = 50 * time.Millisecond
 	}
 	seed := cfg.RandSeed
 	if seed == 0 {
@@ -197,13 +206,18 @@ func (e *Engine) Start(ctx context.Context) error {
 			e.logger.Info("engine: resumed steps interrupted by the previous process", "jobs", n)
 		}
 	}
-	if err := e.q.start(ctx); err != nil {
+	// River cancels running jobs when its start context ends; the caller's
+	// context (often the signal context of serve) must not do that: Stop
+	// drains instead.
+	if err := e.q.start(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("engine: start workers: %w", err)
 	}
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	e.stopHouse = cancel
 	e.houseDone = make(chan struct{})
+	e.timerDone = make(chan struct{})
 	go e.housekeeping(hctx, e.houseDone)
+	go e.promoteLoop(hctx, e.timerDone)
 	e.started = true
 	return nil
 }
@@ -220,6 +234,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 	e.started = false
 	e.stopHouse()
 	<-e.houseDone
+	<-e.timerDone
 	err := e.q.stop(ctx)
 	if err != nil && ctx.Err() != nil {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -305,4 +320,60 @@ func (e *Engine) rescueDeadNodes(ctx context.Context) (int64, error) {
 		return err
 	})
 	return total, err
+}
+
+// promoteLoop makes due scheduled step jobs (timers, retry backoffs)
+// available as soon as they are due. River's scheduler does the same on its
+// leader every 5 seconds, too coarse for a 300ms backoff or a timer someone
+// waits on; this is a cheap indexed read most of the time, and a write only
+// when something is due.
+func (e *Engine) promoteLoop(ctx context.Context, done chan struct{}) {
+	defer close(done)
+	t := time.NewTicker(e.tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := e.promoteDue(ctx); err != nil && ctx.Err() == nil {
+			e.logger.Warn("engine: promoting due jobs failed", "err", err)
+		}
+	}
+}
+
+// promoteDue moves due scheduled jobs of the engine's queue to available and
+// tells the producers (through River's insert notification, on both
+// drivers) so that they fetch at once.
+func (e *Engine) promoteDue(ctx context.Context) (int64, error) {
+	dbNow := "now()"
+	if e.db.Dialect() == store.SQLite {
+		// River's SQLite driver writes scheduled_at in its own text format
+		// and compares it with datetime('now', 'subsec'); do the same.
+		dbNow = "datetime('now', 'subsec')"
+	}
+	var due int
+	err := e.db.Reader().QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM river_job WHERE state = 'scheduled' AND queue = $1
+		AND scheduled_at <= `+dbNow+` LIMIT 1) AS due`, queueName).Scan(&due)
+	if err != nil || due == 0 {
+		return 0, err
+	}
+	var n int64
+	err = e.db.Tx(ctx, func(tx store.Tx) error {
+		var err error
+		n, err = tx.Exec(ctx, `UPDATE river_job SET state = 'available' WHERE state = 'scheduled' AND queue = $1
+			AND scheduled_at <= `+dbNow, queueName)
+		if err != nil || n == 0 {
+			return err
+		}
+		payload := `{"queue": "` + queueName + `"}`
+		if e.db.Dialect() == store.SQLite {
+			_, err = tx.Exec(ctx, `INSERT INTO river_notification (payload, topic) VALUES ($1, 'river_insert')`, payload)
+		} else {
+			_, err = tx.Exec(ctx, `SELECT pg_notify(current_schema() || '.river_insert', $1)`, payload)
+		}
+		return err
+	})
+	return n, err
 }
