@@ -180,6 +180,9 @@ func (val *validator) resource(v *jsonValue, path *elemPath) {
 	}
 	val.object(td.root, v, path, true)
 	val.containedInvariants(v, path)
+	if check := resourceInvariants[rt.text]; check != nil {
+		check(val, v, path)
+	}
 	if rt.text == "Bundle" {
 		val.bundleInvariants(v, path)
 	}

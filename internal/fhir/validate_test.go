@@ -120,7 +120,7 @@ func TestValidatePrimitives(t *testing.T) {
 		{"oid must start with urn:oid:", obs(`"valueCodeableConcept"`, `{"coding":[{"system":"urn:oid:1.2"}]}`), nil},
 		{"base64Binary must be base64", `{"resourceType":"Patient","photo":[{"data":"abc"}]}`, []string{"value@Patient.photo[0].data"}},
 		{"base64Binary accepts whitespace between quads", `{"resourceType":"Patient","photo":[{"data":"YWJj\nZGVm"}]}`, nil},
-		{"markdown is a string", `{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o","extension":[{"url":"http://e.org/m","valueMarkdown":"*hi*"}]}]}`, nil},
+		{"markdown is a string", `{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o","name":"N","extension":[{"url":"http://e.org/m","valueMarkdown":"*hi*"}]}]}`, nil},
 		{"a narrative is an XHTML div", `{"resourceType":"Patient","text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>A&nbsp;<b>B</b></p></div>"}}`, nil},
 		{"a narrative must be well-formed", `{"resourceType":"Patient","text":{"status":"generated","div":"<div><p>A</div>"}}`, []string{"value@Patient.text.div"}},
 		{"a narrative root must be a div", `{"resourceType":"Patient","text":{"status":"generated","div":"<p>A</p>"}}`, []string{"value@Patient.text.div"}},
@@ -210,9 +210,9 @@ func TestValidateNestedResources(t *testing.T) {
 	t.Parallel()
 	runValidateCases(t, []validateCase{
 		{"contained resources are validated with their path", `{"resourceType":"Patient","contained":[{"resourceType":"Practitioner","id":"p","gender":"x"}],"generalPractitioner":[{"reference":"#p"}]}`, []string{"code-invalid@Patient.contained[0].gender"}},
-		{"a contained resource holds no resources (dom-2)", `{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o1","contained":[{"resourceType":"Organization","id":"o2"}]}],"managingOrganization":{"reference":"#o1"}}`, []string{"invariant@Patient.contained[0].contained"}},
-		{"a contained resource has no version (dom-4)", `{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o1","meta":{"versionId":"1"}}],"managingOrganization":{"reference":"#o1"}}`, []string{"invariant@Patient.contained[0].meta"}},
-		{"a contained resource has no security labels (dom-5)", `{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o1","meta":{"security":[{"code":"R"}]}}],"managingOrganization":{"reference":"#o1"}}`, []string{"invariant@Patient.contained[0].meta.security"}},
+		{"a contained resource holds no resources (dom-2)", `{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o1","name":"N","contained":[{"resourceType":"Organization","id":"o2","name":"N"}]}],"managingOrganization":{"reference":"#o1"}}`, []string{"invariant@Patient.contained[0].contained"}},
+		{"a contained resource has no version (dom-4)", `{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o1","name":"N","meta":{"versionId":"1"}}],"managingOrganization":{"reference":"#o1"}}`, []string{"invariant@Patient.contained[0].meta"}},
+		{"a contained resource has no security labels (dom-5)", `{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o1","name":"N","meta":{"security":[{"code":"R"}]}}],"managingOrganization":{"reference":"#o1"}}`, []string{"invariant@Patient.contained[0].meta.security"}},
 		{"a contained resource needs a resourceType", `{"resourceType":"Patient","contained":[{"id":"p"}]}`, []string{"required@Patient.contained[0].resourceType"}},
 		{"bundle entries are validated with their path", `{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Patient"}},{"resource":{"resourceType":"Observation","status":"done","code":{"text":"x"}}}]}`, []string{"code-invalid@Bundle.entry[1].resource.status"}},
 		{"contentReference elements recurse", `{"resourceType":"Questionnaire","status":"draft","item":[{"linkId":"1","type":"group","item":[{"linkId":"1.1","type":"string","item":[{"type":"string"}]}]}]}`, []string{"required@Questionnaire.item[0].item[0].item[0].linkId"}},
@@ -256,11 +256,11 @@ func TestValidateJSON(t *testing.T) {
 
 func TestValidateWarnsAboutOrphanContained(t *testing.T) {
 	t.Parallel()
-	issues := Validate([]byte(`{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o1"}]}`))
+	issues := Validate([]byte(`{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o1","name":"N"}]}`))
 	if issues.HasErrors() || len(issues) != 1 || issues[0].Severity != SeverityWarning || issues[0].Expression[0] != "Patient.contained[0]" {
 		t.Errorf("want one dom-3 warning, got %+v", issues)
 	}
-	if is := Validate([]byte(`{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o1"}],"managingOrganization":{"reference":"#o1"}}`)); len(is) != 0 {
+	if is := Validate([]byte(`{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o1","name":"N"}],"managingOrganization":{"reference":"#o1"}}`)); len(is) != 0 {
 		t.Errorf("a referenced contained resource: %+v", is)
 	}
 }

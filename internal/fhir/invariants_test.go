@@ -1,0 +1,30 @@
+package fhir
+
+import "testing"
+
+func TestResourceInvariants(t *testing.T) {
+	t.Parallel()
+	const obs = `"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"85354-9"}]}`
+	runValidateCases(t, []validateCase{
+		{"sev-1: an audit entity has a name or a query, not both", `{"resourceType":"AuditEvent","type":{"code":"rest"},"recorded":"2020-01-01T00:00:00Z","agent":[{"requestor":true}],"source":{"observer":{"display":"x"}},"entity":[{"name":"n","query":"cQ=="}]}`, []string{"invariant@AuditEvent.entity[0]"}},
+		{"ctm-1: onBehalfOf needs a Practitioner member", `{"resourceType":"CareTeam","participant":[{"member":{"reference":"Patient/1"},"onBehalfOf":{"reference":"Organization/1"}}]}`, []string{"invariant@CareTeam.participant[0]"}},
+		{"ctm-1: a Practitioner member may act on behalf", `{"resourceType":"CareTeam","participant":[{"member":{"reference":"Practitioner/1"},"onBehalfOf":{"reference":"Organization/1"}}]}`, nil},
+		{"con-4: an abated condition is no longer active", `{"resourceType":"Condition","subject":{"reference":"Patient/1"},"abatementDateTime":"2020-01-01","clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":"active"}]}}`, []string{"invariant@Condition.clinicalStatus"}},
+		{"con-4: an abated, resolved condition is valid", `{"resourceType":"Condition","subject":{"reference":"Patient/1"},"abatementDateTime":"2020-01-01","clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":"resolved"}]}}`, nil},
+		{"con-5: entered-in-error has no clinical status", `{"resourceType":"Condition","subject":{"reference":"Patient/1"},"verificationStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-ver-status","code":"entered-in-error"}]},"clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":"active"}]}}`, []string{"invariant@Condition.clinicalStatus"}},
+		{"con-1: a stage has a summary or assessment", `{"resourceType":"Condition","subject":{"reference":"Patient/1"},"stage":[{"type":{"text":"x"}}]}`, []string{"invariant@Condition.stage[0]"}},
+		{"con-2: evidence has a code or detail", `{"resourceType":"Condition","subject":{"reference":"Patient/1"},"evidence":[{"id":"e"}]}`, []string{"invariant@Condition.evidence[0]"}},
+		{"ppc-1: a consent names a policy", `{"resourceType":"Consent","status":"active","scope":{"text":"x"},"category":[{"text":"x"}]}`, []string{"invariant@Consent"}},
+		{"ces-1: an eligibility item has a category or a product", `{"resourceType":"CoverageEligibilityResponse","status":"active","purpose":["benefits"],"patient":{"reference":"Patient/1"},"created":"2020-01-01","request":{"reference":"CoverageEligibilityRequest/1"},"outcome":"complete","insurer":{"reference":"Organization/1"},"insurance":[{"coverage":{"reference":"Coverage/1"},"item":[{"name":"x"}]}]}`, []string{"invariant@CoverageEligibilityResponse.insurance[0].item[0]"}},
+		{"ipn-1: an insurance plan has an identifier or name", `{"resourceType":"InsurancePlan","status":"active"}`, []string{"invariant@InsurancePlan"}},
+		{"obs-6: no dataAbsentReason with a value", `{` + obs + `,"valueString":"a","dataAbsentReason":{"text":"x"}}`, []string{"invariant@Observation.dataAbsentReason"}},
+		{"obs-7: a component does not repeat the code when there is a value", `{` + obs + `,"valueString":"a","component":[{"code":{"coding":[{"system":"http://loinc.org","code":"85354-9"}]},"valueString":"b"}]}`, []string{"invariant@Observation.component[0].code"}},
+		{"obs-7: components with other codes are valid", `{` + obs + `,"component":[{"code":{"coding":[{"system":"http://loinc.org","code":"8480-6"}]},"valueQuantity":{"value":120}}]}`, nil},
+		{"obs-3: a reference range has a bound or text", `{` + obs + `,"referenceRange":[{"type":{"text":"x"}}]}`, []string{"invariant@Observation.referenceRange[0]"}},
+		{"org-1: an organization has an identifier or name", `{"resourceType":"Organization","active":true}`, []string{"invariant@Organization"}},
+		{"org-2 and org-3: an organization has no home address or telecom", `{"resourceType":"Organization","name":"N","telecom":[{"system":"phone","value":"1","use":"home"}],"address":[{"use":"home","city":"X"}]}`, []string{"invariant@Organization.address[0].use", "invariant@Organization.telecom[0].use"}},
+		{"pat-1: a contact has details", `{"resourceType":"Patient","contact":[{"gender":"male"}]}`, []string{"invariant@Patient.contact[0]"}},
+		{"inv-1: a task is not modified before it was authored", `{"resourceType":"Task","status":"ready","intent":"order","authoredOn":"2020-01-02T00:00:00Z","lastModified":"2020-01-01T00:00:00Z"}`, []string{"invariant@Task.lastModified"}},
+		{"inv-1: timestamps of different precision are not compared", `{"resourceType":"Task","status":"ready","intent":"order","authoredOn":"2020-01-02","lastModified":"2020-01-01T00:00:00Z"}`, nil},
+	})
+}
