@@ -60,11 +60,11 @@
 //     restarted re-encryptor resumes where the last commit left off.
 //   - A key is retired only after, for every registered column, a complete
 //     pass that began at least RetireGrace after the key stopped being
-//     primary found no row on any key but the primary. RetireGrace must
-//     exceed the refresh interval plus the longest write request plus the
-//     clock skew between nodes: after it no node can still seal with the
-//     old key or commit a value it sealed with it, so no row can appear on
-//     it behind the pass.
+//     primary found no row on a key older than the primary it worked
+//     towards. RetireGrace must exceed the refresh interval plus the longest
+//     write request plus the clock skew between nodes: after it no node can
+//     still seal with the old key or commit a value it sealed with it, so no
+//     row can appear on it behind the pass.
 //   - A retired key's material stays in phi_keys and in every ring, and
 //     still opens. This package never destroys key material: a backup taken
 //     before the rotation, or a column someone forgot to register, stays

@@ -323,8 +323,8 @@ func (re *Reencryptor) Run(ctx context.Context, interval time.Duration) {
 			re.opts.Logger.Warn("phi: re-encryption run failed", "err", err)
 		case !p.WaitUntil.IsZero():
 			wait = min(interval, max(time.Until(p.WaitUntil), 0))
-		case !p.Done && !p.Busy:
-			wait = 0 // the primary changed mid-run or a pass limit was hit
+		case !p.Done && !p.Busy && re.ring.Primary() != p.Target:
+			wait = 0 // rotated again mid-run: aim at the new key now
 		}
 		if p.Resealed > 0 || p.Conflicts > 0 {
 			re.opts.Logger.Info("phi: re-encrypted rows", "target_key_id", uint32(p.Target), "rows", p.Resealed, "conflicts", p.Conflicts)
@@ -421,7 +421,7 @@ type cursor struct {
 	target      KeyID
 	after       []any // nil: the pass has not read a row yet
 	passStarted time.Time
-	found       int64 // rows seen on another key in this pass
+	found       int64 // rows seen on a key older than target in this pass
 	cleanStart  *time.Time
 }
 
@@ -642,7 +642,10 @@ func (re *Reencryptor) readBatch(ctx context.Context, set EncryptedColumns, sele
 			if err != nil {
 				return nil, nil, 0, errs.Wrap(errs.Internal, err, "phi: %s.%s of row %v", set.Table, col, r.key)
 			}
-			if id == target.info.ID {
+			// Ids only grow: a row on a key newer than the target was written
+			// after another rotation and is the next run's business. Moving
+			// it back would only make work.
+			if id >= target.info.ID {
 				continue
 			}
 			aad := set.AAD(r.key, col)

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -250,14 +252,7 @@ func TestRotationWhileRequestsRun(t *testing.T) {
 	})
 }
 
-func slicesContain(ids []KeyID, id KeyID) bool {
-	for _, x := range ids {
-		if x == id {
-			return true
-		}
-	}
-	return false
-}
+func slicesContain(ids []KeyID, id KeyID) bool { return slices.Contains(ids, id) }
 
 // waitFor polls cond until it holds or a deadline passes.
 func waitFor(t *testing.T, cond func() bool) {
@@ -535,24 +530,13 @@ func TestReencryptorStopsOnUnreadableRow(t *testing.T) {
 		if !errors.Is(err, ErrAuth) {
 			t.Fatalf("RunOnce = %v, want ErrAuth", err)
 		}
-		if msg := err.Error(); !contains(msg, patientID(2)) || contains(msg, "patient 1") {
+		if msg := err.Error(); !strings.Contains(msg, patientID(2)) || strings.Contains(msg, "patient 1") {
 			t.Errorf("error %q should name the row and not the value", msg)
 		}
 		if keyStatus(ring, oldKey) != StatusActive {
 			t.Error("a key still in use by an unreadable row was retired")
 		}
 	})
-}
-
-func contains(s, sub string) bool { return len(sub) > 0 && stringsIndex(s, sub) >= 0 }
-
-func stringsIndex(s, sub string) int {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return i
-		}
-	}
-	return -1
 }
 
 func TestOneReencryptorAtATime(t *testing.T) {
@@ -674,6 +658,48 @@ func TestRetirementWaitsEvenWithNothingRegistered(t *testing.T) {
 		clock.Advance(time.Minute)
 		if p, err := re.RunOnce(ctx); err != nil || !p.Done || !slicesContain(p.Retired, oldKey) {
 			t.Fatalf("after the grace period: %+v, %v", p, err)
+		}
+	})
+}
+
+func TestTwoRotationsBeforeTheReencryptorRuns(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		table := patientsTable(t, db)
+		ring := openTestRing(t, db)
+		want := seedPatients(t, db, ring, 20) // on the first key
+		first := ring.Primary()
+		second, err := ring.Rotate(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Half the rows are rewritten under the second key.
+		for i := 0; i < 20; i += 2 {
+			id := patientID(i)
+			ct, _ := ring.Seal(AAD{Table: "test_patients", Field: "name", Record: id}, []byte(want[id]))
+			if _, err := db.Writer().Exec(ctx, `UPDATE test_patients SET name = $1 WHERE id = $2`, ct, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		third, err := ring.Rotate(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := keysInUse(t, db); got[first] == 0 || got[second.ID] != 10 {
+			t.Fatalf("setup: rows by key %v", got)
+		}
+		reg := &Registry{}
+		_ = reg.Register(table)
+		p, err := NewReencryptor(ring, reg, ReencryptOptions{BatchSize: 6, RetireGrace: time.Nanosecond}).RunUntilDone(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slicesContain(p.Retired, first) || !slicesContain(p.Retired, second.ID) || p.Target != third.ID {
+			t.Fatalf("progress %+v: want keys %v and %v retired for %v", p, first, second.ID, third.ID)
+		}
+		if got := keysInUse(t, db); len(got) != 1 || got[third.ID] == 0 {
+			t.Fatalf("rows by key %v", got)
 		}
 	})
 }
