@@ -62,7 +62,7 @@ func TestVerifyFindsEveryKindOfTampering(t *testing.T) {
 		want   []Finding // compared on Kind, Seq, Count, Other, CheckpointSize
 	}{
 		{
-			name: "an untouched log is intact",
+			name:   "an untouched log is intact",
 			tamper: func(t *testing.T, env *tamperEnv) {},
 		},
 		{
