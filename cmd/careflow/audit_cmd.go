@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/careflow/careflow/internal/audit"
+	"github.com/careflow/careflow/internal/store"
+)
+
+// Exit codes of `careflow audit verify`.
+const (
+	auditVerifyIntact   = 0
+	auditVerifyTampered = 1
+	auditVerifyError    = 2
+)
+
+// runAuditVerify is `careflow audit verify`: it recomputes the audit log's
+// Merkle tree from the entries and checks it against every signed
+// checkpoint in the database and in checkpointDir, whose verifiers file
+// names the trusted keys (the directory, not the database, is the trust
+// anchor, so the key cannot be swapped by whoever edits the database). It
+// prints one line per finding, then a summary, and returns 0 when the log
+// is intact, 1 when tampering was found and 2 when it could not check.
+// Warnings (a checkpoint file not yet written) do not make it fail.
+func runAuditVerify(ctx context.Context, db *store.DB, checkpointDir string, stdout, stderr io.Writer) int {
+	if checkpointDir == "" {
+		fmt.Fprintln(stderr, "careflow audit verify: --audit-checkpoint-dir is required: it holds the trusted verifier keys and the checkpoint copies")
+		return auditVerifyError
+	}
+	keys, err := audit.ReadVerifiers(checkpointDir)
+	if err != nil {
+		fmt.Fprintf(stderr, "careflow audit verify: %v\n", err)
+		return auditVerifyError
+	}
+	vs, err := audit.NewVerifiers(keys...)
+	if err != nil {
+		fmt.Fprintf(stderr, "careflow audit verify: %v\n", err)
+		return auditVerifyError
+	}
+	rep, err := audit.Verify(ctx, db, audit.VerifyOptions{Verifiers: vs, CheckpointDir: checkpointDir})
+	if err != nil {
+		fmt.Fprintf(stderr, "careflow audit verify: %v\n", err)
+		return auditVerifyError
+	}
+	for _, f := range rep.Findings {
+		fmt.Fprintln(stdout, f.String())
+	}
+	if rep.Omitted > 0 {
+		fmt.Fprintf(stdout, "TAMPERED and %d more findings not listed\n", rep.Omitted)
+	}
+	verdict := "intact"
+	if rep.Tampered() {
+		verdict = "TAMPERING FOUND"
+	}
+	fmt.Fprintf(stdout, "audit log: %d entries (tree size %d), root %s; checkpoints: %d in the database, %d files, %d matched; %s\n",
+		rep.Entries, rep.TreeSize, rep.Root, rep.DatabaseCheckpoints, rep.FileCheckpoints, rep.CheckpointsMatched, verdict)
+	if rep.Tampered() {
+		return auditVerifyTampered
+	}
+	return auditVerifyIntact
+}
