@@ -57,6 +57,7 @@ func TestReadCodeListRejectsBadLines(t *testing.T) {
 		{"three fields", SystemCPT, "99213,a,b\n", 1, "3 fields"},
 		{"an unclosed quote", SystemHCPCS, "A0428,\"open\nJ1885,x\n", 1, "quote"},
 		{"no codes", SystemCPT, "code,description\n", 1, "no codes"},
+		{"a control character in a display", SystemHCPCS, "A0428,\"a\x00b\"\n", 1, "control character"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

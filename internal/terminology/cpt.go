@@ -148,6 +148,9 @@ func ReadCodeList(system string, r io.Reader, fn func(ListEntry) error) error {
 		if !utf8.ValidString(e.Display) || len(e.Display) > maxDisplayLen {
 			return &ParseError{Line: line, Msg: fmt.Sprintf("display is not valid UTF-8 or is longer than %d bytes", maxDisplayLen)}
 		}
+		if strings.IndexFunc(e.Display, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+			return &ParseError{Line: line, Msg: "display contains a control character"}
+		}
 		if prev, dup := seen[e.Code]; dup {
 			return &ParseError{Line: line, Msg: fmt.Sprintf("code %s already appeared on line %d", e.Code, prev)}
 		}

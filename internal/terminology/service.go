@@ -2,6 +2,7 @@ package terminology
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -67,11 +68,12 @@ type LoadProgress struct {
 // for a terminal to show movement, rarely enough to cost nothing.
 const progressEvery = 5000
 
-// insertBatch is how many codes go into one INSERT. Five parameters a row
-// keeps a batch far below both dialects' parameter limits, and batching
-// makes a 98,000-line order file one transaction of a few hundred
-// statements instead of 98,000 round trips to PostgreSQL.
-const insertBatch = 400
+// insertBatch is how many codes go into one INSERT. A batch travels as one
+// JSON parameter, so a 98,000-line order file is a few dozen statements, not
+// 98,000 round trips to PostgreSQL; and the statement text stays short, which
+// matters on SQLite, where parsing a multi-row VALUES list with thousands of
+// placeholders cost more than storing the rows.
+const insertBatch = 4000
 
 // LoadICD10CM loads a CMS ICD-10-CM order file as release version of
 // ICD-10-CM, valid for the dates of service in window. A zero window means
@@ -164,12 +166,17 @@ func (s *Service) load(ctx context.Context, rel Release, progress func(LoadProgr
 		if _, err := tx.Exec(ctx, `DELETE FROM terminology_codes WHERE release_id = $1`, id); err != nil {
 			return fmt.Errorf("clear release: %w", err)
 		}
-		batch := make([]any, 0, insertBatch*5)
+		batch := make([]codeRow, 0, insertBatch)
+		insert := insertCodesSQL(tx.Dialect())
 		flush := func() error {
 			if len(batch) == 0 {
 				return nil
 			}
-			if _, err := tx.Exec(ctx, insertCodesSQL(len(batch)/5), batch...); err != nil {
+			rows, err := json.Marshal(batch)
+			if err != nil {
+				return fmt.Errorf("encode codes: %w", err)
+			}
+			if _, err := tx.Exec(ctx, insert, id, string(rows)); err != nil {
 				return fmt.Errorf("insert codes: %w", err)
 			}
 			batch = batch[:0]
@@ -177,7 +184,7 @@ func (s *Service) load(ctx context.Context, rel Release, progress func(LoadProgr
 		}
 		count := 0
 		err := read(func(code, display, short string, billable bool) error {
-			batch = append(batch, id, code, display, short, billable)
+			batch = append(batch, codeRow{code, display, short, billable})
 			count++
 			if len(batch) == cap(batch) {
 				if err := flush(); err != nil {
@@ -227,18 +234,26 @@ func sourceNoun(source string) string {
 	return "code list"
 }
 
-// insertCodesSQL builds a multi-row INSERT for n codes.
-func insertCodesSQL(n int) string {
-	var b strings.Builder
-	b.WriteString(`INSERT INTO terminology_codes (release_id, code, display, short_display, billable) VALUES `)
-	for i := 0; i < n; i++ {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		p := i * 5
-		fmt.Fprintf(&b, "($%d,$%d,$%d,$%d,$%d)", p+1, p+2, p+3, p+4, p+5)
+// codeRow is one code in a JSON batch; the short keys keep the batch small.
+type codeRow struct {
+	Code     string `json:"c"`
+	Display  string `json:"d"`
+	Short    string `json:"s"`
+	Billable bool   `json:"b"`
+}
+
+// insertCodesSQL inserts a JSON array of codeRow ($2) into release $1. The
+// dialects unpack JSON differently; this is the one place they differ.
+// SQLite's json_extract turns true/false into 1/0, which is how its schema
+// stores billable.
+func insertCodesSQL(d store.Dialect) string {
+	if d == store.Postgres {
+		return `INSERT INTO terminology_codes (release_id, code, display, short_display, billable)
+			SELECT $1, r.c, r.d, r.s, r.b FROM jsonb_to_recordset($2::jsonb) AS r(c text, d text, s text, b boolean)`
 	}
-	return b.String()
+	return `INSERT INTO terminology_codes (release_id, code, display, short_display, billable)
+		SELECT $1, json_extract(value, '$.c'), json_extract(value, '$.d'), json_extract(value, '$.s'), json_extract(value, '$.b')
+		FROM json_each($2)`
 }
 
 // nullDate stores an open window end as NULL.

@@ -52,9 +52,63 @@ func countCodes(t *testing.T, db *store.DB) int {
 	return n
 }
 
-func TestLoadICD10CMStoresOneReleaseAndIsIdempotent(t *testing.T) {
+// The database tests run in three groups, each on one fresh database per
+// backend, because creating a PostgreSQL database costs about a second and
+// ten of them made the suite slow. Within a group the steps run in order and
+// the order is part of the test: each step states what it expects to be
+// loaded, and loading a fixture that is already loaded changes nothing.
+
+// TestServiceBeforeAndAfterContent starts from an empty database: format
+// checks and the starter sets first, then ICD-10-CM and code-list loads.
+func TestServiceBeforeAndAfterContent(t *testing.T) {
 	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		steps := []struct {
+			name string
+			fn   func(*testing.T, *store.DB)
+		}{
+			{"other systems are checked by format", testValidateOtherSystems},
+			{"the Egyptian national ID is never echoed", testValidateEgyptianNationalIDNeverEchoesIt},
+			{"look-ups use the starter set", testLookupWithoutContent},
+			{"ICD-10-CM falls back to the starter set until a release loads", testValidateICD10CMFallsBackToTheStarterSet},
+			{"a loaded code list makes membership count", testLoadCodeListMakesMembershipCount},
+		}
+		for _, st := range steps {
+			t.Run(st.name, func(t *testing.T) { st.fn(t, db) })
+		}
+	})
+}
+
+// TestServiceWithTwoReleases runs against the FY2021 and FY2022 fixtures.
+func TestServiceWithTwoReleases(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		steps := []struct {
+			name string
+			fn   func(*testing.T, *store.DB)
+		}{
+			{"ICD-10-CM validity follows the date of service", testValidateICD10CMAcrossTwoReleases},
+			{"look-ups pick a release", testLookup},
+			{"claims and conditions are checked", testCheckClaimAndCondition},
+			{"operations return Parameters", testOperationParameters},
+		}
+		for _, st := range steps {
+			t.Run(st.name, func(t *testing.T) { st.fn(t, db) })
+		}
+	})
+}
+
+// TestLoadICD10CM covers the loader's transaction and idempotence.
+func TestLoadICD10CM(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		t.Run("a failed load changes nothing", func(t *testing.T) { testLoadICD10CMIsOneTransaction(t, db) })
+		t.Run("a reload replaces the release", func(t *testing.T) { testLoadICD10CMStoresOneReleaseAndIsIdempotent(t, db) })
+	})
+}
+
+func testLoadICD10CMStoresOneReleaseAndIsIdempotent(t *testing.T, db *store.DB) {
+	{
 		ctx := context.Background()
 		s := newTestService(t, db)
 		var calls []LoadProgress
@@ -99,12 +153,11 @@ func TestLoadICD10CMStoresOneReleaseAndIsIdempotent(t *testing.T) {
 		if len(rels) != 2 || rels[0].Version != "2022-april" || rels[0].Window != april {
 			t.Fatalf("releases = %+v, want 2022-april first with its own window", rels)
 		}
-	})
+	}
 }
 
-func TestLoadICD10CMIsOneTransaction(t *testing.T) {
-	t.Parallel()
-	storetest.Each(t, func(t *testing.T, db *store.DB) {
+func testLoadICD10CMIsOneTransaction(t *testing.T, db *store.DB) {
+	{
 		ctx := context.Background()
 		s := newTestService(t, db)
 		loadFixture(t, s, "2022")
@@ -139,12 +192,11 @@ func TestLoadICD10CMIsOneTransaction(t *testing.T) {
 		if _, err := s.LoadICD10CM(ctx, strings.NewReader(string(good)), "2024", Window{From: day("2024-01-01"), To: day("2023-01-01")}, nil); !errs.Is(err, errs.Invalid) {
 			t.Fatalf("a window ending before it starts loaded: %v", err)
 		}
-	})
+	}
 }
 
-func TestValidateICD10CMAcrossTwoReleases(t *testing.T) {
-	t.Parallel()
-	storetest.Each(t, func(t *testing.T, db *store.DB) {
+func testValidateICD10CMAcrossTwoReleases(t *testing.T, db *store.DB) {
+	{
 		ctx := context.Background()
 		s := newTestService(t, db)
 		loadFixture(t, s, "2021")
@@ -209,12 +261,11 @@ func TestValidateICD10CMAcrossTwoReleases(t *testing.T) {
 				}
 			})
 		}
-	})
+	}
 }
 
-func TestValidateICD10CMFallsBackToTheStarterSet(t *testing.T) {
-	t.Parallel()
-	storetest.Each(t, func(t *testing.T, db *store.DB) {
+func testValidateICD10CMFallsBackToTheStarterSet(t *testing.T, db *store.DB) {
+	{
 		ctx := context.Background()
 		s := newTestService(t, db)
 		date := ValidateOptions{Date: day("2026-03-01")}
@@ -241,12 +292,11 @@ func TestValidateICD10CMFallsBackToTheStarterSet(t *testing.T) {
 		if v.Valid || v.Reason != ReasonUnknown {
 			t.Fatalf("I21.9 (starter only) after loading 2026: %+v", v)
 		}
-	})
+	}
 }
 
-func TestValidateOtherSystems(t *testing.T) {
-	t.Parallel()
-	storetest.Each(t, func(t *testing.T, db *store.DB) {
+func testValidateOtherSystems(t *testing.T, db *store.DB) {
+	{
 		ctx := context.Background()
 		s := newTestService(t, db)
 		tests := []struct {
@@ -280,12 +330,11 @@ func TestValidateOtherSystems(t *testing.T) {
 				}
 			})
 		}
-	})
+	}
 }
 
-func TestValidateEgyptianNationalIDNeverEchoesIt(t *testing.T) {
-	t.Parallel()
-	storetest.Each(t, func(t *testing.T, db *store.DB) {
+func testValidateEgyptianNationalIDNeverEchoesIt(t *testing.T, db *store.DB) {
+	{
 		ctx := context.Background()
 		s := newTestService(t, db)
 		for id, valid := range map[string]bool{"29001010100015": true, "29002300100015": false, "2900101010001": false} {
@@ -309,12 +358,11 @@ func TestValidateEgyptianNationalIDNeverEchoesIt(t *testing.T) {
 		if _, err := s.Lookup(ctx, SystemEgyptNationalID, "29001010100015", LookupOptions{}); !errs.Is(err, errs.Invalid) || strings.Contains(err.Error(), "900101") {
 			t.Fatalf("lookup of an ID: %v, want invalid without the ID", err)
 		}
-	})
+	}
 }
 
-func TestLoadCodeListMakesMembershipCount(t *testing.T) {
-	t.Parallel()
-	storetest.Each(t, func(t *testing.T, db *store.DB) {
+func testLoadCodeListMakesMembershipCount(t *testing.T, db *store.DB) {
+	{
 		ctx := context.Background()
 		s := newTestService(t, db)
 		open := func(name string) *os.File {
@@ -375,30 +423,32 @@ func TestLoadCodeListMakesMembershipCount(t *testing.T) {
 		if _, err := s.LoadCodeList(ctx, SystemCPT, strings.NewReader("99213\n"), CodeListOptions{}); !errs.Is(err, errs.Invalid) {
 			t.Fatalf("a code list without a version loaded: %v", err)
 		}
-	})
+	}
 }
 
-func TestLookup(t *testing.T) {
-	t.Parallel()
-	storetest.Each(t, func(t *testing.T, db *store.DB) {
+func testLookupWithoutContent(t *testing.T, db *store.DB) {
+	ctx := context.Background()
+	s := newTestService(t, db)
+	// Nothing loaded: the starter set answers, parent included.
+	r, err := s.Lookup(ctx, SystemICD10CM, "E119", LookupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Version != starterVersion || r.Code != "E11.9" || r.Display != "Type 2 diabetes mellitus without complications" || prop(r, PropParent) != CodeValue("E11") {
+		t.Fatalf("starter lookup = %+v", r)
+	}
+	if _, err := s.Lookup(ctx, SystemSNOMED, "22298006", LookupOptions{}); !errs.Is(err, errs.NotFound) {
+		t.Fatalf("SNOMED CT lookup with no content: %v, want not found", err)
+	}
+}
+
+func testLookup(t *testing.T, db *store.DB) {
+	{
 		ctx := context.Background()
 		s := newTestService(t, db)
-
-		// Nothing loaded: the starter set answers, parent included.
-		r, err := s.Lookup(ctx, SystemICD10CM, "E119", LookupOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r.Version != starterVersion || r.Code != "E11.9" || r.Display != "Type 2 diabetes mellitus without complications" || prop(r, PropParent) != CodeValue("E11") {
-			t.Fatalf("starter lookup = %+v", r)
-		}
-		if _, err := s.Lookup(ctx, SystemSNOMED, "22298006", LookupOptions{}); !errs.Is(err, errs.NotFound) {
-			t.Fatalf("SNOMED CT lookup with no content: %v, want not found", err)
-		}
-
 		loadFixture(t, s, "2021")
 		loadFixture(t, s, "2022")
-		r, err = s.Lookup(ctx, SystemICD10CM, "E11.65", LookupOptions{})
+		r, err := s.Lookup(ctx, SystemICD10CM, "E11.65", LookupOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -433,7 +483,7 @@ func TestLookup(t *testing.T) {
 		if _, err := s.Lookup(ctx, "http://example.org", "1", LookupOptions{}); !errs.Is(err, errs.NotFound) {
 			t.Fatalf("unknown system: %v, want not found", err)
 		}
-	})
+	}
 }
 
 func prop(r LookupResult, code string) any {
