@@ -28,3 +28,24 @@ func TestResourceInvariants(t *testing.T) {
 		{"inv-1: timestamps of different precision are not compared", `{"resourceType":"Task","status":"ready","intent":"order","authoredOn":"2020-01-02","lastModified":"2020-01-01T00:00:00Z"}`, nil},
 	})
 }
+
+func TestDatatypeInvariants(t *testing.T) {
+	t.Parallel()
+	p := func(elems string) string { return `{"resourceType":"Patient",` + elems + `}` }
+	obs := func(elems string) string {
+		return `{"resourceType":"Observation","status":"final","code":{"text":"x"},` + elems + `}`
+	}
+	runValidateCases(t, []validateCase{
+		{"per-1: a period ends after it starts", p(`"name":[{"family":"A","period":{"start":"2020-02-01","end":"2020-01-01"}}]`), []string{"invariant@Patient.name[0].period"}},
+		{"per-1: timestamps compare as instants", p(`"name":[{"family":"A","period":{"start":"2020-01-01T10:00:00+02:00","end":"2020-01-01T09:00:00Z"}}]`), nil},
+		{"per-1: a date and a timestamp are not compared", p(`"name":[{"family":"A","period":{"start":"2020-01-02","end":"2020-01-01T09:00:00Z"}}]`), nil},
+		{"qty-3: a quantity code needs a system", obs(`"valueQuantity":{"value":1,"code":"kg"}`), []string{"invariant@Observation.valueQuantity"}},
+		{"cpt-2: a contact point value needs a system", p(`"telecom":[{"value":"+966500000000"}]`), []string{"invariant@Patient.telecom[0]"}},
+		{"att-1: attachment data needs a contentType", p(`"photo":[{"data":"YWJj"}]`), []string{"invariant@Patient.photo[0]"}},
+		{"rat-1: a ratio has both parts", obs(`"valueRatio":{"numerator":{"value":1}}`), []string{"invariant@Observation.valueRatio"}},
+		{"rng-2: a range's low is not above its high", obs(`"valueRange":{"low":{"value":5,"unit":"mg"},"high":{"value":4.99,"unit":"mg"}}`), []string{"invariant@Observation.valueRange"}},
+		{"rng-2: bounds in different units are not compared", obs(`"valueRange":{"low":{"value":5,"unit":"g"},"high":{"value":4,"unit":"kg"}}`), nil},
+		{"tim-1, tim-5: a timing's duration has a unit and its period is not negative", `{"resourceType":"MedicationRequest","status":"active","intent":"order","medicationCodeableConcept":{"text":"x"},"subject":{"reference":"Patient/1"},"dosageInstruction":[{"timing":{"repeat":{"duration":1,"period":-1,"periodUnit":"d"}}}]}`, []string{"invariant@MedicationRequest.dosageInstruction[0].timing.repeat", "invariant@MedicationRequest.dosageInstruction[0].timing.repeat.period"}},
+		{"tim-10: timeOfDay and when exclude each other", `{"resourceType":"MedicationRequest","status":"active","intent":"order","medicationCodeableConcept":{"text":"x"},"subject":{"reference":"Patient/1"},"dosageInstruction":[{"timing":{"repeat":{"timeOfDay":["08:00:00"],"when":["MORN"]}}}]}`, []string{"invariant@MedicationRequest.dosageInstruction[0].timing.repeat"}},
+	})
+}

@@ -82,7 +82,7 @@ func Validate(raw []byte) Issues {
 		return Issues{{Severity: SeverityFatal, Code: IssueInvalid, Diagnostics: err.Error()}}
 	}
 	val := &validator{d: mustDefinitions()}
-	val.resource(&v, nil)
+	val.resource(&v, nil, false)
 	return val.issues
 }
 
@@ -99,7 +99,7 @@ func ValidateType(raw []byte, resourceType string) Issues {
 			val.add(IssueInvalid, &elemPath{name: "resourceType", index: -1}, "resourceType %q does not match the expected %q", rt.text, resourceType)
 		}
 	}
-	val.resource(&v, nil)
+	val.resource(&v, nil, false)
 	return val.issues
 }
 
@@ -116,7 +116,26 @@ type validator struct {
 	// inside one, a reference may be a conditional search
 	// ("Patient?identifier=...") that the server resolves on write.
 	conditional int
-	stopped     bool
+	// containedIDs are the ids of the current root resource's contained
+	// resources, which #fragment references must name.
+	containedIDs map[string]bool
+	stopped      bool
+}
+
+func containedIDsOf(v *jsonValue) map[string]bool {
+	c := v.member("contained")
+	if c == nil || c.kind != jsonArray {
+		return nil
+	}
+	ids := make(map[string]bool, len(c.items))
+	for i := range c.items {
+		if c.items[i].kind == jsonObject {
+			if id := c.items[i].member("id"); id != nil && id.kind == jsonString {
+				ids[id.text] = true
+			}
+		}
+	}
+	return ids
 }
 
 func (val *validator) warn(code string, at *elemPath, format string, args ...any) {
@@ -149,7 +168,7 @@ func (val *validator) add(code string, at *elemPath, format string, args ...any)
 
 // resource validates a value that must be a resource; path is where it sits
 // ("" at the top, "Bundle.entry[0].resource" inside a Bundle).
-func (val *validator) resource(v *jsonValue, path *elemPath) {
+func (val *validator) resource(v *jsonValue, path *elemPath, contained bool) {
 	if v.kind != jsonObject {
 		val.add(IssueStructure, path, "a resource must be a JSON object, not %s", v.kind)
 		return
@@ -171,6 +190,14 @@ func (val *validator) resource(v *jsonValue, path *elemPath) {
 	}
 	if path == nil {
 		path = &elemPath{name: rt.text, index: -1}
+	}
+	if !contained {
+		// A #fragment reference anywhere in this resource, its contained
+		// resources included, points into this resource's contained list
+		// (ref-1).
+		saved := val.containedIDs
+		val.containedIDs = containedIDsOf(v)
+		defer func() { val.containedIDs = saved }()
 	}
 	if rt.text == "Bundle" {
 		if bt := v.member("type"); bt != nil && bt.kind == jsonString && (bt.text == "transaction" || bt.text == "batch") {
@@ -477,11 +504,12 @@ func (val *validator) value(f *field, v *jsonValue, path *elemPath) {
 		return
 	}
 	if f.typ == "Resource" {
-		val.resource(v, path)
+		val.resource(v, path, f.name == "contained")
 		return
 	}
 	td := val.d.types[f.typ]
 	val.object(td.root, v, path, false)
+	val.datatypeInvariants(f.typ, v, path)
 	switch f.typ {
 	case "Reference":
 		val.reference(v, path, f.targets)
@@ -552,6 +580,12 @@ func (val *validator) reference(v *jsonValue, path *elemPath, targets map[string
 		return
 	}
 	msg, fatal := val.referenceProblem(ref.text)
+	if msg == "" && len(ref.text) > 1 && ref.text[0] == '#' && !val.containedIDs[ref.text[1:]] {
+		// "#" alone points at the container and is allowed, as later FHIR
+		// versions make explicit.
+		val.add(IssueInvariant, path.child("reference"), "%s names no contained resource (ref-1)", ref.text)
+		return
+	}
 	if msg == "" && targets != nil {
 		if typ := referencedType(ref.text); typ != "" && !targets[typ] {
 			val.add(IssueValue, path.child("reference"), "a reference to %s is not allowed here; allowed: %s", typ, sortedKeys(targets))

@@ -118,8 +118,8 @@ func TestValidatePrimitives(t *testing.T) {
 		{"code rejects leading whitespace", p(`"gender"`, `" male"`), []string{"value@Patient.gender"}},
 		{"code rejects a double space", `{"resourceType":"Patient","communication":[{"language":{"coding":[{"code":"a  b"}]}}]}`, []string{"value@Patient.communication[0].language.coding[0].code"}},
 		{"oid must start with urn:oid:", obs(`"valueCodeableConcept"`, `{"coding":[{"system":"urn:oid:1.2"}]}`), nil},
-		{"base64Binary must be base64", `{"resourceType":"Patient","photo":[{"data":"abc"}]}`, []string{"value@Patient.photo[0].data"}},
-		{"base64Binary accepts whitespace between quads", `{"resourceType":"Patient","photo":[{"data":"YWJj\nZGVm"}]}`, nil},
+		{"base64Binary must be base64", `{"resourceType":"Patient","photo":[{"contentType":"image/png","data":"abc"}]}`, []string{"value@Patient.photo[0].data"}},
+		{"base64Binary accepts whitespace between quads", `{"resourceType":"Patient","photo":[{"contentType":"image/png","data":"YWJj\nZGVm"}]}`, nil},
 		{"markdown is a string", `{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o","name":"N","extension":[{"url":"http://e.org/m","valueMarkdown":"*hi*"}]}]}`, nil},
 		{"a narrative is an XHTML div", `{"resourceType":"Patient","text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>A&nbsp;<b>B</b></p></div>"}}`, nil},
 		{"a narrative must be well-formed", `{"resourceType":"Patient","text":{"status":"generated","div":"<div><p>A</div>"}}`, []string{"value@Patient.text.div"}},
@@ -163,7 +163,7 @@ func TestValidateBindings(t *testing.T) {
 func TestValidateReferences(t *testing.T) {
 	t.Parallel()
 	ref := func(r string) string {
-		return `{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"` + r + `"}}`
+		return `{"resourceType":"Observation","contained":[{"resourceType":"Patient","id":"p1"}],"status":"final","code":{"text":"x"},"subject":{"reference":"` + r + `"}}`
 	}
 	valid := []string{"Patient/123", "Patient/123/_history/2", "urn:uuid:6fc92493-6bef-402a-bbba-d949f3812cc8",
 		"urn:oid:1.2.840.113619", "#p1", "http://example.org/fhir/Patient/1", "https://x.org/a"}
@@ -181,13 +181,15 @@ func TestValidateReferences(t *testing.T) {
 		validateCase{"a reference to a type the element does not allow is rejected", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Organization/1"}}`, []string{"value@Observation.subject.reference"}},
 		validateCase{"an absolute reference's type is checked too", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"https://x.org/fhir/Organization/1/_history/2"}}`, []string{"value@Observation.subject.reference"}},
 		validateCase{"a Reference(Any) takes every type", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"focus":[{"reference":"Organization/1"}]}`, nil},
+		validateCase{"a #fragment must name a contained resource (ref-1)", ref("#p2"), []string{"invariant@Observation.subject.reference"}},
+		validateCase{"a contained resource may point at its container with #", `{"resourceType":"Patient","id":"x","contained":[{"resourceType":"Observation","id":"o","status":"final","code":{"text":"x"},"subject":{"reference":"#"}}]}`, nil},
 		validateCase{"a reference with only display is valid", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"display":"someone"}}`, nil},
 	)
 	runValidateCases(t, cases)
 
 	// References that are URLs but cannot resolve are warned about, not rejected.
 	for _, r := range []string{"ClaimRequest/1", "Organization/AB_1"} {
-		issues := Validate([]byte(ref(r)))
+		issues := Validate([]byte(`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"` + r + `"}}`))
 		if issues.HasErrors() || len(issues) != 1 || issues[0].Severity != SeverityWarning || issues[0].Expression[0] != "Observation.subject.reference" {
 			t.Errorf("reference %s: want one warning, got %+v", r, issues)
 		}
