@@ -18,8 +18,9 @@ func Example() {
 	defer stop()
 	logger := slog.Default()
 	dataDir := "/var/lib/careflow"
+	masterKeyFile := "" // the --master-key-file flag
 
-	master, source, err := phi.ResolveMasterKey(os.Getenv("CAREFLOW_MASTER_KEY_FILE"), os.Getenv, dataDir)
+	master, source, err := phi.ResolveMasterKey(masterKeyFile, os.Getenv, dataDir)
 	if err != nil {
 		logger.Error("master key", "err", err)
 		return

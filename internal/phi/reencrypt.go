@@ -3,6 +3,7 @@ package phi
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -584,7 +585,12 @@ func (re *Reencryptor) sweep(ctx context.Context, set EncryptedColumns, target *
 // that are not on target. n is the number of rows read; last is the key of
 // the last one.
 func (re *Reencryptor) readBatch(ctx context.Context, set EncryptedColumns, selectSQL [2]string, after []any, target *dek, p *Progress) (out []reseal, last []any, n int, err error) {
-	q, args := selectSQL[0], after
+	// The target's ciphertext header goes last: rows already on the target
+	// come back as NULL, so a verification pass reads keys, not bodies.
+	var header [headerSize]byte
+	header[0] = formatV1
+	binary.BigEndian.PutUint32(header[1:], uint32(target.info.ID))
+	q, args := selectSQL[0], append(slices.Clone(after), header[:])
 	if after != nil {
 		q = selectSQL[1]
 	}
@@ -672,7 +678,10 @@ func (re *Reencryptor) readBatch(ctx context.Context, set EncryptedColumns, sele
 // sweepSQL builds the statements for one set of columns: the first-batch and
 // next-batch SELECTs, and one compare-and-swap UPDATE per column. Identifiers
 // were checked by Register. Row-value comparison ((a, b) > ($1, $2)) walks a
-// composite key in index order on both SQLite and PostgreSQL.
+// composite key in index order on both SQLite and PostgreSQL. Each
+// ciphertext column is selected only when its first bytes (format and key
+// id) differ from the target's header, the last parameter; substr on a
+// BLOB or BYTEA counts bytes on both dialects.
 func sweepSQL(set EncryptedColumns, batch int) (selects [2]string, updates map[string]string) {
 	keys := make([]string, len(set.Key))
 	params := make([]string, len(set.Key))
@@ -681,14 +690,20 @@ func sweepSQL(set EncryptedColumns, batch int) (selects [2]string, updates map[s
 		params[i] = "$" + strconv.Itoa(i+1)
 	}
 	keyList := strings.Join(keys, ", ")
-	base := "SELECT " + keyList + ", " + strings.Join(set.Columns, ", ") + " FROM " + set.Table
+	cols := func(headerParam int) string {
+		out := make([]string, len(set.Columns))
+		for i, c := range set.Columns {
+			out[i] = fmt.Sprintf("CASE WHEN substr(%s, 1, %d) = $%d THEN NULL ELSE %s END", c, headerSize, headerParam, c)
+		}
+		return strings.Join(out, ", ")
+	}
 	order := " ORDER BY " + keyList + " LIMIT " + strconv.Itoa(batch)
 	after := keyList + " > " + strings.Join(params, ", ")
 	if len(keys) > 1 {
 		after = "(" + keyList + ") > (" + strings.Join(params, ", ") + ")"
 	}
-	selects[0] = base + order
-	selects[1] = base + " WHERE " + after + order
+	selects[0] = "SELECT " + keyList + ", " + cols(1) + " FROM " + set.Table + order
+	selects[1] = "SELECT " + keyList + ", " + cols(len(keys)+1) + " FROM " + set.Table + " WHERE " + after + order
 
 	updates = map[string]string{}
 	for _, col := range set.Columns {
