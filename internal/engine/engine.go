@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"math/rand/v2"
 	"runtime"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
@@ -38,7 +40,7 @@ type Config struct {
 	// empty generates one. It must be unique among live nodes.
 	NodeID string
 	// HousekeepingInterval is how often the node heartbeats, escalates due
-	// tasks and rescues the jobs of dead nodes; 0 means 5s.
+	// tasks and rescues the jobs of dead nodes; 0 means 2s.
 	HousekeepingInterval time.Duration
 	// DeadNodeAfter is how long a node may miss heartbeats before its
 	// running jobs are handed to others; 0 means 20s.
@@ -67,6 +69,10 @@ type Engine struct {
 
 	randMu sync.Mutex
 	rand   *rand.Rand
+
+	// liveness holds this node's advisory lock on PostgreSQL for as long
+	// as the node lives; the server drops it the moment the process dies.
+	liveness *pgxpool.Conn
 
 	mu        sync.Mutex
 	started   bool
@@ -101,7 +107,7 @@ func New(cfg Config) (*Engine, error) {
 		e.nodeID = "node-" + uuid.NewString()
 	}
 	if e.interval <= 0 {
-		e.interval = 5 * time.Second
+		e.interval = 2 * time.Second
 	}
 	if e.deadAge <= 0 {
 		e.deadAge = 20 * time.Second
@@ -196,6 +202,19 @@ func (e *Engine) Start(ctx context.Context) error {
 	if e.started {
 		return errors.New("engine: already started")
 	}
+	if e.db.Dialect() == store.Postgres {
+		// Take the liveness lock before the node row exists, so that no
+		// other node can see the row without the lock and take us for dead.
+		conn, err := e.db.Pool().Acquire(ctx)
+		if err != nil {
+			return fmt.Errorf("engine: liveness connection: %w", err)
+		}
+		if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, livenessKey(e.nodeID)); err != nil {
+			conn.Release()
+			return fmt.Errorf("engine: liveness lock: %w", err)
+		}
+		e.liveness = conn
+	}
 	if err := e.heartbeat(ctx, true); err != nil {
 		return fmt.Errorf("engine: register node: %w", err)
 	}
@@ -248,6 +267,12 @@ func (e *Engine) Stop(ctx context.Context) error {
 	if _, derr := e.db.Writer().Exec(dctx, `DELETE FROM engine_nodes WHERE id = $1`, e.nodeID); derr != nil {
 		err = errors.Join(err, derr)
 	}
+	if e.liveness != nil {
+		// Closing the session drops the lock; the connection is not reused.
+		_ = e.liveness.Conn().Close(dctx)
+		e.liveness.Release()
+		e.liveness = nil
+	}
 	return err
 }
 
@@ -296,30 +321,97 @@ func (e *Engine) rescueAllRunning(ctx context.Context) (int64, error) {
 	return e.db.Writer().Exec(ctx, `UPDATE river_job SET state = 'available' WHERE state = 'running' AND queue = $1`, queueName)
 }
 
-// rescueDeadNodes hands the running jobs of nodes that stopped heartbeating
-// back to River and forgets those nodes. River's own stuck-job rescue would
-// do it too, but only after the longest step timeout; a killed node's
-// half-done steps should resume within seconds.
+// rescueDeadNodes hands the running jobs of dead nodes back to River and
+// forgets those nodes. River's own stuck-job rescue would do it too, but
+// only after the longest step timeout; a killed node's half-done steps
+// should resume within seconds.
+//
+// On PostgreSQL a node is dead when its liveness advisory lock can be taken:
+// the server releases a session's locks as soon as the session ends, which
+// a killed process's does at once. On SQLite, where one process works the
+// file and Start already rescued everything, a node is dead when it has not
+// heartbeated for DeadNodeAfter.
 func (e *Engine) rescueDeadNodes(ctx context.Context) (int64, error) {
-	cutoff := e.now().Add(-e.deadAge)
+	dead, err := e.deadNodes(ctx)
+	if err != nil || len(dead) == 0 {
+		return 0, err
+	}
 	lastAttempter := `json_extract(attempted_by, '$[#-1]')`
 	if e.db.Dialect() == store.Postgres {
 		lastAttempter = `attempted_by[array_length(attempted_by, 1)]`
 	}
 	var total int64
-	err := e.db.Tx(ctx, func(tx store.Tx) error {
-		n, err := tx.Exec(ctx, `UPDATE river_job SET state = 'available'
-			WHERE state = 'running' AND queue = $1
-			AND `+lastAttempter+` IN (SELECT id FROM engine_nodes WHERE seen_at < $2 AND id <> $3)`,
-			queueName, cutoff, e.nodeID)
-		if err != nil {
+	for _, node := range dead {
+		err := e.db.Tx(ctx, func(tx store.Tx) error {
+			n, err := tx.Exec(ctx, `UPDATE river_job SET state = 'available'
+				WHERE state = 'running' AND queue = $1 AND `+lastAttempter+` = $2`, queueName, node)
+			if err != nil {
+				return err
+			}
+			total += n
+			_, err = tx.Exec(ctx, `DELETE FROM engine_nodes WHERE id = $1`, node)
 			return err
+		})
+		if err != nil {
+			return total, err
 		}
-		total = n
-		_, err = tx.Exec(ctx, `DELETE FROM engine_nodes WHERE seen_at < $1 AND id <> $2`, cutoff, e.nodeID)
-		return err
-	})
-	return total, err
+	}
+	return total, nil
+}
+
+func (e *Engine) deadNodes(ctx context.Context) ([]string, error) {
+	var q string
+	var args []any
+	if e.db.Dialect() == store.Postgres {
+		q, args = `SELECT id FROM engine_nodes WHERE id <> $1`, []any{e.nodeID}
+	} else {
+		q, args = `SELECT id FROM engine_nodes WHERE id <> $1 AND seen_at < $2`, []any{e.nodeID, e.now().Add(-e.deadAge)}
+	}
+	rows, err := e.db.Reader().Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	var nodes []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		nodes = append(nodes, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || e.db.Dialect() != store.Postgres || len(nodes) == 0 {
+		return nodes, err
+	}
+	conn, err := e.db.Pool().Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Release()
+	var dead []string
+	for _, id := range nodes {
+		var got bool
+		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, livenessKey(id)).Scan(&got); err != nil {
+			return nil, err
+		}
+		if got {
+			dead = append(dead, id)
+			if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, livenessKey(id)); err != nil {
+				_ = conn.Conn().Close(ctx)
+				return nil, err
+			}
+		}
+	}
+	return dead, nil
+}
+
+// livenessKey is a node's advisory lock key: a hash of its id in a range
+// apart from the migration locks.
+func livenessKey(nodeID string) int64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte("careflow-engine-node:" + nodeID))
+	return int64(h.Sum64() & 0x3fffffffffffffff)
 }
 
 // promoteLoop makes due scheduled step jobs (timers, retry backoffs)
