@@ -39,6 +39,9 @@ type jsonValue struct {
 	text    string
 	members []jsonMember
 	items   []jsonValue
+	// keys interns member names: a resource repeats a few dozen names
+	// ("system", "code", "reference") hundreds of times.
+	keys map[string]string
 }
 
 type jsonMember struct {
@@ -79,6 +82,9 @@ type jsonParser struct {
 	// closes, instead of growing a slice per object.
 	members []jsonMember
 	items   []jsonValue
+	// keys interns member names: a resource repeats a few dozen names
+	// ("system", "code", "reference") hundreds of times.
+	keys map[string]string
 }
 
 // utf8BOM is tolerated at the start of a document: RFC 8259 lets a parser
@@ -93,7 +99,7 @@ func stripBOM(data []byte) []byte {
 }
 
 func parseJSON(data []byte) (jsonValue, error) {
-	p := &jsonParser{data: stripBOM(data)}
+	p := &jsonParser{data: stripBOM(data), keys: map[string]string{}}
 	p.skipSpace()
 	v, err := p.value()
 	if err != nil {
@@ -174,7 +180,7 @@ func (p *jsonParser) object() (jsonValue, error) {
 		if p.pos >= len(p.data) || p.data[p.pos] != '"' {
 			return v, p.errorf("expected a member name")
 		}
-		key, err := p.str()
+		key, err := p.key()
 		if err != nil {
 			return v, err
 		}
@@ -283,6 +289,30 @@ func (p *jsonParser) number() (jsonValue, error) {
 }
 
 var errBadUTF8 = errors.New("invalid UTF-8 in a string")
+
+// key reads a member name, interned when it has no escapes.
+func (p *jsonParser) key() (string, error) {
+	start := p.pos + 1
+	for i := start; i < len(p.data); i++ {
+		c := p.data[i]
+		if c == '"' {
+			raw := p.data[start:i]
+			if k, ok := p.keys[string(raw)]; ok {
+				p.pos = i + 1
+				return k, nil
+			}
+			k, err := p.str()
+			if err == nil {
+				p.keys[k] = k
+			}
+			return k, err
+		}
+		if c == '\\' || c < 0x20 {
+			break
+		}
+	}
+	return p.str()
+}
 
 func (p *jsonParser) str() (string, error) {
 	p.pos++ // opening quote
