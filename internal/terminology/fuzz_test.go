@@ -3,10 +3,13 @@ package terminology
 import (
 	"bytes"
 	"errors"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/careflow/careflow/internal/errs"
 )
 
 // The fuzz targets check properties, not just the absence of panics. Seeds
@@ -193,6 +196,28 @@ func FuzzReadCodeList(f *testing.F) {
 		var pe *ParseError
 		if err != nil && errors.As(err, &pe) && pe.Line < 1 {
 			t.Fatalf("error without a line: %v", err)
+		}
+	})
+}
+
+func FuzzParseOperationQuery(f *testing.F) {
+	for _, s := range []string{
+		"url=http://hl7.org/fhir/sid/icd-10-cm&code=E11.9&date=2026-03-01",
+		"system=http://loinc.org&code=718-7&version=2.80",
+		"code=a&code=b", "date=2026-03", "abstract=yes", "coding=x", "_format=json",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		if _, err := ParseValidateCodeQuery(q); err != nil && !errs.Is(err, errs.Invalid) {
+			t.Fatalf("$validate-code: error of kind %s: %v", errs.KindOf(err), err)
+		}
+		if _, err := ParseLookupQuery(q); err != nil && !errs.Is(err, errs.Invalid) {
+			t.Fatalf("$lookup: error of kind %s: %v", errs.KindOf(err), err)
 		}
 	})
 }

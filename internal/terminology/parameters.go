@@ -19,14 +19,15 @@ type Parameters struct {
 // one value is set; the pointer fields keep false and "" distinguishable from
 // absent.
 type Parameter struct {
-	Name         string       `json:"name"`
-	ValueBoolean *bool        `json:"valueBoolean,omitempty"`
-	ValueString  *string      `json:"valueString,omitempty"`
-	ValueCode    *string      `json:"valueCode,omitempty"`
-	ValueURI     *string      `json:"valueUri,omitempty"`
-	ValueDate    *string      `json:"valueDate,omitempty"`
-	ValueCoding  *fhir.Coding `json:"valueCoding,omitempty"`
-	Part         []Parameter  `json:"part,omitempty"`
+	Name          string       `json:"name"`
+	ValueBoolean  *bool        `json:"valueBoolean,omitempty"`
+	ValueString   *string      `json:"valueString,omitempty"`
+	ValueCode     *string      `json:"valueCode,omitempty"`
+	ValueURI      *string      `json:"valueUri,omitempty"`
+	ValueDate     *string      `json:"valueDate,omitempty"`
+	ValueDateTime *string      `json:"valueDateTime,omitempty"`
+	ValueCoding   *fhir.Coding `json:"valueCoding,omitempty"`
+	Part          []Parameter  `json:"part,omitempty"`
 }
 
 func boolParam(name string, v bool) Parameter     { return Parameter{Name: name, ValueBoolean: &v} }

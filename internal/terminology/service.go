@@ -425,6 +425,12 @@ func (s *Service) ValidateCode(ctx context.Context, system, code string, opts Va
 		return v, nil
 	}
 	v.Version = c.version
+	if opts.Version != "" && !opts.Date.IsZero() && !c.window.Contains(opts.Date) {
+		v.Reason = ReasonNotValidOnDate
+		v.Message = fmt.Sprintf("%s release %s is valid for dates of service %s, not %s",
+			info.name, c.version, c.window, formatDate(civilDate(opts.Date)))
+		return v, nil
+	}
 	if !c.has {
 		var others []candidate
 		for _, o := range cands {

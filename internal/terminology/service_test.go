@@ -228,6 +228,7 @@ func testValidateICD10CMAcrossTwoReleases(t *testing.T, db *store.DB) {
 			{"no date: the newest release answers", "M54.5", ValidateOptions{}, false, ReasonNotBillable, "2022", "", "", ""},
 			{"a pinned version", "M54.5", ValidateOptions{Version: "2021"}, true, "", "2021", "", "", ""},
 			{"a version not loaded", "M54.5", ValidateOptions{Version: "2030"}, false, ReasonNoRelease, "", "", "not loaded", ""},
+			{"a pinned version outside its window", "M54.5", ValidateOptions{Version: "2021", Date: day("2022-06-01")}, false, ReasonNotValidOnDate, "2021", "", "not 2022-06-01", ""},
 			{"the right display, typed loosely", "E11.9", ValidateOptions{Date: day("2022-06-01"), Display: "type 2 diabetes mellitus  without complications"}, true, "", "2022", "", "", ""},
 			{"the short description as display", "S72.001A", ValidateOptions{Date: day("2022-06-01"), Display: "Fx unsp part of neck of right femur, init for clos fx"}, true, "", "2022", "", "", ""},
 			{"a wrong display", "E11.9", ValidateOptions{Date: day("2022-06-01"), Display: "Essential hypertension"}, false, ReasonDisplayMismatch, "2022", "Type 2 diabetes mellitus without complications", "not its display", ""},
