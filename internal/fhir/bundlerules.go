@@ -89,7 +89,7 @@ func (val *validator) bundleInvariants(v *jsonValue, path *elemPath) {
 			}
 			for _, prev := range fullURLs[fu.text] {
 				if prev == version {
-					val.add(IssueInvariant, ep.child("fullUrl"), "fullUrl %q appears twice without different meta.versionId (bdl-7)", fu.text)
+					val.add(IssueInvariant, ep.child("fullUrl"), "the fullUrl appears twice without different meta.versionId (bdl-7)")
 					break
 				}
 			}

@@ -38,7 +38,7 @@ func (val *validator) containedInvariants(v *jsonValue, path *elemPath) {
 			collectFragments(v, refs)
 		}
 		if !refs["#"+id.text] && !refs["#"] {
-			val.warn(IssueInvariant, cp, "contained resource %q is not referenced from its container (dom-3)", id.text)
+			val.warn(IssueInvariant, cp, "the contained resource is not referenced from its container (dom-3)")
 		}
 	}
 }

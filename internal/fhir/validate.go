@@ -39,7 +39,8 @@ const maxIssues = 100
 
 // Issues is the result of a validation: every problem found, each naming the
 // element path in its Expression. An empty Issues means the resource is
-// valid.
+// valid. Diagnostics name elements, types and value sets but never repeat
+// the values a client sent, which may be PHI, so issues can be logged.
 type Issues []OutcomeIssue
 
 // HasErrors reports whether any issue is an error or fatal, i.e. whether the
@@ -491,7 +492,7 @@ func (val *validator) companion(f *field, m *jsonMember, value *jsonValue, path 
 func (val *validator) value(f *field, v *jsonValue, path *elemPath) {
 	if f.prim != nil {
 		if val.primitive(f.prim, v, path) && f.binding != nil && v.kind == jsonString && !f.binding.all[v.text] {
-			val.add(IssueCodeInvalid, path, "code %q is not in the required value set %s", v.text, f.binding.url)
+			val.add(IssueCodeInvalid, path, "the code is not in the required value set %s", f.binding.url)
 		}
 		return
 	}
@@ -541,7 +542,7 @@ func (val *validator) coding(vs *valueSet, v *jsonValue, path *elemPath) {
 		return
 	}
 	if codes, ok := vs.systems[sys.text]; ok && !codes[code.text] {
-		val.add(IssueCodeInvalid, path.child("code"), "code %q is not in the required value set %s", code.text, vs.url)
+		val.add(IssueCodeInvalid, path.child("code"), "the code is not in the required value set %s", vs.url)
 	}
 }
 
@@ -583,7 +584,7 @@ func (val *validator) reference(v *jsonValue, path *elemPath, targets map[string
 	if msg == "" && len(ref.text) > 1 && ref.text[0] == '#' && !val.containedIDs[ref.text[1:]] {
 		// "#" alone points at the container and is allowed, as later FHIR
 		// versions make explicit.
-		val.add(IssueInvariant, path.child("reference"), "%s names no contained resource (ref-1)", ref.text)
+		val.add(IssueInvariant, path.child("reference"), "the #fragment names no contained resource (ref-1)")
 		return
 	}
 	if msg == "" && targets != nil {
@@ -595,9 +596,9 @@ func (val *validator) reference(v *jsonValue, path *elemPath, targets map[string
 	switch {
 	case msg == "":
 	case fatal:
-		val.add(IssueValue, path.child("reference"), "invalid reference %q: %s", ref.text, msg)
+		val.add(IssueValue, path.child("reference"), "invalid reference: %s", msg)
 	default:
-		val.warn(IssueValue, path.child("reference"), "reference %q will not resolve on a FHIR server: %s", ref.text, msg)
+		val.warn(IssueValue, path.child("reference"), "the reference will not resolve on a FHIR server: %s", msg)
 	}
 }
 
@@ -714,10 +715,10 @@ func (val *validator) primitive(p *primitive, v *jsonValue, path *elemPath) bool
 		}
 		n, err := strconv.ParseInt(v.text, 10, 32)
 		if err != nil || (p.re != nil && !p.re.MatchString(v.text)) {
-			return bad("%s is not a 32-bit integer", v.text)
+			return bad("not a 32-bit integer")
 		}
 		if p.name == "unsignedInt" && n < 0 || p.name == "positiveInt" && n < 1 {
-			return bad("%s is out of range for %s", v.text, p.name)
+			return bad("out of range for %s", p.name)
 		}
 		return true
 	case "decimal":
@@ -725,7 +726,7 @@ func (val *validator) primitive(p *primitive, v *jsonValue, path *elemPath) bool
 			return bad("decimal must be a JSON number, not %s", v.kind)
 		}
 		if p.re != nil && !p.re.MatchString(v.text) {
-			return bad("%s is not a valid decimal", v.text)
+			return bad("not a valid decimal")
 		}
 		return true
 	}
@@ -773,14 +774,14 @@ func (val *validator) primitive(p *primitive, v *jsonValue, path *elemPath) bool
 		return true
 	}
 	if p.re != nil && !p.re.MatchString(s) {
-		return bad("%q is not a valid %s", s, p.name)
+		return bad("not a valid %s", p.name)
 	}
 	switch p.name {
 	case "date", "dateTime", "instant":
 		// The regex allows 31 days in every month; the calendar does not.
 		if len(s) >= 10 {
 			if _, err := time.Parse("2006-01-02", s[:10]); err != nil {
-				return bad("%q is not a calendar date", s)
+				return bad("not a calendar date")
 			}
 		}
 	}

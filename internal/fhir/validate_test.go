@@ -307,3 +307,22 @@ func TestOutcomeFromIssues(t *testing.T) {
 		t.Errorf("our OperationOutcome is invalid: %v", is)
 	}
 }
+
+// Diagnostics may be logged, so they must not repeat what a client sent.
+func TestIssuesDoNotEchoValues(t *testing.T) {
+	t.Parallel()
+	const secret = "1970-13-01"
+	body := `{"resourceType":"Patient","birthDate":"` + secret + `","gender":"` + secret + `",
+		"identifier":[{"system":"urn:uuid:` + secret + `","value":"x"}],"managingOrganization":{"reference":"` + secret + `"},
+		"generalPractitioner":[{"reference":"#` + secret + `"}],"multipleBirthInteger":19701301000,
+		"contained":[{"resourceType":"Organization","id":"` + secret + `","name":"N"}]}`
+	issues := Validate([]byte(body))
+	if len(issues) < 5 {
+		t.Fatalf("expected several issues, got %+v", issues)
+	}
+	for _, is := range issues {
+		if strings.Contains(is.Diagnostics, secret) || strings.Contains(is.Diagnostics, "19701301000") {
+			t.Errorf("diagnostics echo a value: %q", is.Diagnostics)
+		}
+	}
+}
