@@ -55,7 +55,7 @@ func (s *Service) CheckCodings(ctx context.Context, codings []CodingAt, use Use)
 		case !v.Valid:
 			issues = append(issues, issue("error", "code-invalid", v.Message, path))
 			continue
-		case v.Basis == BasisStarterSet:
+		case v.Basis == BasisStarterSet && c.Coding.System == SystemICD10CM:
 			issues = append(issues, issue("warning", "code-invalid", v.Message, path))
 		case !v.Billable:
 			issues = append(issues, issue("warning", "business-rule",

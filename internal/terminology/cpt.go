@@ -49,7 +49,9 @@ func ParseCPT(code string) (CPTCategory, error) {
 
 // ParseHCPCS checks the format of a HCPCS Level II code: one letter and four
 // digits. CMS uses the letters A to V except F, I, N and O (D is the ADA's
-// dental code range, U is used for laboratory tests); W to Z are unassigned.
+// dental range, U holds laboratory test codes). W to Z were the state
+// Medicaid agencies' Level III local codes, retired under HIPAA, and are not
+// national codes, so they are refused.
 func ParseHCPCS(code string) error {
 	if len(code) != 5 {
 		return errors.New("a HCPCS Level II code has 5 characters")

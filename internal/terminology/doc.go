@@ -28,4 +28,16 @@
 //     content are checked by format only, and the answer says that too.
 //   - CPT descriptions are the AMA's copyright: careflow ships none. A site
 //     that licenses CPT loads its own list.
+//   - An invalid code is an answer (Validation with a Reason), not an error;
+//     errors mean the database failed or the request was malformed.
+//   - Messages carry no PHI: identifier values are never quoted, and neither
+//     is a digit string that was not found in any code system's content.
+//
+// Entry points: Service.ValidateCode and Service.Lookup for Go callers (the
+// revenue cycle's code-validation step); Service.CheckClaim and
+// Service.CheckCondition for the FHIR validator, returning OperationOutcome
+// issues; ValidateCodeOperation and LookupOperation (with the Parse*
+// functions for query strings and Parameters bodies) for the HTTP handlers
+// of CodeSystem/$validate-code and CodeSystem/$lookup; LoadICD10CM and
+// LoadCodeList for `careflow codes load`.
 package terminology

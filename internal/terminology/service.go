@@ -485,20 +485,29 @@ func (s *Service) validateWithoutRelease(v Validation, stored string, info syste
 	if set, ok := starterSets[info.uri]; ok && len(set) > 0 {
 		v.Basis, v.Version = BasisStarterSet, starterVersion
 		c, ok := starterLookup(info.uri, stored)
-		if !ok {
+		switch {
+		case !ok && info.uri == SystemICD10CM:
+			// ICD-10-CM is strict: whether a diagnosis is billable needs
+			// content, and the starter set is the only content there is.
 			v.Reason = ReasonUnknown
-			if info.uri == SystemICD10CM {
-				v.Message = fmt.Sprintf("%s is not in careflow's built-in %s starter set, and no %s release is loaded: load the CMS order file (careflow codes load icd10cm)",
-					v.Code, info.name, info.name)
-			} else {
-				v.Message = fmt.Sprintf("%s is not in careflow's built-in %s starter set, and no %s code list is loaded", v.Code, info.name, info.name)
-			}
+			v.Message = fmt.Sprintf("%s is not in careflow's built-in %s starter set, and no %s release is loaded: load the CMS order file (careflow codes load icd10cm)",
+				v.Code, info.name, info.name)
 			return v
+		case !ok:
+			// The HCPCS starter set only supplies displays. Refusing the
+			// thousands of codes it lacks would make HCPCS stricter than CPT,
+			// which is checked by format alone until a list is loaded.
+			return formatOnly(v, info)
 		}
 		v.Display, v.Billable = c.display, c.billable
 		return finish(v, info, c.display, "", c.billable, opts)
 	}
-	v.Valid, v.Basis, v.Billable = true, BasisFormat, true
+	return formatOnly(v, info)
+}
+
+// formatOnly is the answer for a well-formed code careflow has no content for.
+func formatOnly(v Validation, info systemInfo) Validation {
+	v.Valid, v.Basis, v.Billable, v.Version = true, BasisFormat, true, ""
 	v.Message = fmt.Sprintf("%s is a well-formed %s code; no %s code list is loaded, so its existence and display were not checked",
 		mention(info.uri, v.Code), info.name, info.name)
 	return v

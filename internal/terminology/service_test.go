@@ -316,7 +316,7 @@ func testValidateOtherSystems(t *testing.T, db *store.DB) {
 			{"a CPT category III code by format", SystemCPT, "0042T", "", true, "", BasisFormat, ""},
 			{"a malformed CPT code", SystemCPT, "9921", "", false, ReasonMalformed, BasisFormat, ""},
 			{"a HCPCS code in the starter set", SystemHCPCS, "J1885", "", true, "", BasisStarterSet, "Injection, ketorolac tromethamine, per 15 mg"},
-			{"a HCPCS code outside the starter set", SystemHCPCS, "A9999", "", false, ReasonUnknown, BasisStarterSet, ""},
+			{"a HCPCS code outside the starter set is checked by format", SystemHCPCS, "A9999", "", true, "", BasisFormat, ""},
 			{"a HCPCS code with a letter CMS does not use", SystemHCPCS, "N1234", "", false, ReasonMalformed, BasisFormat, ""},
 			{"an unknown system", "http://example.org/codes", "1", "", false, ReasonUnknownSystem, BasisFormat, ""},
 		}

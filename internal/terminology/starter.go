@@ -80,8 +80,9 @@ var icd10cmStarter = []starterCode{
 }
 
 // hcpcsStarter is a handful of common HCPCS Level II codes (CMS, public
-// domain), used until a HCPCS code list is loaded. Descriptions follow the
-// CMS long descriptions.
+// domain) whose displays careflow knows until a HCPCS code list is loaded.
+// Unlike the ICD-10-CM set it does not limit which codes validate: other
+// well-formed HCPCS codes pass on format, as CPT codes do.
 var hcpcsStarter = []starterCode{
 	{"A0428", true, "Ambulance service, basic life support, non-emergency transport, (BLS)"},
 	{"A0429", true, "Ambulance service, basic life support, emergency transport (BLS-emergency)"},
