@@ -1,6 +1,10 @@
 package fhir
 
-import "time"
+import (
+	"slices"
+	"strings"
+	"time"
+)
 
 // resourceInvariants holds hand-written checks of the error-severity
 // FHIRPath invariants that R4 defines on the resources careflow works with
@@ -10,7 +14,69 @@ import "time"
 //
 // Consent's ppc-2..ppc-5 compare scope codings with the placeholder system
 // 'something' in R4 4.0.1, so they can never fail and are left out.
+//
+// A few resources the server handles as infrastructure rather than as
+// clinical or billing records (Parameters for operations, Composition for
+// HCX documents, SearchParameter, AllergyIntolerance, MolecularSequence) are
+// covered too; the invariants of the remaining resource types are not
+// evaluated.
 var resourceInvariants = map[string]func(val *validator, v *jsonValue, path *elemPath){
+	"AllergyIntolerance": func(val *validator, v *jsonValue, path *elemPath) {
+		erroneous := hasCoding(v.member("verificationStatus"), "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification", "entered-in-error")
+		switch {
+		case !erroneous && !has(v, "clinicalStatus"):
+			val.add(IssueInvariant, path.child("clinicalStatus"), "clinicalStatus is required unless the record was entered in error (ait-1)")
+		case erroneous && has(v, "clinicalStatus"):
+			val.add(IssueInvariant, path.child("clinicalStatus"), "a record entered in error has no clinicalStatus (ait-2)")
+		}
+	},
+	"Composition": func(val *validator, v *jsonValue, path *elemPath) {
+		var sections func(*jsonValue, *elemPath)
+		sections = func(parent *jsonValue, pp *elemPath) {
+			eachObject(parent, "section", pp, func(e *jsonValue, p *elemPath) {
+				if !has(e, "text") && !has(e, "entry") && !has(e, "section") {
+					val.add(IssueInvariant, p, "a section has text, entries or sub-sections (cmp-1)")
+				}
+				if has(e, "emptyReason") && has(e, "entry") {
+					val.add(IssueInvariant, p.child("emptyReason"), "only an empty section has an emptyReason (cmp-2)")
+				}
+				sections(e, p)
+			})
+		}
+		sections(v, path)
+	},
+	"MolecularSequence": func(val *validator, v *jsonValue, path *elemPath) {
+		if rs := v.member("referenceSeq"); rs != nil && rs.kind == jsonObject && has(rs, "chromosome") != has(rs, "genomeBuild") {
+			val.add(IssueInvariant, path.child("referenceSeq"), "chromosome and genomeBuild come together (msq-5)")
+		}
+	},
+	"Parameters": func(val *validator, v *jsonValue, path *elemPath) {
+		var params func(*jsonValue, string, *elemPath)
+		params = func(parent *jsonValue, key string, pp *elemPath) {
+			eachObject(parent, key, pp, func(e *jsonValue, p *elemPath) {
+				var kinds []string // distinct, so valueX and _valueX count once
+				for _, m := range e.members {
+					k := strings.TrimPrefix(m.key, "_")
+					if (k == "resource" || k == "part" || (strings.HasPrefix(k, "value") && len(k) > len("value"))) && !slices.Contains(kinds, k) {
+						kinds = append(kinds, k)
+					}
+				}
+				if len(kinds) != 1 {
+					val.add(IssueInvariant, p, "a parameter has exactly one of value[x], resource and part (inv-1)")
+				}
+				params(e, "part", p)
+			})
+		}
+		params(v, "parameter", path)
+	},
+	"SearchParameter": func(val *validator, v *jsonValue, path *elemPath) {
+		if has(v, "xpath") && !has(v, "xpathUsage") {
+			val.add(IssueInvariant, path.child("xpathUsage"), "an xpath needs an xpathUsage (spd-1)")
+		}
+		if t := v.member("type"); has(v, "chain") && (t == nil || t.text != "reference") {
+			val.add(IssueInvariant, path.child("chain"), "only reference parameters have chain names (spd-2)")
+		}
+	},
 	"AuditEvent": func(val *validator, v *jsonValue, path *elemPath) {
 		eachObject(v, "entity", path, func(e *jsonValue, p *elemPath) {
 			if has(e, "name") && has(e, "query") {

@@ -25,6 +25,12 @@ func TestResourceInvariants(t *testing.T) {
 		{"org-2 and org-3: an organization has no home address or telecom", `{"resourceType":"Organization","name":"N","telecom":[{"system":"phone","value":"1","use":"home"}],"address":[{"use":"home","city":"X"}]}`, []string{"invariant@Organization.address[0].use", "invariant@Organization.telecom[0].use"}},
 		{"pat-1: a contact has details", `{"resourceType":"Patient","contact":[{"gender":"male"}]}`, []string{"invariant@Patient.contact[0]"}},
 		{"inv-1: a task is not modified before it was authored", `{"resourceType":"Task","status":"ready","intent":"order","authoredOn":"2020-01-02T00:00:00Z","lastModified":"2020-01-01T00:00:00Z"}`, []string{"invariant@Task.lastModified"}},
+		{"ait-1: an allergy needs a clinical status", `{"resourceType":"AllergyIntolerance","patient":{"reference":"Patient/1"}}`, []string{"invariant@AllergyIntolerance.clinicalStatus"}},
+		{"cmp-1: a composition section has content", `{"resourceType":"Composition","status":"final","type":{"text":"x"},"date":"2020-01-01","author":[{"display":"a"}],"title":"t","section":[{"title":"s","section":[{"title":"empty"}]}]}`, []string{"invariant@Composition.section[0].section[0]"}},
+		{"inv-1: a parameter has one of value, resource, part", `{"resourceType":"Parameters","parameter":[{"name":"a","valueString":"x","part":[{"name":"b"}]}]}`, []string{"invariant@Parameters.parameter[0]", "invariant@Parameters.parameter[0].part[0]"}},
+		{"inv-1: a value with its _value companion is one value", `{"resourceType":"Parameters","parameter":[{"name":"a","valueString":"x","_valueString":{"id":"v"}}]}`, nil},
+		{"spd-1: an xpath needs an xpathUsage", `{"resourceType":"SearchParameter","url":"http://e.org/sp","name":"n","status":"draft","description":"d","code":"c","base":["Patient"],"type":"token","xpath":"f:Patient"}`, []string{"invariant@SearchParameter.xpathUsage"}},
+		{"msq-5: chromosome and genomeBuild together", `{"resourceType":"MolecularSequence","coordinateSystem":0,"referenceSeq":{"chromosome":{"text":"1"}}}`, []string{"invariant@MolecularSequence.referenceSeq"}},
 		{"inv-1: timestamps of different precision are not compared", `{"resourceType":"Task","status":"ready","intent":"order","authoredOn":"2020-01-02","lastModified":"2020-01-01T00:00:00Z"}`, nil},
 	})
 }

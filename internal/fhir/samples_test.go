@@ -62,6 +62,7 @@ var invalidSamples = map[string][]string{
 	"fhir-r4/R4-SmartPatientA.json":                                                {"Bundle.entry[10].resource.participant[0].status", "Bundle.entry[11].resource.series[0].modality"},
 	"fhir-r4/R4-practitionerrole-questionnaire.json":                               {"Questionnaire.item[0].item[0].linkId"},
 	"fhir-r4/R4-specimendefinition-questionnaire.json":                             {"Questionnaire.item[0].item[0].linkId"},
+	"fhir-r4/Normative-Sequence.json":                                              {"MolecularSequence.referenceSeq"},                  // msq-5: chromosome without genomeBuild
 	"fhir-r4/R4-devicemetric-example.json":                                         {"DeviceMetric.parent.reference"},                   // DeviceDefinition where R4 allows Device
 	"fhir-r4/R4-deviceusestatement-example.json":                                   {"DeviceUseStatement.reasonReference[0].reference"}, // Procedure is no allowed target
 	"nphies/13a-Payment-Reconciliation.json":                                       {"Bundle.entry[1].resource.paymentIdentifier"},      // array for a 0..1
