@@ -156,6 +156,10 @@ func New(ctx context.Context, db *store.DB, opts Options) (*Log, error) {
 // about an access the log could lose. Concurrent Appends share one
 // transaction. If ctx ends first Append returns its error, and the entry may
 // or may not have been appended: the caller must treat that as a failure.
+//
+// Never call Append while holding a store transaction: on SQLite the
+// appender needs the one writer connection that transaction holds. Use
+// AppendTx there.
 func (l *Log) Append(ctx context.Context, e Entry) (Entry, error) {
 	e, err := e.normalize()
 	if err != nil {
