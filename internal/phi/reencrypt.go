@@ -536,7 +536,7 @@ func (re *Reencryptor) sweep(ctx context.Context, set EncryptedColumns, target *
 			passes++
 			c.passStarted, c.found = re.now(), 0
 		}
-		rows, last, n, err := re.readBatch(ctx, set, selectSQL, c.after, target, p)
+		rows, last, n, err := re.readBatch(ctx, set, selectSQL, c.after, target)
 		if err != nil {
 			return false, time.Time{}, err
 		}
@@ -553,7 +553,9 @@ func (re *Reencryptor) sweep(ctx context.Context, set EncryptedColumns, target *
 		} else {
 			c.after = last
 		}
+		var resealed, conflicts int
 		err = re.ring.db.Tx(ctx, func(tx store.Tx) error {
+			resealed, conflicts = 0, 0 // counted again if the transaction is retried
 			if err := re.renewLease(ctx, tx); err != nil {
 				return err
 			}
@@ -565,9 +567,9 @@ func (re *Reencryptor) sweep(ctx context.Context, set EncryptedColumns, target *
 					return fmt.Errorf("phi: re-encrypt %s.%s: %w", set.Table, r.column, err)
 				}
 				if n == 1 {
-					p.Resealed++
+					resealed++
 				} else {
-					p.Conflicts++
+					conflicts++
 				}
 			}
 			return re.saveCursor(ctx, tx, set, c)
@@ -578,13 +580,15 @@ func (re *Reencryptor) sweep(ctx context.Context, set EncryptedColumns, target *
 			}
 			return false, time.Time{}, errs.Wrap(errs.Internal, err, "phi: re-encrypt %s", set.Table)
 		}
+		p.Resealed += resealed
+		p.Conflicts += conflicts
 	}
 }
 
 // readBatch reads the next batch after the cursor and prepares the rows
 // that are not on target. n is the number of rows read; last is the key of
 // the last one.
-func (re *Reencryptor) readBatch(ctx context.Context, set EncryptedColumns, selectSQL [2]string, after []any, target *dek, p *Progress) (out []reseal, last []any, n int, err error) {
+func (re *Reencryptor) readBatch(ctx context.Context, set EncryptedColumns, selectSQL [2]string, after []any, target *dek) (out []reseal, last []any, n int, err error) {
 	// The target's ciphertext header goes last: rows already on the target
 	// come back as NULL, so a verification pass reads keys, not bodies.
 	var header [headerSize]byte
