@@ -1,0 +1,401 @@
+package auth
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Reason says why a decision came out as it did. It is a code, safe for
+// logs, audit entries and error bodies: it never holds PHI.
+type Reason string
+
+// The reasons. Every denial has its own, so that an operator reading the
+// audit log can tell a missing rule from a refused consent.
+const (
+	ReasonAllowed                 Reason = "allowed"
+	ReasonUnauthenticated         Reason = "unauthenticated"
+	ReasonUnknownRole             Reason = "unknown_role"
+	ReasonUnknownPurpose          Reason = "unknown_purpose"
+	ReasonUnknownResource         Reason = "unknown_resource"
+	ReasonUnknownAction           Reason = "unknown_action"
+	ReasonScope                   Reason = "scope"
+	ReasonNoRule                  Reason = "no_rule"
+	ReasonPurposeNotAllowed       Reason = "purpose_not_allowed"
+	ReasonPatientRequired         Reason = "patient_required"
+	ReasonNotRelated              Reason = "not_related"
+	ReasonConsentDenied           Reason = "consent_denied"
+	ReasonConsentUnavailable      Reason = "consent_unavailable"
+	ReasonRelationshipUnavailable Reason = "relationship_unavailable"
+)
+
+// Via says how the principal reaches the patient.
+type Via string
+
+// The ways in. ViaAny is a rule for every patient, ViaNone a resource
+// that is not patient data.
+const (
+	ViaCareTeam   Via = "care_team"
+	ViaAssignment Via = "assignment"
+	ViaBreakGlass Via = "break_glass"
+	ViaAny        Via = "any"
+	ViaNone       Via = "none"
+)
+
+// Vias is a set of relationships between a principal and a patient.
+type Vias uint8
+
+// The relationship bits.
+const (
+	RelCareTeam Vias = 1 << iota
+	RelAssignment
+	RelBreakGlass
+)
+
+// Request is one question to the policy: may the principal do Action to a
+// ResourceType of PatientID's record for Purpose? An empty PatientID asks
+// about a search or create across patients: it is allowed when a rule
+// could allow some patient, and Decision.RecheckRecords tells the caller to
+// check every record it returns.
+type Request struct {
+	Action       Action
+	ResourceType string
+	PatientID    string
+	// Purpose defaults to the role's default purpose.
+	Purpose Purpose
+}
+
+// Decision is the policy's answer.
+type Decision struct {
+	Allowed bool
+	Reason  Reason
+	// Purpose is the purpose decided for (the request's or the role's default).
+	Purpose Purpose
+	// Via says how the patient was reached; empty on a denial.
+	Via Via
+	// Fields are the visible top-level elements; nil means all of them.
+	Fields []string
+	// Consent is the decision that applied ("none" when nothing was
+	// recorded and the default applied, "" when the rule is exempt or no
+	// patient is involved).
+	Consent ConsentDecision
+	// RecheckRecords is set when no patient was named and the rule is
+	// patient-scoped: each returned record must be decided again.
+	RecheckRecords bool
+	// BreakGlass is set when only an active break-the-glass grant let the
+	// access through; the access is then audited at high severity.
+	BreakGlass bool
+}
+
+// RelationshipSource answers how a user is related to a patient at a time.
+type RelationshipSource interface {
+	Relationships(ctx context.Context, userID, patientID string, at time.Time) (Vias, error)
+}
+
+// ConsentSource answers a patient's consent for a purpose at a time.
+type ConsentSource interface {
+	ConsentAt(ctx context.Context, patientID string, purpose Purpose, at time.Time) (ConsentDecision, error)
+}
+
+// Authorizer decides requests against a policy, the principal's
+// relationships to patients and the patients' consents.
+type Authorizer struct {
+	policy   *Policy
+	rel      RelationshipSource
+	consents ConsentSource
+	now      func() time.Time
+}
+
+// NewAuthorizer builds an Authorizer. now defaults to time.Now.
+func NewAuthorizer(p *Policy, rel RelationshipSource, consents ConsentSource, now func() time.Time) *Authorizer {
+	if now == nil {
+		now = time.Now
+	}
+	return &Authorizer{policy: p, rel: rel, consents: consents, now: now}
+}
+
+// Policy returns the policy the authorizer enforces.
+func (a *Authorizer) Policy() *Policy { return a.policy }
+
+func deny(r Reason, pu Purpose) Decision { return Decision{Reason: r, Purpose: pu} }
+
+// Decide answers a request. It fails closed: an error reading
+// relationships or consent is a denial with its own reason, never an
+// allow. It reads the database at most once per (patient) relationship and
+// (patient, purpose) consent per request when ctx carries a cache (see
+// WithDecisionCache).
+func (a *Authorizer) Decide(ctx context.Context, p *Principal, req Request) Decision {
+	if p == nil || p.Subject == "" {
+		return deny(ReasonUnauthenticated, req.Purpose)
+	}
+	rp, ok := a.policy.roles[p.Role]
+	if !ok {
+		return deny(ReasonUnknownRole, req.Purpose)
+	}
+	purpose := req.Purpose
+	if purpose == "" {
+		purpose = rp.defaultPurpose
+	}
+	if !purpose.Valid() {
+		return deny(ReasonUnknownPurpose, "")
+	}
+	if !req.Action.Valid() {
+		return deny(ReasonUnknownAction, purpose)
+	}
+	if !KnownResourceType(req.ResourceType) {
+		return deny(ReasonUnknownResource, purpose)
+	}
+	// The role's rules first: whether this role may ever do this must not
+	// depend on which patient is named, so that a denial here says nothing
+	// about the patient.
+	var rules []*Rule
+	purposeMismatch := false
+	for _, r := range rp.rules[req.ResourceType] {
+		if r.allows(req.Action, purpose) {
+			rules = append(rules, r)
+		} else if containsAction(r.Actions, req.Action) {
+			purposeMismatch = true
+		}
+	}
+	if len(rules) == 0 {
+		if purposeMismatch {
+			return deny(ReasonPurposeNotAllowed, purpose)
+		}
+		return deny(ReasonNoRule, purpose)
+	}
+	if !ScopesAllow(p, req.ResourceType, req.Action) {
+		return deny(ReasonScope, purpose)
+	}
+
+	// Rules that need no patient relationship come first, so that a role
+	// with an "any" rule never pays for a relationship lookup.
+	var denial Decision
+	haveDenial := false
+	for _, pass := range []bool{false, true} {
+		for _, r := range rules {
+			if (r.Patients == PatientsCompartment) != pass {
+				continue
+			}
+			d := a.decideRule(ctx, p, req, purpose, r)
+			if d.Allowed {
+				return d
+			}
+			// Keep the most telling denial: consent and lookup failures
+			// over "not related".
+			if !haveDenial || denial.Reason == ReasonNotRelated {
+				denial, haveDenial = d, true
+			}
+		}
+	}
+	return denial
+}
+
+func containsAction(as []Action, a Action) bool {
+	for _, x := range as {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *Authorizer) decideRule(ctx context.Context, p *Principal, req Request, purpose Purpose, r *Rule) Decision {
+	allow := Decision{Allowed: true, Reason: ReasonAllowed, Purpose: purpose, Fields: r.Fields}
+	switch {
+	case r.Patients == PatientsNone:
+		allow.Via = ViaNone
+		return allow
+	case req.PatientID == "":
+		// A search or a create across patients: the caller rechecks each
+		// record. Reading, changing or deleting a record always names its
+		// patient.
+		if req.Action != ActionSearch && req.Action != ActionCreate && req.Action != ActionExport {
+			return deny(ReasonPatientRequired, purpose)
+		}
+		allow.Via = ViaAny
+		if r.Patients == PatientsCompartment {
+			allow.Via = ""
+		}
+		allow.RecheckRecords = true
+		return allow
+	}
+
+	now := a.now()
+	cache := cacheFrom(ctx)
+	var vias Vias
+	if r.Patients == PatientsAny {
+		allow.Via = ViaAny
+	} else {
+		var err error
+		vias, err = a.relationships(ctx, cache, p.Subject, req.PatientID, now)
+		if err != nil {
+			return deny(ReasonRelationshipUnavailable, purpose)
+		}
+		if !a.breakGlassCounts(purpose) {
+			vias &^= RelBreakGlass
+		}
+		// The strongest relationship names the way in: a grant matters
+		// (and makes the access high severity) only when nothing else
+		// would have let the principal through.
+		switch {
+		case vias&RelCareTeam != 0:
+			allow.Via = ViaCareTeam
+		case vias&RelAssignment != 0:
+			allow.Via = ViaAssignment
+		case vias&RelBreakGlass != 0:
+			allow.Via = ViaBreakGlass
+			allow.BreakGlass = true
+		default:
+			return deny(ReasonNotRelated, purpose)
+		}
+	}
+	if r.ConsentExempt {
+		return allow
+	}
+	c, err := a.consent(ctx, cache, req.PatientID, purpose, now)
+	if err != nil {
+		return deny(ReasonConsentUnavailable, purpose)
+	}
+	allow.Consent = c
+	if a.effectiveConsent(purpose, c) == ConsentDeny {
+		// The emergency-treatment exception, when the policy grants it:
+		// an active grant passes a refusal, and the access is then on the
+		// grant's account (high severity, reviewed).
+		if vias&RelBreakGlass != 0 && a.policy.breakGlass.OverridesConsentDeny {
+			allow.Via = ViaBreakGlass
+			allow.BreakGlass = true
+			return allow
+		}
+		d := deny(ReasonConsentDenied, purpose)
+		d.Consent = c
+		return d
+	}
+	return allow
+}
+
+func (a *Authorizer) effectiveConsent(purpose Purpose, c ConsentDecision) ConsentDecision {
+	switch c {
+	case ConsentPermit, ConsentDeny:
+		return c
+	case ConsentNone:
+		return a.policy.DefaultConsent(purpose)
+	}
+	return ConsentDeny
+}
+
+func (a *Authorizer) breakGlassCounts(purpose Purpose) bool {
+	for _, pu := range a.policy.breakGlass.Purposes {
+		if pu == purpose {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *Authorizer) relationships(ctx context.Context, c *decisionCache, user, patient string, at time.Time) (Vias, error) {
+	if a.rel == nil {
+		return 0, errNoSource
+	}
+	key := user + "\x00" + patient
+	if c != nil {
+		c.mu.Lock()
+		v, ok := c.rel[key]
+		c.mu.Unlock()
+		if ok {
+			return v, nil
+		}
+	}
+	v, err := a.rel.Relationships(ctx, user, patient, at)
+	if err != nil {
+		return 0, err
+	}
+	if c != nil {
+		c.mu.Lock()
+		c.rel[key] = v
+		c.mu.Unlock()
+	}
+	return v, nil
+}
+
+func (a *Authorizer) consent(ctx context.Context, c *decisionCache, patient string, purpose Purpose, at time.Time) (ConsentDecision, error) {
+	if a.consents == nil {
+		return "", errNoSource
+	}
+	key := patient + "\x00" + string(purpose)
+	if c != nil {
+		c.mu.Lock()
+		v, ok := c.consent[key]
+		c.mu.Unlock()
+		if ok {
+			return v, nil
+		}
+	}
+	v, err := a.consents.ConsentAt(ctx, patient, purpose, at)
+	if err != nil {
+		return "", err
+	}
+	switch v {
+	case ConsentPermit, ConsentDeny, ConsentNone:
+	default:
+		return "", errBadConsent
+	}
+	if c != nil {
+		c.mu.Lock()
+		c.consent[key] = v
+		c.mu.Unlock()
+	}
+	return v, nil
+}
+
+type authError string
+
+func (e authError) Error() string { return string(e) }
+
+const (
+	errNoSource   authError = "auth: no relationship or consent source configured"
+	errBadConsent authError = "auth: consent source returned an unknown decision"
+)
+
+// decisionCache remembers relationship and consent look-ups for one
+// request, so that checking every record of a list costs one query per
+// distinct patient. It lives no longer than the request: a grant that
+// expires or a consent withdrawn takes effect on the next request.
+type decisionCache struct {
+	mu      sync.Mutex
+	rel     map[string]Vias
+	consent map[string]ConsentDecision
+}
+
+type cacheKey struct{}
+
+// WithDecisionCache returns a context whose Decide calls share look-ups.
+// Call it once per request; a context that already has a cache is
+// returned unchanged.
+func WithDecisionCache(ctx context.Context) context.Context {
+	if cacheFrom(ctx) != nil {
+		return ctx
+	}
+	return context.WithValue(ctx, cacheKey{}, &decisionCache{
+		rel:     map[string]Vias{},
+		consent: map[string]ConsentDecision{},
+	})
+}
+
+// ForgetRelationships drops the cached relationships of the request, after
+// the request itself changed them (a break-the-glass grant it opened).
+func ForgetRelationships(ctx context.Context) {
+	if c := cacheFrom(ctx); c != nil {
+		c.mu.Lock()
+		clear(c.rel)
+		c.mu.Unlock()
+	}
+}
+
+func cacheFrom(ctx context.Context) *decisionCache {
+	c, _ := ctx.Value(cacheKey{}).(*decisionCache)
+	return c
+}
+
+// Now is the authorizer's clock, for callers that must agree with it (a
+// listing of grants active "now").
+func (a *Authorizer) Now() time.Time { return a.now() }

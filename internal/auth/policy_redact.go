@@ -1,0 +1,79 @@
+package auth
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"slices"
+)
+
+// Redact removes from a resource's JSON every top-level element the
+// principal's role may not see when reading that resource type for the
+// role's default purpose. It is the field half of the policy, applied to
+// every record a response carries.
+func (p *Policy) Redact(pr *Principal, resourceType string, doc []byte) ([]byte, error) {
+	if pr == nil {
+		return nil, errors.New("redact: no principal")
+	}
+	return p.RedactFields(p.VisibleFields(pr.Role, resourceType, p.DefaultPurpose(pr.Role)), doc)
+}
+
+// RedactFields keeps only the listed top-level elements (plus the policy's
+// always-visible ones such as resourceType and id) of a JSON object. A nil
+// list keeps everything and returns doc unchanged. Element order and the
+// kept values' bytes are preserved, so a redacted record differs from the
+// stored one only by what was removed. A FHIR primitive's extension
+// sibling ("_birthDate") follows its element.
+func (p *Policy) RedactFields(fields []string, doc []byte) ([]byte, error) {
+	if fields == nil {
+		return doc, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	dec.UseNumber()
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, errors.New("redact: record is not JSON")
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, errors.New("redact: record is not a JSON object")
+	}
+	var out bytes.Buffer
+	out.Grow(len(doc))
+	out.WriteByte('{')
+	first := true
+	for dec.More() {
+		kt, err := dec.Token()
+		if err != nil {
+			return nil, errors.New("redact: record is not valid JSON")
+		}
+		key, _ := kt.(string)
+		var val json.RawMessage
+		if err := dec.Decode(&val); err != nil {
+			return nil, errors.New("redact: record is not valid JSON")
+		}
+		name := key
+		if len(name) > 1 && name[0] == '_' {
+			name = name[1:]
+		}
+		if !p.alwaysShown[name] && !slices.Contains(fields, name) {
+			continue
+		}
+		if !first {
+			out.WriteByte(',')
+		}
+		first = false
+		kb, _ := json.Marshal(key)
+		out.Write(kb)
+		out.WriteByte(':')
+		out.Write(val)
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, errors.New("redact: record is not valid JSON")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("redact: data after the record")
+	}
+	out.WriteByte('}')
+	return out.Bytes(), nil
+}
