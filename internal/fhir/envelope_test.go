@@ -167,3 +167,32 @@ func TestViewsReadSamples(t *testing.T) {
 		t.Errorf("a Patient read as a Claim: %v", err)
 	}
 }
+
+func TestViewHelpers(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		ref, typ, id string
+		ok           bool
+	}{
+		{"Patient/123", "Patient", "123", true},
+		{"Patient/123/_history/4", "Patient", "123", true},
+		{"https://x.org/fhir/Coverage/c-1", "Coverage", "c-1", true},
+		{"urn:uuid:6fc92493-6bef-402a-bbba-d949f3812cc8", "", "", false},
+		{"#cov", "", "", false},
+		{"Patient?identifier=1", "", "", false},
+		{"", "", "", false},
+	} {
+		typ, id, ok := Reference{Reference: tc.ref}.Target()
+		if typ != tc.typ || id != tc.id || ok != tc.ok {
+			t.Errorf("Target(%q) = %q, %q, %v", tc.ref, typ, id, ok)
+		}
+	}
+	ids := []Identifier{{System: "a", Value: "1"}, {System: "b", Value: "2"}}
+	if IdentifierValue(ids, "b") != "2" || IdentifierValue(ids, "c") != "" {
+		t.Error("IdentifierValue")
+	}
+	cc := CodeableConcept{Coding: []Coding{{System: "s1", Code: "x"}, {System: "s2", Code: "y"}}}
+	if cc.Code("s2") != "y" || cc.Code("s3") != "" {
+		t.Error("CodeableConcept.Code")
+	}
+}

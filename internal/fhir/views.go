@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 )
 
 // The typed views below hold the elements careflow's domain logic reads.
@@ -383,4 +384,46 @@ func decodeView(raw []byte, want string, view any) error {
 		return fmt.Errorf("read %s: %w", want, err)
 	}
 	return nil
+}
+
+// Target splits a literal reference into the resource type and id it names
+// ("Patient/123", "Patient/123/_history/2" or an absolute URL ending so).
+// ok is false for references that name no type and id: urn:uuid:,
+// urn:oid:, #contained, conditional, or identifier/display only.
+func (r Reference) Target() (resourceType, id string, ok bool) {
+	s := r.Reference
+	typ := referencedType(s)
+	if typ == "" {
+		return "", "", false
+	}
+	parts := strings.Split(s, "/")
+	if n := len(parts); n >= 4 && parts[n-2] == "_history" {
+		parts = parts[:n-2]
+	}
+	id = parts[len(parts)-1]
+	if id == "" {
+		return "", "", false
+	}
+	return typ, id, true
+}
+
+// IdentifierValue returns the value of the first identifier with the given
+// system, or "".
+func IdentifierValue(ids []Identifier, system string) string {
+	for _, id := range ids {
+		if id.System == system {
+			return id.Value
+		}
+	}
+	return ""
+}
+
+// Code returns the code of the concept's first coding in system, or "".
+func (c CodeableConcept) Code(system string) string {
+	for _, cd := range c.Coding {
+		if cd.System == system {
+			return cd.Code
+		}
+	}
+	return ""
 }
