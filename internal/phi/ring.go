@@ -321,8 +321,10 @@ func (r *Ring) Rotate(ctx context.Context) (KeyInfo, error) {
 
 // BlindIndex returns the blind index of a general text value in a domain
 // (for example "patient.birthdate"): HMAC-SHA256 under the blind-index key
-// of the Normalize form. Equal values in one domain give equal indexes;
-// nothing else can be learnt from it without the key.
+// of the Normalize form, as 43 characters of unpadded base64url. Equal
+// values in one domain give equal indexes; nothing else can be learnt from
+// it without the key. It fails with ErrEmptyValue (kind invalid) when
+// nothing is left after normalisation.
 func (r *Ring) BlindIndex(domain, value string) (string, error) {
 	return r.blind(domain, Normalize(value))
 }
