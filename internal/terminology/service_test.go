@@ -496,18 +496,24 @@ func prop(r LookupResult, code string) any {
 	return nil
 }
 
+// BenchmarkValidateCode validates a billable code on a date of service with
+// two releases loaded, on every backend under test.
 func BenchmarkValidateCode(b *testing.B) {
-	db := storetest.Open(b, store.SQLite)
-	s := newTestService(b, db)
-	loadFixture(b, s, "2021")
-	loadFixture(b, s, "2022")
-	ctx := context.Background()
-	opts := ValidateOptions{Date: day("2022-03-15")}
-	b.ReportAllocs()
-	for b.Loop() {
-		v, err := s.ValidateCode(ctx, SystemICD10CM, "E11.9", opts)
-		if err != nil || !v.Valid {
-			b.Fatalf("%+v, %v", v, err)
-		}
+	for _, d := range storetest.Backends() {
+		b.Run(string(d), func(b *testing.B) {
+			db := storetest.Open(b, d)
+			s := newTestService(b, db)
+			loadFixture(b, s, "2021")
+			loadFixture(b, s, "2022")
+			ctx := context.Background()
+			opts := ValidateOptions{Date: day("2022-03-15")}
+			b.ReportAllocs()
+			for b.Loop() {
+				v, err := s.ValidateCode(ctx, SystemICD10CM, "E11.9", opts)
+				if err != nil || !v.Valid {
+					b.Fatalf("%+v, %v", v, err)
+				}
+			}
+		})
 	}
 }
