@@ -2,7 +2,6 @@ package terminology
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 )
@@ -120,7 +119,7 @@ func ParseEgyptianNationalID(id string, today time.Time) (EgyptianNationalID, er
 	}
 	gov, ok := egyptGovernorates[id[7:9]]
 	if !ok {
-		return out, fmt.Errorf("digits 8-9 (governorate of birth) are not an assigned governorate code")
+		return out, errors.New("digits 8-9 (governorate of birth) are not an assigned governorate code")
 	}
 	out.BirthDate = birth
 	out.GovernorateCode = id[7:9]

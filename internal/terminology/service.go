@@ -145,7 +145,9 @@ func (s *Service) load(ctx context.Context, rel Release, progress func(LoadProgr
 		progress = func(LoadProgress) {}
 	}
 	name := knownSystems[rel.System].name
-	rel.LoadedAt = s.now().UTC()
+	// Both backends keep microseconds; truncating here makes the returned
+	// Release equal to what Releases reads back.
+	rel.LoadedAt = s.now().UTC().Truncate(time.Microsecond)
 	err := s.db.Tx(ctx, func(tx store.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO terminology_systems (uri, name) VALUES ($1, $2)
 			ON CONFLICT (uri) DO UPDATE SET name = excluded.name`, rel.System, name); err != nil {
