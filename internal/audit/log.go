@@ -140,6 +140,15 @@ func New(ctx context.Context, db *store.DB, opts Options) (*Log, error) {
 		if err := ensureVerifier(l.dir, l.signer.VerifierKey()); err != nil {
 			return nil, errs.Wrap(errs.Internal, err, "audit: record the verifier key in %s", l.dir)
 		}
+		// Checkpoints signed before a key rotation are still copied: trust
+		// every key the directory lists, as verification will.
+		keys, err := ReadVerifiers(l.dir)
+		if err != nil {
+			return nil, err
+		}
+		if l.verifiers, err = NewVerifiers(keys...); err != nil {
+			return nil, err
+		}
 		if err := l.SyncCheckpointDir(ctx); err != nil {
 			return nil, err
 		}

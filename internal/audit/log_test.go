@@ -319,3 +319,28 @@ func TestTriggersKeepTheLogAppendOnly(t *testing.T) {
 		appendN(t, l, 4, 1)
 	})
 }
+
+func TestKeyRotationKeepsOldCheckpointsVerifiable(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		old, _, dir := openLog(t, db, func(o *Options) { o.CheckpointEvery = 5 })
+		appendN(t, old, 0, 5)
+		if err := old.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		rotated, _, _ := openLog(t, db, func(o *Options) { o.CheckpointEvery = 5; o.CheckpointDir = dir })
+		appendN(t, rotated, 5, 5)
+		keys, err := ReadVerifiers(dir)
+		if err != nil || len(keys) != 2 {
+			t.Fatalf("verifiers after rotation: %v (%v), want the old and the new key", keys, err)
+		}
+		vs, err := NewVerifiers(keys...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, err := Verify(ctx, db, VerifyOptions{Verifiers: vs, CheckpointDir: dir})
+		if err != nil || len(rep.Findings) != 0 || rep.CheckpointsMatched != 2 {
+			t.Fatalf("verify after rotation: %+v %v", rep, err)
+		}
+	})
+}
