@@ -125,7 +125,7 @@ func asAttacker(t testing.TB, db *store.DB, stmts ...string) {
 		}
 	} else {
 		for _, tr := range []string{"audit_entries_no_update", "audit_entries_no_delete", "audit_hashes_no_update",
-			"audit_hashes_no_delete", "audit_checkpoints_no_update", "audit_checkpoints_no_delete", "audit_head_no_delete"} {
+			"audit_hashes_no_delete", "audit_checkpoints_no_update", "audit_checkpoints_no_delete", "audit_head_no_delete", "audit_head_only_grows"} {
 			disable = append(disable, "DROP TRIGGER IF EXISTS "+tr)
 		}
 	}

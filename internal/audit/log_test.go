@@ -296,6 +296,8 @@ func TestTriggersKeepTheLogAppendOnly(t *testing.T) {
 			`UPDATE audit_checkpoints SET note = 'x' WHERE tree_size = 2`,
 			`DELETE FROM audit_checkpoints WHERE tree_size = 2`,
 			`DELETE FROM audit_head`,
+			`UPDATE audit_head SET tree_size = 1`,
+			`UPDATE audit_head SET checkpoint_size = 0`,
 		}
 		if db.Dialect() == store.Postgres {
 			stmts = append(stmts, `TRUNCATE audit_entries`, `TRUNCATE audit_hashes`, `TRUNCATE audit_checkpoints`, `TRUNCATE audit_head`)

@@ -89,3 +89,17 @@ CREATE TRIGGER audit_head_no_delete BEFORE DELETE ON audit_head
 	FOR EACH ROW EXECUTE FUNCTION audit_reject_change();
 CREATE TRIGGER audit_head_no_truncate BEFORE TRUNCATE ON audit_head
 	FOR EACH STATEMENT EXECUTE FUNCTION audit_reject_change();
+
+-- The head only moves forward: rolling it back would make the next append
+-- overwrite positions (refused by the primary key) or hide a truncation.
+CREATE FUNCTION audit_head_only_grows() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF NEW.tree_size < OLD.tree_size OR NEW.checkpoint_size < OLD.checkpoint_size THEN
+		RAISE EXCEPTION 'audit_head only moves forward'
+			USING ERRCODE = 'integrity_constraint_violation';
+	END IF;
+	RETURN NEW;
+END
+$$;
+CREATE TRIGGER audit_head_only_grows BEFORE UPDATE ON audit_head
+	FOR EACH ROW EXECUTE FUNCTION audit_head_only_grows();

@@ -80,3 +80,8 @@ BEGIN SELECT RAISE(ABORT, 'audit_checkpoints is append-only'); END;
 -- The head row is updated on every append but must never disappear.
 CREATE TRIGGER audit_head_no_delete BEFORE DELETE ON audit_head
 BEGIN SELECT RAISE(ABORT, 'audit_head cannot be deleted'); END;
+-- The head only moves forward: rolling it back would make the next append
+-- overwrite positions (refused by the primary key) or hide a truncation.
+CREATE TRIGGER audit_head_only_grows BEFORE UPDATE ON audit_head
+WHEN NEW.tree_size < OLD.tree_size OR NEW.checkpoint_size < OLD.checkpoint_size
+BEGIN SELECT RAISE(ABORT, 'audit_head only moves forward'); END;
