@@ -17,6 +17,15 @@
 // (signed heads) and audit_head (one row: the tree size and the last
 // checkpoint, locked by every append).
 //
+// Use: main resolves the signing key (ResolveSigner: a key file, or the dev
+// key generated into the data directory) and opens one Log per process with
+// New(ctx, db, Options{Signer, CheckpointDir, ...}), closing it on shutdown.
+// Handlers call Append before they respond (a failed Append fails the
+// request); a domain write that must commit with its entry calls AppendTx
+// in its transaction, which on SQLite also saves a second fsync. GET
+// /api/v1/audit is FilterFromQuery then List; `careflow audit verify` is
+// ReadVerifiers, NewVerifiers and Verify.
+//
 // Invariants:
 //   - Sequence numbers are gap-free and in append order: every append locks
 //     the audit_head row (FOR UPDATE on PostgreSQL, the single writer on
