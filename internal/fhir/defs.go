@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -36,6 +37,27 @@ type definitions struct {
 	// element is the Element type's root, the shape of every `_element`
 	// companion of a primitive.
 	element *node
+	// skippedInvariants lists the resource invariants not evaluated, with
+	// the reason (outside the FHIRPath subset, or on a non-backbone element).
+	skippedInvariants map[string]string
+}
+
+// handWrittenInvariant reports whether Go code checks the invariant (see
+// invariants.go and bundlerules.go), so the FHIRPath form is not needed.
+func handWrittenInvariant(resourceType, key string) bool {
+	if strings.HasPrefix(key, "bdl-") {
+		return true
+	}
+	return slices.Contains(handWrittenTypes, resourceType)
+}
+
+// handWrittenTypes are the keys of resourceInvariants. The list is spelled
+// out because the map's functions reach the definitions, which are being
+// built when this is asked; a test keeps the two in step.
+var handWrittenTypes = []string{
+	"AllergyIntolerance", "AuditEvent", "CareTeam", "Composition", "Condition", "Consent",
+	"CoverageEligibilityResponse", "InsurancePlan", "MolecularSequence", "Observation",
+	"Organization", "Parameters", "Patient", "SearchParameter", "Task",
 }
 
 type typeDef struct {
@@ -43,6 +65,8 @@ type typeDef struct {
 	resource bool
 	abstract bool
 	root     *node
+	nodes    map[string]*node // by path relative to the type, "" for root
+	crefs    map[string]bool  // paths whose children come from a contentReference
 }
 
 // node is one level of a type's element tree: the type's root or a
@@ -52,6 +76,9 @@ type node struct {
 	fields   map[string]*field
 	required []*field // min >= 1, choice elements once (their first variant)
 	choices  []*choice
+	// invariants are the FHIRPath constraints evaluated on every object
+	// of this node.
+	invariants []*invariant
 }
 
 // field is one JSON property a node allows. A choice element value[x]
@@ -101,6 +128,9 @@ type table struct {
 	Types       []tableType                    `json:"types"`
 	ValueSets   map[string]map[string][]string `json:"valueSets"`
 	Unexpanded  map[string]string              `json:"unexpanded"`
+	Invariants  []struct {
+		Path, Key, Expression, Human string
+	} `json:"invariants"`
 }
 
 type tableType struct {
@@ -186,6 +216,32 @@ func decodeDefinitions(gz []byte) (*definitions, error) {
 			return nil, fmt.Errorf("type %s: %w", td.name, err)
 		}
 	}
+	d.skippedInvariants = map[string]string{}
+	for _, inv := range t.Invariants {
+		typeName, rel, _ := strings.Cut(inv.Path, ".")
+		td := d.types[typeName]
+		if td == nil {
+			continue
+		}
+		n := td.nodes[rel]
+		switch {
+		case handWrittenInvariant(typeName, inv.Key):
+			continue
+		case n == nil && td.crefs[rel]:
+			// The element reuses another's definition (contentReference),
+			// whose node carries the same rule under its own key.
+			continue
+		case n == nil:
+			d.skippedInvariants[inv.Key+"@"+inv.Path] = "applies to a datatype element, whose definition other resources share"
+			continue
+		}
+		expr, err := parseFHIRPath(inv.Expression)
+		if err != nil {
+			d.skippedInvariants[inv.Key+"@"+inv.Path] = err.Error()
+			continue
+		}
+		n.invariants = append(n.invariants, &invariant{key: inv.Key, human: inv.Human, expr: expr})
+	}
 	el := d.types["Element"]
 	if el == nil {
 		return nil, fmt.Errorf("no Element type")
@@ -218,8 +274,9 @@ func (d *definitions) buildType(tt tableType) (*typeDef, error) {
 	td.root = &node{path: tt.Name, fields: map[string]*field{}}
 	nodes := map[string]*node{"": td.root}
 	type pending struct {
-		f   *field
-		ref string
+		f    *field
+		ref  string
+		path string
 	}
 	var refs []pending
 	for _, el := range tt.Elements {
@@ -295,7 +352,7 @@ func (d *definitions) buildType(tt tableType) (*typeDef, error) {
 		f := mk(name, types)
 		if cref != "" {
 			f.typ = ""
-			refs = append(refs, pending{f, cref})
+			refs = append(refs, pending{f, cref, path})
 		} else if types == "BackboneElement" || types == "Element" {
 			f.typ = ""
 			f.node = &node{path: tt.Name + "." + path, fields: map[string]*field{}}
@@ -306,12 +363,15 @@ func (d *definitions) buildType(tt tableType) (*typeDef, error) {
 			parent.required = append(parent.required, f)
 		}
 	}
+	td.nodes = nodes
+	td.crefs = map[string]bool{}
 	for _, p := range refs {
 		n := nodes[p.ref]
 		if n == nil {
 			return nil, fmt.Errorf("contentReference to unknown %s", p.ref)
 		}
 		p.f.node = n
+		td.crefs[p.path] = true
 	}
 	// Deterministic order for the required checks, so issues come out in a
 	// stable order.

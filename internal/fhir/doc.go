@@ -23,14 +23,15 @@
 // resource means anything: Reference.reference forms and target types,
 // ext-1, the contained-resource rules dom-2 to dom-5, the Bundle
 // invariants bdl-1 to bdl-12, a narrative's XHTML (txt-1), and the
-// error-level invariants of the resources careflow works with (pat-1,
-// org-1, obs-6, con-4, ...; see invariants.go) and of the datatypes that
-// carry clinical and billing facts (ref-1, per-1, qty-3, cpt-2, att-1, rng-2,
-// rat-1, tim-*; see datatypes.go). The invariants of resources outside that
-// list (msq-5, spd-1, sdf-*, ...) are not evaluated. Codes bound to value
-// sets that the definitions cannot enumerate (BCP-13 mime types, UCUM,
-// ISO 4217 currencies) are not checked; the table lists them under
-// "unexpanded".
+// error-level invariants of the resources and datatypes. Those of the
+// resources careflow works with, and of the datatypes that carry clinical
+// and billing facts (ref-1, per-1, qty-3, cpt-2, ...), are written in Go
+// (invariants.go, datatypes.go); the rest are evaluated from their FHIRPath
+// expressions by a small evaluator of the subset R4 uses (fhirpath.go), and
+// an expression outside that subset is skipped rather than guessed at.
+// Codes bound to value sets that the definitions cannot enumerate (BCP-13
+// mime types, UCUM, ISO 4217 currencies) are not checked; the table lists
+// them under "unexpanded".
 //
 // # Regenerating the definitions
 //

@@ -1,6 +1,9 @@
 package fhir
 
-import "testing"
+import (
+	"slices"
+	"testing"
+)
 
 func TestResourceInvariants(t *testing.T) {
 	t.Parallel()
@@ -54,4 +57,40 @@ func TestDatatypeInvariants(t *testing.T) {
 		{"tim-1, tim-5: a timing's duration has a unit and its period is not negative", `{"resourceType":"MedicationRequest","status":"active","intent":"order","medicationCodeableConcept":{"text":"x"},"subject":{"reference":"Patient/1"},"dosageInstruction":[{"timing":{"repeat":{"duration":1,"period":-1,"periodUnit":"d"}}}]}`, []string{"invariant@MedicationRequest.dosageInstruction[0].timing.repeat", "invariant@MedicationRequest.dosageInstruction[0].timing.repeat.period"}},
 		{"tim-10: timeOfDay and when exclude each other", `{"resourceType":"MedicationRequest","status":"active","intent":"order","medicationCodeableConcept":{"text":"x"},"subject":{"reference":"Patient/1"},"dosageInstruction":[{"timing":{"repeat":{"timeOfDay":["08:00:00"],"when":["MORN"]}}}]}`, []string{"invariant@MedicationRequest.dosageInstruction[0].timing.repeat"}},
 	})
+}
+
+func TestHandWrittenTypesMatchInvariants(t *testing.T) {
+	t.Parallel()
+	for typ := range resourceInvariants {
+		if !slices.Contains(handWrittenTypes, typ) {
+			t.Errorf("%s has hand-written invariants but is not in handWrittenTypes", typ)
+		}
+	}
+	if len(handWrittenTypes) != len(resourceInvariants) {
+		t.Errorf("handWrittenTypes has %d types, resourceInvariants %d", len(handWrittenTypes), len(resourceInvariants))
+	}
+}
+
+// TestFHIRPathInvariantsCoverage reports which R4 invariants are evaluated
+// through the FHIRPath subset and fails if the subset loses ground.
+func TestFHIRPathInvariantsCoverage(t *testing.T) {
+	t.Parallel()
+	d := mustDefinitions()
+	n := 0
+	for _, td := range d.types {
+		seen := map[*node]bool{}
+		for _, nd := range td.nodes {
+			if !seen[nd] {
+				seen[nd] = true
+				n += len(nd.invariants)
+			}
+		}
+	}
+	for k, why := range d.skippedInvariants {
+		t.Logf("not evaluated: %s: %s", k, why)
+	}
+	t.Logf("%d invariants evaluated through FHIRPath, %d not", n, len(d.skippedInvariants))
+	if n < 90 {
+		t.Errorf("only %d invariants evaluated", n)
+	}
 }

@@ -120,7 +120,9 @@ type validator struct {
 	// containedIDs are the ids of the current root resource's contained
 	// resources, which #fragment references must name.
 	containedIDs map[string]bool
-	stopped      bool
+	// resourceValue is the resource being walked: %resource to FHIRPath.
+	resourceValue *jsonValue
+	stopped       bool
 }
 
 func containedIDsOf(v *jsonValue) map[string]bool {
@@ -192,6 +194,9 @@ func (val *validator) resource(v *jsonValue, path *elemPath, contained bool) {
 	if path == nil {
 		path = &elemPath{name: rt.text, index: -1}
 	}
+	savedResource := val.resourceValue
+	val.resourceValue = v
+	defer func() { val.resourceValue = savedResource }()
 	if !contained {
 		// A #fragment reference anywhere in this resource, its contained
 		// resources included, points into this resource's contained list
@@ -312,6 +317,11 @@ func (val *validator) object(n *node, v *jsonValue, path *elemPath, resourceRoot
 	}
 	if len(n.choices) > 0 {
 		val.choices(seen, path)
+	}
+	for _, inv := range n.invariants {
+		if !inv.check(val.resourceValue, v) {
+			val.add(IssueInvariant, path, "%s (%s)", inv.human, inv.key)
+		}
 	}
 }
 

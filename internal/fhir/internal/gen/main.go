@@ -43,8 +43,8 @@ func main() {
 	if err := os.WriteFile(*out, data, 0o644); err != nil {
 		log.Fatal(err)
 	}
-	log.Printf("wrote %s: %d types, %d value sets (%d not expandable), %d bytes",
-		*out, len(table.Types), len(table.ValueSets), len(table.Unexpanded), len(data))
+	log.Printf("wrote %s: %d types, %d value sets (%d not expandable), %d invariants, %d bytes",
+		*out, len(table.Types), len(table.ValueSets), len(table.Unexpanded), len(table.Invariants), len(data))
 }
 
 // Table is the embedded file's shape; internal/fhir decodes the same layout.
@@ -59,6 +59,19 @@ type Table struct {
 	ValueSets map[string]map[string][]string `json:"valueSets"`
 	// Unexpanded maps a required value set's URL to why it is not checked.
 	Unexpanded map[string]string `json:"unexpanded"`
+	// Invariants are the error-severity FHIRPath constraints that resources
+	// define on themselves and their backbone elements (not the ones every
+	// element or resource inherits: ele-1, dom-*, ext-1).
+	Invariants []Invariant `json:"invariants"`
+}
+
+// Invariant is one constraint: where it applies (a definition path such as
+// "Questionnaire.item"), its key, FHIRPath expression and human text.
+type Invariant struct {
+	Path       string `json:"path"`
+	Key        string `json:"key"`
+	Expression string `json:"expression"`
+	Human      string `json:"human"`
 }
 
 // Type is one resource or complex datatype.
@@ -113,6 +126,13 @@ type element struct {
 		Strength string `json:"strength"`
 		ValueSet string `json:"valueSet"`
 	} `json:"binding"`
+	Constraint []struct {
+		Key        string `json:"key"`
+		Severity   string `json:"severity"`
+		Human      string `json:"human"`
+		Expression string `json:"expression"`
+		Source     string `json:"source"`
+	} `json:"constraint"`
 }
 
 const (
@@ -191,6 +211,17 @@ func build(dir string) (*Table, error) {
 			for _, el := range sd.Snapshot.Element {
 				if el.SliceName != "" {
 					return nil, fmt.Errorf("%s: unexpected slice %s in a base definition", sd.Type, el.Path)
+				}
+				if sd.Kind == "resource" {
+					for _, c := range el.Constraint {
+						// Inherited constraints (source names another
+						// definition) are the generic ones every element or
+						// resource has; the validator checks those itself.
+						if c.Severity != "error" || c.Expression == "" || (c.Source != "" && !strings.HasSuffix(c.Source, "/"+sd.Type)) {
+							continue
+						}
+						t.Invariants = append(t.Invariants, Invariant{Path: el.Path, Key: c.Key, Expression: c.Expression, Human: c.Human})
+					}
 				}
 				if el.Path == sd.Type {
 					continue
