@@ -6,7 +6,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -191,7 +193,9 @@ func Verify(ctx context.Context, db *store.DB, opts VerifyOptions) (*Report, err
 	if err != nil {
 		return nil, err
 	}
-	for size, t := range dbRoots {
+	// Sizes in order, so findings come out in the same order every run.
+	for _, size := range slices.Sorted(maps.Keys(dbRoots)) {
+		t := dbRoots[size]
 		checks[size] = append(checks[size], t)
 		if opts.CheckpointDir == "" {
 			continue
@@ -204,7 +208,8 @@ func Verify(ctx context.Context, db *store.DB, opts VerifyOptions) (*Report, err
 				Detail: "the file and the database hold different validly signed roots for one size (a fork, or a stolen key)"})
 		}
 	}
-	for size, ft := range files {
+	for _, size := range slices.Sorted(maps.Keys(files)) {
+		ft := files[size]
 		if _, ok := dbRoots[size]; !ok {
 			checks[size] = append(checks[size], ft)
 			if v.dbSizes[size] {
