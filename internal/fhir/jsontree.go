@@ -39,9 +39,6 @@ type jsonValue struct {
 	text    string
 	members []jsonMember
 	items   []jsonValue
-	// keys interns member names: a resource repeats a few dozen names
-	// ("system", "code", "reference") hundreds of times.
-	keys map[string]string
 }
 
 type jsonMember struct {
