@@ -1,0 +1,158 @@
+package record
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/careflow/careflow/internal/fhir"
+)
+
+// r4Types lists every concrete R4 resource type; the store keeps any of
+// them (a test checks the list against the R4 definitions).
+var r4Types = []string{
+	"Account", "ActivityDefinition", "AdverseEvent", "AllergyIntolerance", "Appointment", "AppointmentResponse",
+	"AuditEvent", "Basic", "Binary", "BiologicallyDerivedProduct", "BodyStructure", "Bundle", "CapabilityStatement",
+	"CarePlan", "CareTeam", "CatalogEntry", "ChargeItem", "ChargeItemDefinition", "Claim", "ClaimResponse",
+	"ClinicalImpression", "CodeSystem", "Communication", "CommunicationRequest", "CompartmentDefinition", "Composition",
+	"ConceptMap", "Condition", "Consent", "Contract", "Coverage", "CoverageEligibilityRequest",
+	"CoverageEligibilityResponse", "DetectedIssue", "Device", "DeviceDefinition", "DeviceMetric", "DeviceRequest",
+	"DeviceUseStatement", "DiagnosticReport", "DocumentManifest", "DocumentReference", "EffectEvidenceSynthesis",
+	"Encounter", "Endpoint", "EnrollmentRequest", "EnrollmentResponse", "EpisodeOfCare", "EventDefinition", "Evidence",
+	"EvidenceVariable", "ExampleScenario", "ExplanationOfBenefit", "FamilyMemberHistory", "Flag", "Goal",
+	"GraphDefinition", "Group", "GuidanceResponse", "HealthcareService", "ImagingStudy", "Immunization",
+	"ImmunizationEvaluation", "ImmunizationRecommendation", "ImplementationGuide", "InsurancePlan", "Invoice", "Library",
+	"Linkage", "List", "Location", "Measure", "MeasureReport", "Media", "Medication", "MedicationAdministration",
+	"MedicationDispense", "MedicationKnowledge", "MedicationRequest", "MedicationStatement", "MedicinalProduct",
+	"MedicinalProductAuthorization", "MedicinalProductContraindication", "MedicinalProductIndication",
+	"MedicinalProductIngredient", "MedicinalProductInteraction", "MedicinalProductManufactured",
+	"MedicinalProductPackaged", "MedicinalProductPharmaceutical", "MedicinalProductUndesirableEffect",
+	"MessageDefinition", "MessageHeader", "MolecularSequence", "NamingSystem", "NutritionOrder", "Observation",
+	"ObservationDefinition", "OperationDefinition", "OperationOutcome", "Organization", "OrganizationAffiliation",
+	"Parameters", "Patient", "PaymentNotice", "PaymentReconciliation", "Person", "PlanDefinition", "Practitioner",
+	"PractitionerRole", "Procedure", "Provenance", "Questionnaire", "QuestionnaireResponse", "RelatedPerson",
+	"RequestGroup", "ResearchDefinition", "ResearchElementDefinition", "ResearchStudy", "ResearchSubject",
+	"RiskAssessment", "RiskEvidenceSynthesis", "Schedule", "SearchParameter", "ServiceRequest", "Slot", "Specimen",
+	"SpecimenDefinition", "StructureDefinition", "StructureMap", "Subscription", "Substance",
+	"SubstanceNucleicAcid", "SubstancePolymer", "SubstanceProtein", "SubstanceReferenceInformation",
+	"SubstanceSourceMaterial", "SubstanceSpecification", "SupplyDelivery", "SupplyRequest", "Task",
+	"TerminologyCapabilities", "TestReport", "TestScript", "ValueSet", "VerificationResult", "VisionPrescription",
+}
+
+type capStatement struct {
+	ResourceType   string        `json:"resourceType"`
+	Status         string        `json:"status"`
+	Date           string        `json:"date"`
+	Publisher      string        `json:"publisher"`
+	Kind           string        `json:"kind"`
+	Software       capSoftware   `json:"software"`
+	Implementation capImpl       `json:"implementation"`
+	FHIRVersion    string        `json:"fhirVersion"`
+	Format         []string      `json:"format"`
+	Rest           []capRest     `json:"rest"`
+	Description    string        `json:"description"`
+	Extra          []interface{} `json:"-"`
+}
+type capSoftware struct {
+	Name    string `json:"name"`
+	Version string `json:"version,omitempty"`
+}
+type capImpl struct {
+	Description string `json:"description"`
+	URL         string `json:"url,omitempty"`
+}
+type capRest struct {
+	Mode          string        `json:"mode"`
+	Documentation string        `json:"documentation"`
+	Resource      []capResource `json:"resource"`
+	Interaction   []capCode     `json:"interaction"`
+	SearchParam   []capParam    `json:"searchParam"`
+}
+type capResource struct {
+	Type              string     `json:"type"`
+	Documentation     string     `json:"documentation,omitempty"`
+	Interaction       []capCode  `json:"interaction"`
+	Versioning        string     `json:"versioning"`
+	ReadHistory       bool       `json:"readHistory"`
+	UpdateCreate      bool       `json:"updateCreate"`
+	ConditionalCreate bool       `json:"conditionalCreate"`
+	ConditionalUpdate bool       `json:"conditionalUpdate"`
+	ConditionalDelete string     `json:"conditionalDelete"`
+	SearchInclude     []string   `json:"searchInclude,omitempty"`
+	SearchRevInclude  []string   `json:"searchRevInclude,omitempty"`
+	SearchParam       []capParam `json:"searchParam,omitempty"`
+}
+type capCode struct {
+	Code string `json:"code"`
+}
+type capParam struct {
+	Name          string `json:"name"`
+	Type          string `json:"type"`
+	Documentation string `json:"documentation,omitempty"`
+}
+
+var commonParams = []capParam{
+	{Name: "_id", Type: "token", Documentation: "Logical id; exact match."},
+	{Name: "_lastUpdated", Type: "date", Documentation: "meta.lastUpdated; prefixes eq ne gt lt ge le sa eb ap."},
+}
+
+// CapabilityStatement describes what this server does, truthfully: the
+// interactions and search parameters implemented, which parameters are PHI
+// (blind-indexed, exact or prefix match only, never sortable), and what is
+// not offered.
+func CapabilityStatement(version string, now time.Time) []byte {
+	rest := capRest{
+		Mode: "server",
+		Documentation: "JSON only (application/fhir+json); other formats get 415. " +
+			"PHI search values (patient names, identifiers, birth date, telecom, address) are matched through blind indexes (HMAC of the normalised value): " +
+			"exact match, and for names a match of each typed word against name-part prefixes of 3 letters or more; no :contains, no ranges and no sorting on PHI. " +
+			"Unknown search parameters are rejected with 400, never ignored. Paging links carry an opaque sealed token (_page), never the search values. " +
+			"_sort: _id, _lastUpdated, and non-PHI date and string parameters. _total: none (default), estimate, accurate. _summary: count, false. " +
+			"Not supported: chained and reverse-chained parameters, composite parameters, :text, :above, :below, :in, :not-in, :of-type, :identifier, _elements, PATCH, XML.",
+		Interaction: []capCode{{"transaction"}, {"batch"}},
+		SearchParam: commonParams,
+	}
+	full := []capCode{{"read"}, {"vread"}, {"update"}, {"delete"}, {"history-instance"}, {"history-type"}, {"create"}, {"search-type"}}
+	for _, t := range r4Types {
+		r := capResource{
+			Type: t, Interaction: full, Versioning: "versioned", ReadHistory: true, UpdateCreate: true,
+			ConditionalCreate: true, ConditionalUpdate: true, ConditionalDelete: "single",
+		}
+		if t == "AuditEvent" {
+			r = capResource{Type: t, Interaction: []capCode{{"read"}, {"search-type"}}, Versioning: "no-version", ConditionalDelete: "not-supported",
+				Documentation: "A read-only view of careflow's audit log."}
+		}
+		ps := ParamsOf(t)
+		if len(ps) == 0 {
+			r.Documentation = "Stored and returned as sent; searchable by _id and _lastUpdated only."
+		}
+		for _, p := range ps {
+			r.SearchParam = append(r.SearchParam, capParam{Name: p.Name, Type: string(p.Kind), Documentation: p.Doc})
+			if p.Kind == Reference {
+				r.SearchInclude = append(r.SearchInclude, t+":"+p.Name)
+			}
+		}
+		for _, other := range ModelledTypes() {
+			for _, p := range ParamsOf(other) {
+				if p.Kind == Reference && (len(p.Targets) == 0 || contains(p.Targets, t)) && len(ps) > 0 {
+					r.SearchRevInclude = append(r.SearchRevInclude, other+":"+p.Name)
+				}
+			}
+		}
+		rest.Resource = append(rest.Resource, r)
+	}
+	cs := capStatement{
+		ResourceType:   "CapabilityStatement",
+		Status:         "active",
+		Date:           fhir.FormatInstant(now),
+		Publisher:      "careflow",
+		Kind:           "instance",
+		Software:       capSoftware{Name: "careflow", Version: version},
+		Implementation: capImpl{Description: "careflow FHIR R4 record"},
+		FHIRVersion:    "4.0.1",
+		Format:         []string{"application/fhir+json", "json"},
+		Rest:           []capRest{rest},
+		Description:    "careflow stores every resource encrypted; search indexes on PHI hold blind indexes only.",
+	}
+	b, _ := json.Marshal(cs)
+	return b
+}

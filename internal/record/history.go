@@ -1,0 +1,126 @@
+package record
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/careflow/careflow/internal/errs"
+	"github.com/careflow/careflow/internal/fhir"
+)
+
+// HistoryPage is one page of an instance or type history, newest first.
+type HistoryPage struct {
+	Entries []Record
+	HasNext bool
+	Count   int
+	Offset  int
+	// Params are the paging-independent parameters, for links.
+	Params url.Values
+}
+
+// History returns versions of typ/id (id "" for the whole type), newest
+// first. Parameters: _count, _since (an instant), _offset. Versions the
+// guard refuses are left out.
+func (s *Service) History(ctx context.Context, g Guard, typ, id string, params url.Values) (*HistoryPage, error) {
+	if !fhir.IsResourceType(typ) {
+		return nil, errs.E(errs.NotFound, "%s is not a FHIR R4 resource type this server knows", safeName(typ))
+	}
+	page := &HistoryPage{Count: DefaultCount, Params: url.Values{}}
+	var since time.Time
+	for k, vs := range params {
+		v := vs[0]
+		switch k {
+		case "_count":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return nil, badParam(k, "_count must be a positive integer")
+			}
+			page.Count = min(n, MaxCount)
+			page.Params.Set(k, strconv.Itoa(page.Count))
+		case "_offset":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return nil, badParam(k, "_offset must be a non-negative integer")
+			}
+			page.Offset = n
+		case "_since":
+			t, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				return nil, badParam(k, "_since must be an instant such as 2024-01-02T03:04:05Z")
+			}
+			since = t.UTC()
+			page.Params.Set(k, v)
+		case "_format", "_pretty":
+		default:
+			return nil, badParam(k, "%s is not a history parameter this server supports", safeName(k))
+		}
+	}
+	where := "type = $1"
+	args := []any{typ}
+	if id != "" {
+		where += " AND id = $2"
+		args = append(args, id)
+	}
+	if !since.IsZero() {
+		args = append(args, since)
+		where += " AND last_updated >= $" + strconv.Itoa(len(args))
+	}
+	order := " ORDER BY last_updated DESC, id, version DESC"
+	if id != "" {
+		order = " ORDER BY version DESC"
+	}
+	args = append(args, page.Count+1, page.Offset)
+	rows, err := s.db.Reader().Query(ctx, "SELECT id, version, last_updated, deleted, method, patient_id, ciphertext FROM resource_history WHERE "+where+order+
+		" LIMIT $"+strconv.Itoa(len(args)-1)+" OFFSET $"+strconv.Itoa(len(args)), args...)
+	if err != nil {
+		return nil, fmt.Errorf("history of %s: %w", typ, err)
+	}
+	type found struct {
+		rec Record
+		ct  []byte
+	}
+	var all []found
+	for rows.Next() {
+		var f found
+		var pid *string
+		f.rec.Type = typ
+		if err := rows.Scan(&f.rec.ID, &f.rec.Version, &f.rec.LastUpdated, &f.rec.Deleted, &f.rec.Method, &pid, &f.ct); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("history of %s: %w", typ, err)
+		}
+		if pid != nil {
+			f.rec.PatientID = *pid
+		}
+		all = append(all, f)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("history of %s: %w", typ, err)
+	}
+	if id != "" && len(all) == 0 && page.Offset == 0 && since.IsZero() {
+		return nil, errs.E(errs.NotFound, "%s/%s is not known", typ, safeID(id))
+	}
+	if len(all) > page.Count {
+		page.HasNext = true
+		all = all[:page.Count]
+	}
+	for _, f := range all {
+		if err := allow(ctx, g, Access{Action: ActRead, Type: typ, ID: f.rec.ID, PatientID: f.rec.PatientID}); err != nil {
+			if id != "" {
+				return nil, err
+			}
+			continue
+		}
+		if !f.rec.Deleted {
+			f.rec.JSON, err = s.ring.Open(ctx, versionAAD(typ, f.rec.ID, f.rec.Version), f.ct)
+			if err != nil {
+				return nil, fmt.Errorf("open %s/%s version %d: %w", typ, f.rec.ID, f.rec.Version, err)
+			}
+		}
+		page.Entries = append(page.Entries, f.rec)
+	}
+	return page, nil
+}

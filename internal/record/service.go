@@ -1,0 +1,654 @@
+package record
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/careflow/careflow/internal/errs"
+	"github.com/careflow/careflow/internal/fhir"
+	"github.com/careflow/careflow/internal/phi"
+	"github.com/careflow/careflow/internal/store"
+)
+
+// Action is what an interaction does, as the access policy sees it. The
+// values are the policy's action names.
+type Action string
+
+// The actions.
+const (
+	ActRead   Action = "read"
+	ActSearch Action = "search"
+	ActCreate Action = "create"
+	ActUpdate Action = "update"
+	ActDelete Action = "delete"
+)
+
+// Access is one record an interaction touches. PatientID is the record's
+// patient compartment ("" when it belongs to none), known without
+// decrypting anything.
+type Access struct {
+	Action    Action
+	Type      string
+	ID        string
+	PatientID string
+}
+
+// Guard is where the access policy plugs in: every record an interaction
+// reads or writes is passed to Allow before its ciphertext is opened or its
+// row is written. A nil Guard allows everything (tests of this package).
+type Guard interface {
+	Allow(ctx context.Context, a Access) error
+}
+
+func allow(ctx context.Context, g Guard, a Access) error {
+	if g == nil {
+		return nil
+	}
+	return g.Allow(ctx, a)
+}
+
+// ErrDeleted marks a read of a resource whose current version is a delete
+// (HTTP 410 Gone).
+var ErrDeleted = errors.New("record: resource deleted")
+
+// IssuesError carries a validation result; the HTTP layer answers it with
+// an OperationOutcome holding every issue.
+type IssuesError struct {
+	Issues fhir.Issues
+}
+
+func (e *IssuesError) Error() string { return fmt.Sprintf("%d validation issue(s)", len(e.Issues)) }
+
+// Options tune a Service.
+type Options struct {
+	// Clock returns the current time; nil means time.Now.
+	Clock func() time.Time
+	// NewID returns a new logical id; nil means a UUIDv7.
+	NewID func() string
+}
+
+// Service is the FHIR record.
+type Service struct {
+	db    *store.DB
+	ring  *phi.Ring
+	now   func() time.Time
+	newID func() string
+}
+
+// New returns the record over a migrated database and an open key ring.
+func New(db *store.DB, ring *phi.Ring, opts Options) *Service {
+	s := &Service{db: db, ring: ring, now: opts.Clock, newID: opts.NewID}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.newID == nil {
+		s.newID = func() string {
+			u, err := uuid.NewV7()
+			if err != nil {
+				return uuid.NewString()
+			}
+			return u.String()
+		}
+	}
+	return s
+}
+
+// aadTable and aadField name where a resource version's ciphertext lives in
+// its associated data. Both tables use the same binding: the ciphertext of
+// a version is the same bytes in resources and resource_history, bound to
+// Type/id/_history/version, which no other row can claim.
+const (
+	aadTable = "resources"
+	aadField = "resource"
+)
+
+func versionAAD(typ, id string, version int) phi.AAD {
+	return phi.AAD{Table: aadTable, Field: aadField, Record: aadRecord(typ, id, version)}
+}
+
+// Register tells the re-encryptor about the record's ciphertext columns.
+func Register(reg *phi.Registry) error {
+	aad := func(key []any, _ string) phi.AAD {
+		typ, _ := key[0].(string)
+		id, _ := key[1].(string)
+		v, _ := key[2].(int64)
+		return versionAAD(typ, id, int(v))
+	}
+	key := []phi.KeyColumn{{Name: "type", Kind: phi.KeyText}, {Name: "id", Kind: phi.KeyText}, {Name: "version", Kind: phi.KeyInteger}}
+	if err := reg.Register(phi.EncryptedColumns{Table: "resources", Key: key, Columns: []string{"ciphertext"}, AAD: aad}); err != nil {
+		return err
+	}
+	return reg.Register(phi.EncryptedColumns{Table: "resource_history", Key: key, Columns: []string{"ciphertext"}, AAD: aad})
+}
+
+// Record is one version of a resource.
+type Record struct {
+	Type        string
+	ID          string
+	Version     int
+	LastUpdated time.Time
+	Deleted     bool
+	PatientID   string
+	// Method is the interaction that made the version (history only).
+	Method string
+	// JSON is the resource with id and meta set; nil for a delete.
+	JSON []byte
+}
+
+// ETag is the weak entity tag of the version.
+func (r Record) ETag() string { return `W/"` + strconv.Itoa(r.Version) + `"` }
+
+// Ref is Type/id.
+func (r Record) Ref() string { return r.Type + "/" + r.ID }
+
+// Writable reports whether clients may write a type. AuditEvent is a
+// read-only view of the audit log; other R4 resource types are stored.
+func Writable(typ string) error {
+	if !fhir.IsResourceType(typ) {
+		return errs.E(errs.NotFound, "%s is not a FHIR R4 resource type this server knows", safeName(typ))
+	}
+	if typ == "AuditEvent" {
+		return errs.E(errs.MethodNotAllowed, "AuditEvent is a read-only view of the audit log")
+	}
+	return nil
+}
+
+// safeName keeps a client-sent type name out of messages unless it looks
+// like a type name (which is never PHI).
+func safeName(s string) string {
+	if isTypeName(s) && len(s) <= 64 {
+		return s
+	}
+	return "the requested type"
+}
+
+// validate checks a body against the R4 definitions as a resource of typ.
+func validate(body []byte, typ string) error {
+	issues := fhir.ValidateType(body, typ)
+	if !issues.HasErrors() {
+		return nil
+	}
+	kind := errs.Unprocessable
+	if issues.Malformed() {
+		kind = errs.Invalid
+	}
+	return errs.Wrap(kind, &IssuesError{Issues: issues}, "the %s is not valid FHIR R4", safeName(typ))
+}
+
+// Create stores a new resource with a server-assigned id. ifNoneExist is a
+// search query (conditional create): a single match is returned instead,
+// with created false; several matches fail with 412.
+func (s *Service) Create(ctx context.Context, g Guard, typ string, body []byte, ifNoneExist string) (rec Record, created bool, err error) {
+	if err := Writable(typ); err != nil {
+		return Record{}, false, err
+	}
+	if err := validate(body, typ); err != nil {
+		return Record{}, false, err
+	}
+	err = s.db.Tx(ctx, func(tx store.Tx) error {
+		rec, created, err = s.createTx(ctx, tx, g, typ, "", body, ifNoneExist)
+		return err
+	})
+	return rec, created, err
+}
+
+func (s *Service) createTx(ctx context.Context, tx store.Tx, g Guard, typ, id string, body []byte, ifNoneExist string) (Record, bool, error) {
+	if ifNoneExist != "" {
+		matches, err := s.matchIDs(ctx, tx, typ, ifNoneExist, 2)
+		if err != nil {
+			return Record{}, false, err
+		}
+		switch len(matches) {
+		case 0:
+		case 1:
+			rec, err := s.readTx(ctx, tx, g, typ, matches[0])
+			return rec, false, err
+		default:
+			return Record{}, false, errs.E(errs.PreconditionFailed, "the If-None-Exist criteria match more than one %s", typ)
+		}
+	}
+	if id == "" {
+		id = s.newID()
+	}
+	rec, err := s.write(ctx, tx, g, typ, id, body, writeOpts{method: "POST", mustBeNew: true})
+	return rec, true, err
+}
+
+// Update stores a new version of typ/id, creating it when absent (the id
+// is the client's). ifMatch, when set, is the version the client read; a
+// mismatch fails with 412.
+func (s *Service) Update(ctx context.Context, g Guard, typ, id string, body []byte, ifMatch string) (rec Record, created bool, err error) {
+	if err := Writable(typ); err != nil {
+		return Record{}, false, err
+	}
+	if !validID(id) {
+		return Record{}, false, errs.E(errs.Invalid, "the id in the URL is not a valid FHIR id")
+	}
+	if err := validate(body, typ); err != nil {
+		return Record{}, false, err
+	}
+	if err := bodyIDMatches(body, id); err != nil {
+		return Record{}, false, err
+	}
+	want, err := parseIfMatch(ifMatch)
+	if err != nil {
+		return Record{}, false, err
+	}
+	err = s.db.Tx(ctx, func(tx store.Tx) error {
+		rec, err = s.write(ctx, tx, g, typ, id, body, writeOpts{method: "PUT", ifMatch: want})
+		return err
+	})
+	return rec, err == nil && rec.Version == 1, err
+}
+
+// ConditionalUpdate is PUT Type?query: no match creates (with the body's id
+// or a new one), one match updates it, several fail with 412.
+func (s *Service) ConditionalUpdate(ctx context.Context, g Guard, typ, query string, body []byte, ifMatch string) (rec Record, created bool, err error) {
+	if err := Writable(typ); err != nil {
+		return Record{}, false, err
+	}
+	if err := validate(body, typ); err != nil {
+		return Record{}, false, err
+	}
+	want, err := parseIfMatch(ifMatch)
+	if err != nil {
+		return Record{}, false, err
+	}
+	err = s.db.Tx(ctx, func(tx store.Tx) error {
+		rec, created, err = s.conditionalUpdateTx(ctx, tx, g, typ, query, body, want)
+		return err
+	})
+	return rec, created, err
+}
+
+func (s *Service) conditionalUpdateTx(ctx context.Context, tx store.Tx, g Guard, typ, query string, body []byte, want int) (Record, bool, error) {
+	matches, err := s.matchIDs(ctx, tx, typ, query, 2)
+	if err != nil {
+		return Record{}, false, err
+	}
+	env, _ := fhir.ReadEnvelope(body)
+	switch len(matches) {
+	case 0:
+		id := env.ID
+		if id == "" {
+			id = s.newID()
+		}
+		rec, err := s.write(ctx, tx, g, typ, id, body, writeOpts{method: "PUT", ifMatch: want})
+		return rec, true, err
+	case 1:
+		if env.ID != "" && env.ID != matches[0] {
+			return Record{}, false, errs.E(errs.Invalid, "the resource id does not match the resource the conditional update found").InField(typ + ".id")
+		}
+		rec, err := s.write(ctx, tx, g, typ, matches[0], body, writeOpts{method: "PUT", ifMatch: want})
+		return rec, false, err
+	default:
+		return Record{}, false, errs.E(errs.PreconditionFailed, "the conditional update criteria match more than one %s", typ)
+	}
+}
+
+// Delete deletes typ/id. Deleting what does not exist or is already
+// deleted succeeds (R4 lets delete be idempotent).
+func (s *Service) Delete(ctx context.Context, g Guard, typ, id string) error {
+	if err := Writable(typ); err != nil {
+		return err
+	}
+	return s.db.Tx(ctx, func(tx store.Tx) error {
+		_, err := s.deleteTx(ctx, tx, g, typ, id)
+		return err
+	})
+}
+
+// ConditionalDelete deletes the single match of a query; several matches
+// fail with 412 (this server does not offer multiple deletes).
+func (s *Service) ConditionalDelete(ctx context.Context, g Guard, typ, query string) error {
+	if err := Writable(typ); err != nil {
+		return err
+	}
+	return s.db.Tx(ctx, func(tx store.Tx) error {
+		matches, err := s.matchIDs(ctx, tx, typ, query, 2)
+		if err != nil {
+			return err
+		}
+		switch len(matches) {
+		case 0:
+			return nil
+		case 1:
+			_, err := s.deleteTx(ctx, tx, g, typ, matches[0])
+			return err
+		default:
+			return errs.E(errs.PreconditionFailed, "the conditional delete criteria match more than one %s", typ)
+		}
+	})
+}
+
+func (s *Service) deleteTx(ctx context.Context, tx store.Tx, g Guard, typ, id string) (Record, error) {
+	cur, exists, err := s.current(ctx, tx, typ, id)
+	if err != nil {
+		return Record{}, err
+	}
+	if !exists || cur.Deleted {
+		return Record{Type: typ, ID: id, Version: cur.Version, Deleted: true}, nil
+	}
+	if err := allow(ctx, g, Access{Action: ActDelete, Type: typ, ID: id, PatientID: cur.PatientID}); err != nil {
+		return Record{}, err
+	}
+	now := s.stamp()
+	v := cur.Version + 1
+	if _, err := tx.Exec(ctx, `UPDATE resources SET version = $3, last_updated = $4, deleted = TRUE, ciphertext = NULL WHERE type = $1 AND id = $2`, typ, id, v, now); err != nil {
+		return Record{}, fmt.Errorf("delete %s/%s: %w", typ, id, err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO resource_history (type, id, version, last_updated, deleted, method, patient_id, ciphertext) VALUES ($1, $2, $3, $4, TRUE, 'DELETE', $5, NULL)`,
+		typ, id, v, now, nullable(cur.PatientID)); err != nil {
+		return Record{}, fmt.Errorf("delete %s/%s history: %w", typ, id, err)
+	}
+	if err := deleteIndexes(ctx, tx, typ, id); err != nil {
+		return Record{}, err
+	}
+	return Record{Type: typ, ID: id, Version: v, LastUpdated: now, Deleted: true, PatientID: cur.PatientID}, nil
+}
+
+// stamp is the time of a write, at the microsecond precision both
+// databases keep.
+func (s *Service) stamp() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
+
+type writeOpts struct {
+	method    string
+	mustBeNew bool
+	// ifMatch is the expected current version, 0 for none.
+	ifMatch int
+}
+
+// current reads the current row's metadata, locking it on PostgreSQL.
+func (s *Service) current(ctx context.Context, tx store.Tx, typ, id string) (Record, bool, error) {
+	var rec Record
+	var pid *string
+	err := tx.QueryRow(ctx, `SELECT version, deleted, patient_id FROM resources WHERE type = $1 AND id = $2`+tx.Dialect().ForUpdate(), typ, id).
+		Scan(&rec.Version, &rec.Deleted, &pid)
+	if errors.Is(err, store.ErrNoRows) {
+		return Record{}, false, nil
+	}
+	if err != nil {
+		return Record{}, false, fmt.Errorf("read %s/%s: %w", typ, id, err)
+	}
+	if pid != nil {
+		rec.PatientID = *pid
+	}
+	return rec, true, nil
+}
+
+// write stores body as the next version of typ/id inside tx: the row, its
+// history and its indexes. The body must be valid.
+func (s *Service) write(ctx context.Context, tx store.Tx, g Guard, typ, id string, body []byte, o writeOpts) (Record, error) {
+	cur, exists, err := s.current(ctx, tx, typ, id)
+	if err != nil {
+		return Record{}, err
+	}
+	if exists && o.mustBeNew {
+		return Record{}, errs.E(errs.Conflict, "%s/%s already exists", typ, id)
+	}
+	if o.ifMatch != 0 && (!exists || cur.Deleted || cur.Version != o.ifMatch) {
+		return Record{}, errs.E(errs.PreconditionFailed, "If-Match names version %d, but the current version of %s/%s is not that one", o.ifMatch, typ, id)
+	}
+	version := 1
+	if exists {
+		version = cur.Version + 1
+	}
+	now := s.stamp()
+	raw, err := fhir.SetIDAndMeta(body, id, strconv.Itoa(version), now)
+	if err != nil {
+		return Record{}, errs.Wrap(errs.Invalid, err, "the resource could not be stored")
+	}
+	doc, err := decodeDoc(raw)
+	if err != nil {
+		return Record{}, errs.Wrap(errs.Invalid, err, "the resource could not be read")
+	}
+	patient := patientOf(typ, id, doc)
+	action := ActCreate
+	if exists && !cur.Deleted {
+		action = ActUpdate
+		if cur.PatientID != patient {
+			// Moving a record between compartments needs the right on both.
+			if err := allow(ctx, g, Access{Action: ActUpdate, Type: typ, ID: id, PatientID: cur.PatientID}); err != nil {
+				return Record{}, err
+			}
+		}
+	}
+	if err := allow(ctx, g, Access{Action: action, Type: typ, ID: id, PatientID: patient}); err != nil {
+		return Record{}, err
+	}
+	rows, err := extract(s.ring, typ, doc)
+	if err != nil {
+		return Record{}, err
+	}
+	ct, err := s.ring.Seal(versionAAD(typ, id, version), raw)
+	if err != nil {
+		return Record{}, err
+	}
+	if exists {
+		_, err = tx.Exec(ctx, `UPDATE resources SET version = $3, last_updated = $4, deleted = FALSE, patient_id = $5, ciphertext = $6 WHERE type = $1 AND id = $2`,
+			typ, id, version, now, nullable(patient), ct)
+	} else {
+		_, err = tx.Exec(ctx, `INSERT INTO resources (type, id, version, last_updated, deleted, patient_id, ciphertext) VALUES ($1, $2, $3, $4, FALSE, $5, $6)`,
+			typ, id, version, now, nullable(patient), ct)
+	}
+	if err != nil {
+		if store.IsUniqueViolation(err) {
+			return Record{}, errs.Wrap(errs.Conflict, err, "%s/%s was created concurrently; retry", typ, id)
+		}
+		return Record{}, fmt.Errorf("store %s/%s: %w", typ, id, err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO resource_history (type, id, version, last_updated, deleted, method, patient_id, ciphertext) VALUES ($1, $2, $3, $4, FALSE, $5, $6, $7)`,
+		typ, id, version, now, o.method, nullable(patient), ct); err != nil {
+		if store.IsUniqueViolation(err) {
+			return Record{}, errs.Wrap(errs.Conflict, err, "%s/%s was changed concurrently; retry", typ, id)
+		}
+		return Record{}, fmt.Errorf("store %s/%s history: %w", typ, id, err)
+	}
+	if exists {
+		if err := deleteIndexes(ctx, tx, typ, id); err != nil {
+			return Record{}, err
+		}
+	}
+	if err := insertIndexes(ctx, tx, typ, id, rows); err != nil {
+		return Record{}, err
+	}
+	return Record{Type: typ, ID: id, Version: version, LastUpdated: now, PatientID: patient, JSON: raw, Method: o.method}, nil
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+var indexTables = []string{"resource_tokens", "resource_strings", "resource_dates", "resource_refs", "resource_numbers"}
+
+func deleteIndexes(ctx context.Context, tx store.Tx, typ, id string) error {
+	for _, t := range indexTables {
+		if _, err := tx.Exec(ctx, "DELETE FROM "+t+" WHERE type = $1 AND id = $2", typ, id); err != nil {
+			return fmt.Errorf("clear %s of %s/%s: %w", t, typ, id, err)
+		}
+	}
+	return nil
+}
+
+// insertIndexes writes the rows with multi-row INSERTs, a few statements
+// per resource instead of one per value.
+func insertIndexes(ctx context.Context, tx store.Tx, typ, id string, rows indexRows) error {
+	var batch [][]any
+	for _, r := range rows.tokens {
+		batch = append(batch, []any{typ, id, r.param, r.system, r.code})
+	}
+	if err := insertRows(ctx, tx, "INSERT INTO resource_tokens (type, id, param, system, code) VALUES ", batch); err != nil {
+		return err
+	}
+	batch = batch[:0]
+	for _, r := range rows.strs {
+		var raw any
+		if r.raw != nil {
+			raw = *r.raw
+		}
+		batch = append(batch, []any{typ, id, r.param, r.value, raw})
+	}
+	if err := insertRows(ctx, tx, "INSERT INTO resource_strings (type, id, param, value, raw) VALUES ", batch); err != nil {
+		return err
+	}
+	batch = batch[:0]
+	for _, r := range rows.dates {
+		batch = append(batch, []any{typ, id, r.param, r.low, r.high})
+	}
+	if err := insertRows(ctx, tx, "INSERT INTO resource_dates (type, id, param, low, high) VALUES ", batch); err != nil {
+		return err
+	}
+	batch = batch[:0]
+	for _, r := range rows.refs {
+		batch = append(batch, []any{typ, id, r.param, r.targetType, r.targetID})
+	}
+	if err := insertRows(ctx, tx, "INSERT INTO resource_refs (type, id, param, target_type, target_id) VALUES ", batch); err != nil {
+		return err
+	}
+	batch = batch[:0]
+	for _, r := range rows.numbers {
+		batch = append(batch, []any{typ, id, r.param, r.value, r.system, r.code})
+	}
+	return insertRows(ctx, tx, "INSERT INTO resource_numbers (type, id, param, value, system, code) VALUES ", batch)
+}
+
+// maxRowsPerInsert keeps a statement's parameters well under SQLite's limit.
+const maxRowsPerInsert = 100
+
+func insertRows(ctx context.Context, tx store.Tx, prefix string, rows [][]any) error {
+	for len(rows) > 0 {
+		n := min(len(rows), maxRowsPerInsert)
+		var b strings.Builder
+		b.WriteString(prefix)
+		args := make([]any, 0, n*len(rows[0]))
+		for i, r := range rows[:n] {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteByte('(')
+			for j, v := range r {
+				if j > 0 {
+					b.WriteString(", ")
+				}
+				args = append(args, v)
+				b.WriteString("$" + strconv.Itoa(len(args)))
+			}
+			b.WriteByte(')')
+		}
+		if _, err := tx.Exec(ctx, b.String(), args...); err != nil {
+			return fmt.Errorf("write search index: %w", err)
+		}
+		rows = rows[n:]
+	}
+	return nil
+}
+
+func bodyIDMatches(body []byte, id string) error {
+	env, err := fhir.ReadEnvelope(body)
+	if err != nil {
+		return errs.Wrap(errs.Invalid, err, "the body is not a FHIR resource")
+	}
+	if env.ID != id {
+		return errs.E(errs.Invalid, "the resource id must equal the id in the URL").InField(env.ResourceType + ".id")
+	}
+	return nil
+}
+
+// parseIfMatch reads W/"3" (or "3") into 3; "" is 0.
+func parseIfMatch(h string) (int, error) {
+	if h == "" {
+		return 0, nil
+	}
+	v := strings.TrimPrefix(strings.TrimSpace(h), "W/")
+	v = strings.Trim(v, `"`)
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, errs.E(errs.PreconditionFailed, "If-Match must be a version ETag such as W/\"1\"")
+	}
+	return n, nil
+}
+
+// Read returns the current version of typ/id.
+func (s *Service) Read(ctx context.Context, g Guard, typ, id string) (Record, error) {
+	if !fhir.IsResourceType(typ) {
+		return Record{}, errs.E(errs.NotFound, "%s is not a FHIR R4 resource type this server knows", safeName(typ))
+	}
+	return s.readTx(ctx, s.db.Reader(), g, typ, id)
+}
+
+func (s *Service) readTx(ctx context.Context, q store.Querier, g Guard, typ, id string) (Record, error) {
+	rec := Record{Type: typ, ID: id}
+	var pid *string
+	var ct []byte
+	err := q.QueryRow(ctx, `SELECT version, last_updated, deleted, patient_id, ciphertext FROM resources WHERE type = $1 AND id = $2`, typ, id).
+		Scan(&rec.Version, &rec.LastUpdated, &rec.Deleted, &pid, &ct)
+	if errors.Is(err, store.ErrNoRows) {
+		return Record{}, errs.E(errs.NotFound, "%s/%s is not known", typ, safeID(id))
+	}
+	if err != nil {
+		return Record{}, fmt.Errorf("read %s/%s: %w", typ, safeID(id), err)
+	}
+	if pid != nil {
+		rec.PatientID = *pid
+	}
+	if err := allow(ctx, g, Access{Action: ActRead, Type: typ, ID: id, PatientID: rec.PatientID}); err != nil {
+		return Record{}, err
+	}
+	if rec.Deleted {
+		return rec, errs.Wrap(errs.NotFound, ErrDeleted, "%s/%s was deleted", typ, id)
+	}
+	rec.JSON, err = s.ring.Open(ctx, versionAAD(typ, id, rec.Version), ct)
+	if err != nil {
+		return Record{}, fmt.Errorf("open %s/%s: %w", typ, id, err)
+	}
+	return rec, nil
+}
+
+func safeID(id string) string {
+	if validID(id) {
+		return id
+	}
+	return "(invalid id)"
+}
+
+// VRead returns one version of typ/id.
+func (s *Service) VRead(ctx context.Context, g Guard, typ, id, version string) (Record, error) {
+	v, err := strconv.Atoi(version)
+	if err != nil || v < 1 {
+		return Record{}, errs.E(errs.NotFound, "%s/%s has no such version", safeName(typ), safeID(id))
+	}
+	rec := Record{Type: typ, ID: id, Version: v}
+	var pid *string
+	var ct []byte
+	err = s.db.Reader().QueryRow(ctx, `SELECT last_updated, deleted, method, patient_id, ciphertext FROM resource_history WHERE type = $1 AND id = $2 AND version = $3`, typ, id, v).
+		Scan(&rec.LastUpdated, &rec.Deleted, &rec.Method, &pid, &ct)
+	if errors.Is(err, store.ErrNoRows) {
+		return Record{}, errs.E(errs.NotFound, "%s/%s has no version %d", safeName(typ), safeID(id), v)
+	}
+	if err != nil {
+		return Record{}, fmt.Errorf("vread %s/%s: %w", typ, safeID(id), err)
+	}
+	if pid != nil {
+		rec.PatientID = *pid
+	}
+	if err := allow(ctx, g, Access{Action: ActRead, Type: typ, ID: id, PatientID: rec.PatientID}); err != nil {
+		return Record{}, err
+	}
+	if rec.Deleted {
+		return rec, errs.Wrap(errs.NotFound, ErrDeleted, "version %d of %s/%s is a delete", v, typ, id)
+	}
+	rec.JSON, err = s.ring.Open(ctx, versionAAD(typ, id, v), ct)
+	if err != nil {
+		return Record{}, fmt.Errorf("open %s/%s version %d: %w", typ, id, v, err)
+	}
+	return rec, nil
+}
