@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/careflow/careflow/internal/auth"
 	"github.com/careflow/careflow/internal/store"
 )
 
@@ -31,6 +32,10 @@ type Config struct {
 	WriteTimeout      time.Duration
 	IdleTimeout       time.Duration
 	ShutdownTimeout   time.Duration
+
+	// AccessPolicy is a policy document replacing the embedded default
+	// (internal/auth/policy/default.json); empty uses the default.
+	AccessPolicy string
 }
 
 func defaultConfig() Config {
@@ -146,6 +151,18 @@ func options() []option {
 					return errors.New("must be a whole number of bytes, at least 1024")
 				}
 				c.MaxBodyBytes = n
+				return nil
+			}},
+		{name: "access-policy", arg: "FILE", commands: cmdsServe,
+			usage: "access policy JSON replacing the embedded default; validated at start (an unknown role, resource type, action or purpose is an error)",
+			def:   func(c Config) string { return "" },
+			set: func(c *Config, v string) error {
+				// Load it now so that a bad policy is a usage error naming
+				// what is wrong, before anything starts.
+				if _, err := auth.LoadPolicyFile(v); err != nil {
+					return errors.New(strings.TrimPrefix(err.Error(), "access policy "))
+				}
+				c.AccessPolicy = v
 				return nil
 			}},
 		durationOption("read-header-timeout", "time allowed to read request headers", func(c *Config) *time.Duration { return &c.ReadHeaderTimeout }),

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/careflow/careflow/internal/auth"
 	"github.com/careflow/careflow/internal/httpapi"
 	"github.com/careflow/careflow/internal/store"
 )
@@ -83,7 +84,18 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, hooks serveHooks) 
 		db.Collector(),
 	)
 
+	// The access policy: the embedded default unless --access-policy names
+	// a file (validated again here; config checked it at parse time).
+	policy := auth.DefaultPolicy()
+	if cfg.AccessPolicy != "" {
+		if policy, err = auth.LoadPolicyFile(cfg.AccessPolicy); err != nil {
+			logger.Error("cannot load the access policy", "error", err.Error())
+			return 1
+		}
+	}
+
 	api := httpapi.New(httpapi.Options{
+		Access:       auth.NewAccess(db, policy, nil),
 		Logger:       logger,
 		DB:           db,
 		Registry:     reg,

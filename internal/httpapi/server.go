@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/careflow/careflow/internal/auth"
 	"github.com/careflow/careflow/internal/store"
 )
 
@@ -34,6 +35,17 @@ type Options struct {
 	MaxBodyBytes int64
 	Version      string
 	ReadyChecks  []ReadyCheck
+	// Access is the access policy and its stores (internal/auth). Without
+	// it, routes that need authorization answer 503.
+	Access *auth.Access
+	// Audit receives an entry for every authorization decision before the
+	// response leaves (an *audit.Log). Without it, audited accesses answer
+	// 503: nothing is served that could not be recorded.
+	Audit AuditLog
+	// TestPrincipal is for tests only; production wiring never sets it.
+	// When set, it replaces authentication: the principal it returns for a
+	// request (nil: unauthenticated) is who the request acts for.
+	TestPrincipal func(*http.Request) *auth.Principal
 }
 
 // Server holds the routes and their dependencies.
@@ -81,6 +93,7 @@ func (s *Server) routes() {
 		EnableOpenMetrics: true,
 	}))
 	s.handleFunc("GET /api/v1/openapi.json", s.openAPI)
+	s.accessRoutes()
 }
 
 // handle registers h under a Go 1.22 method pattern and records the pattern
