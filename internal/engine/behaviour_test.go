@@ -33,6 +33,7 @@ func signalDef() *Definition {
 }
 
 func TestSignalArrivingBeforeTheWaitIsKept(t *testing.T) {
+	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		n := newNode(t, db, nodeOpts{defs: []*Definition{signalDef()}, noStart: true})
@@ -67,6 +68,7 @@ func TestSignalArrivingBeforeTheWaitIsKept(t *testing.T) {
 }
 
 func TestSignalAfterTheWaitResumesAndDuplicatesAreDropped(t *testing.T) {
+	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		n := newNode(t, db, nodeOpts{defs: []*Definition{signalDef()}})
@@ -106,6 +108,7 @@ func TestSignalAfterTheWaitResumesAndDuplicatesAreDropped(t *testing.T) {
 }
 
 func TestTimerFiresAfterARestart(t *testing.T) {
+	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		first := newNode(t, db, nodeOpts{noStart: true})
@@ -149,6 +152,7 @@ func TestTimerFiresAfterARestart(t *testing.T) {
 }
 
 func TestRetriesHonourBackoffAndKeepTheIdempotencyKey(t *testing.T) {
+	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		var calls atomic.Int32
@@ -200,6 +204,7 @@ func TestRetriesHonourBackoffAndKeepTheIdempotencyKey(t *testing.T) {
 }
 
 func TestBackoffGrowsWithJitterInsideItsBounds(t *testing.T) {
+	t.Parallel()
 	p := RetryPolicy{Initial: 100 * time.Millisecond, Max: time.Second, Multiplier: 2, Jitter: 0.5}
 	e := &Engine{}
 	e.rand = newTestRand()
@@ -217,6 +222,7 @@ func TestBackoffGrowsWithJitterInsideItsBounds(t *testing.T) {
 }
 
 func TestPermanentErrorFailsTheRunWithItsReason(t *testing.T) {
+	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		var calls atomic.Int32
@@ -273,6 +279,7 @@ func pendingJobs(t *testing.T, db *store.DB, runID string) int {
 }
 
 func TestCancellationMidWait(t *testing.T) {
+	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		n := newNode(t, db, nodeOpts{})
@@ -324,6 +331,7 @@ func TestCancellationMidWait(t *testing.T) {
 }
 
 func TestPauseKeepsSignalsAndResumeContinues(t *testing.T) {
+	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		n := newNode(t, db, nodeOpts{})
@@ -385,6 +393,7 @@ func taskDef() *Definition {
 }
 
 func TestHumanTaskClaimReassignComplete(t *testing.T) {
+	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		n := newNode(t, db, nodeOpts{defs: []*Definition{taskDef()}})
@@ -441,6 +450,7 @@ func TestHumanTaskClaimReassignComplete(t *testing.T) {
 }
 
 func TestTasksEscalateAndOverdueOnTheInjectedClock(t *testing.T) {
+	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		clock := &fakeClock{now: time.Now().UTC()}
@@ -494,6 +504,7 @@ func TestTasksEscalateAndOverdueOnTheInjectedClock(t *testing.T) {
 }
 
 func TestStuckRunsQuery(t *testing.T) {
+	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		clock := &fakeClock{now: time.Now().UTC()}
@@ -522,6 +533,7 @@ func TestStuckRunsQuery(t *testing.T) {
 }
 
 func TestRunKeepsItsDefinitionVersion(t *testing.T) {
+	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		v := func(version int, steps ...string) *Definition {
@@ -562,6 +574,7 @@ func TestRunKeepsItsDefinitionVersion(t *testing.T) {
 }
 
 func TestStartKeyMakesStartIdempotent(t *testing.T) {
+	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		n := newNode(t, db, nodeOpts{noStart: true})
@@ -580,6 +593,7 @@ func TestStartKeyMakesStartIdempotent(t *testing.T) {
 }
 
 func TestLoopingBackGivesANewVisitAndKey(t *testing.T) {
+	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		def := &Definition{Name: "test-loop", Version: 1, Steps: []Step{

@@ -152,7 +152,7 @@ func New(cfg Config) (*Engine, error) {
 		// heartbeat rescue: no step may still be running by then.
 		RescueStuckJobsAfter: cfg.Registry.maxTimeout() + time.Minute,
 		FetchCooldown:        5 * time.Millisecond,
-		FetchPollInterval:    cfg.FetchPollInterval,
+		FetchPollInterval:    pollInterval(cfg),
 		// Completed step jobs are history we keep in engine tables; River's
 		// rows can go after a day.
 		CompletedJobRetentionPeriod: 24 * time.Hour,
@@ -172,6 +172,22 @@ func New(cfg Config) (*Engine, error) {
 		e.q = pgQueue{c: c}
 	}
 	return e, nil
+}
+
+// pollInterval is River's fallback fetch poll. Insert notifications wake
+// producers at once most of the time, but one that lands while a fetch is
+// in flight is absorbed by it, and the job then waits for the next poll; on
+// SQLite notifications are themselves polled every 50ms. A short poll bounds
+// how long a step (the one after a signal, above all) can sit unnoticed. An
+// idle fetch is cheap: an indexed UPDATE that matches nothing.
+func pollInterval(cfg Config) time.Duration {
+	if cfg.FetchPollInterval > 0 {
+		return cfg.FetchPollInterval
+	}
+	if cfg.DB.Dialect() == store.SQLite {
+		return 10 * time.Millisecond
+	}
+	return 25 * time.Millisecond
 }
 
 // NodeID names this node.

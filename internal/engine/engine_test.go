@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 )
 
 func TestNoopRunCompletesWithHistoryAndOutbox(t *testing.T) {
+	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		n := newNode(t, db, nodeOpts{})
@@ -49,4 +51,91 @@ func TestNoopRunCompletesWithHistoryAndOutbox(t *testing.T) {
 			t.Fatalf("by patient: %v %v", len(byPatient), err)
 		}
 	})
+}
+
+func TestMetricsAreExposed(t *testing.T) {
+	t.Parallel()
+	db := storetest.Open(t, store.SQLite)
+	n := newNode(t, db, nodeOpts{})
+	r, _, err := n.StartRun(context.Background(), StartOptions{Definition: NoopDefinition})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, n.Engine, r.ID, StatusCompleted, 30*time.Second)
+	families, err := n.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, f := range families {
+		got[f.GetName()] = true
+		if f.GetName() == "careflow_engine_runs" {
+			for _, m := range f.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "status" && l.GetValue() == "completed" && m.GetGauge().GetValue() != 1 {
+						t.Errorf("completed runs gauge %v", m.GetGauge().GetValue())
+					}
+				}
+			}
+		}
+	}
+	for _, name := range []string{"careflow_engine_runs", "careflow_engine_queue_jobs", "careflow_engine_step_duration_seconds",
+		"careflow_engine_step_executions_total", "careflow_engine_runs_started_total", "careflow_engine_open_tasks"} {
+		if !got[name] {
+			t.Errorf("metric %s is not exposed", name)
+		}
+	}
+}
+
+func TestOutboxDeliveryMarksEvents(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		n := newNode(t, db, nodeOpts{noStart: true})
+		r, _, err := n.StartRun(ctx, StartOptions{Definition: NoopDefinition})
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs, err := UndeliveredEvents(ctx, db.Reader(), 0, 10)
+		if err != nil || len(evs) != 1 || evs[0].RunID != r.ID || evs[0].Type != "workflow.run.started" {
+			t.Fatalf("events: %+v %v", evs, err)
+		}
+		if strings.Contains(string(evs[0].Payload), "input") {
+			t.Fatalf("event payload carries the run input: %s", evs[0].Payload)
+		}
+		if err := db.Tx(ctx, func(tx store.Tx) error { return MarkEventsDelivered(ctx, tx, time.Now(), evs[0].ID) }); err != nil {
+			t.Fatal(err)
+		}
+		evs, _ = UndeliveredEvents(ctx, db.Reader(), 0, 10)
+		if len(evs) != 0 {
+			t.Fatalf("%d undelivered after delivery", len(evs))
+		}
+	})
+}
+
+// TestRiverMigrationsFromTwoHandlesAtOnce: two handles on one SQLite file
+// (as two processes would have) migrate River together; PostgreSQL's case
+// is in TestTwoNodesShareTheWorkWithoutRunningAStepTwice.
+func TestRiverMigrationsFromTwoHandlesAtOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := storetest.Open(t, store.SQLite)
+	other, err := store.Open(ctx, store.Config{URL: db.SQLitePath()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	errc := make(chan error, 2)
+	for _, h := range []*store.DB{db, other} {
+		go func() { _, err := MigrateRiver(ctx, h, nil); errc <- err }()
+	}
+	for range 2 {
+		if err := <-errc; err != nil {
+			t.Fatalf("concurrent river migration: %v", err)
+		}
+	}
+	again, err := MigrateRiver(ctx, db, nil)
+	if err != nil || len(again) != 0 {
+		t.Fatalf("third migration applied %v, %v", again, err)
+	}
 }

@@ -1,0 +1,185 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/careflow/careflow/internal/store"
+	"github.com/careflow/careflow/internal/store/storetest"
+)
+
+// rawCommitRate measures the database's durable commit rate the way
+// internal/store's BenchmarkRawCommit does ("parallel": GOMAXPROCS*4
+// clients, one single-row INSERT per transaction) for about d.
+func rawCommitRate(b *testing.B, db *store.DB, d time.Duration) float64 {
+	b.Helper()
+	ctx := context.Background()
+	if _, err := db.Writer().Exec(ctx, `CREATE TABLE IF NOT EXISTS bench_commit (id BIGINT PRIMARY KEY, payload TEXT NOT NULL)`); err != nil {
+		b.Fatal(err)
+	}
+	var next, done atomic.Int64
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	began := time.Now()
+	for range 4 * max(1, testingProcs()) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				err := db.Tx(ctx, func(tx store.Tx) error {
+					_, err := tx.Exec(ctx, `INSERT INTO bench_commit (id, payload) VALUES ($1, $2)`, next.Add(1), "0123456789abcdef0123456789abcdef")
+					return err
+				})
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				done.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return float64(done.Load()) / time.Since(began).Seconds()
+}
+
+// BenchmarkTenStepNoop runs b.N runs of the ten-step no-op definition on
+// one node and reports steps per second, and that rate as a share of the
+// raw durable commit rate measured on the same database just before (each
+// step is one engine commit, plus River's fetch and completion writes).
+//
+//	go test ./internal/engine -run '^$' -bench TenStepNoop -benchtime 500x
+func BenchmarkTenStepNoop(b *testing.B) {
+	for _, d := range storetest.Backends() {
+		b.Run(string(d), func(b *testing.B) {
+			ctx := context.Background()
+			db := storetest.Open(b, d)
+			raw := rawCommitRate(b, db, 2*time.Second)
+			n := newBenchNode(b, db)
+			for i := 0; i < b.N; i++ {
+				if _, _, err := n.StartRun(ctx, StartOptions{Definition: NoopDefinition}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ResetTimer()
+			began := time.Now()
+			if err := n.Start(ctx); err != nil {
+				b.Fatal(err)
+			}
+			defer n.Stop(context.Background())
+			for {
+				c, err := n.CountRuns(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if c[StatusCompleted] == int64(b.N) {
+					break
+				}
+				<-time.After(5 * time.Millisecond)
+			}
+			elapsed := time.Since(began)
+			b.StopTimer()
+			steps := float64(10*b.N) / elapsed.Seconds()
+			b.ReportMetric(steps, "steps/s")
+			b.ReportMetric(raw, "raw-commits/s")
+			b.ReportMetric(steps/raw, "steps/commit")
+		})
+	}
+}
+
+// BenchmarkSignalToNextStep measures the delay from a signal's commit to
+// the start of the step after the wait it resolves, one signal at a time
+// (each run is waiting when its signal is sent), and reports p50 and p99.
+//
+//	go test ./internal/engine -run '^$' -bench SignalToNextStep -benchtime 200x
+func BenchmarkSignalToNextStep(b *testing.B) {
+	for _, d := range storetest.Backends() {
+		b.Run(string(d), func(b *testing.B) {
+			ctx := context.Background()
+			db := storetest.Open(b, d)
+			n := newBenchNode(b, db)
+			if err := n.Start(ctx); err != nil {
+				b.Fatal(err)
+			}
+			defer n.Stop(context.Background())
+			ids := make([]string, b.N)
+			for i := range ids {
+				r, _, err := n.StartRun(ctx, StartOptions{Definition: DiagnosticsDefinition, Input: DiagnosticsInput{Signal: "go"}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				ids[i] = r.ID
+			}
+			for {
+				c, err := n.CountRuns(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if c[StatusWaiting] == int64(b.N) {
+					break
+				}
+				<-time.After(5 * time.Millisecond)
+			}
+			b.ResetTimer()
+			delays := make([]time.Duration, 0, b.N)
+			for _, id := range ids {
+				if _, err := n.SendSignal(ctx, id, Signal{ID: "bench", Name: "go"}); err != nil {
+					b.Fatal(err)
+				}
+				// Wait for the run to finish so that signals do not overlap.
+				for {
+					r, err := n.GetRun(ctx, id)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if r.Status == StatusCompleted {
+						break
+					}
+					<-time.After(time.Millisecond)
+				}
+				var received, started time.Time
+				if err := db.Reader().QueryRow(ctx, `SELECT received_at FROM engine_signals WHERE run_id = $1`, id).Scan(&received); err != nil {
+					b.Fatal(err)
+				}
+				if err := db.Reader().QueryRow(ctx, `SELECT started_at FROM engine_step_executions WHERE run_id = $1 AND step = 'finish'`, id).Scan(&started); err != nil {
+					b.Fatal(err)
+				}
+				delays = append(delays, started.Sub(received))
+			}
+			b.StopTimer()
+			sort.Slice(delays, func(i, j int) bool { return delays[i] < delays[j] })
+			pct := func(p float64) time.Duration { return delays[min(len(delays)-1, int(p*float64(len(delays))))] }
+			b.ReportMetric(float64(pct(0.50).Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(pct(0.99).Microseconds())/1000, "p99-ms")
+			b.ReportMetric(float64(delays[len(delays)-1].Microseconds())/1000, "max-ms")
+			if testing.Verbose() {
+				fmt.Printf("signal→next step %s: n=%d p50=%s p99=%s max=%s\n", d, len(delays), pct(0.5), pct(0.99), delays[len(delays)-1])
+			}
+		})
+	}
+}
+
+// newBenchNode is an engine with production settings (no test intervals),
+// not yet started.
+func newBenchNode(b *testing.B, db *store.DB) *Engine {
+	b.Helper()
+	if _, err := MigrateRiver(context.Background(), db, nil); err != nil {
+		b.Fatal(err)
+	}
+	reg := NewRegistry()
+	if err := RegisterBuiltins(reg, BuiltinOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	e, err := New(Config{DB: db, Registry: reg})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return e
+}
+
+func testingProcs() int { return runtime.GOMAXPROCS(0) }
