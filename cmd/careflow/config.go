@@ -33,6 +33,10 @@ type Config struct {
 	IdleTimeout       time.Duration
 	ShutdownTimeout   time.Duration
 
+	// Auth is the identity half: tokens, OIDC, rate limits, proxies, TLS
+	// and the user/client commands' flags (auth_wiring.go).
+	Auth AuthConfig
+
 	// AccessPolicy is a policy document replacing the embedded default
 	// (internal/auth/policy/default.json); empty uses the default.
 	AccessPolicy string
@@ -50,6 +54,7 @@ func defaultConfig() Config {
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ShutdownTimeout:   30 * time.Second,
+		Auth:              defaultAuthConfig(),
 	}
 }
 
@@ -69,14 +74,14 @@ func envName(flagName string) string {
 }
 
 var (
-	cmdsDB    = []string{"serve", "migrate"}
+	cmdsDB    = []string{"serve", "migrate", "user", "client"}
 	cmdsServe = []string{"serve"}
 )
 
 // options lists every setting. It is a function, not a package variable, so
 // nothing global is mutable.
 func options() []option {
-	return []option{
+	return append([]option{
 		{name: "data-dir", arg: "DIR", commands: cmdsDB,
 			usage: "folder for the SQLite file, dev-mode keys and local state (created 0700)",
 			def:   func(c Config) string { return c.DataDir },
@@ -170,7 +175,7 @@ func options() []option {
 		durationOption("write-timeout", "time allowed to write a response", func(c *Config) *time.Duration { return &c.WriteTimeout }),
 		durationOption("idle-timeout", "how long an idle keep-alive connection stays open", func(c *Config) *time.Duration { return &c.IdleTimeout }),
 		durationOption("shutdown-timeout", "how long SIGTERM waits for in-flight requests before giving up", func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
-	}
+	}, authOptions()...)
 }
 
 func durationOption(name, usage string, field func(*Config) *time.Duration) option {

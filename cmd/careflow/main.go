@@ -35,6 +35,8 @@ func commands() []command {
 	return []command{
 		{name: "serve", summary: "run the API, workers and console", run: runServe},
 		{name: "migrate", summary: "apply pending database migrations and exit", run: runMigrate},
+		{name: "user", summary: "add, list, disable local accounts or change their role", usage: userUsage, run: runUser},
+		{name: "client", summary: "add, list or disable machine clients (OAuth2 client credentials)", usage: clientUsage, run: runClient},
 		{name: "version", summary: "print the version", run: runVersion},
 		{name: "help", summary: "show help for careflow or a command", usage: "[COMMAND]", run: nil},
 	}

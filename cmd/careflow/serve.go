@@ -77,6 +77,13 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, hooks serveHooks) 
 		return 1
 	}
 
+	identity, err := buildIdentity(ctx, cfg, db, logger)
+	if err != nil {
+		logger.Error("cannot set up authentication", "error", err.Error())
+		return 1
+	}
+	defer identity.close()
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -101,6 +108,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, hooks serveHooks) 
 		Registry:     reg,
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		Version:      buildVersion(),
+		Identity:     identity.http,
 	})
 	handler := api.Handler()
 	if hooks.wrap != nil {
@@ -127,13 +135,14 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, hooks serveHooks) 
 		"location", db.Location(),
 		"instance", instance,
 		"version", buildVersion(),
+		"tls", cfg.Auth.TLSCert != "",
 		"startup_ms", time.Since(started).Milliseconds())
 	if hooks.listening != nil {
 		hooks.listening <- ln.Addr().String()
 	}
 
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- serveListener(srv, ln, cfg) }()
 
 	select {
 	case err := <-serveErr:

@@ -111,7 +111,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if kind == errs.Internal {
 		s.logger.Error("internal error", "request_id", reqID, "error", err.Error())
 	}
-	if kind == errs.Unauthenticated {
+	if kind == errs.Unauthenticated && w.Header().Get("WWW-Authenticate") == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="careflow"`)
 	}
 	if isFHIR(r) {

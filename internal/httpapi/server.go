@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/careflow/careflow/internal/auth"
+	"github.com/careflow/careflow/internal/ratelimit"
 	"github.com/careflow/careflow/internal/store"
 )
 
@@ -46,6 +47,10 @@ type Options struct {
 	// When set, it replaces authentication: the principal it returns for a
 	// request (nil: unauthenticated) is who the request acts for.
 	TestPrincipal func(*http.Request) *auth.Principal
+	// Identity authenticates requests, rate-limits them and serves
+	// /api/v1/auth (see authn.go). Its zero value denies every protected
+	// route.
+	Identity Identity
 }
 
 // Server holds the routes and their dependencies.
@@ -58,6 +63,9 @@ type Server struct {
 
 	mu       sync.Mutex
 	patterns []string
+	// extraPublic holds routes tests registered with handlePublicFunc.
+	extraPublic map[string]bool
+	limiter     ratelimit.Limiter
 }
 
 // New builds a server with the operational routes registered.
@@ -76,8 +84,13 @@ func New(opts Options) *Server {
 		logger:  opts.Logger,
 		mux:     http.NewServeMux(),
 		metrics: newHTTPMetrics(opts.Registry),
+		limiter: opts.Identity.Limiter,
+	}
+	if s.limiter == nil {
+		s.limiter = ratelimit.NewMemory(0, nil)
 	}
 	s.routes()
+	s.identityRoutes()
 	s.handler = s.requestID(s.accessLog(s.recoverPanics(securityHeaders(s.limitBody(http.HandlerFunc(s.dispatch))))))
 	return s
 }
@@ -102,6 +115,7 @@ func (s *Server) handle(pattern string, h http.Handler) {
 	s.mu.Lock()
 	s.patterns = append(s.patterns, pattern)
 	s.mu.Unlock()
+	h = s.guard(pattern, h)
 	s.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if info := infoFrom(r.Context()); info != nil {
 			info.route = pattern

@@ -46,11 +46,12 @@ func newFixture(t *testing.T, db *store.DB, maxBody int64) *fixture {
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv := New(Options{Logger: logger, DB: db, MaxBodyBytes: maxBody, Version: "test"})
-	// Routes that exist only in tests, to exercise the middleware.
-	srv.handleFunc("GET /api/v1/test/panic", func(w http.ResponseWriter, r *http.Request) {
+	// Routes that exist only in tests, to exercise the middleware; public,
+	// so that these tests need no token.
+	srv.handlePublicFunc("GET /api/v1/test/panic", func(w http.ResponseWriter, r *http.Request) {
 		panic("a handler bug with secret detail")
 	})
-	srv.handleFunc("POST /api/v1/test/echo", func(w http.ResponseWriter, r *http.Request) {
+	srv.handlePublicFunc("POST /api/v1/test/echo", func(w http.ResponseWriter, r *http.Request) {
 		var in struct {
 			Name string `json:"name"`
 		}
@@ -60,7 +61,7 @@ func newFixture(t *testing.T, db *store.DB, maxBody int64) *fixture {
 		}
 		writeJSON(w, "application/json", http.StatusOK, in)
 	})
-	srv.handleFunc("POST /fhir/R4/test/read", func(w http.ResponseWriter, r *http.Request) {
+	srv.handlePublicFunc("POST /fhir/R4/test/read", func(w http.ResponseWriter, r *http.Request) {
 		if _, err := io.ReadAll(r.Body); err != nil {
 			srv.writeError(w, r, bodyError(err))
 			return
