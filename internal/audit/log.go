@@ -215,6 +215,7 @@ func (l *Log) AppendTx(ctx context.Context, tx store.Tx, e Entry) (Entry, error)
 // Close stops accepting entries, commits those already queued, signs a
 // final checkpoint if entries were appended since the last one (so that a
 // clean shutdown leaves no unsigned tail) and writes it to the directory.
+// Close the Log before the database, after the HTTP server has drained.
 func (l *Log) Close(ctx context.Context) error {
 	l.mu.Lock()
 	if !l.closed {
