@@ -225,11 +225,30 @@ func (e *Engine) Start(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("engine: liveness connection: %w", err)
 		}
-		if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, livenessKey(e.nodeID)); err != nil {
+		var got bool
+		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, livenessKey(e.nodeID)).Scan(&got); err != nil {
 			conn.Release()
 			return fmt.Errorf("engine: liveness lock: %w", err)
 		}
+		if !got {
+			conn.Release()
+			return fmt.Errorf("engine: node id %s is in use by a live node", e.nodeID)
+		}
 		e.liveness = conn
+	}
+	ok := false
+	defer func() {
+		if !ok && e.liveness != nil {
+			_ = e.liveness.Conn().Close(context.WithoutCancel(ctx))
+			e.liveness.Release()
+			e.liveness = nil
+		}
+	}()
+	// A node restarted under the same id (Config.NodeID) finds its old row
+	// and jobs: they are a dead process's, since this one holds the id's
+	// liveness lock (PostgreSQL) or is the file's only worker (SQLite).
+	if _, err := e.rescueNode(ctx, e.nodeID); err != nil {
+		return fmt.Errorf("engine: rescue jobs of a previous node %s: %w", e.nodeID, err)
 	}
 	if err := e.heartbeat(ctx, true); err != nil {
 		return fmt.Errorf("engine: register node: %w", err)
@@ -254,6 +273,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	go e.housekeeping(hctx, e.houseDone)
 	go e.promoteLoop(hctx, e.timerDone)
 	e.started = true
+	ok = true
 	return nil
 }
 
@@ -352,27 +372,36 @@ func (e *Engine) rescueDeadNodes(ctx context.Context) (int64, error) {
 	if err != nil || len(dead) == 0 {
 		return 0, err
 	}
-	lastAttempter := `json_extract(attempted_by, '$[#-1]')`
-	if e.db.Dialect() == store.Postgres {
-		lastAttempter = `attempted_by[array_length(attempted_by, 1)]`
-	}
 	var total int64
 	for _, node := range dead {
-		err := e.db.Tx(ctx, func(tx store.Tx) error {
-			n, err := tx.Exec(ctx, `UPDATE river_job SET state = 'available'
-				WHERE state = 'running' AND queue = $1 AND `+lastAttempter+` = $2`, queueName, node)
-			if err != nil {
-				return err
-			}
-			total += n
-			_, err = tx.Exec(ctx, `DELETE FROM engine_nodes WHERE id = $1`, node)
-			return err
-		})
+		n, err := e.rescueNode(ctx, node)
+		total += n
 		if err != nil {
 			return total, err
 		}
 	}
 	return total, nil
+}
+
+// rescueNode makes the running jobs last taken by a dead node available
+// again and removes the node's row.
+func (e *Engine) rescueNode(ctx context.Context, node string) (int64, error) {
+	lastAttempter := `json_extract(attempted_by, '$[#-1]')`
+	if e.db.Dialect() == store.Postgres {
+		lastAttempter = `attempted_by[array_length(attempted_by, 1)]`
+	}
+	var n int64
+	err := e.db.Tx(ctx, func(tx store.Tx) error {
+		var err error
+		n, err = tx.Exec(ctx, `UPDATE river_job SET state = 'available'
+			WHERE state = 'running' AND queue = $1 AND `+lastAttempter+` = $2`, queueName, node)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM engine_nodes WHERE id = $1`, node)
+		return err
+	})
+	return n, err
 }
 
 func (e *Engine) deadNodes(ctx context.Context) ([]string, error) {
