@@ -1,5 +1,32 @@
 package auth
 
+// How a request is decided (Authorizer.Decide), in order; the first "no"
+// is the answer and every step fails closed:
+//
+//  1. Who: a principal with a subject and a role the policy knows.
+//  2. What: the purpose (the request's, else the role's default), the
+//     action and the resource type must be known.
+//  3. The role's rules: some rule of the role must grant this action on
+//     this type for this purpose (no_rule, or purpose_not_allowed when a
+//     rule grants the action for other purposes only). This step never
+//     looks at the patient, so its denial says nothing about them.
+//  4. The token: its scopes must grant the action's SMART permission on
+//     the type (scope). Scopes only narrow the role.
+//  5. The patient: a rule for every patient ("any") passes; a compartment
+//     rule needs a relationship (care team, assignment in force, or an
+//     active break-the-glass grant, which counts only for the policy's
+//     break-the-glass purposes); none is not_related, which the HTTP layer
+//     answers as 404. No patient named: only a search, create or export,
+//     whose records the caller must decide again one by one.
+//  6. Consent: unless the rule is consent_exempt, the patient's decision
+//     for the purpose, or the policy's default when none is in force
+//     (research: always deny). A deny refuses (consent_denied), except
+//     that an active break-the-glass grant passes it when the policy says
+//     overrides_consent_deny. A failed look-up refuses.
+//
+// The decision carries the visible fields of the rule that allowed it, so
+// the response filter redacts what the role may not see.
+
 import (
 	"context"
 	"sync"

@@ -27,6 +27,14 @@ import (
 //     and granting the whole type would be wider than the token says.
 //   - Anything else that is not a resource scope (openid, fhirUser, launch,
 //     offline_access, a malformed string) is ignored for authorization.
+//   - No resource scopes, no access: a token must say what it may do.
+//     careflow's own login sessions are first-party and should carry
+//     FirstPartyUserScopes, which leaves the role's policy as the limit.
+
+// FirstPartyUserScopes are the scopes a careflow login session (not a
+// third-party app acting for a user) should carry: every permission on every
+// type, so that the role's policy alone limits it.
+func FirstPartyUserScopes() []string { return []string{"user/*.cruds"} }
 
 // ScopeContext is the first segment of a resource scope.
 type ScopeContext string

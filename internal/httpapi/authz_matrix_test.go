@@ -122,6 +122,38 @@ func (f *authzFixture) principal(t *testing.T, subject string, role auth.Role, s
 	return subject
 }
 
+// relate gives the row's user the relationship its patient column names,
+// beyond care team A: an assignment in force, an active break-the-glass
+// grant (opened through the real store, audited), or an ended assignment.
+func (f *authzFixture) relate(t *testing.T, who, role, kind, patient string) {
+	t.Helper()
+	if who == "" {
+		return
+	}
+	ctx := context.Background()
+	now := f.access.Authorizer.Now()
+	var err error
+	switch kind {
+	case "assigned":
+		err = f.access.CareTeams.Assign(ctx, who, patient, now.Add(time.Hour))
+	case "expired":
+		err = f.access.CareTeams.Assign(ctx, who, patient, now.Add(-time.Minute))
+	case "glass":
+		f.mu.Lock()
+		p := f.principals[who]
+		f.mu.Unlock()
+		_, err = f.access.BreakGlass.Open(ctx, auth.BreakGlassRequest{Principal: p, PatientID: patient, Reason: "emergency_treatment"},
+			func(ctx context.Context, tx store.Tx, g auth.Grant) (int64, error) {
+				e, err := f.log.AppendTx(ctx, tx, audit.Entry{Actor: who, Role: role, Action: audit.ActionBreakGlass, ResourceType: "Patient",
+					ResourceID: patient, PatientID: patient, Purpose: audit.PurposeEmergencyTreatment, Outcome: audit.OutcomeSuccess, Severity: audit.SeverityHigh})
+				return e.Seq, err
+			})
+	}
+	if err != nil {
+		t.Fatalf("relate %s to %s: %v", kind, patient, err)
+	}
+}
+
 // setConsent records exactly one decision (or none) for a patient.
 func (f *authzFixture) setConsent(t *testing.T, patient, spec string) {
 	t.Helper()
@@ -232,9 +264,9 @@ func readMatrix(t *testing.T) []matrixRow {
 			t.Fatalf("line %d: expect %q is not a status", line, rec[6])
 		}
 		switch r.patient {
-		case "own", "other", "none":
+		case "own", "assigned", "glass", "expired", "other", "none":
 		default:
-			t.Fatalf("%s: patient must be own, other or none", r)
+			t.Fatalf("%s: patient must be own, assigned, glass, expired, other or none", r)
 		}
 		if (r.patient == "none") == strings.Contains(r.path, "{patient}") {
 			t.Fatalf("%s: {patient} in the path and the patient column disagree", r)
@@ -279,7 +311,9 @@ func runMatrixRow(t *testing.T, f *authzFixture, i int, row matrixRow) {
 	if row.role != "anonymous" {
 		who = f.principal(t, fmt.Sprintf("row%03d-%s", i, row.role), auth.Role(row.role), row.scopes)
 	}
-	patient := map[string]string{"own": ownPatient, "other": otherPatient}[row.patient]
+	patient := map[string]string{"own": ownPatient, "other": otherPatient, "assigned": "pat-assigned",
+		"glass": "pat-glass", "expired": "pat-expired"}[row.patient]
+	f.relate(t, who, row.role, row.patient, patient)
 	if patient != "" {
 		f.setConsent(t, patient, row.consent)
 	} else if row.consent != "none" {
@@ -344,6 +378,13 @@ func runMatrixRow(t *testing.T, f *authzFixture, i int, row matrixRow) {
 			}
 			if patient != "" && e.PatientID != patient {
 				t.Fatalf("%s\naudit entry names patient %q, want %q", row, e.PatientID, patient)
+			}
+		}
+		if row.patient == "glass" && (row.role == "physician" || row.role == "nurse") {
+			for _, e := range entries {
+				if e.Severity != audit.SeverityHigh || e.Purpose != audit.PurposeEmergencyTreatment {
+					t.Fatalf("%s\naccess under a break-the-glass grant audited as %+v", row, e)
+				}
 			}
 		}
 		if row.method == "POST" && strings.HasSuffix(row.path, "/break-glass") && row.expect == http.StatusCreated {
