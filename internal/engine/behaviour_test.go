@@ -623,3 +623,87 @@ func TestLoopingBackGivesANewVisitAndKey(t *testing.T) {
 		}
 	})
 }
+
+// TestSignalsRacingTheWaitAreNeverLost sends each run's signal at a random
+// moment around the time the run reaches its wait: before, during or after
+// the wait step's own transaction. Every run must complete.
+func TestSignalsRacingTheWaitAreNeverLost(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		n := newNode(t, db, nodeOpts{defs: []*Definition{signalDef()}})
+		const runs = 60
+		ids := make([]string, runs)
+		errc := make(chan error, runs)
+		for i := range ids {
+			r, _, err := n.StartRun(ctx, StartOptions{Definition: "test-signal"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids[i] = r.ID
+			go func(id string, delay time.Duration) {
+				<-time.After(delay)
+				_, err := n.SendSignal(ctx, id, Signal{ID: "race", Name: "approved", Payload: map[string]string{"by": id}})
+				errc <- err
+			}(r.ID, time.Duration(i%7)*3*time.Millisecond)
+		}
+		for range runs {
+			if err := <-errc; err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, id := range ids {
+			r := waitStatus(t, n.Engine, id, StatusCompleted, 60*time.Second)
+			if got := string(r.Outputs["after"]); got != `{"saw":"`+id+`"}` {
+				t.Fatalf("run %s saw %s", id, got)
+			}
+		}
+	})
+}
+
+func TestPauseDuringAStepDiscardsItsResultAndResumeRepeatsItWithTheSameKey(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		entered := make(chan string, 4)
+		release := make(chan struct{})
+		var calls atomic.Int32
+		def := &Definition{Name: "test-inflight", Version: 1, Steps: []Step{{
+			Name: "call",
+			Do: func(_ context.Context, sc *StepContext) (Result, error) {
+				if calls.Add(1) == 1 {
+					entered <- sc.IdempotencyKey()
+					<-release
+				} else {
+					entered <- sc.IdempotencyKey()
+				}
+				return Result{Output: calls.Load()}, nil
+			},
+		}}}
+		n := newNode(t, db, nodeOpts{defs: []*Definition{def}})
+		r, _, err := n.StartRun(ctx, StartOptions{Definition: "test-inflight"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		first := <-entered
+		if _, err := n.Pause(ctx, r.ID, 0); err != nil {
+			t.Fatal(err)
+		}
+		close(release)
+		waitFor(t, 30*time.Second, "the in-flight job to finish", func() (bool, error) { return pendingJobs(t, db, r.ID) == 0, nil })
+		if steps, _ := n.Steps(ctx, r.ID); len(steps) != 0 {
+			t.Fatalf("a paused run recorded %+v", steps)
+		}
+		if _, err := n.Resume(ctx, r.ID, 0); err != nil {
+			t.Fatal(err)
+		}
+		second := <-entered
+		r = waitStatus(t, n.Engine, r.ID, StatusCompleted, 30*time.Second)
+		if first != second {
+			t.Fatalf("keys differ: %s then %s", first, second)
+		}
+		if string(r.Outputs["call"]) != "2" {
+			t.Fatalf("output %s, want the second call's", r.Outputs["call"])
+		}
+	})
+}

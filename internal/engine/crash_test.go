@@ -36,7 +36,11 @@ func TestMain(m *testing.M) {
 	if os.Getenv(envChild) == "1" {
 		os.Exit(childNode())
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if serveBinaryOnce.dir != "" {
+		_ = os.RemoveAll(serveBinaryOnce.dir)
+	}
+	os.Exit(code)
 }
 
 // childNode is a careflow node in its own process, brought up the way
@@ -140,6 +144,7 @@ var serveBinaryOnce struct {
 	sync.Once
 	path string
 	note string
+	dir  string
 }
 
 func serveBinary(t *testing.T) string {
@@ -149,6 +154,7 @@ func serveBinary(t *testing.T) string {
 			serveBinaryOnce.note = err.Error()
 			return
 		}
+		serveBinaryOnce.dir = dir
 		bin := filepath.Join(dir, "careflow")
 		cmd := exec.Command("go", "build", "-o", bin, "./cmd/careflow")
 		cmd.Dir = moduleRoot(t)
