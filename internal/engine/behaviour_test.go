@@ -707,3 +707,65 @@ func TestPauseDuringAStepDiscardsItsResultAndResumeRepeatsItWithTheSameKey(t *te
 		}
 	})
 }
+
+func TestRetryRestartsAFailedStepAsANewVisit(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		var fixed atomic.Bool
+		def := &Definition{Name: "test-retry-run", Version: 1, Steps: []Step{
+			{Name: "submit", Do: func(_ context.Context, sc *StepContext) (Result, error) {
+				if !fixed.Load() {
+					return Result{}, Permanent(errors.New("claim rejected: missing modifier"))
+				}
+				return Result{Output: sc.IdempotencyKey()}, nil
+			}},
+			noopStep("after"),
+		}}
+		n := newNode(t, db, nodeOpts{defs: []*Definition{def}})
+		r, _, err := n.StartRun(ctx, StartOptions{Definition: "test-retry-run"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = waitStatus(t, n.Engine, r.ID, StatusFailed, 30*time.Second)
+		if _, err := n.Retry(ctx, r.ID, r.RowVersion+5); !errs.Is(err, errs.PreconditionFailed) {
+			t.Fatalf("retry with a stale version: %v", err)
+		}
+		fixed.Store(true)
+		if _, err := n.Retry(ctx, r.ID, r.RowVersion); err != nil {
+			t.Fatal(err)
+		}
+		r = waitStatus(t, n.Engine, r.ID, StatusCompleted, 30*time.Second)
+		if r.Error != "" || r.FinishedAt == nil {
+			t.Fatalf("retried run: %+v", r)
+		}
+		steps, _ := n.Steps(ctx, r.ID)
+		if len(steps) != 3 || steps[0].Visit != 1 || steps[1].Visit != 2 || steps[0].IdempotencyKey == steps[1].IdempotencyKey {
+			t.Fatalf("executions: %+v", steps)
+		}
+		if _, err := n.Retry(ctx, r.ID, 0); !errs.Is(err, errs.Conflict) {
+			t.Fatalf("retry of a completed run: %v", err)
+		}
+	})
+}
+
+func TestRetryRedeliversTheStepOfAStuckRun(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		stopped := newNode(t, db, nodeOpts{noStart: true})
+		r, _, err := stopped.StartRun(ctx, StartOptions{Definition: NoopDefinition})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Lose the run's job, as an outage that made River discard it would.
+		if _, err := db.Writer().Exec(ctx, `DELETE FROM river_job`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stopped.Retry(ctx, r.ID, 0); err != nil {
+			t.Fatal(err)
+		}
+		n := newNode(t, db, nodeOpts{})
+		waitStatus(t, n.Engine, r.ID, StatusCompleted, 30*time.Second)
+	})
+}

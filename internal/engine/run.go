@@ -57,7 +57,7 @@ type WaitState struct {
 type Run struct {
 	ID          string                     `json:"id"`
 	Definition  string                     `json:"definition"`
-	Version     int                        `json:"version"`
+	Version     int                        `json:"definition_version"`
 	Status      Status                     `json:"status"`
 	CurrentStep string                     `json:"current_step,omitempty"`
 	Visit       int                        `json:"visit,omitempty"`
@@ -69,7 +69,7 @@ type Run struct {
 	Error       string                     `json:"error,omitempty"`
 	// RowVersion increases with every change; pass it back to Cancel, Pause
 	// and Resume for optimistic concurrency.
-	RowVersion int64      `json:"version_tag"`
+	RowVersion int64      `json:"version"`
 	CreatedAt  time.Time  `json:"created_at"`
 	UpdatedAt  time.Time  `json:"updated_at"`
 	FinishedAt *time.Time `json:"finished_at,omitempty"`
@@ -507,6 +507,48 @@ func (e *Engine) Resume(ctx context.Context, runID string, expectVersion int64) 
 		}
 		// The step job, or for a wait the job that re-checks it at once
 		// (a signal may have come while paused); it re-arms its timer.
+		return e.q.insertTx(ctx, tx, r.args(0), time.Time{})
+	})
+	return out, err
+}
+
+// Retry sets a run moving again. A failed run goes back to the step that
+// failed, as a new visit (a new idempotency key: the failed call was
+// answered, so a new request is wanted) with fresh attempts. A running or
+// waiting run (one that "stuck" queries found, e.g. after its job was
+// discarded by an outage) gets its current step delivered again, as the same
+// visit and attempt, so an effect in doubt keeps its key.
+func (e *Engine) Retry(ctx context.Context, runID string, expectVersion int64) (*Run, error) {
+	var out *Run
+	err := e.db.Tx(ctx, func(tx store.Tx) error {
+		r, err := lockRun(ctx, tx, runID)
+		if err != nil {
+			return err
+		}
+		if err := checkVersion(r, expectVersion); err != nil {
+			return err
+		}
+		from := r.Status
+		switch r.Status {
+		case StatusFailed:
+			if r.CurrentStep == "" {
+				return errs.E(errs.Conflict, "the failed run has no step to retry")
+			}
+			r.visits[r.CurrentStep]++
+			r.Visit, r.Attempt = r.visits[r.CurrentStep], 1
+			r.Status, r.Error, r.FinishedAt, r.Wait = StatusRunning, "", nil, nil
+		case StatusRunning, StatusWaiting:
+		default:
+			return errs.E(errs.Conflict, "a %s run cannot be retried", r.Status)
+		}
+		r.epoch++
+		if err := saveRun(ctx, tx, r, e.now()); err != nil {
+			return err
+		}
+		if err := e.transition(ctx, tx, r, "run.retried", from, r.CurrentStep, r.Attempt, "", nil); err != nil {
+			return err
+		}
+		out = r
 		return e.q.insertTx(ctx, tx, r.args(0), time.Time{})
 	})
 	return out, err

@@ -45,7 +45,7 @@ type Task struct {
 	EscalateAt  *time.Time      `json:"escalate_at,omitempty"`
 	EscalateTo  string          `json:"escalate_to,omitempty"`
 	EscalatedAt *time.Time      `json:"escalated_at,omitempty"`
-	RowVersion  int64           `json:"version_tag"`
+	RowVersion  int64           `json:"version"`
 	CreatedAt   time.Time       `json:"created_at"`
 	UpdatedAt   time.Time       `json:"updated_at"`
 	CompletedAt *time.Time      `json:"completed_at,omitempty"`
