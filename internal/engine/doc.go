@@ -13,8 +13,10 @@
 //
 //   - One transaction per step: the step's recorded execution, the run's
 //     transition (engine_runs, engine_transitions), its outbox event and the
-//     River job of the next step commit together, and the finished River job
-//     is completed in that same transaction (river.JobCompleteTx).
+//     River job of the next step commit together. On PostgreSQL the finished
+//     River job is completed in that same transaction (river.JobCompleteTx);
+//     on SQLite River's completer does it right after (see jobs.go for why),
+//     and the guard below makes a re-delivery in between harmless.
 //   - A job only acts if, under the run's row lock, the run is still at the
 //     job's (step, visit, attempt). Anything else is a stale job (a run that
 //     was cancelled, a duplicate delivery after a crash) and is dropped, so a

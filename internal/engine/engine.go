@@ -514,3 +514,13 @@ func (e *Engine) promoteDue(ctx context.Context) (int64, error) {
 	})
 	return n, err
 }
+
+// Ready reports whether this node is working steps, for /readyz.
+func (e *Engine) Ready() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.started {
+		return errors.New("workflow engine is not running")
+	}
+	return nil
+}

@@ -57,6 +57,9 @@ func TestMetricsAreExposed(t *testing.T) {
 	t.Parallel()
 	db := storetest.Open(t, store.SQLite)
 	n := newNode(t, db, nodeOpts{})
+	if err := n.Ready(); err != nil {
+		t.Fatalf("started node not ready: %v", err)
+	}
 	r, _, err := n.StartRun(context.Background(), StartOptions{Definition: NoopDefinition})
 	if err != nil {
 		t.Fatal(err)
