@@ -30,6 +30,7 @@ const (
 	envChildDB = "CAREFLOW_ENGINE_CHILD_DB" // the database URL or SQLite path
 	envSoak    = "CAREFLOW_SOAK"            // "1": full-size crash and two-node tests
 	readyLine  = "workflow engine started"
+	envBinary  = "CAREFLOW_CRASH_BINARY" // a careflow binary to crash instead of building cmd/careflow
 )
 
 func TestMain(m *testing.M) {
@@ -149,6 +150,11 @@ var serveBinaryOnce struct {
 
 func serveBinary(t *testing.T) string {
 	serveBinaryOnce.Do(func() {
+		if bin := os.Getenv(envBinary); bin != "" {
+			// A prebuilt careflow binary, e.g. a release candidate.
+			serveBinaryOnce.path = bin
+			return
+		}
 		dir, err := os.MkdirTemp("", "careflow-bin-")
 		if err != nil {
 			serveBinaryOnce.note = err.Error()
