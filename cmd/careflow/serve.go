@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -17,6 +19,8 @@ import (
 
 	"github.com/careflow/careflow/internal/auth"
 	"github.com/careflow/careflow/internal/httpapi"
+	"github.com/careflow/careflow/internal/phi"
+	"github.com/careflow/careflow/internal/record"
 	"github.com/careflow/careflow/internal/store"
 )
 
@@ -77,6 +81,13 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, hooks serveHooks) 
 		return 1
 	}
 
+	fhirRecord, stopKeys, err := openRecord(ctx, cfg, db, logger)
+	if err != nil {
+		logger.Error("cannot open the PHI key ring", "error", err.Error())
+		return 1
+	}
+	defer stopKeys()
+
 	identity, err := buildIdentity(ctx, cfg, db, logger)
 	if err != nil {
 		logger.Error("cannot set up authentication", "error", err.Error())
@@ -109,6 +120,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, hooks serveHooks) 
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		Version:      buildVersion(),
 		Identity:     identity.http,
+		Record:       fhirRecord,
 	})
 	handler := api.Handler()
 	if hooks.wrap != nil {
@@ -198,4 +210,38 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	}
 	fmt.Fprintf(stdout, "applied %d migration(s); database is at version %d\n", len(applied), st.Applied)
 	return 0
+}
+
+// openRecord opens the PHI key ring (the master key from
+// CAREFLOW_MASTER_KEY, else the development key in the data folder, with a
+// warning at every start) and the FHIR record over db, and starts the
+// ring's refresh and the re-encryptor for the record's ciphertext columns.
+// stop ends both and waits for them.
+func openRecord(ctx context.Context, cfg Config, db *store.DB, logger *slog.Logger) (*record.Service, func(), error) {
+	key, source, err := phi.ResolveMasterKey("", os.Getenv, cfg.DataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if source == phi.MasterKeyDev {
+		logger.Warn("using the development PHI master key from the data folder: whoever can read the folder can read the PHI; set CAREFLOW_MASTER_KEY in production",
+			"data_dir", cfg.DataDir)
+	}
+	ring, err := phi.OpenRing(ctx, db, key, phi.Options{Logger: logger})
+	if err != nil {
+		return nil, nil, err
+	}
+	columns := &phi.Registry{}
+	if err := record.Register(columns); err != nil {
+		return nil, nil, err
+	}
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); ring.RefreshEvery(bg, time.Minute) }()
+	go func() {
+		defer wg.Done()
+		phi.NewReencryptor(ring, columns, phi.ReencryptOptions{Logger: logger}).Run(bg, 10*time.Minute)
+	}()
+	stop := func() { cancel(); wg.Wait() }
+	return record.New(db, ring, record.Options{}), stop, nil
 }

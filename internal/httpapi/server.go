@@ -13,6 +13,7 @@ import (
 
 	"github.com/careflow/careflow/internal/auth"
 	"github.com/careflow/careflow/internal/ratelimit"
+	"github.com/careflow/careflow/internal/record"
 	"github.com/careflow/careflow/internal/store"
 )
 
@@ -51,6 +52,9 @@ type Options struct {
 	// /api/v1/auth (see authn.go). Its zero value denies every protected
 	// route.
 	Identity Identity
+	// Record is the FHIR record served at /fhir/R4 (internal/record); nil
+	// leaves the FHIR routes unregistered.
+	Record *record.Service
 }
 
 // Server holds the routes and their dependencies.
@@ -107,6 +111,7 @@ func (s *Server) routes() {
 	}))
 	s.handleFunc("GET /api/v1/openapi.json", s.openAPI)
 	s.accessRoutes()
+	s.fhirRoutes()
 }
 
 // handle registers h under a Go 1.22 method pattern and records the pattern

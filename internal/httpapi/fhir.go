@@ -1,0 +1,770 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/careflow/careflow/internal/audit"
+	"github.com/careflow/careflow/internal/auth"
+	"github.com/careflow/careflow/internal/errs"
+	"github.com/careflow/careflow/internal/fhir"
+	"github.com/careflow/careflow/internal/record"
+)
+
+// The FHIR R4 REST surface over internal/record. Handlers are thin: check
+// the format, authorize, call the record, write FHIR JSON. Every record
+// goes through fhirGuard (the single point where the access policy and the
+// audit log plug in) before it is read or written, and every record a
+// response carries goes through recheckRecords (per-record decision and
+// field redaction), so an _include or a history entry cannot leak.
+//
+// Query strings may hold PHI (search values): they are never logged, never
+// put in an error message, and paging links carry a sealed token instead.
+
+const fhirJSON = "application/fhir+json"
+
+// fhirBase is where the FHIR surface lives.
+const fhirBase = "/fhir/R4"
+
+func (s *Server) fhirRoutes() {
+	if s.opts.Record == nil {
+		return
+	}
+	s.handleFunc("GET "+fhirBase+"/metadata", s.fhirPublic(s.fhirMetadata))
+	s.handleFunc("POST "+fhirBase, s.fhirHandler(s.fhirBundle))
+	s.handleFunc("POST "+fhirBase+"/{$}", s.fhirHandler(s.fhirBundle))
+	s.handleFunc("GET "+fhirBase+"/{type}", s.fhirHandler(s.fhirSearch))
+	s.handleFunc("POST "+fhirBase+"/{type}/_search", s.fhirHandler(s.fhirSearch))
+	s.handleFunc("POST "+fhirBase+"/{type}", s.fhirHandler(s.fhirCreate))
+	s.handleFunc("PUT "+fhirBase+"/{type}", s.fhirHandler(s.fhirConditionalUpdate))
+	s.handleFunc("DELETE "+fhirBase+"/{type}", s.fhirHandler(s.fhirConditionalDelete))
+	s.handleFunc("GET "+fhirBase+"/{type}/_history", s.fhirHandler(s.fhirHistory))
+	s.handleFunc("GET "+fhirBase+"/{type}/{id}", s.fhirHandler(s.fhirRead))
+	s.handleFunc("PUT "+fhirBase+"/{type}/{id}", s.fhirHandler(s.fhirUpdate))
+	s.handleFunc("DELETE "+fhirBase+"/{type}/{id}", s.fhirHandler(s.fhirDelete))
+	s.handleFunc("GET "+fhirBase+"/{type}/{id}/_history", s.fhirHandler(s.fhirHistory))
+	s.handleFunc("GET "+fhirBase+"/{type}/{id}/_history/{vid}", s.fhirHandler(s.fhirVRead))
+}
+
+// fhirPublic checks the format only (the CapabilityStatement holds no PHI).
+func (s *Server) fhirPublic(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := fhirNegotiate(r); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		h(w, r)
+	}
+}
+
+// fhirHandler checks the format, then requires the access services and a
+// principal (withAccess). The audit entries of the decisions the handler's
+// guard made are appended before the first byte of the response.
+func (s *Server) fhirHandler(h func(w http.ResponseWriter, r *http.Request, g *fhirGuard)) http.HandlerFunc {
+	inner := s.withAccess(func(w http.ResponseWriter, r *http.Request, p *auth.Principal) {
+		g := &fhirGuard{s: s, r: r, p: p}
+		aw := &auditingWriter{ResponseWriter: w, g: g, s: s, r: r}
+		h(aw, r, g)
+	})
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := fhirNegotiate(r); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		inner(w, r)
+	}
+}
+
+// fhirGuard is the FHIR surface's one call point into the access policy
+// and the audit log: record.Service calls Allow for every record before
+// opening or writing it. Allow is called inside database transactions
+// (the record's write, a whole transaction Bundle), where appending to the
+// audit log would wait for the writer the transaction holds; so decisions
+// are made at once and their audit entries kept until auditingWriter
+// appends them, before the response leaves. A failed append turns the
+// response into a 503 (fail closed).
+type fhirGuard struct {
+	s *Server
+	r *http.Request
+	p *auth.Principal
+	// purpose is the purpose the last allowed decision was made for, used
+	// to re-decide the records of the response.
+	purpose auth.Purpose
+	// searching makes per-match checks of a search a no-op: the search was
+	// authorized once, and every match is re-decided (and redacted) by
+	// recheckRecords before it leaves.
+	searching bool
+
+	mu      sync.Mutex
+	pending []audit.Entry
+}
+
+// Allow implements record.Guard.
+func (g *fhirGuard) Allow(_ context.Context, a record.Access) error {
+	return g.allow(a)
+}
+
+func (g *fhirGuard) allow(a record.Access) error {
+	if g.searching && a.Action == record.ActSearch {
+		return nil
+	}
+	acc := access{
+		req:        auth.Request{Action: auth.Action(a.Action), ResourceType: a.Type, PatientID: a.PatientID},
+		resourceID: a.ID,
+	}
+	d := g.s.opts.Access.Authorizer.Decide(g.r.Context(), g.p, acc.req)
+	g.mu.Lock()
+	g.pending = append(g.pending, g.s.auditEntry(g.r, g.p, acc, d))
+	g.mu.Unlock()
+	if !d.Allowed {
+		return denialError(d)
+	}
+	g.purpose = d.Purpose
+	return nil
+}
+
+// flush appends the pending audit entries.
+func (g *fhirGuard) flush() error {
+	g.mu.Lock()
+	pending := g.pending
+	g.pending = nil
+	g.mu.Unlock()
+	if len(pending) == 0 {
+		return nil
+	}
+	if g.s.opts.Audit == nil {
+		return errs.E(errs.Unavailable, "the audit log is not configured; access to audited records is refused")
+	}
+	for _, e := range pending {
+		if _, err := g.s.opts.Audit.Append(g.r.Context(), e); err != nil {
+			return errs.Wrap(errs.Unavailable, err, "the audit log is unavailable; try again")
+		}
+	}
+	return nil
+}
+
+// auditingWriter appends the guard's pending audit entries when the
+// response starts; if that fails, the client gets a 503 instead.
+type auditingWriter struct {
+	http.ResponseWriter
+	g       *fhirGuard
+	s       *Server
+	r       *http.Request
+	started bool
+	failed  bool
+}
+
+func (w *auditingWriter) WriteHeader(code int) {
+	if w.started {
+		return
+	}
+	w.started = true
+	if err := w.g.flush(); err != nil {
+		w.failed = true
+		for _, h := range []string{"ETag", "Location", "Last-Modified", "Content-Length"} {
+			w.ResponseWriter.Header().Del(h)
+		}
+		w.s.writeError(w.ResponseWriter, w.r, err)
+		return
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *auditingWriter) Write(b []byte) (int, error) {
+	if !w.started {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.failed {
+		return len(b), nil
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *auditingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// visible passes records through the response filter and returns their
+// JSON, redacted, in order; records the caller may not see are dropped.
+func (g *fhirGuard) visible(recs []record.Record) ([]json.RawMessage, []record.Record, error) {
+	var in []patientRecord
+	var kept []record.Record
+	for _, rec := range recs {
+		if rec.JSON == nil {
+			continue
+		}
+		in = append(in, patientRecord{ResourceType: rec.Type, ResourceID: rec.ID, PatientID: rec.PatientID, JSON: rec.JSON})
+		kept = append(kept, rec)
+	}
+	out, err := g.s.recheckRecords(g.r, g.p, g.purpose, in)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(out) != len(kept) {
+		// Some were dropped: match the survivors up again by decision.
+		var filtered []record.Record
+		var bodies []json.RawMessage
+		for i, rec := range kept {
+			one, err := g.s.recheckRecords(g.r, g.p, g.purpose, in[i:i+1])
+			if err != nil {
+				return nil, nil, err
+			}
+			if len(one) == 1 {
+				filtered = append(filtered, rec)
+				bodies = append(bodies, one[0])
+			}
+		}
+		return bodies, filtered, nil
+	}
+	return out, kept, nil
+}
+
+// fhirNegotiate answers 415 for anything but JSON: the _format parameter,
+// the Accept header and, for bodies, the Content-Type.
+func fhirNegotiate(r *http.Request) error {
+	unsupported := errs.E(errs.UnsupportedMedia, "this server speaks FHIR JSON only (application/fhir+json)")
+	if f := r.URL.Query().Get("_format"); f != "" && !jsonFormat(f) {
+		return unsupported
+	}
+	if acc := r.Header.Get("Accept"); acc != "" {
+		ok := false
+		for part := range strings.SplitSeq(acc, ",") {
+			mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))
+			if err == nil && (jsonFormat(mt) || mt == "*/*" || mt == "application/*") {
+				ok = true
+			}
+		}
+		if !ok {
+			return unsupported
+		}
+	}
+	if r.Method == http.MethodPost || r.Method == http.MethodPut {
+		ct := r.Header.Get("Content-Type")
+		if ct == "" {
+			return nil
+		}
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil {
+			return unsupported
+		}
+		if jsonFormat(mt) {
+			return nil
+		}
+		if mt == "application/x-www-form-urlencoded" && strings.HasSuffix(r.URL.Path, "/_search") {
+			return nil
+		}
+		return unsupported
+	}
+	return nil
+}
+
+func jsonFormat(f string) bool {
+	switch strings.ToLower(f) {
+	case "json", "application/json", "application/fhir+json", "application/json+fhir":
+		return true
+	}
+	return false
+}
+
+// fhirError answers an error as an OperationOutcome: validation results
+// with every issue, a deleted resource with 410.
+func (s *Server) fhirError(w http.ResponseWriter, r *http.Request, err error) {
+	var ie *record.IssuesError
+	if errors.As(err, &ie) {
+		writeJSON(w, fhirJSON, statusOf(errs.KindOf(err)), ie.Issues.Outcome())
+		return
+	}
+	if errors.Is(err, record.ErrDeleted) {
+		e, _ := errs.As(err)
+		writeJSON(w, fhirJSON, http.StatusGone, fhir.NewOutcome("error", "deleted", e.Message))
+		return
+	}
+	s.writeError(w, r, err)
+}
+
+// writeFHIR writes a resource body.
+func writeFHIR(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", fhirJSON+"; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// versionHeaders sets ETag, Last-Modified and, when asked, Location.
+func versionHeaders(w http.ResponseWriter, r *http.Request, rec record.Record, location bool) {
+	w.Header().Set("ETag", rec.ETag())
+	w.Header().Set("Last-Modified", rec.LastUpdated.UTC().Format(http.TimeFormat))
+	if location {
+		w.Header().Set("Location", baseURL(r)+"/"+rec.Type+"/"+rec.ID+"/_history/"+strconv.Itoa(rec.Version))
+	}
+}
+
+// baseURL is the service base the client used.
+func baseURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host + fhirBase
+}
+
+func readFHIRBody(r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return nil, bodyError(err)
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, errs.E(errs.Invalid, "request body is empty; a FHIR resource is required")
+	}
+	return body, nil
+}
+
+func (s *Server) fhirMetadata(w http.ResponseWriter, r *http.Request) {
+	writeFHIR(w, http.StatusOK, record.CapabilityStatement(s.opts.Version, time.Now()))
+}
+
+// respondRecord writes one record as the response of a read or write,
+// through the response filter. Prefer: return=minimal omits the body.
+func (s *Server) respondRecord(w http.ResponseWriter, r *http.Request, g *fhirGuard, rec record.Record, status int, location bool) {
+	bodies, _, err := g.visible([]record.Record{rec})
+	if err != nil {
+		s.fhirError(w, r, err)
+		return
+	}
+	versionHeaders(w, r, rec, location)
+	if len(bodies) == 0 {
+		// Allowed to write but not to read back: say so without the body.
+		w.WriteHeader(status)
+		return
+	}
+	if strings.Contains(r.Header.Get("Prefer"), "return=minimal") {
+		w.WriteHeader(status)
+		return
+	}
+	writeFHIR(w, status, bodies[0])
+}
+
+func (s *Server) fhirRead(w http.ResponseWriter, r *http.Request, g *fhirGuard) {
+	rec, err := s.opts.Record.Read(r.Context(), g, r.PathValue("type"), r.PathValue("id"))
+	if err != nil {
+		s.fhirError(w, r, err)
+		return
+	}
+	if inm := r.Header.Get("If-None-Match"); inm != "" && strings.TrimPrefix(inm, "W/") == strings.TrimPrefix(rec.ETag(), "W/") {
+		versionHeaders(w, r, rec, false)
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	s.respondRecord(w, r, g, rec, http.StatusOK, false)
+}
+
+func (s *Server) fhirVRead(w http.ResponseWriter, r *http.Request, g *fhirGuard) {
+	rec, err := s.opts.Record.VRead(r.Context(), g, r.PathValue("type"), r.PathValue("id"), r.PathValue("vid"))
+	if err != nil {
+		s.fhirError(w, r, err)
+		return
+	}
+	s.respondRecord(w, r, g, rec, http.StatusOK, false)
+}
+
+func (s *Server) fhirCreate(w http.ResponseWriter, r *http.Request, g *fhirGuard) {
+	body, err := readFHIRBody(r)
+	if err != nil {
+		s.fhirError(w, r, err)
+		return
+	}
+	ifNone := r.Header.Get("If-None-Exist")
+	ifNone = strings.TrimPrefix(ifNone, r.PathValue("type")+"?")
+	rec, created, err := s.opts.Record.Create(r.Context(), g, r.PathValue("type"), body, ifNone)
+	if err != nil {
+		s.fhirError(w, r, err)
+		return
+	}
+	status := http.StatusCreated
+	if !created {
+		status = http.StatusOK
+	}
+	s.respondRecord(w, r, g, rec, status, created)
+}
+
+func (s *Server) fhirUpdate(w http.ResponseWriter, r *http.Request, g *fhirGuard) {
+	body, err := readFHIRBody(r)
+	if err != nil {
+		s.fhirError(w, r, err)
+		return
+	}
+	rec, created, err := s.opts.Record.Update(r.Context(), g, r.PathValue("type"), r.PathValue("id"), body, r.Header.Get("If-Match"))
+	if err != nil {
+		s.fhirError(w, r, err)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	s.respondRecord(w, r, g, rec, status, created)
+}
+
+func (s *Server) fhirConditionalUpdate(w http.ResponseWriter, r *http.Request, g *fhirGuard) {
+	if r.URL.RawQuery == "" {
+		s.fhirError(w, r, errs.E(errs.MethodNotAllowed, "PUT on a type needs search criteria (conditional update) or an id in the path"))
+		return
+	}
+	body, err := readFHIRBody(r)
+	if err != nil {
+		s.fhirError(w, r, err)
+		return
+	}
+	rec, created, err := s.opts.Record.ConditionalUpdate(r.Context(), g, r.PathValue("type"), r.URL.RawQuery, body, r.Header.Get("If-Match"))
+	if err != nil {
+		s.fhirError(w, r, err)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	s.respondRecord(w, r, g, rec, status, created)
+}
+
+func (s *Server) fhirDelete(w http.ResponseWriter, r *http.Request, g *fhirGuard) {
+	if err := s.opts.Record.Delete(r.Context(), g, r.PathValue("type"), r.PathValue("id")); err != nil {
+		s.fhirError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) fhirConditionalDelete(w http.ResponseWriter, r *http.Request, g *fhirGuard) {
+	if r.URL.RawQuery == "" {
+		s.fhirError(w, r, errs.E(errs.MethodNotAllowed, "DELETE on a type needs search criteria (conditional delete)"))
+		return
+	}
+	if err := s.opts.Record.ConditionalDelete(r.Context(), g, r.PathValue("type"), r.URL.RawQuery); err != nil {
+		s.fhirError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// searchParams reads a search's parameters from the query string and, for
+// POST _search, the form body; a _page token replaces them all.
+func (s *Server) searchParams(r *http.Request, typ string) (url.Values, error) {
+	vals, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, errs.E(errs.Invalid, "the query string is malformed")
+	}
+	if r.Method == http.MethodPost {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return nil, bodyError(err)
+		}
+		form, err := url.ParseQuery(string(body))
+		if err != nil {
+			return nil, errs.E(errs.Invalid, "the _search body is not a form")
+		}
+		for k, v := range form {
+			vals[k] = append(vals[k], v...)
+		}
+	}
+	if tok := vals.Get("_page"); tok != "" {
+		t, paged, err := s.opts.Record.OpenPage(r.Context(), tok)
+		if err != nil {
+			return nil, err
+		}
+		if t != typ {
+			return nil, errs.E(errs.Invalid, "the paging token belongs to another search")
+		}
+		return paged, nil
+	}
+	return vals, nil
+}
+
+// searchPatient is the patient a search names, for the up-front decision
+// (a search within one patient's compartment); "" otherwise.
+func searchPatient(typ string, vals url.Values) string {
+	if typ == "Patient" {
+		if v := vals["_id"]; len(v) == 1 && !strings.Contains(v[0], ",") {
+			return v[0]
+		}
+		return ""
+	}
+	for _, k := range []string{"patient", "subject", "beneficiary"} {
+		if v := vals[k]; len(v) == 1 && !strings.Contains(v[0], ",") {
+			id := strings.TrimPrefix(v[0], "Patient/")
+			if !strings.Contains(id, "/") {
+				return id
+			}
+		}
+	}
+	return ""
+}
+
+func (s *Server) fhirSearch(w http.ResponseWriter, r *http.Request, g *fhirGuard) {
+	typ := r.PathValue("type")
+	vals, err := s.searchParams(r, typ)
+	if err != nil {
+		s.fhirError(w, r, err)
+		return
+	}
+	q, err := s.opts.Record.ParseQuery(typ, vals)
+	if err != nil {
+		s.fhirError(w, r, err)
+		return
+	}
+	if err := g.allow(record.Access{Action: record.ActSearch, Type: typ, PatientID: searchPatient(typ, vals)}); err != nil {
+		s.fhirError(w, r, err)
+		return
+	}
+	g.searching = true
+	res, err := s.opts.Record.Search(r.Context(), g, q)
+	if err != nil {
+		s.fhirError(w, r, err)
+		return
+	}
+	b, err := s.searchBundle(r, g, res)
+	if err != nil {
+		s.fhirError(w, r, err)
+		return
+	}
+	writeJSON(w, fhirJSON, http.StatusOK, b)
+}
+
+// searchBundle builds a searchset Bundle from a result page.
+func (s *Server) searchBundle(r *http.Request, g *fhirGuard, res *record.Result) (*fhir.Bundle, error) {
+	q := res.Query
+	base := baseURL(r)
+	b := fhir.NewBundle(fhir.BundleSearchset)
+	b.ID = newBundleID()
+	b.Meta = &fhir.Meta{LastUpdated: fhir.FormatInstant(time.Now())}
+	b.Total = res.Total
+	link := func(rel string, offset int) error {
+		tok, err := s.opts.Record.SealPage(q, offset)
+		if err != nil {
+			return err
+		}
+		b.Link = append(b.Link, fhir.BundleLink{Relation: rel, URL: base + "/" + q.Type + "?_page=" + tok})
+		return nil
+	}
+	if err := link("self", q.Offset); err != nil {
+		return nil, err
+	}
+	if !q.SummaryCount {
+		if err := link("first", 0); err != nil {
+			return nil, err
+		}
+		if res.HasNext {
+			if err := link("next", q.Offset+q.Count); err != nil {
+				return nil, err
+			}
+		}
+		if q.Offset > 0 {
+			if err := link("previous", max(0, q.Offset-q.Count)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	matches, kept, err := g.visible(res.Matches)
+	if err != nil {
+		return nil, err
+	}
+	for i, body := range matches {
+		b.Entry = append(b.Entry, fhir.BundleEntry{FullURL: base + "/" + kept[i].Ref(), Resource: body, Search: &fhir.BundleEntrySearch{Mode: "match"}})
+	}
+	included, kept, err := g.visible(res.Included)
+	if err != nil {
+		return nil, err
+	}
+	for i, body := range included {
+		b.Entry = append(b.Entry, fhir.BundleEntry{FullURL: base + "/" + kept[i].Ref(), Resource: body, Search: &fhir.BundleEntrySearch{Mode: "include"}})
+	}
+	return b, nil
+}
+
+func newBundleID() string { return uuid.NewString() }
+
+func (s *Server) fhirHistory(w http.ResponseWriter, r *http.Request, g *fhirGuard) {
+	typ, id := r.PathValue("type"), r.PathValue("id")
+	vals, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		s.fhirError(w, r, errs.E(errs.Invalid, "the query string is malformed"))
+		return
+	}
+	if id == "" {
+		// Type history: authorized as a search; every version is
+		// re-decided on the way out.
+		if err := g.allow(record.Access{Action: record.ActSearch, Type: typ}); err != nil {
+			s.fhirError(w, r, err)
+			return
+		}
+		g.searching = true
+	}
+	page, err := s.opts.Record.History(r.Context(), historyGuard{g}, typ, id, vals)
+	if err != nil {
+		s.fhirError(w, r, err)
+		return
+	}
+	base := baseURL(r)
+	b := fhir.NewBundle(fhir.BundleHistory)
+	b.ID = newBundleID()
+	self := base + "/" + typ
+	if id != "" {
+		self += "/" + id
+	}
+	self += "/_history"
+	pageURL := func(offset int) string {
+		v := url.Values{}
+		for k, vs := range page.Params {
+			v[k] = vs
+		}
+		v.Set("_offset", strconv.Itoa(offset))
+		return self + "?" + v.Encode()
+	}
+	b.Link = append(b.Link, fhir.BundleLink{Relation: "self", URL: pageURL(page.Offset)})
+	if page.HasNext {
+		b.Link = append(b.Link, fhir.BundleLink{Relation: "next", URL: pageURL(page.Offset + page.Count)})
+	}
+	if page.Offset > 0 {
+		b.Link = append(b.Link, fhir.BundleLink{Relation: "previous", URL: pageURL(max(0, page.Offset-page.Count))})
+	}
+	for _, rec := range page.Entries {
+		e := fhir.BundleEntry{
+			FullURL: base + "/" + rec.Ref(),
+			Request: &fhir.BundleEntryRequest{Method: rec.Method, URL: rec.Type + "/" + rec.ID},
+			Response: &fhir.BundleEntryResponse{
+				Status: historyStatus(rec), Etag: rec.ETag(),
+				LastModified: fhir.FormatInstant(rec.LastUpdated),
+			},
+		}
+		if rec.Method == "POST" {
+			e.Request.URL = rec.Type
+		}
+		if rec.JSON != nil {
+			bodies, _, err := g.visible([]record.Record{rec})
+			if err != nil {
+				s.fhirError(w, r, err)
+				return
+			}
+			if len(bodies) == 0 {
+				continue
+			}
+			e.Resource = bodies[0]
+		}
+		b.Entry = append(b.Entry, e)
+	}
+	writeJSON(w, fhirJSON, http.StatusOK, b)
+}
+
+// historyGuard lets every version of a type history through to the
+// response filter; instance history decides the instance once per version.
+type historyGuard struct{ g *fhirGuard }
+
+func (h historyGuard) Allow(_ context.Context, a record.Access) error {
+	if h.g.searching {
+		return nil
+	}
+	return h.g.allow(a)
+}
+
+func historyStatus(rec record.Record) string {
+	switch {
+	case rec.Deleted:
+		return "204 No Content"
+	case rec.Version == 1:
+		return "201 Created"
+	default:
+		return "200 OK"
+	}
+}
+
+func (s *Server) fhirBundle(w http.ResponseWriter, r *http.Request, g *fhirGuard) {
+	body, err := readFHIRBody(r)
+	if err != nil {
+		s.fhirError(w, r, err)
+		return
+	}
+	res, err := s.opts.Record.ProcessBundle(r.Context(), g, body)
+	if err != nil {
+		s.fhirError(w, r, err)
+		return
+	}
+	base := baseURL(r)
+	b := fhir.NewBundle(res.Type)
+	b.ID = newBundleID()
+	for _, er := range res.Entries {
+		var e fhir.BundleEntry
+		switch {
+		case er.Err != nil:
+			status, oo := s.entryOutcome(r, er.Err)
+			e.Response = &fhir.BundleEntryResponse{Status: status, Outcome: oo}
+		case er.Deleted:
+			e.Response = &fhir.BundleEntryResponse{Status: "204 No Content"}
+		case er.Search != nil:
+			sb, err := s.searchBundle(r, g, er.Search)
+			if err != nil {
+				s.fhirError(w, r, err)
+				return
+			}
+			raw, _ := json.Marshal(sb)
+			e.Resource = raw
+			e.Response = &fhir.BundleEntryResponse{Status: "200 OK"}
+		case er.Record != nil:
+			rec := *er.Record
+			status := "200 OK"
+			if er.Created {
+				status = "201 Created"
+			}
+			e.FullURL = base + "/" + rec.Ref()
+			e.Response = &fhir.BundleEntryResponse{
+				Status: status, Location: rec.Type + "/" + rec.ID + "/_history/" + strconv.Itoa(rec.Version),
+				Etag: rec.ETag(), LastModified: fhir.FormatInstant(rec.LastUpdated),
+			}
+			bodies, _, err := g.visible([]record.Record{rec})
+			if err != nil {
+				s.fhirError(w, r, err)
+				return
+			}
+			if len(bodies) == 1 {
+				e.Resource = bodies[0]
+			}
+		}
+		b.Entry = append(b.Entry, e)
+	}
+	writeJSON(w, fhirJSON, http.StatusOK, b)
+}
+
+// entryOutcome is a batch entry's status line and OperationOutcome.
+func (s *Server) entryOutcome(r *http.Request, err error) (string, json.RawMessage) {
+	kind := errs.KindOf(err)
+	status := statusOf(kind)
+	var oo *fhir.OperationOutcome
+	var ie *record.IssuesError
+	switch {
+	case errors.As(err, &ie):
+		oo = ie.Issues.Outcome()
+	case errors.Is(err, record.ErrDeleted):
+		status = http.StatusGone
+		oo = fhir.NewOutcome("error", "deleted", "the resource was deleted")
+	default:
+		msg := "internal error; quote request id " + RequestID(r.Context()) + " to the operator"
+		if e, ok := errs.As(err); ok && kind != errs.Internal {
+			msg = e.Message
+		} else {
+			s.logger.Error("internal error in a batch entry", "request_id", RequestID(r.Context()), "error", err.Error())
+		}
+		oo = fhir.NewOutcome("error", fhirIssueCode(kind), msg)
+	}
+	raw, _ := json.Marshal(oo)
+	return strconv.Itoa(status) + " " + http.StatusText(status), raw
+}
