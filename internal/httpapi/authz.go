@@ -164,9 +164,12 @@ func (s *Server) auditEntry(r *http.Request, p *auth.Principal, a access, d auth
 	return e
 }
 
-// clientAddr is the peer's IP address. Forwarded headers are not trusted
-// here.
+// clientAddr is the client's IP address as the route guard resolved it
+// (behind trusted proxies, the right-most untrusted hop), else the peer.
 func clientAddr(r *http.Request) string {
+	if a := ClientAddr(r.Context()); a != "" {
+		return a
+	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
@@ -194,9 +197,27 @@ type patientRecord struct {
 // still cannot leak another patient's record or a hidden field. Dropped
 // records are audited as denials.
 func (s *Server) recheckRecords(r *http.Request, p *auth.Principal, purpose auth.Purpose, recs []patientRecord) ([]json.RawMessage, error) {
-	out := make([]json.RawMessage, 0, len(recs))
+	each, err := s.recheckEach(r, p, purpose, recs)
+	if err != nil {
+		return nil, err
+	}
+	out := each[:0]
+	for _, b := range each {
+		if b != nil {
+			out = append(out, b)
+		}
+	}
+	return out, nil
+}
+
+// recheckEach is recheckRecords keeping positions: the result has one
+// element per record, its redacted JSON, or nil where the record was
+// dropped. Callers that carry more than the JSON (versions, search modes)
+// match them up by index.
+func (s *Server) recheckEach(r *http.Request, p *auth.Principal, purpose auth.Purpose, recs []patientRecord) ([]json.RawMessage, error) {
+	out := make([]json.RawMessage, len(recs))
 	dropped := 0
-	for _, rec := range recs {
+	for i, rec := range recs {
 		a := access{req: auth.Request{Action: auth.ActionRead, ResourceType: rec.ResourceType, PatientID: rec.PatientID, Purpose: purpose}, resourceID: rec.ResourceID}
 		d := s.opts.Access.Authorizer.Decide(r.Context(), p, a.req)
 		if !d.Allowed {
@@ -211,12 +232,12 @@ func (s *Server) recheckRecords(r *http.Request, p *auth.Principal, purpose auth
 			// A record we cannot parse cannot be shown safely.
 			return nil, errs.Wrap(errs.Internal, err, "response filter")
 		}
-		out = append(out, body)
+		out[i] = body
 	}
 	if dropped > 0 {
 		// A handler's query returned records the caller may not see: a bug
 		// to fix, caught here. Counts only, no ids.
-		s.logger.Warn("response filter dropped records", "request_id", RequestID(r.Context()), "dropped", dropped, "kept", len(out))
+		s.logger.Warn("response filter dropped records", "request_id", RequestID(r.Context()), "dropped", dropped, "kept", len(recs)-dropped)
 	}
 	return out, nil
 }
