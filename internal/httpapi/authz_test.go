@@ -444,3 +444,65 @@ func (s *syncLog) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// Real tokens from the identity half reach the authorizer unchanged: the
+// token's scopes narrow the role, and a bad token never gets that far.
+func TestRealClientTokensAreNarrowedByTheirScopes(t *testing.T) {
+	t.Parallel()
+	db := storetest.Open(t, store.SQLite)
+	key, _, err := auth.GenerateSigningKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := auth.NewKeySet(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := auth.NewTokens(keys, auth.TokenConfig{})
+	signer, _, err := audit.GenerateSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, err := audit.New(context.Background(), db, audit.Options{Signer: signer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = log.Close(context.Background()) })
+	srv := New(Options{DB: db, Access: auth.NewAccess(db, nil, nil), Audit: log,
+		Identity: Identity{Authenticator: auth.NewVerifier(tokens, nil)}})
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	tok, err := tokens.IssueClient(auth.Client{ID: "gateway-1", Name: "payer gateway", Role: auth.Integration}, []string{"system/Claim.rs"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(path, token string) int {
+		t.Helper()
+		req, _ := http.NewRequest("GET", ts.URL+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := ts.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	claim := "/api/v1/access/check?resource=Claim&action=read&purpose=payment&patient=" + otherPatient
+	for _, c := range []struct {
+		name, path, token string
+		want              int
+	}{
+		{"a scoped client reads claims", claim, tok.Token, http.StatusOK},
+		{"but not observations", "/api/v1/access/check?resource=Observation&action=read&patient=" + otherPatient, tok.Token, http.StatusForbidden},
+		{"nor writes claims", "/api/v1/access/check?resource=Claim&action=update&purpose=payment&patient=" + otherPatient, tok.Token, http.StatusForbidden},
+		{"nor reads the audit log", "/api/v1/audit", tok.Token, http.StatusForbidden},
+		{"no token", claim, "", http.StatusUnauthorized},
+		{"a tampered token", claim, tok.Token[:len(tok.Token)-2] + "AA", http.StatusUnauthorized},
+	} {
+		if got := get(c.path, c.token); got != c.want {
+			t.Errorf("%s: %d, want %d", c.name, got, c.want)
+		}
+	}
+}
