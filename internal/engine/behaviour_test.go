@@ -769,3 +769,44 @@ func TestRetryRedeliversTheStepOfAStuckRun(t *testing.T) {
 		waitStatus(t, n.Engine, r.ID, StatusCompleted, 30*time.Second)
 	})
 }
+
+func TestWaitDeadlinesGiveUpAndTheRunGoesOn(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		def := &Definition{Name: "test-deadline", Version: 1, Steps: []Step{
+			{Name: "callback", Wait: func(*Input) (Wait, error) { return Wait{Signal: "adjudicated", Timeout: 300 * time.Millisecond}, nil }},
+			{Name: "review", Wait: func(*Input) (Wait, error) {
+				return Wait{Task: &TaskSpec{Title: "Chase the payer", Role: "billing"}, Timeout: 300 * time.Millisecond}, nil
+			}},
+			{Name: "poll", When: func(in *Input) bool {
+				var out struct {
+					TimedOut bool `json:"timed_out"`
+				}
+				ok, _ := in.Output("callback", &out)
+				return ok && out.TimedOut
+			}, Do: func(context.Context, *StepContext) (Result, error) { return Result{Output: "polled"}, nil }},
+		}}
+		n := newNode(t, db, nodeOpts{defs: []*Definition{def}})
+		r, _, err := n.StartRun(ctx, StartOptions{Definition: "test-deadline"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = waitStatus(t, n.Engine, r.ID, StatusCompleted, 30*time.Second)
+		if string(r.Outputs["callback"]) != `{"timed_out":true}` || string(r.Outputs["review"]) != `{"timed_out":true}` {
+			t.Fatalf("outputs %s / %s", r.Outputs["callback"], r.Outputs["review"])
+		}
+		if string(r.Outputs["poll"]) != `"polled"` {
+			t.Fatal("the fallback step did not run")
+		}
+		tasks, _ := n.ListTasks(ctx, TaskFilter{RunID: r.ID})
+		if len(tasks) != 1 || tasks[0].Status != TaskCancelled {
+			t.Fatalf("the timed-out task: %+v", tasks)
+		}
+		// A signal after the deadline is kept but changes nothing.
+		res, err := n.SendSignal(ctx, r.ID, Signal{ID: "late", Name: "adjudicated"})
+		if err != nil || res.Delivered {
+			t.Fatalf("late signal: %+v %v", res, err)
+		}
+	})
+}
