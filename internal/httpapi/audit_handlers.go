@@ -57,7 +57,8 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, p *auth.Princ
 		return
 	}
 	a := access{req: auth.Request{Action: auth.ActionSearch, ResourceType: "AuditLog", PatientID: f.PatientID}}
-	if _, err := s.authorize(r, p, a); err != nil {
+	d, err := s.authorize(r, p, a)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -67,7 +68,7 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, p *auth.Princ
 	}
 	page, err := audit.List(r.Context(), s.opts.DB, f)
 	if err != nil {
-		s.writeError(w, r, err)
+		s.failAfterAuthorize(w, r, p, a, d, err)
 		return
 	}
 	writeJSON(w, "application/json", http.StatusOK, page)
@@ -105,13 +106,14 @@ func (s *Server) listBreakGlass(w http.ResponseWriter, r *http.Request, p *auth.
 		return
 	}
 	a := access{req: auth.Request{Action: auth.ActionSearch, ResourceType: "BreakGlass", PatientID: f.PatientID}}
-	if _, err := s.authorize(r, p, a); err != nil {
+	d, err := s.authorize(r, p, a)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	page, err := s.opts.Access.BreakGlass.List(r.Context(), f)
 	if err != nil {
-		s.writeError(w, r, err)
+		s.failAfterAuthorize(w, r, p, a, d, err)
 		return
 	}
 	writeJSON(w, "application/json", http.StatusOK, page)

@@ -129,6 +129,21 @@ func (s *Server) auditDecision(r *http.Request, p *auth.Principal, a access, d a
 	return nil
 }
 
+// failAfterAuthorize answers with err for an access that was authorized (and
+// audited as such) but then failed: bad input, a conflict, a store error. A
+// second entry with outcome error follows the first, so the log never shows
+// a change that did not happen as done.
+func (s *Server) failAfterAuthorize(w http.ResponseWriter, r *http.Request, p *auth.Principal, a access, d auth.Decision, err error) {
+	if s.opts.Audit != nil {
+		e := s.auditEntry(r, p, a, d)
+		e.Outcome = audit.OutcomeError
+		if _, aerr := s.opts.Audit.Append(r.Context(), e); aerr != nil {
+			s.logger.Warn("audit of a failed access failed", "request_id", RequestID(r.Context()), "error", aerr.Error())
+		}
+	}
+	s.writeError(w, r, err)
+}
+
 // auditEntry builds the audit entry of a decision: ids and codes only.
 func (s *Server) auditEntry(r *http.Request, p *auth.Principal, a access, d auth.Decision) audit.Entry {
 	action := a.auditAction

@@ -32,13 +32,15 @@ func (s *Server) listCareTeams(w http.ResponseWriter, r *http.Request, p *auth.P
 		s.writeError(w, r, err)
 		return
 	}
-	if _, err := s.authorize(r, p, s.careTeamAccess(auth.ActionSearch, "", "")); err != nil {
+	a := s.careTeamAccess(auth.ActionSearch, "", "")
+	d, err := s.authorize(r, p, a)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	teams, err := s.opts.Access.CareTeams.List(r.Context())
 	if err != nil {
-		s.writeError(w, r, err)
+		s.failAfterAuthorize(w, r, p, a, d, err)
 		return
 	}
 	writeJSON(w, "application/json", http.StatusOK, map[string]any{"care_teams": teams})
@@ -53,18 +55,20 @@ func (s *Server) createCareTeam(w http.ResponseWriter, r *http.Request, p *auth.
 		s.writeError(w, r, err)
 		return
 	}
-	if _, err := s.authorize(r, p, s.careTeamAccess(auth.ActionCreate, "", "")); err != nil {
+	a := s.careTeamAccess(auth.ActionCreate, "", "")
+	d, err := s.authorize(r, p, a)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	var body careTeamJSON
 	if err := decodeJSON(r, &body); err != nil {
-		s.writeError(w, r, err)
+		s.failAfterAuthorize(w, r, p, a, d, err)
 		return
 	}
 	team, err := s.opts.Access.CareTeams.Create(r.Context(), body.Name)
 	if err != nil {
-		s.writeError(w, r, err)
+		s.failAfterAuthorize(w, r, p, a, d, err)
 		return
 	}
 	w.Header().Set("Location", "/api/v1/care-teams/"+team.ID)
@@ -80,13 +84,15 @@ func (s *Server) getCareTeam(w http.ResponseWriter, r *http.Request, p *auth.Pri
 		s.writeError(w, r, err)
 		return
 	}
-	if _, err := s.authorize(r, p, s.careTeamAccess(auth.ActionRead, id, "")); err != nil {
+	a := s.careTeamAccess(auth.ActionRead, id, "")
+	d, err := s.authorize(r, p, a)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	team, err := s.opts.Access.CareTeams.Get(r.Context(), id)
 	if err != nil {
-		s.writeError(w, r, err)
+		s.failAfterAuthorize(w, r, p, a, d, err)
 		return
 	}
 	writeJSON(w, "application/json", http.StatusOK, team)
@@ -106,17 +112,19 @@ func (s *Server) putCareTeamMember(w http.ResponseWriter, r *http.Request, p *au
 		s.writeError(w, r, err)
 		return
 	}
-	if _, err := s.authorize(r, p, s.careTeamAccess(auth.ActionUpdate, id, "")); err != nil {
+	a := s.careTeamAccess(auth.ActionUpdate, id, "")
+	d, err := s.authorize(r, p, a)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	var body careTeamMemberJSON
 	if err := decodeJSON(r, &body); err != nil {
-		s.writeError(w, r, err)
+		s.failAfterAuthorize(w, r, p, a, d, err)
 		return
 	}
 	if err := s.opts.Access.CareTeams.AddMember(r.Context(), id, r.PathValue("user"), body.Role); err != nil {
-		s.writeError(w, r, err)
+		s.failAfterAuthorize(w, r, p, a, d, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -131,12 +139,14 @@ func (s *Server) deleteCareTeamMember(w http.ResponseWriter, r *http.Request, p 
 		s.writeError(w, r, err)
 		return
 	}
-	if _, err := s.authorize(r, p, s.careTeamAccess(auth.ActionUpdate, id, "")); err != nil {
+	a := s.careTeamAccess(auth.ActionUpdate, id, "")
+	d, err := s.authorize(r, p, a)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	if err := s.opts.Access.CareTeams.RemoveMember(r.Context(), id, r.PathValue("user")); err != nil {
-		s.writeError(w, r, err)
+		s.failAfterAuthorize(w, r, p, a, d, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -172,7 +182,9 @@ func (s *Server) changeCareTeamPatient(w http.ResponseWriter, r *http.Request, p
 		s.writeError(w, r, err)
 		return
 	}
-	if _, err := s.authorize(r, p, s.careTeamAccess(auth.ActionUpdate, id, pid)); err != nil {
+	a := s.careTeamAccess(auth.ActionUpdate, id, pid)
+	d, err := s.authorize(r, p, a)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -182,7 +194,7 @@ func (s *Server) changeCareTeamPatient(w http.ResponseWriter, r *http.Request, p
 		err = s.opts.Access.CareTeams.RemovePatient(r.Context(), id, pid)
 	}
 	if err != nil {
-		s.writeError(w, r, err)
+		s.failAfterAuthorize(w, r, p, a, d, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -257,6 +257,11 @@ func TestConsentAPIGovernsAccess(t *testing.T) {
 			if p.Field != c.field {
 				t.Fatalf("%s: field %q, want %q", c.body, p.Field, c.field)
 			}
+			// The authorized attempt and its failure are both on record.
+			es := f.auditOf(t, resp.requestID)
+			if len(es) != 2 || es[0].Outcome != audit.OutcomeSuccess || es[1].Outcome != audit.OutcomeError || es[1].PatientID != ownPatient {
+				t.Fatalf("%s: audit %+v", c.body, es)
+			}
 		}
 		wantStatus(t, f.do(t, admin, "PUT", path, `{"version":1,"consents":[]}`), http.StatusOK)
 		wantStatus(t, f.do(t, doc, "GET", check, ""), http.StatusOK)

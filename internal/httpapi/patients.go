@@ -71,13 +71,14 @@ func (s *Server) getConsents(w http.ResponseWriter, r *http.Request, p *auth.Pri
 		return
 	}
 	a := access{req: auth.Request{Action: auth.ActionRead, ResourceType: "Consent", PatientID: id}, resourceID: id}
-	if _, err := s.authorize(r, p, a); err != nil {
+	d, err := s.authorize(r, p, a)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	set, err := s.opts.Access.Consents.Get(r.Context(), id)
 	if err != nil {
-		s.writeError(w, r, err)
+		s.failAfterAuthorize(w, r, p, a, d, err)
 		return
 	}
 	writeJSON(w, "application/json", http.StatusOK, set)
@@ -109,21 +110,23 @@ func (s *Server) putConsents(w http.ResponseWriter, r *http.Request, p *auth.Pri
 	// Authorize before reading the body: a caller who may not write learns
 	// nothing from validation messages.
 	a := access{req: auth.Request{Action: auth.ActionUpdate, ResourceType: "Consent", PatientID: id}, resourceID: id}
-	if _, err := s.authorize(r, p, a); err != nil {
+	d, err := s.authorize(r, p, a)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	fail := func(err error) { s.failAfterAuthorize(w, r, p, a, d, err) }
 	var body consentPutJSON
 	if err := decodeJSON(r, &body); err != nil {
-		s.writeError(w, r, err)
+		fail(err)
 		return
 	}
 	if body.Version == nil {
-		s.writeError(w, r, errs.E(errs.Invalid, "is required (0 for a patient without consents)").InField("version"))
+		fail(errs.E(errs.Invalid, "is required (0 for a patient without consents)").InField("version"))
 		return
 	}
 	if body.Consents == nil {
-		s.writeError(w, r, errs.E(errs.Invalid, "is required (an empty list clears every record)").InField("consents"))
+		fail(errs.E(errs.Invalid, "is required (an empty list clears every record)").InField("consents"))
 		return
 	}
 	in := make([]auth.ConsentInput, len(body.Consents))
@@ -132,7 +135,7 @@ func (s *Server) putConsents(w http.ResponseWriter, r *http.Request, p *auth.Pri
 	}
 	set, err := s.opts.Access.Consents.Put(r.Context(), id, *body.Version, in, p.Subject, "api")
 	if err != nil {
-		s.writeError(w, r, err)
+		fail(err)
 		return
 	}
 	writeJSON(w, "application/json", http.StatusOK, set)
