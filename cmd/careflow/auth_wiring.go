@@ -312,7 +312,9 @@ func buildIdentity(ctx context.Context, cfg Config, db *store.DB, logger *slog.L
 		})
 	}
 	out.http = httpapi.Identity{
-		Authenticator:  auth.NewVerifier(tokens, oidc),
+		// A revoked session (logout, disabled account) ends its access
+		// tokens within five seconds rather than at their expiry.
+		Authenticator:  auth.NewVerifier(tokens, oidc).WithSessionCheck(auth.NewSessionCache(accounts, 5*time.Second, 0)),
 		Accounts:       accounts,
 		Tokens:         tokens,
 		Limiter:        limiter,

@@ -12,9 +12,10 @@ import (
 // Either way the algorithm is pinned by the chosen key, so the header cannot
 // steer verification to a weaker algorithm or a different key type.
 type Verifier struct {
-	local *Tokens
-	oidc  *OIDCProvider
-	algs  []jose.SignatureAlgorithm
+	local    *Tokens
+	oidc     *OIDCProvider
+	algs     []jose.SignatureAlgorithm
+	sessions SessionChecker
 }
 
 // NewVerifier combines the verifiers; oidc may be nil.
@@ -39,7 +40,14 @@ func (v *Verifier) Authenticate(ctx context.Context, token string) (*Principal, 
 	}
 	kid := jws.Signatures[0].Header.KeyID
 	if v.local != nil && v.local.keys.Has(kid) {
-		return v.local.verifyParsed(jws)
+		p, err := v.local.verifyParsed(jws)
+		if err != nil {
+			return nil, err
+		}
+		if err := v.checkSession(ctx, p); err != nil {
+			return nil, err
+		}
+		return p, nil
 	}
 	if v.oidc != nil {
 		return v.oidc.verifyParsed(ctx, jws)

@@ -120,8 +120,8 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request) {
 
 // logout revokes the caller's session (the one its access token belongs to)
 // and, when the body names a refresh token of the caller's, that token's
-// session. The access token itself lives until it expires (at most the
-// access-token lifetime); its refresh token stops working at once.
+// session. Its refresh tokens stop working at once; its access tokens as
+// soon as the authenticator's session check notices (serve: within 5 s).
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	id := s.opts.Identity
 	p, _ := auth.PrincipalFrom(r.Context())

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,12 +15,15 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/careflow/careflow/internal/auth"
 	"github.com/careflow/careflow/internal/errs"
@@ -53,7 +57,7 @@ func newIDFixture(t testing.TB, db *store.DB, mod func(*Identity)) *idFixture {
 		t.Fatal(err)
 	}
 	tokens := auth.NewTokens(ks, auth.TokenConfig{})
-	id := Identity{Authenticator: auth.NewVerifier(tokens, nil), Accounts: accounts, Tokens: tokens}
+	id := Identity{Authenticator: auth.NewVerifier(tokens, nil).WithSessionCheck(auth.NewSessionCache(accounts, 0, 0)), Accounts: accounts, Tokens: tokens}
 	if mod != nil {
 		mod(&id)
 	}
@@ -115,6 +119,27 @@ func (f *idFixture) login(t testing.TB, name string) TokenResponse {
 		t.Fatal(err)
 	}
 	return tr
+}
+
+// userToken makes a user with a live session (no HTTP, so no rate-limit
+// bucket is touched) and returns an access token for it.
+func (f *idFixture) userToken(t testing.TB, role auth.Role) auth.IssuedToken {
+	t.Helper()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	u, err := f.accounts.AddUser(context.Background(), "u"+hex.EncodeToString(b[:]), testPassword, role)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := f.accounts.StartSession(context.Background(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := f.tokens.IssueUser(u, s.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
 
 func bearer(tok string) map[string]string { return map[string]string{"Authorization": "Bearer " + tok} }
@@ -198,6 +223,10 @@ func TestLoginMeRefreshLogout(t *testing.T) {
 		resp, _ = f.doT(t, "POST", "/api/v1/auth/refresh", `{"refresh_token":"`+tr3.RefreshToken+`"}`, map[string]string{"Content-Type": "application/json"})
 		if resp.StatusCode != 401 {
 			t.Fatalf("refresh after logout = %d", resp.StatusCode)
+		}
+		// And its access token with it (no cache in this fixture).
+		if resp, _ := f.doT(t, "GET", "/api/v1/auth/me", "", bearer(tr3.AccessToken)); resp.StatusCode != 401 {
+			t.Fatalf("access token after logout = %d", resp.StatusCode)
 		}
 		// Wrong password, unknown user: the same 401 body apart from ids.
 		r1, b1 := f.doT(t, "POST", "/api/v1/auth/login", `{"username":"dr.amal","password":"not the password"}`, map[string]string{"Content-Type": "application/json"})
@@ -336,7 +365,7 @@ func TestClientCredentialsGrant(t *testing.T) {
 			{"post, one scope asked", post + "&scope=system/Coverage.rs", form, 200, "", "system/Coverage.rs"},
 			{"asked for more than allowed: the intersection", post + "&scope=system/Coverage.rs+system/Patient.cruds", form, 200, "", "system/Coverage.rs"},
 			{"only foreign scopes", post + "&scope=system/Patient.cruds", form, 400, "invalid_scope", ""},
-			{"wrong secret", "grant_type=client_credentials", basic(c.ID, secret[:len(secret)-2]+"AA"), 401, "invalid_client", ""},
+			{"wrong secret", "grant_type=client_credentials", basic(c.ID, strings.ToUpper(secret[:len(secret)-3])+"zz9"), 401, "invalid_client", ""},
 			{"unknown client", "grant_type=client_credentials&client_id=nobody&client_secret=" + url.QueryEscape(secret), form, 401, "invalid_client", ""},
 			{"no credentials", "grant_type=client_credentials", form, 401, "invalid_client", ""},
 			{"two methods at once", post, basic(c.ID, secret), 400, "invalid_request", ""},
@@ -421,7 +450,7 @@ func TestRateLimitsAnswer429WithRetryAfter(t *testing.T) {
 			Credentials: ratelimit.Rule{Rate: 0.01, Burst: 1}}
 	})
 	f.addUser(t, "amal", auth.Nurse)
-	tok, _ := f.tokens.IssueUser(auth.User{ID: "u-1", Role: auth.Nurse}, "s-1")
+	tok := f.userToken(t, auth.Nurse)
 	// Per user: the third request of the user is refused.
 	var resp *http.Response
 	var body []byte
@@ -499,7 +528,7 @@ func TestForwardedForIsBelievedOnlyFromTrustedProxies(t *testing.T) {
 		id.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 		id.Limits.PerAddr = ratelimit.Rule{Rate: 0.01, Burst: 1}
 	})
-	tok, _ := f.tokens.IssueUser(auth.User{ID: "u-1", Role: auth.Nurse}, "s-1")
+	tok := f.userToken(t, auth.Nurse)
 	for _, addr := range []string{"198.51.100.1", "198.51.100.2"} {
 		hdr := bearer(tok.Token)
 		hdr["X-Forwarded-For"] = addr
@@ -553,7 +582,7 @@ func TestMetricsCanRequireAToken(t *testing.T) {
 	if resp, _ := closed.doT(t, "GET", "/metrics", "", nil); resp.StatusCode != 401 {
 		t.Fatalf("--metrics-auth /metrics without a token = %d", resp.StatusCode)
 	}
-	tok, _ := closed.tokens.IssueUser(auth.User{ID: "u", Role: auth.Admin}, "s")
+	tok := closed.userToken(t, auth.Admin)
 	if resp, _ := closed.doT(t, "GET", "/metrics", "", bearer(tok.Token)); resp.StatusCode != 200 {
 		t.Fatalf("--metrics-auth /metrics with a token = %d", resp.StatusCode)
 	}
@@ -565,9 +594,11 @@ func TestMetricsCanRequireAToken(t *testing.T) {
 func BenchmarkAuthenticateMiddleware(b *testing.B) {
 	f := newIDFixture(b, nil, func(id *Identity) {
 		id.Limits = RateLimits{PerAddr: ratelimit.Rule{Rate: 1e9, Burst: 1e9}, PerUser: ratelimit.Rule{Rate: 1e9, Burst: 1e9}}
+		// As serve wires it: sessions re-read every five seconds.
+		id.Authenticator = auth.NewVerifier(id.Tokens, nil).WithSessionCheck(auth.NewSessionCache(id.Accounts, 5*time.Second, 0))
 	})
 	f.srv.handleFunc("GET /api/v1/test/noop", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) })
-	tok, _ := f.tokens.IssueUser(auth.User{ID: "0193a4b2-7c1d-7f00-8a00-000000000001", Role: auth.Physician}, "0193a4b2-7c1d-7f00-8a00-0000000000aa")
+	tok := f.userToken(b, auth.Physician)
 	h := f.srv.Handler()
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
@@ -637,4 +668,52 @@ func FuzzForwardedFor(f *testing.F) {
 			t.Fatalf("client %v is not canonical", got)
 		}
 	})
+}
+
+// Two nodes with one Redis share each client's bucket: the budget is per
+// client, not per client per node.
+func TestTwoNodesShareRateLimitsThroughRedis(t *testing.T) {
+	t.Parallel()
+	u := os.Getenv("CAREFLOW_TEST_REDIS")
+	if u == "" {
+		t.Skip("CAREFLOW_TEST_REDIS is not set; skipping the shared-limit test")
+	}
+	opts, err := redis.ParseURL(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	prefix := "careflow-test:" + t.Name() + ":" + hex.EncodeToString(b[:]) + ":"
+	db := storetest.Open(t, store.SQLite)
+	node := func() *idFixture {
+		c := redis.NewClient(opts)
+		t.Cleanup(func() { c.Close() })
+		return newIDFixture(t, db, func(id *Identity) {
+			id.Limiter = ratelimit.NewRedis(c, prefix)
+			id.Limits.PerAddr = ratelimit.Rule{Rate: 0.01, Burst: 4}
+		})
+	}
+	a, bNode := node(), node()
+	tok := a.userToken(t, auth.Nurse)
+	statuses := []int{}
+	for i := 0; i < 6; i++ {
+		f := a
+		if i%2 == 1 {
+			f = bNode
+		}
+		// Each node has its own key set; what is shared is the bucket of
+		// 127.0.0.1, which the 401s and 200s draw from alike.
+		resp, _ := f.doT(t, "GET", "/api/v1/test/whoami", "", bearer(tok.Token))
+		statuses = append(statuses, resp.StatusCode)
+	}
+	limited := 0
+	for _, s := range statuses {
+		if s == 429 {
+			limited++
+		}
+	}
+	if limited != 2 || statuses[4] != 429 || statuses[5] != 429 {
+		t.Fatalf("statuses %v: want the shared burst of 4 then 429s on both nodes", statuses)
+	}
 }
