@@ -22,6 +22,7 @@ import (
 	"github.com/careflow/careflow/internal/phi"
 	"github.com/careflow/careflow/internal/record"
 	"github.com/careflow/careflow/internal/store"
+	"github.com/careflow/careflow/internal/terminology"
 )
 
 // serveHooks let tests observe and shape a serve run in-process; production
@@ -102,6 +103,19 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, hooks serveHooks) 
 		db.Collector(),
 	)
 
+	eng, stopEngine, err := startEngine(ctx, db, logger, reg)
+	if err != nil {
+		logger.Error("cannot start the workflow engine", "error", err.Error())
+		return 1
+	}
+	// Stop the workers before the database closes, whichever way serve ends.
+	engineStopped := false
+	defer func() {
+		if !engineStopped {
+			_ = stopEngine(context.WithoutCancel(ctx))
+		}
+	}()
+
 	// The access policy: the embedded default unless --access-policy names
 	// a file (validated again here; config checked it at parse time).
 	policy := auth.DefaultPolicy()
@@ -120,7 +134,11 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, hooks serveHooks) 
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		Version:      buildVersion(),
 		Identity:     identity.http,
+		Terminology:  terminology.NewService(db, terminology.Options{Logger: logger}),
 		Record:       fhirRecord,
+		ReadyChecks: []httpapi.ReadyCheck{
+			{Name: "workers", Check: func(context.Context) error { return eng.Ready() }},
+		},
 	})
 	handler := api.Handler()
 	if hooks.wrap != nil {
@@ -173,6 +191,12 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, hooks serveHooks) 
 	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		logger.Error("server stopped", "error", err.Error())
 		return 1
+	}
+	// Steps in flight get what is left of the shutdown budget to commit;
+	// any cut short run again on the next start with the same idempotency keys.
+	engineStopped = true
+	if err := stopEngine(shutdownCtx); err != nil {
+		logger.Warn("workflow engine stopped with steps cut short; they resume at the next start", "error", err.Error())
 	}
 	logger.Info("stopped")
 	return 0
