@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -67,6 +68,10 @@ type AccountsConfig struct {
 	SessionMaxAge time.Duration
 	Now           func() time.Time
 	Random        io.Reader
+	// MaxConcurrentHashes bounds argon2id computations in flight (each
+	// holds MemoryKiB of memory): a flood of logins queues instead of
+	// exhausting memory. Default 2 × GOMAXPROCS.
+	MaxConcurrentHashes int
 }
 
 // Accounts holds local users, their login sessions and the login throttle.
@@ -79,6 +84,8 @@ type Accounts struct {
 	dummyOnce sync.Once
 	dummyHash string
 	dummyErr  error
+
+	hashSlots chan struct{}
 }
 
 // NewAccounts builds the service.
@@ -101,7 +108,23 @@ func NewAccounts(db *store.DB, cfg AccountsConfig) (*Accounts, error) {
 	if cfg.Random == nil {
 		cfg.Random = rand.Reader
 	}
-	return &Accounts{db: db, cfg: cfg}, nil
+	if cfg.MaxConcurrentHashes <= 0 {
+		cfg.MaxConcurrentHashes = 2 * runtime.GOMAXPROCS(0)
+	}
+	return &Accounts{db: db, cfg: cfg, hashSlots: make(chan struct{}, cfg.MaxConcurrentHashes)}, nil
+}
+
+// withHashSlot runs fn while holding one of the argon2id slots, waiting for
+// one as long as ctx allows.
+func (a *Accounts) withHashSlot(ctx context.Context, fn func()) error {
+	select {
+	case a.hashSlots <- struct{}{}:
+	case <-ctx.Done():
+		return errs.Wrap(errs.Unavailable, ctx.Err(), "the server is busy; try again")
+	}
+	defer func() { <-a.hashSlots }()
+	fn()
+	return nil
 }
 
 // dummy returns a hash of a random password made with the configured
@@ -166,7 +189,10 @@ func (a *Accounts) AddUser(ctx context.Context, username, password string, role 
 	if err := CheckPasswordPolicy(u, password); err != nil {
 		return User{}, err
 	}
-	hash, err := HashPassword(a.cfg.Params, password, a.cfg.Random)
+	var hash string
+	if slotErr := a.withHashSlot(ctx, func() { hash, err = HashPassword(a.cfg.Params, password, a.cfg.Random) }); slotErr != nil {
+		return User{}, slotErr
+	}
 	if err != nil {
 		return User{}, err
 	}
@@ -342,7 +368,10 @@ func (a *Accounts) Authenticate(ctx context.Context, username, password, clientA
 	if len(pw) > MaxPasswordLen {
 		pw = pw[:MaxPasswordLen] // still spend the time; the login fails below
 	}
-	ok, rehash, err := VerifyPassword(hash, pw, a.cfg.Params)
+	var ok, rehash bool
+	if slotErr := a.withHashSlot(ctx, func() { ok, rehash, err = VerifyPassword(hash, pw, a.cfg.Params) }); slotErr != nil {
+		return User{}, slotErr
+	}
 	if err != nil {
 		return User{}, fmt.Errorf("login: stored hash: %w", err)
 	}
@@ -361,7 +390,10 @@ func (a *Accounts) Authenticate(ctx context.Context, username, password, clientA
 	}
 	if rehash {
 		// Best effort: a failure here leaves the old (still valid) hash.
-		if newHash, err := HashPassword(a.cfg.Params, password, a.cfg.Random); err == nil {
+		var newHash string
+		var herr error
+		slotErr := a.withHashSlot(ctx, func() { newHash, herr = HashPassword(a.cfg.Params, password, a.cfg.Random) })
+		if slotErr == nil && herr == nil {
 			_, _ = a.db.Writer().Exec(ctx, `UPDATE auth_users SET password_hash = $1, updated_at = $2 WHERE id = $3 AND password_hash = $4`,
 				newHash, now, user.ID, hash)
 		}

@@ -477,3 +477,28 @@ func wrongLast(s string) string {
 	}
 	return s[:len(s)-1] + "A"
 }
+
+// Password hashing waits for a slot; a request whose deadline passes while
+// waiting gets 503 instead of adding another 19 MiB to memory.
+func TestPasswordHashingIsBoundedInConcurrency(t *testing.T) {
+	t.Parallel()
+	db := storetest.Open(t, store.SQLite)
+	a, err := NewAccounts(db, AccountsConfig{Params: cheapParams(), MaxConcurrentHashes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := a.AddUser(ctx, "amal", goodPassword, Nurse); err != nil {
+		t.Fatal(err)
+	}
+	a.hashSlots <- struct{}{} // someone else is hashing
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := a.Authenticate(short, "amal", goodPassword, ""); !errs.Is(err, errs.Unavailable) {
+		t.Fatalf("login with every slot busy = %v, want unavailable", err)
+	}
+	<-a.hashSlots
+	if _, err := a.Authenticate(ctx, "amal", goodPassword, ""); err != nil {
+		t.Fatalf("login with a free slot: %v", err)
+	}
+}

@@ -101,3 +101,16 @@ func TestPasswordPolicy(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkHashPassword is the cost of one login (or one unknown-user
+// login) at production parameters.
+func BenchmarkHashPassword(b *testing.B) {
+	p := DefaultArgon2Params()
+	h, _ := HashPassword(p, goodPassword, nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		if ok, _, _ := VerifyPassword(h, goodPassword, p); !ok {
+			b.Fatal("no match")
+		}
+	}
+}
