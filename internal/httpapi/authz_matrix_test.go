@@ -48,7 +48,7 @@ type authzFixture struct {
 	principals map[string]*auth.Principal
 }
 
-func newAuthzFixture(t *testing.T, db *store.DB, now func() time.Time) *authzFixture {
+func newAuthzFixture(t testing.TB, db *store.DB, now func() time.Time) *authzFixture {
 	t.Helper()
 	ctx := context.Background()
 	signer, _, err := audit.GenerateSigner()
@@ -103,7 +103,7 @@ func newAuthzFixture(t *testing.T, db *store.DB, now func() time.Time) *authzFix
 // principal makes a user of a role (or an integration client) in care team
 // A, registers it with the test authenticator and returns its key. Empty
 // scopes means all scopes of the principal's kind.
-func (f *authzFixture) principal(t *testing.T, subject string, role auth.Role, scopes string) string {
+func (f *authzFixture) principal(t testing.TB, subject string, role auth.Role, scopes string) string {
 	t.Helper()
 	kind, all := auth.KindUser, "user/*.cruds"
 	if role == auth.Integration {
