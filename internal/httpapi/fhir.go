@@ -356,6 +356,10 @@ func (s *Server) respondRecord(w http.ResponseWriter, r *http.Request, g *fhirGu
 }
 
 func (s *Server) fhirRead(w http.ResponseWriter, r *http.Request, g *fhirGuard) {
+	if r.PathValue("type") == "AuditEvent" {
+		s.fhirAuditRead(w, r, g)
+		return
+	}
 	rec, err := s.opts.Record.Read(r.Context(), g, r.PathValue("type"), r.PathValue("id"))
 	if err != nil {
 		s.fhirError(w, r, err)
@@ -513,6 +517,10 @@ func searchPatient(typ string, vals url.Values) string {
 
 func (s *Server) fhirSearch(w http.ResponseWriter, r *http.Request, g *fhirGuard) {
 	typ := r.PathValue("type")
+	if typ == "AuditEvent" && r.Method == http.MethodGet {
+		s.fhirAuditSearch(w, r, g)
+		return
+	}
 	vals, err := s.searchParams(r, typ)
 	if err != nil {
 		s.fhirError(w, r, err)

@@ -101,6 +101,7 @@ func newFHIRFixture(t *testing.T, db *store.DB) *fhirFixture {
 	principals := map[string]*auth.Principal{
 		"client":  {Subject: "client-1", Kind: auth.KindClient, Role: auth.Integration, Scopes: []string{"system/*.cruds"}},
 		"billing": {Subject: "biller-1", Kind: auth.KindUser, Role: auth.Billing, Scopes: []string{"user/*.cruds"}},
+		"auditor": {Subject: "auditor-1", Kind: auth.KindUser, Role: auth.Auditor, Scopes: []string{"user/*.cruds"}},
 	}
 	var mu sync.Mutex
 	srv := New(Options{
@@ -452,6 +453,37 @@ func TestFHIRSamplesOverHTTP(t *testing.T) {
 		t.Logf("over HTTP: %d round-tripped, %d invalid rejected with an OperationOutcome, %d valid samples of types the access policy does not know (or AuditEvent) left to the record-level test", ok, rejected, skipped)
 		if ok < 30 || rejected < 20 {
 			t.Fatalf("too few samples exercised")
+		}
+	})
+}
+
+func TestFHIRAuditEventView(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		f := newFHIRFixture(t, db)
+		r := f.do(t, "POST", "/fhir/R4/Patient", []byte(`{"resourceType":"Patient","active":true}`))
+		env, _ := fhir.ReadEnvelope(r.body)
+		f.do(t, "GET", "/fhir/R4/Patient/"+env.ID, nil)
+		r = f.do(t, "GET", "/fhir/R4/AuditEvent?patient="+env.ID+"&_count=1", nil, "X-Test-Principal", "auditor")
+		b := bundleOf(t, r.body)
+		if r.status != 200 || len(b.Entry) != 1 || len(b.Link) != 2 {
+			t.Fatalf("AuditEvent search: %d %s", r.status, r.body)
+		}
+		if issues := fhir.Validate(b.Entry[0].Resource); issues.HasErrors() {
+			t.Fatalf("AuditEvent is not valid R4: %v", issues)
+		}
+		if !strings.Contains(string(b.Entry[0].Resource), "Patient/"+env.ID) {
+			t.Fatalf("AuditEvent does not name the patient: %s", b.Entry[0].Resource)
+		}
+		next := b.Link[1].URL
+		if r := f.do(t, "GET", next, nil, "X-Test-Principal", "auditor"); r.status != 200 || len(bundleOf(t, r.body).Entry) != 1 {
+			t.Fatalf("next page: %d %s", r.status, r.body)
+		}
+		id := strings.TrimPrefix(b.Entry[0].FullURL, f.ts.URL+"/fhir/R4/AuditEvent/")
+		if r := f.do(t, "GET", "/fhir/R4/AuditEvent/"+id, nil, "X-Test-Principal", "auditor"); r.status != 200 {
+			t.Fatalf("AuditEvent read: %d %s", r.status, r.body)
+		}
+		if r := f.do(t, "POST", "/fhir/R4/AuditEvent", []byte(`{"resourceType":"AuditEvent"}`)); r.status != 405 && r.status != 422 {
+			t.Fatalf("AuditEvent create: %d %s", r.status, r.body)
 		}
 	})
 }

@@ -119,7 +119,16 @@ func CapabilityStatement(version string, now time.Time) []byte {
 		}
 		if t == "AuditEvent" {
 			r = capResource{Type: t, Interaction: []capCode{{"read"}, {"search-type"}}, Versioning: "no-version", ConditionalDelete: "not-supported",
-				Documentation: "A read-only view of careflow's audit log."}
+				Documentation: "A read-only view of careflow's audit log (ids and codes only); the id is the entry's sequence number, newest first; next links carry the _after cursor.",
+				SearchParam: []capParam{
+					{Name: "date", Type: "date", Documentation: "Prefixes ge, gt (from) and le, lt (until)."},
+					{Name: "patient", Type: "reference", Documentation: "Patient id."},
+					{Name: "agent", Type: "token", Documentation: "Principal (user or client) id."},
+					{Name: "entity-type", Type: "token", Documentation: "Resource type."},
+					{Name: "outcome", Type: "token", Documentation: "0 success, 4 denied, 8 error."},
+				}}
+			rest.Resource = append(rest.Resource, r)
+			continue
 		}
 		ps := ParamsOf(t)
 		if len(ps) == 0 {

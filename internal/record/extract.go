@@ -138,6 +138,12 @@ func (rows *indexRows) add(ring *phi.Ring, typ string, p *Param, v any) error {
 		}
 	case String:
 		for _, s := range stringsOf(v) {
+			if p.PHI && p.Whole {
+				if h, err := ring.BlindIndex(blindDomain(typ, p.Name), s); err == nil {
+					rows.strs = append(rows.strs, stringRow{param: p.Name, value: h})
+				}
+				continue
+			}
 			if p.PHI {
 				prefixes, err := ring.NamePrefixIndexes(blindDomain(typ, p.Name), s)
 				if err != nil {

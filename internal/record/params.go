@@ -30,6 +30,13 @@ type Param struct {
 	// (strings also by prefixes of 3 letters and more); no :contains, no
 	// sorting, no ranges.
 	PHI bool
+	// Whole PHI strings are indexed by their whole normalised value only
+	// (no prefixes): addresses, where a prefix would match half the city.
+	Whole bool
+	// Also names parameters of the same type whose rows a search on this
+	// one matches too: name searches family and given, which are indexed
+	// once under their own names instead of again under name.
+	Also []string
 	// Targets are the resource types a reference parameter may point to;
 	// empty means any.
 	Targets []string
@@ -82,7 +89,17 @@ func date(name string, paths ...string) Param {
 func ref(name string, targets []string, paths ...string) Param {
 	return Param{Name: name, Kind: Reference, Paths: paths, Targets: targets}
 }
-func blind(p Param) Param                    { p.PHI = true; return p }
+func blind(p Param) Param { p.PHI = true; return p }
+func whole(p Param) Param { p.PHI, p.Whole = true, true; return p }
+
+// nameParam is HumanName search: the parts outside family and given (text,
+// prefix, suffix) are indexed under name; a name search also matches the
+// family and given rows.
+func nameParam() Param {
+	p := blind(str("name", "name.text", "name.prefix", "name.suffix"))
+	p.Also = []string{"family", "given"}
+	return p
+}
 func qty(name string, paths ...string) Param { return Param{Name: name, Kind: Quantity, Paths: paths} }
 
 var (
@@ -99,7 +116,7 @@ func init() {
 	// a shared family name must not leak the patient's through the index).
 	define("Patient",
 		blind(tok("identifier", "identifier")),
-		blind(str("name", "name")),
+		nameParam(),
 		blind(str("family", "name.family")),
 		blind(str("given", "name.given")),
 		blind(tok("birthdate", "birthDate")),
@@ -107,9 +124,9 @@ func init() {
 		blind(tok("phone", "telecom[system=phone]")),
 		blind(tok("email", "telecom[system=email]")),
 		blind(tok("telecom", "telecom")),
-		blind(str("address", "address")),
-		blind(str("address-city", "address.city")),
-		blind(str("address-postalcode", "address.postalCode")),
+		whole(str("address", "address")),
+		whole(str("address-city", "address.city")),
+		whole(str("address-postalcode", "address.postalCode")),
 		tok("active", "active"),
 		ref("general-practitioner", []string{"Practitioner", "PractitionerRole", "Organization"}, "generalPractitioner"),
 		ref("organization", []string{"Organization"}, "managingOrganization"),
@@ -117,7 +134,7 @@ func init() {
 	)
 	define("Practitioner",
 		tok("identifier", "identifier"),
-		blind(str("name", "name")),
+		nameParam(),
 		blind(str("family", "name.family")),
 		blind(str("given", "name.given")),
 		blind(tok("telecom", "telecom")),
@@ -389,12 +406,14 @@ func paramDoc(typ string, p *Param) string {
 		case Quantity, Number:
 			return "Plain numeric index; prefixes eq ne gt lt ge le sa eb ap."
 		default:
-			return "Plain index of system|code; :not, :missing and :text on CodeableConcept text are not offered except :not and :missing."
+			return "Plain index of system|code; system|, |code and code forms; :not and :missing supported; :text, :in, :below, :above, :of-type are not."
 		}
 	}
-	switch p.Kind {
-	case String:
-		return "PHI: blind index (HMAC) only. Matches each typed word against the normalised name parts by prefix of 3 letters or more, or whole; :exact matches the whole normalised value; no :contains, no sorting."
+	switch {
+	case p.Kind == String && p.Whole:
+		return "PHI: blind index (HMAC) of each whole normalised value (line, city, postal code, country): exact match only; no prefixes, no :contains, no sorting."
+	case p.Kind == String:
+		return "PHI: blind index (HMAC) only. Matches each typed word against the normalised name parts by prefix of 3 letters or more, or whole; :exact matches a whole normalised family or given value; no :contains, no sorting."
 	default:
 		return "PHI: blind index (HMAC) of the normalised value: exact match only (system|value honoured for the system, which is plain); no prefixes, no ranges, no :text, no sorting."
 	}

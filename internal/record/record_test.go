@@ -148,7 +148,7 @@ func searchFixture(t *testing.T, db *store.DB) (*Service, map[string]string) {
 		ids[name] = mustCreate(t, s, typ, body).ID
 	}
 	put("org", "Organization", `{"resourceType":"Organization","name":"Nile Insurance Company","identifier":[{"system":"urn:payer","value":"NIC"}]}`)
-	put("mohamed", "Patient", `{"resourceType":"Patient","identifier":[{"system":"urn:eg:nid","value":"29001011234567"}],"name":[{"family":"Hassan","given":["Mohamed","Ali"]}],"gender":"male","birthDate":"1990-01-01","telecom":[{"system":"phone","value":"+20 100 123 4567"}]}`)
+	put("mohamed", "Patient", `{"resourceType":"Patient","identifier":[{"system":"urn:eg:nid","value":"29001011234567"}],"name":[{"family":"Hassan","given":["Mohamed","Ali"]}],"gender":"male","birthDate":"1990-01-01","telecom":[{"system":"phone","value":"+20 100 123 4567"}],"address":[{"line":["12 Nile St"],"city":"Cairo"}]}`)
 	put("mona", "Patient", `{"resourceType":"Patient","identifier":[{"system":"urn:eg:nid","value":"28505051234567"}],"name":[{"family":"حسن","given":["منى"]}],"gender":"female","birthDate":"1985-05-05"}`)
 	put("maria", "Patient", `{"resourceType":"Patient","name":[{"family":"Müller","given":["María"]}],"gender":"female","active":true}`)
 	p := func(n string) string { return "Patient/" + ids[n] }
@@ -205,6 +205,11 @@ func TestSearchParameters(t *testing.T) {
 			{"name :exact not a prefix", "Patient", "family:exact=Hass", []string{}, ""},
 			{"name :contains refused on PHI", "Patient", "name:contains=ham", nil, errs.Invalid},
 			{"name OR", "Patient", "given=mona,maria", []string{"maria"}, ""},
+			{"address city, whole value (blind index)", "Patient", "address-city=CAIRO", []string{"mohamed"}, ""},
+			{"address city, no prefixes on addresses", "Patient", "address-city=cai", []string{}, ""},
+			{"address any part", "Patient", "address=12 nile st", []string{"mohamed"}, ""},
+			{"name :exact matches a whole given name", "Patient", "name:exact=ali", []string{"mohamed"}, ""},
+			{"name does not mix up parts of two patients", "Patient", "name=mona hassan", []string{}, ""},
 			{"birthdate exact", "Patient", "birthdate=1990-01-01", []string{"mohamed"}, ""},
 			{"birthdate range refused on PHI", "Patient", "birthdate=gt1980-01-01", nil, errs.Invalid},
 			{"phone", "Patient", "phone=+201001234567", []string{"mohamed"}, ""},

@@ -393,23 +393,11 @@ func (s *Service) stringCond(q *Query, p *Param, modifier, value string) (string
 	var ors []string
 	for _, v := range splitValues(value) {
 		if p.PHI {
-			if modifier == "exact" {
-				h, err := s.ring.BlindIndex(blindDomain(q.Type, p.Name+":exact"), v)
-				if err != nil {
-					return "", badParam(p.Name, "the value of %s has no letters or digits", p.Name)
-				}
-				ors = append(ors, "r.id IN (SELECT x.id FROM resource_strings x WHERE x.type = $1 AND x.param = "+q.arg(p.Name+":exact")+" AND x.value = "+q.arg(h)+")")
-				continue
-			}
-			hs, err := s.ring.NameQueryIndexes(blindDomain(q.Type, p.Name), v)
+			cond, err := s.phiStringCond(q, p, modifier, v)
 			if err != nil {
-				return "", badParam(p.Name, "the value of %s has no letters or digits", p.Name)
+				return "", err
 			}
-			var ands []string
-			for _, h := range hs {
-				ands = append(ands, "r.id IN (SELECT x.id FROM resource_strings x WHERE x.type = $1 AND x.param = "+q.arg(p.Name)+" AND x.value = "+q.arg(h)+")")
-			}
-			ors = append(ors, "("+strings.Join(ands, " AND ")+")")
+			ors = append(ors, cond)
 			continue
 		}
 		pa := q.arg(p.Name)
@@ -430,6 +418,46 @@ func (s *Service) stringCond(q *Query, p *Param, modifier, value string) (string
 		}
 	}
 	return "(" + strings.Join(ors, " OR ") + ")", nil
+}
+
+// phiStringCond matches one PHI string value through blind indexes: each
+// typed word against the prefix tokens (of this parameter and those in
+// Also), :exact (and every Whole parameter) against whole values.
+func (s *Service) phiStringCond(q *Query, p *Param, modifier, v string) (string, error) {
+	noLetters := badParam(p.Name, "the value of %s has no letters or digits", p.Name)
+	params := append([]string{p.Name}, p.Also...)
+	if p.Whole || modifier == "exact" {
+		var alts []string
+		for _, name := range params {
+			param, domain := name+":exact", name+":exact"
+			if typeParams[q.Type][name].Whole {
+				param, domain = name, name
+			}
+			h, err := s.ring.BlindIndex(blindDomain(q.Type, domain), v)
+			if err != nil {
+				return "", noLetters
+			}
+			alts = append(alts, "(x.param = "+q.arg(param)+" AND x.value = "+q.arg(h)+")")
+		}
+		return "r.id IN (SELECT x.id FROM resource_strings x WHERE x.type = $1 AND (" + strings.Join(alts, " OR ") + "))", nil
+	}
+	parts := phi.NameQueryParts(v)
+	if len(parts) == 0 {
+		return "", noLetters
+	}
+	var ands []string
+	for _, part := range parts {
+		var alts []string
+		for _, name := range params {
+			hs, err := s.ring.NameQueryIndexes(blindDomain(q.Type, name), part)
+			if err != nil || len(hs) != 1 {
+				return "", noLetters
+			}
+			alts = append(alts, "(x.param = "+q.arg(name)+" AND x.value = "+q.arg(hs[0])+")")
+		}
+		ands = append(ands, "r.id IN (SELECT x.id FROM resource_strings x WHERE x.type = $1 AND ("+strings.Join(alts, " OR ")+"))")
+	}
+	return "(" + strings.Join(ands, " AND ") + ")", nil
 }
 
 func escapeLike(s string) string {

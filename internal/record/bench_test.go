@@ -1,0 +1,220 @@
+package record
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/careflow/careflow/internal/store"
+	"github.com/careflow/careflow/internal/store/storetest"
+)
+
+// benchPatient is a realistic registration: names, a national id, an MRN,
+// birth date, phone, address.
+func benchPatient(i int) []byte {
+	given := []string{"Mohamed", "Ahmed", "Mona", "Fatma", "Omar", "Sara", "Youssef", "Nour", "Karim", "Laila"}[i%10]
+	family := []string{"Hassan", "Saleh", "Mahmoud", "Ibrahim", "Abdelrahman", "Farouk", "Nasser", "Gamal"}[(i/10)%8]
+	return []byte(fmt.Sprintf(`{"resourceType":"Patient","identifier":[{"system":"urn:eg:nid","value":"%014d"},{"system":"urn:careflow:mrn","value":"MRN-%08d"}],"active":true,"name":[{"use":"official","family":"%s","given":["%s","%s"]}],"telecom":[{"system":"phone","value":"+20 10 %08d","use":"mobile"}],"gender":"%s","birthDate":"19%02d-%02d-%02d","address":[{"line":["%d Nile St"],"city":"Cairo","postalCode":"%05d","country":"EG"}]}`,
+		29000000000000+i, i, family, given, family, i, []string{"male", "female"}[i%2], 40+i%60, 1+i%12, 1+i%28, i%500, 11000+i%900))
+}
+
+// bulkLoad stores n patients in transactions of 500, the way an import
+// would, so that large sizes load in minutes instead of hours.
+func bulkLoad(t testing.TB, s *Service, from, n int) {
+	t.Helper()
+	ctx := context.Background()
+	for start := from; start < from+n; start += 500 {
+		end := min(start+500, from+n)
+		err := s.db.Tx(ctx, func(tx store.Tx) error {
+			for i := start; i < end; i++ {
+				if _, _, err := s.createTx(ctx, tx, nil, "Patient", "", benchPatient(i), ""); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func benchDB(b *testing.B, d store.Dialect) *store.DB {
+	b.Helper()
+	if d == store.Postgres && os.Getenv(storetest.EnvPostgres) == "" {
+		b.Skip("CAREFLOW_TEST_POSTGRES not set")
+	}
+	return storetest.Open(b, d)
+}
+
+func BenchmarkCreatePatient(b *testing.B) {
+	for _, d := range []store.Dialect{store.SQLite, store.Postgres} {
+		b.Run(string(d), func(b *testing.B) {
+			s := newService(b, benchDB(b, d))
+			ctx := context.Background()
+			b.ResetTimer()
+			for i := range b.N {
+				if _, _, err := s.Create(ctx, nil, "Patient", benchPatient(i), ""); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkReadPatient(b *testing.B) {
+	for _, d := range []store.Dialect{store.SQLite, store.Postgres} {
+		b.Run(string(d), func(b *testing.B) {
+			s := newService(b, benchDB(b, d))
+			bulkLoad(b, s, 0, 2000)
+			ids := patientIDs(b, s, 2000)
+			ctx := context.Background()
+			b.ResetTimer()
+			for i := range b.N {
+				if _, err := s.Read(ctx, nil, "Patient", ids[i%len(ids)]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkSearchPatientByIdentifier(b *testing.B) {
+	for _, d := range []store.Dialect{store.SQLite, store.Postgres} {
+		b.Run(string(d), func(b *testing.B) {
+			s := newService(b, benchDB(b, d))
+			bulkLoad(b, s, 0, 2000)
+			ctx := context.Background()
+			b.ResetTimer()
+			for i := range b.N {
+				q, err := s.ParseQuery("Patient", url.Values{"identifier": {fmt.Sprintf("urn:eg:nid|%014d", 29000000000000+i%2000)}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				res, err := s.Search(ctx, nil, q)
+				if err != nil || len(res.Matches) != 1 {
+					b.Fatalf("%v, %d matches", err, len(res.Matches))
+				}
+			}
+		})
+	}
+}
+
+func patientIDs(t testing.TB, s *Service, n int) []string {
+	t.Helper()
+	rows, err := s.db.Reader().Query(context.Background(), "SELECT id FROM resources WHERE type = 'Patient' LIMIT $1", n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		_ = rows.Scan(&id)
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// TestScale is the load harness behind BENCHMARKS.md. It runs only when
+// CAREFLOW_SCALE lists patient counts (e.g. "10000,100000"); for each
+// backend and size it loads the patients, then measures the durable
+// commit rate of a bare one-row transaction, create throughput (one
+// patient per transaction, as the API does), read p99 and identifier
+// search p99 over random patients, and the process's heap.
+func TestScale(t *testing.T) {
+	sizes := os.Getenv("CAREFLOW_SCALE")
+	if sizes == "" {
+		t.Skip("set CAREFLOW_SCALE=10000,100000 (and CAREFLOW_TEST_POSTGRES) to run the load harness")
+	}
+	for _, d := range storetest.Backends() {
+		for sz := range strings.SplitSeq(sizes, ",") {
+			n, err := strconv.Atoi(sz)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Run(fmt.Sprintf("%s/%d", d, n), func(t *testing.T) { scaleRun(t, d, n) })
+		}
+	}
+}
+
+func scaleRun(t *testing.T, d store.Dialect, n int) {
+	ctx := context.Background()
+	db := storetest.Open(t, d)
+	s := newService(t, db)
+	start := time.Now()
+	bulkLoad(t, s, 0, n)
+	load := time.Since(start)
+
+	// Raw durable commit rate: one small row per transaction.
+	if _, err := db.Writer().Exec(ctx, "CREATE TABLE bench_commit (id BIGINT PRIMARY KEY, v TEXT NOT NULL)"); err != nil {
+		t.Fatal(err)
+	}
+	const commits = 500
+	start = time.Now()
+	for i := range commits {
+		if err := db.Tx(ctx, func(tx store.Tx) error {
+			_, err := tx.Exec(ctx, "INSERT INTO bench_commit (id, v) VALUES ($1, $2)", i, "x")
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rawRate := commits / time.Since(start).Seconds()
+
+	start = time.Now()
+	for i := range commits {
+		if _, _, err := s.Create(ctx, nil, "Patient", benchPatient(n+i), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	createRate := commits / time.Since(start).Seconds()
+
+	ids := patientIDs(t, s, n)
+	rng := rand.New(rand.NewPCG(1, uint64(n)))
+	const samples = 2000
+	reads := make([]time.Duration, samples)
+	for i := range reads {
+		id := ids[rng.IntN(len(ids))]
+		t0 := time.Now()
+		if _, err := s.Read(ctx, nil, "Patient", id); err != nil {
+			t.Fatal(err)
+		}
+		reads[i] = time.Since(t0)
+	}
+	searches := make([]time.Duration, samples)
+	for i := range searches {
+		k := rng.IntN(n)
+		t0 := time.Now()
+		q, err := s.ParseQuery("Patient", url.Values{"identifier": {fmt.Sprintf("urn:eg:nid|%014d", 29000000000000+k)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := s.Search(ctx, nil, q)
+		if err != nil || len(res.Matches) != 1 {
+			t.Fatalf("identifier search: %v, %d matches", err, len(res.Matches))
+		}
+		searches[i] = time.Since(t0)
+	}
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	t.Logf("| %s | %d | %s | %.0f/s | %.0f/s | %.2f | %s | %s | %s | %s | %d MiB heap, %d MiB from OS |",
+		d, n, load.Round(time.Second), rawRate, createRate, createRate/rawRate,
+		pct(reads, 50), pct(reads, 99), pct(searches, 50), pct(searches, 99),
+		ms.HeapInuse>>20, ms.Sys>>20)
+}
+
+func pct(ds []time.Duration, p int) string {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[min(len(s)-1, len(s)*p/100)].Round(10 * time.Microsecond).String()
+}
