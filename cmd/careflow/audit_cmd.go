@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
+	"path/filepath"
 
 	"github.com/careflow/careflow/internal/audit"
 	"github.com/careflow/careflow/internal/store"
@@ -60,4 +62,57 @@ func runAuditVerify(ctx context.Context, db *store.DB, checkpointDir string, std
 		return auditVerifyTampered
 	}
 	return auditVerifyIntact
+}
+
+const auditUsage = "verify"
+
+// auditCheckpointDir is where checkpoints go: the flag, else a folder in
+// the data dir (which is fine for one machine; production should point it
+// at storage the database's administrators cannot rewrite).
+func auditCheckpointDir(cfg Config) string {
+	if cfg.AuditCheckpointDir != "" {
+		return cfg.AuditCheckpointDir
+	}
+	return filepath.Join(cfg.DataDir, "audit-checkpoints")
+}
+
+// runAudit is `careflow audit verify`.
+func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	if len(args) == 0 || args[0] != "verify" {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			return helpFor("audit", stdout, stderr)
+		}
+		fmt.Fprintln(stderr, "careflow audit: say verify; run 'careflow help audit'.")
+		return 2
+	}
+	cfg, extra, code, ok := configOrExit("audit", args[1:], stdout, stderr, getenv)
+	if !ok {
+		return code
+	}
+	if len(extra) > 0 {
+		fmt.Fprintf(stderr, "careflow audit verify: unexpected argument %q.\n", extra[0])
+		return 2
+	}
+	logger := newLogger(cfg, stderr)
+	db, err := store.Open(ctx, store.Config{URL: cfg.Database, DataDir: cfg.DataDir, Logger: logger})
+	if err != nil {
+		fmt.Fprintf(stderr, "careflow audit verify: %v.\n", err)
+		return auditVerifyError
+	}
+	defer db.Close()
+	return runAuditVerify(ctx, db, auditCheckpointDir(cfg), stdout, stderr)
+}
+
+// openAuditLog opens the audit log for serve, signing checkpoints with the
+// configured key (or the development key, which it warns about).
+func openAuditLog(ctx context.Context, cfg Config, db *store.DB, logger *slog.Logger) (*audit.Log, error) {
+	signer, dev, err := audit.ResolveSigner(cfg.AuditSigningKeyFile, cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if dev {
+		logger.Warn("signing audit checkpoints with the development key from the data folder; use --audit-signing-key-file in production",
+			"verifier_key", signer.VerifierKey())
+	}
+	return audit.New(ctx, db, audit.Options{Signer: signer, CheckpointDir: auditCheckpointDir(cfg), Logger: logger.With("component", "audit")})
 }

@@ -40,6 +40,17 @@ type Config struct {
 	// AccessPolicy is a policy document replacing the embedded default
 	// (internal/auth/policy/default.json); empty uses the default.
 	AccessPolicy string
+
+	// MasterKeyFile holds the PHI master key (32 bytes, raw or base64);
+	// empty falls back to CAREFLOW_MASTER_KEY, then the development key in
+	// the data folder.
+	MasterKeyFile string
+	// AuditCheckpointDir receives the audit log's signed checkpoints, a
+	// copy outside the database (default: audit-checkpoints in the data dir).
+	AuditCheckpointDir string
+	// AuditSigningKeyFile holds the Ed25519 key that signs checkpoints;
+	// empty generates one in the data folder on first start.
+	AuditSigningKeyFile string
 }
 
 func defaultConfig() Config {
@@ -74,7 +85,9 @@ func envName(flagName string) string {
 }
 
 var (
-	cmdsDB    = []string{"serve", "migrate", "user", "client"}
+	cmdsDB    = []string{"serve", "migrate", "user", "client", "codes", "keys", "audit"}
+	cmdsKeys  = []string{"serve", "keys"}
+	cmdsAudit = []string{"serve", "audit"}
 	cmdsServe = []string{"serve"}
 )
 
@@ -156,6 +169,36 @@ func options() []option {
 					return errors.New("must be a whole number of bytes, at least 1024")
 				}
 				c.MaxBodyBytes = n
+				return nil
+			}},
+		{name: "master-key-file", arg: "FILE", commands: cmdsKeys,
+			usage: "the PHI master key: 32 bytes, raw or base64, readable by the owner only (else CAREFLOW_MASTER_KEY, else a development key in the data dir)",
+			def:   func(c Config) string { return "" },
+			set: func(c *Config, v string) error {
+				if _, err := os.Stat(v); err != nil {
+					return errors.New("cannot read the file")
+				}
+				c.MasterKeyFile = v
+				return nil
+			}},
+		{name: "audit-checkpoint-dir", arg: "DIR", commands: cmdsAudit,
+			usage: "folder for the audit log's signed checkpoints, outside the database (default: audit-checkpoints in the data dir)",
+			def:   func(c Config) string { return "" },
+			set: func(c *Config, v string) error {
+				if strings.TrimSpace(v) == "" {
+					return errors.New("must not be empty")
+				}
+				c.AuditCheckpointDir = v
+				return nil
+			}},
+		{name: "audit-signing-key-file", arg: "FILE", commands: cmdsAudit,
+			usage: "Ed25519 key that signs audit checkpoints (default: generated in the data dir on first start)",
+			def:   func(c Config) string { return "" },
+			set: func(c *Config, v string) error {
+				if _, err := os.Stat(v); err != nil {
+					return errors.New("cannot read the file")
+				}
+				c.AuditSigningKeyFile = v
 				return nil
 			}},
 		{name: "access-policy", arg: "FILE", commands: cmdsServe,

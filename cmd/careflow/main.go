@@ -35,8 +35,11 @@ func commands() []command {
 	return []command{
 		{name: "serve", summary: "run the API, workers and console", run: runServe},
 		{name: "migrate", summary: "apply pending database migrations and exit", run: runMigrate},
+		{name: "codes", summary: "load code system releases (ICD-10-CM, CPT, HCPCS, LOINC, SNOMED CT) and list them", usage: codesUsage, run: runCodes},
 		{name: "user", summary: "add, list, disable local accounts or change their role", usage: userUsage, run: runUser},
 		{name: "client", summary: "add, list or disable machine clients (OAuth2 client credentials)", usage: clientUsage, run: runClient},
+		{name: "keys", summary: "show the PHI key ring or rotate the data key (re-encrypting every row)", usage: keysUsage, run: runKeys},
+		{name: "audit", summary: "verify the audit log against its signed checkpoints", usage: auditUsage, run: runAudit},
 		{name: "version", summary: "print the version", run: runVersion},
 		{name: "help", summary: "show help for careflow or a command", usage: "[COMMAND]", run: nil},
 	}

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"os/signal"
 	"sync"
 	"syscall"
@@ -96,6 +95,20 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, hooks serveHooks) 
 	}
 	defer identity.close()
 
+	// The audit log: every PHI access and every denial is appended (and
+	// durable) before the response leaves. Closed after the HTTP drain and
+	// before the database (deferred calls run in reverse order).
+	auditLog, err := openAuditLog(ctx, cfg, db, logger)
+	if err != nil {
+		logger.Error("cannot open the audit log", "error", err.Error())
+		return 1
+	}
+	defer func() {
+		if err := auditLog.Close(context.WithoutCancel(ctx)); err != nil {
+			logger.Error("closing the audit log", "error", err.Error())
+		}
+	}()
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -128,6 +141,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, hooks serveHooks) 
 
 	api := httpapi.New(httpapi.Options{
 		Access:       auth.NewAccess(db, policy, nil),
+		Audit:        auditLog,
 		Logger:       logger,
 		DB:           db,
 		Registry:     reg,
@@ -242,20 +256,12 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 // ring's refresh and the re-encryptor for the record's ciphertext columns.
 // stop ends both and waits for them.
 func openRecord(ctx context.Context, cfg Config, db *store.DB, logger *slog.Logger) (*record.Service, func(), error) {
-	key, source, err := phi.ResolveMasterKey("", os.Getenv, cfg.DataDir)
+	ring, err := openKeyRing(ctx, cfg, db, logger)
 	if err != nil {
 		return nil, nil, err
 	}
-	if source == phi.MasterKeyDev {
-		logger.Warn("using the development PHI master key from the data folder: whoever can read the folder can read the PHI; set CAREFLOW_MASTER_KEY in production",
-			"data_dir", cfg.DataDir)
-	}
-	ring, err := phi.OpenRing(ctx, db, key, phi.Options{Logger: logger})
+	columns, err := phiColumns()
 	if err != nil {
-		return nil, nil, err
-	}
-	columns := &phi.Registry{}
-	if err := record.Register(columns); err != nil {
 		return nil, nil, err
 	}
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))

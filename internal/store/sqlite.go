@@ -5,8 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/url"
+	"os"
 	"runtime"
 
 	"modernc.org/sqlite"
@@ -58,6 +60,14 @@ func openSQLite(ctx context.Context, path string, maxConns int, logger *slog.Log
 	if mode != "wal" {
 		writer.Close()
 		return nil, fmt.Errorf("database: %s cannot use WAL journal mode (got %q)", path, mode)
+	}
+	// The file holds PHI (encrypted) and keys' wrappings: owner-only, like
+	// the data folder, whatever the process umask says.
+	for _, f := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(f, 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			writer.Close()
+			return nil, fmt.Errorf("database: restrict permissions of %s: %w", f, err)
+		}
 	}
 	readers, err := sql.Open("sqlite", sqliteDSN(path, true))
 	if err != nil {

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -366,4 +367,18 @@ func TestInstanceIDIsStable(t *testing.T) {
 			t.Fatalf("instance ids %q and %q, want one stable id", a, b)
 		}
 	})
+}
+
+func TestSQLiteFileIsOwnerOnly(t *testing.T) {
+	t.Parallel()
+	db := storetest.Open(t, store.SQLite)
+	for _, f := range []string{db.SQLitePath(), db.SQLitePath() + "-wal"} {
+		info, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if perm := info.Mode().Perm(); perm != 0o600 {
+			t.Errorf("%s has mode %v, want 0600", filepath.Base(f), perm)
+		}
+	}
 }
