@@ -15,6 +15,7 @@ import (
 	"github.com/careflow/careflow/internal/ratelimit"
 	"github.com/careflow/careflow/internal/record"
 	"github.com/careflow/careflow/internal/store"
+	"github.com/careflow/careflow/internal/terminology"
 )
 
 // DefaultMaxBodyBytes bounds request bodies unless configured otherwise. A
@@ -55,6 +56,9 @@ type Options struct {
 	// Record is the FHIR record served at /fhir/R4 (internal/record); nil
 	// leaves the FHIR routes unregistered.
 	Record *record.Service
+	// Terminology answers CodeSystem/$validate-code and $lookup on the FHIR
+	// surface (fhir_terminology.go); nil leaves those routes unregistered.
+	Terminology *terminology.Service
 }
 
 // Server holds the routes and their dependencies.
@@ -112,6 +116,7 @@ func (s *Server) routes() {
 	s.handleFunc("GET /api/v1/openapi.json", s.openAPI)
 	s.accessRoutes()
 	s.fhirRoutes()
+	s.terminologyRoutes()
 }
 
 // handle registers h under a Go 1.22 method pattern and records the pattern
