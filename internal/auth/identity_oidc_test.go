@@ -316,8 +316,9 @@ func TestUnusableProviderKeysAreSkipped(t *testing.T) {
 	enc["use"] = "enc"
 	pinned := rsaJWK("ps-1", f.rsa)
 	pinned["alg"] = "PS256"
+	raw384, _ := ek384.PublicKey.Bytes() // 0x04 || X || Y
 	p384 := map[string]any{"kty": "EC", "kid": "ec-384", "crv": "P-384",
-		"x": b64.EncodeToString(ek384.PublicKey.X.FillBytes(make([]byte, 48))), "y": b64.EncodeToString(ek384.PublicKey.Y.FillBytes(make([]byte, 48)))}
+		"x": b64.EncodeToString(raw384[1:49]), "y": b64.EncodeToString(raw384[49:])}
 	f.idp.setKeys(rsaJWK("small", small), enc, pinned, p384, map[string]any{"kty": "oct", "kid": "sym", "k": "c2VjcmV0"}, rsaJWK("rsa-1", f.rsa))
 	for _, kid := range []string{"small", "enc-1", "ps-1", "ec-384", "sym"} {
 		tok := forge(map[string]any{"alg": "RS256", "kid": kid}, f.claims(nil), rsSigner(f.rsa))
