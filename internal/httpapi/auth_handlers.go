@@ -27,6 +27,14 @@ func (s *Server) identityRoutes() {
 	s.handleFunc("GET /api/v1/auth/jwks.json", s.jwks)
 }
 
+// maxCredentialBody bounds the bodies of login, refresh and token: they
+// hold a few short strings, and anything larger is not a real client.
+const maxCredentialBody = 64 << 10
+
+func limitCredentialBody(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxCredentialBody)
+}
+
 func errNoAccounts() *errs.Error {
 	return errs.E(errs.Unavailable, "local accounts are not configured on this server")
 }
@@ -68,6 +76,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		Username string `json:"username"`
 		Password string `json:"password"`
 	}
+	limitCredentialBody(w, r)
 	if err := decodeJSON(r, &in); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -102,6 +111,7 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		RefreshToken string `json:"refresh_token"`
 	}
+	limitCredentialBody(w, r)
 	if err := decodeJSON(r, &in); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -243,6 +253,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		s.writeOAuthError(w, http.StatusBadRequest, "invalid_request", "client credentials must not be sent in the URL")
 		return
 	}
+	limitCredentialBody(w, r)
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		s.writeError(w, r, bodyError(err))

@@ -9,7 +9,12 @@
 // only the request id.
 //
 // Middleware order, outermost first: request id → access log and metrics →
-// panic recovery → security headers → body size limit → routing.
+// panic recovery → security headers → body size limit → routing. Every
+// route is registered through Server.handle, which puts its guard in front
+// of the handler: client address (X-Forwarded-For only from trusted
+// proxies) → per-address rate limit → bearer-token authentication unless the
+// route is on the public list (authn.go) → per-user rate limit. A route is
+// therefore protected unless it is listed as public on purpose.
 // The access log records method, route pattern, status, bytes and duration;
 // never query strings, bodies or headers, which may carry PHI.
 package httpapi

@@ -235,6 +235,11 @@ func TestLoginMeRefreshLogout(t *testing.T) {
 		if r1.StatusCode != 401 || p1.Detail != p2.Detail || p1.Type != p2.Type {
 			t.Fatalf("bad logins differ: %+v / %+v", p1, p2)
 		}
+		// Credential bodies are small.
+		resp, _ = f.doT(t, "POST", "/api/v1/auth/login", `{"username":"a","password":"`+strings.Repeat("x", 70<<10)+`"}`, map[string]string{"Content-Type": "application/json"})
+		if resp.StatusCode != 413 {
+			t.Fatalf("70 KiB login body = %d, want 413", resp.StatusCode)
+		}
 		// Strict JSON on login.
 		resp, body = f.doT(t, "POST", "/api/v1/auth/login", `{"username":"a","password":"b","admin":true}`, map[string]string{"Content-Type": "application/json"})
 		if resp.StatusCode != 400 || decodeProblem(t, resp, body).Field != "admin" {
