@@ -34,6 +34,7 @@ type AuthConfig struct {
 	OIDCRoleClaim string
 
 	Redis          string
+	RedisPrefix    string
 	TrustedProxies []netip.Prefix
 	RateLimitUser  ratelimit.Rule
 	RateLimitAddr  ratelimit.Rule
@@ -54,6 +55,7 @@ func defaultAuthConfig() AuthConfig {
 		AccessTokenTTL:  auth.DefaultAccessTTL,
 		RefreshTokenTTL: 12 * time.Hour,
 		OIDCRoleClaim:   "roles",
+		RedisPrefix:     "careflow:rl:",
 		RateLimitUser:   ratelimit.Rule{Rate: 50, Burst: 50},
 		RateLimitAddr:   ratelimit.Rule{Rate: 100, Burst: 100},
 		RateLimitLogin:  ratelimit.Rule{Rate: 10.0 / 60, Burst: 10},
@@ -141,6 +143,8 @@ func authOptions() []option {
 				}
 				return nil
 			}),
+		stringOption("redis-prefix", "PREFIX", "prefix of careflow's rate-limit keys in --redis (deployments sharing one Redis need different ones)",
+			cmdsServe, func(c *Config) *string { return &c.Auth.RedisPrefix }, nonEmpty),
 		{name: "trusted-proxy", arg: "CIDRS", commands: cmdsServe,
 			usage: "comma-separated proxy networks (e.g. 10.0.0.0/8) whose X-Forwarded-For is believed; the right-most untrusted address is the client",
 			def: func(c Config) string {
@@ -303,7 +307,7 @@ func buildIdentity(ctx context.Context, cfg Config, db *store.DB, logger *slog.L
 		}
 		cancel()
 		var lastLog atomic.Int64
-		limiter = ratelimit.NewFallback(ratelimit.NewRedis(client, "careflow:rl:"), limiter, func(err error) {
+		limiter = ratelimit.NewFallback(ratelimit.NewRedis(client, a.RedisPrefix), limiter, func(err error) {
 			// One line a minute at most: an outage must not flood the log.
 			now := time.Now().Unix()
 			if last := lastLog.Load(); now-last >= 60 && lastLog.CompareAndSwap(last, now) {

@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -281,5 +282,62 @@ func TestServeRefusesHalfAConfiguration(t *testing.T) {
 	}
 	if code, _, errOut := runCmd(t, nil, "serve", "--oidc-issuer", "http://idp.example"); code != 2 || !strings.Contains(errOut, "https") {
 		t.Fatalf("http issuer = %d %q", code, errOut)
+	}
+}
+
+// startServe runs serve in-process and returns its address; it stops when
+// the test ends.
+func startServe(t *testing.T, args ...string) string {
+	t.Helper()
+	cfg, _, err := parseConfig("serve", append([]string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-level", "error"}, args...), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	listening := make(chan string, 1)
+	done := make(chan int, 1)
+	go func() { done <- serve(ctx, cfg, io.Discard, serveHooks{listening: listening}) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	select {
+	case addr := <-listening:
+		return addr
+	case code := <-done:
+		t.Fatalf("serve exited %d", code)
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not start")
+	}
+	return ""
+}
+
+// Two careflow nodes given the same --redis share the per-address budget.
+func TestServeSharesRateLimitsThroughRedis(t *testing.T) {
+	t.Parallel()
+	u := os.Getenv("CAREFLOW_TEST_REDIS")
+	if u == "" {
+		t.Skip("CAREFLOW_TEST_REDIS is not set")
+	}
+	// A unique key prefix keeps runs apart in the shared Redis.
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	prefix := fmt.Sprintf("careflow-test:%s:%x:", t.Name(), b)
+	client := "198.18.0.1"
+	args := []string{"--redis", u, "--redis-prefix", prefix, "--rate-limit-addr", "3/h", "--trusted-proxy", "127.0.0.1"}
+	nodes := []string{startServe(t, args...), startServe(t, args...)}
+	var statuses []int
+	for i := 0; i < 5; i++ {
+		req, _ := http.NewRequest("GET", "http://"+nodes[i%2]+"/api/v1/auth/me", nil)
+		req.Header.Set("X-Forwarded-For", client)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		statuses = append(statuses, resp.StatusCode)
+	}
+	if fmt.Sprint(statuses) != "[401 401 401 429 429]" {
+		t.Fatalf("statuses %v: want three (unauthenticated) requests, then 429 on both nodes", statuses)
 	}
 }
