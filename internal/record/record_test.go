@@ -429,3 +429,35 @@ func TestR4TypesAreKnown(t *testing.T) {
 	}
 	_ = fmt.Sprint
 }
+
+func TestConcurrentUpdatesWithIfMatch(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		s := newService(t, db)
+		rec := mustPut(t, s, "Patient", "race", `{"resourceType":"Patient","id":"race"}`)
+		const writers = 8
+		errsCh := make(chan error, writers)
+		for i := range writers {
+			go func() {
+				body := fmt.Sprintf(`{"resourceType":"Patient","id":"race","gender":"%s"}`, []string{"male", "female"}[i%2])
+				_, _, err := s.Update(ctx, nil, "Patient", "race", []byte(body), rec.ETag())
+				errsCh <- err
+			}()
+		}
+		won := 0
+		for range writers {
+			err := <-errsCh
+			switch {
+			case err == nil:
+				won++
+			case errs.Is(err, errs.PreconditionFailed), errs.Is(err, errs.Conflict):
+			default:
+				t.Errorf("unexpected error: %v", err)
+			}
+		}
+		cur, err := s.Read(ctx, nil, "Patient", "race")
+		if won != 1 || err != nil || cur.Version != 2 {
+			t.Fatalf("%d writers won, current version %d (%v); want exactly one and version 2", won, cur.Version, err)
+		}
+	})
+}

@@ -385,12 +385,15 @@ func (s *Service) current(ctx context.Context, tx store.Tx, typ, id string) (Rec
 // write stores body as the next version of typ/id inside tx: the row, its
 // history and its indexes. The body must be valid.
 func (s *Service) write(ctx context.Context, tx store.Tx, g Guard, typ, id string, body []byte, o writeOpts) (Record, error) {
-	cur, exists, err := s.current(ctx, tx, typ, id)
-	if err != nil {
-		return Record{}, err
-	}
-	if exists && o.mustBeNew {
-		return Record{}, errs.E(errs.Conflict, "%s/%s already exists", typ, id)
+	// A create has a fresh server-assigned id: the primary key catches the
+	// impossible duplicate (409), so the look-up is skipped.
+	var cur Record
+	var exists bool
+	if !o.mustBeNew {
+		var err error
+		if cur, exists, err = s.current(ctx, tx, typ, id); err != nil {
+			return Record{}, err
+		}
 	}
 	if o.ifMatch != 0 && (!exists || cur.Deleted || cur.Version != o.ifMatch) {
 		return Record{}, errs.E(errs.PreconditionFailed, "If-Match names version %d, but the current version of %s/%s is not that one", o.ifMatch, typ, id)
