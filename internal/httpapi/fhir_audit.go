@@ -184,7 +184,7 @@ func auditParam(f *audit.Filter, k, v string) error {
 		}
 	case "date":
 		prefix, rest := "eq", v
-		if len(v) > 2 && strings.IndexAny(v[:1], "0123456789") < 0 {
+		if len(v) > 2 && !strings.ContainsAny(v[:1], "0123456789") {
 			prefix, rest = v[:2], v[2:]
 		}
 		t, err := time.Parse(time.RFC3339Nano, rest)

@@ -36,9 +36,13 @@
 //
 //	value                                              stored as
 //	-------------------------------------------------  ------------------------------------------
-//	names (HumanName, any resource)                    blind index of each normalised prefix
-//	                                                   (from 3 letters) and of the whole value
-//	telecom (phone, email), address (any resource)     blind index
+//	names (HumanName, any resource)                    blind index of each normalised prefix of
+//	                                                   every family and given part (from 3
+//	                                                   letters) and of each whole value; name
+//	                                                   searches the family and given rows, plus
+//	                                                   its own for text, prefix and suffix
+//	telecom (phone, email)                             blind index of the normalised value
+//	address (line, city, postal code, country)         blind index of each whole value
 //	identifiers of patient-compartment resources       blind index of the value; system plain
 //	(Patient, Encounter, Claim, Coverage, ...),
 //	Coverage.subscriberId
