@@ -150,6 +150,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, hooks serveHooks) 
 		Identity:     identity.http,
 		Terminology:  terminology.NewService(db, terminology.Options{Logger: logger}),
 		Record:       fhirRecord,
+		Engine:       eng,
 		ReadyChecks: []httpapi.ReadyCheck{
 			{Name: "workers", Check: func(context.Context) error { return eng.Ready() }},
 		},

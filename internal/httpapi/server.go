@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/careflow/careflow/internal/auth"
+	"github.com/careflow/careflow/internal/engine"
 	"github.com/careflow/careflow/internal/ratelimit"
 	"github.com/careflow/careflow/internal/record"
 	"github.com/careflow/careflow/internal/store"
@@ -59,6 +60,9 @@ type Options struct {
 	// Terminology answers CodeSystem/$validate-code and $lookup on the FHIR
 	// surface (fhir_terminology.go); nil leaves those routes unregistered.
 	Terminology *terminology.Service
+	// Engine is the workflow engine served at /api/v1/workflow-runs and
+	// /api/v1/tasks (workflows.go); nil answers those routes with 503.
+	Engine *engine.Engine
 }
 
 // Server holds the routes and their dependencies.
@@ -116,6 +120,7 @@ func (s *Server) routes() {
 	s.handleFunc("GET /api/v1/openapi.json", s.openAPI)
 	s.accessRoutes()
 	s.fhirRoutes()
+	s.workflowRoutes()
 	s.terminologyRoutes()
 }
 
