@@ -98,12 +98,15 @@ const AllFields = "*"
 
 // policyDoc is the file format. Field names are the document's keys.
 type policyDoc struct {
-	Version     int                      `json:"version"`
-	Description string                   `json:"description,omitempty"`
-	Purposes    map[string]purposeDoc    `json:"purposes"`
-	AlwaysShown []string                 `json:"always_visible_fields"`
-	BreakGlass  breakGlassDoc            `json:"break_glass"`
-	Roles       map[string]rolePolicyDoc `json:"roles"`
+	Version     int                   `json:"version"`
+	Description string                `json:"description,omitempty"`
+	Purposes    map[string]purposeDoc `json:"purposes"`
+	AlwaysShown []string              `json:"always_visible_fields"`
+	// SessionScopes are the scopes a careflow login session acts with when
+	// its token carries no resource scopes (see policy_scope.go).
+	SessionScopes []string                 `json:"session_scopes"`
+	BreakGlass    breakGlassDoc            `json:"break_glass"`
+	Roles         map[string]rolePolicyDoc `json:"roles"`
 }
 
 type purposeDoc struct {
@@ -145,10 +148,11 @@ type ruleDoc struct {
 // Policy is a validated access policy. It is immutable after load and safe
 // for concurrent use.
 type Policy struct {
-	purposes    map[Purpose]purposeInfo
-	alwaysShown map[string]bool
-	breakGlass  BreakGlassPolicy
-	roles       map[Role]*rolePolicy
+	sessionScopes []string
+	purposes      map[Purpose]purposeInfo
+	alwaysShown   map[string]bool
+	breakGlass    BreakGlassPolicy
+	roles         map[Role]*rolePolicy
 }
 
 type purposeInfo struct {
@@ -256,6 +260,13 @@ func ParsePolicy(b []byte) (*Policy, error) {
 		if _, ok := p.purposes[pu]; !ok {
 			return nil, fmt.Errorf("purposes: purpose %q is missing; every purpose needs a consent default", pu)
 		}
+	}
+	for _, raw := range doc.SessionScopes {
+		sc, err := ParseScope(raw)
+		if err != nil || sc.Context != ScopeUser || sc.Params != "" {
+			return nil, fmt.Errorf("session_scopes: %q is not a user/ resource scope without parameters", raw)
+		}
+		p.sessionScopes = append(p.sessionScopes, raw)
 	}
 	for _, f := range doc.AlwaysShown {
 		if !isElementName(f) {

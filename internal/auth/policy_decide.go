@@ -11,7 +11,9 @@ package auth
 //     rule grants the action for other purposes only). This step never
 //     looks at the patient, so its denial says nothing about them.
 //  4. The token: its scopes must grant the action's SMART permission on
-//     the type (scope). Scopes only narrow the role.
+//     the type (scope). Scopes only narrow the role. A careflow login
+//     session whose token names no resource scope acts with the policy's
+//     session_scopes.
 //  5. The patient: a rule for every patient ("any") passes; a compartment
 //     rule needs a relationship (care team, assignment in force, or an
 //     active break-the-glass grant, which counts only for the policy's
@@ -190,7 +192,7 @@ func (a *Authorizer) Decide(ctx context.Context, p *Principal, req Request) Deci
 		}
 		return deny(ReasonNoRule, purpose)
 	}
-	if !ScopesAllow(p, req.ResourceType, req.Action) {
+	if !scopesAllow(p.Kind, a.policy.effectiveScopes(p), req.ResourceType, req.Action) {
 		return deny(ReasonScope, purpose)
 	}
 

@@ -27,13 +27,18 @@ import (
 //     and granting the whole type would be wider than the token says.
 //   - Anything else that is not a resource scope (openid, fhirUser, launch,
 //     offline_access, a malformed string) is ignored for authorization.
-//   - No resource scopes, no access: a token must say what it may do.
-//     careflow's own login sessions are first-party and should carry
-//     FirstPartyUserScopes, which leaves the role's policy as the limit.
+//   - No resource scopes, no access: a token must say what it may do. One
+//     case is settled by the policy instead of the token: a careflow login
+//     session (a user token carrying careflow's session id) whose token
+//     names no resource scope acts with the policy's session_scopes
+//     (default user/*.cruds: the role's policy alone limits a person using
+//     careflow's own console). A session token that does name resource
+//     scopes is held to them; tokens from OIDC providers (no careflow
+//     session) and machine clients always need their own scopes.
 
-// FirstPartyUserScopes are the scopes a careflow login session (not a
-// third-party app acting for a user) should carry: every permission on every
-// type, so that the role's policy alone limits it.
+// FirstPartyUserScopes are the scopes of a first-party careflow session
+// (the default policy's session_scopes): every permission on every type, so
+// that the role's policy alone limits it.
 func FirstPartyUserScopes() []string { return []string{"user/*.cruds"} }
 
 // ScopeContext is the first segment of a resource scope.
@@ -206,21 +211,41 @@ func permsFor(a Action) Perms {
 	return PermAll + 1 // never satisfiable
 }
 
+// effectiveScopes are the scopes a decision intersects with: the token's,
+// or the policy's session scopes for a careflow login session whose token
+// names no resource scope.
+func (p *Policy) effectiveScopes(pr *Principal) []string {
+	if pr.Kind != KindUser || pr.SessionID == "" {
+		return pr.Scopes
+	}
+	for _, raw := range pr.Scopes {
+		if _, err := ParseScope(raw); err == nil {
+			return pr.Scopes
+		}
+	}
+	return p.sessionScopes
+}
+
 // ScopesAllow reports whether the principal's token scopes permit the
-// action on the resource type, following the rules at the top of this file.
+// action on the resource type, following the rules at the top of this file
+// (the token's own scopes; Decide also applies the policy's session scopes).
 func ScopesAllow(p *Principal, resourceType string, a Action) bool {
+	return scopesAllow(p.Kind, p.Scopes, resourceType, a)
+}
+
+func scopesAllow(kind PrincipalKind, scopes []string, resourceType string, a Action) bool {
 	need := permsFor(a)
 	if need > PermAll {
 		return false
 	}
 	want := ScopeUser
-	if p.Kind == KindClient {
+	if kind == KindClient {
 		want = ScopeSystem
-	} else if p.Kind != KindUser {
+	} else if kind != KindUser {
 		return false
 	}
 	var have Perms
-	for _, raw := range p.Scopes {
+	for _, raw := range scopes {
 		s, err := ParseScope(raw)
 		if err != nil || s.Context != want || s.Params != "" {
 			continue

@@ -64,6 +64,12 @@ func user(role auth.Role, scopes ...string) *auth.Principal {
 	return &auth.Principal{Subject: "u-" + string(role), Kind: auth.KindUser, Role: role, Scopes: scopes}
 }
 
+// session is a careflow login session's principal: a session id, and the
+// token's scopes as given (none by default).
+func session(role auth.Role, scopes ...string) *auth.Principal {
+	return &auth.Principal{Subject: "u-" + string(role), Kind: auth.KindUser, Role: role, Scopes: scopes, SessionID: "s-1", Issuer: "careflow"}
+}
+
 func client(scopes ...string) *auth.Principal {
 	if scopes == nil {
 		scopes = []string{"system/*.cruds"}
@@ -161,6 +167,7 @@ func TestPolicyValidationNamesWhatIsWrong(t *testing.T) {
 			d["break_glass"].(map[string]any)["reasons"] = []any{"patient collapsed in the lobby"}
 		}, "is not a code"},
 		{"a wrong version", func(d map[string]any) { d["version"] = 2 }, "version must be 1"},
+		{"system session scopes", func(d map[string]any) { d["session_scopes"] = []any{"system/*.cruds"} }, `session_scopes: "system/*.cruds"`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -282,6 +289,10 @@ func TestDecide(t *testing.T) {
 		{"an unknown resource type is denied", user(auth.Physician), rq(auth.ActionRead, "Spaceship", "own", ""), false, auth.ReasonUnknownResource, "", false},
 		{"an unknown action is denied", user(auth.Physician), rq("purge", "Patient", "own", ""), false, auth.ReasonUnknownAction, "", false},
 		{"an unknown purpose is denied", user(auth.Physician), rq(auth.ActionRead, "Patient", "own", "marketing"), false, auth.ReasonUnknownPurpose, "", false},
+		{"a careflow session without resource scopes acts with the session scopes", session(auth.Physician, "openid"), rq(auth.ActionUpdate, "Observation", "own", ""), true, auth.ReasonAllowed, auth.ViaCareTeam, false},
+		{"session scopes do not widen the role", session(auth.Billing), rq(auth.ActionRead, "Observation", "own", ""), false, auth.ReasonNoRule, "", false},
+		{"a careflow session that names scopes is held to them", session(auth.Physician, "user/Observation.rs"), rq(auth.ActionUpdate, "Observation", "own", ""), false, auth.ReasonScope, "", false},
+		{"a token without a careflow session needs its own scopes", user(auth.Physician, "openid", "fhirUser"), rq(auth.ActionRead, "Observation", "own", ""), false, auth.ReasonScope, "", false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -291,6 +302,22 @@ func TestDecide(t *testing.T) {
 				t.Fatalf("decision %+v; want allowed=%v reason=%s via=%q break_glass=%v", d, c.allowed, c.reason, c.via, c.breakGlass)
 			}
 		})
+	}
+}
+
+func TestEmptySessionScopesMakeSessionsNeedScopes(t *testing.T) {
+	t.Parallel()
+	p, err := auth.ParsePolicy(mutate(t, func(d map[string]any) { d["session_scopes"] = []any{} }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	az := auth.NewAuthorizer(p, &memRelations{vias: map[string]auth.Vias{"u-physician|own": auth.RelCareTeam}}, &memConsents{}, nil)
+	req := auth.Request{Action: auth.ActionRead, ResourceType: "Observation", PatientID: "own"}
+	if d := az.Decide(context.Background(), session(auth.Physician), req); d.Allowed || d.Reason != auth.ReasonScope {
+		t.Fatalf("session without scopes under session_scopes []: %+v", d)
+	}
+	if d := az.Decide(context.Background(), session(auth.Physician, "user/Observation.r"), req); !d.Allowed {
+		t.Fatalf("session with its own scope: %+v", d)
 	}
 }
 

@@ -109,10 +109,17 @@ func (f *authzFixture) principal(t testing.TB, subject string, role auth.Role, s
 	if role == auth.Integration {
 		kind, all = auth.KindClient, "system/*.cruds"
 	}
-	if scopes == "" {
+	session := ""
+	switch scopes {
+	case "":
 		scopes = all
+	case "session":
+		// A careflow login session whose token names no resource scope:
+		// the policy's session_scopes apply.
+		scopes, session = "", "sess-"+subject
 	}
-	p := &auth.Principal{Subject: subject, Kind: kind, Role: role, Scopes: append([]string{"openid"}, strings.Fields(scopes)...)}
+	p := &auth.Principal{Subject: subject, Kind: kind, Role: role, SessionID: session,
+		Scopes: append([]string{"openid"}, strings.Fields(scopes)...)}
 	if err := f.access.CareTeams.AddMember(context.Background(), f.teamA, subject, "member"); err != nil {
 		t.Fatal(err)
 	}
