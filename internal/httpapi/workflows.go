@@ -84,8 +84,11 @@ var (
 	reasonCode = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
 	// startKey is a client's idempotency key for a start.
 	startKey = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,200}$`)
-	// taskRole is a role named by a task filter or a reassignment.
+	// taskRole is a role named by a task filter.
 	taskRole = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
+	// decisionCode is a task decision: one of the codes the definition
+	// offers, never free text.
+	decisionCode = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 )
 
 func (s *Server) workflowRoutes() {
@@ -1024,7 +1027,7 @@ func (s *Server) completeTask(w http.ResponseWriter, r *http.Request, p *auth.Pr
 		fail(err)
 		return
 	}
-	if !taskRole.MatchString(body.Decision) {
+	if !decisionCode.MatchString(body.Decision) {
 		fail(errs.E(errs.Invalid, "is required: one of the task's decisions (a code such as approve)").InField("decision"))
 		return
 	}

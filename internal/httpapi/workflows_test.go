@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -133,14 +134,6 @@ func newWFFixture(t *testing.T, db *store.DB) *wfFixture {
 	return &wfFixture{authzFixture: f, eng: eng, clock: clock}
 }
 
-// outsider makes a user of a role who is in no care team.
-func (f *wfFixture) outsider(subject string, role auth.Role) string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.principals[subject] = &auth.Principal{Subject: subject, Kind: auth.KindUser, Role: role, Scopes: auth.FirstPartyUserScopes()}
-	return subject
-}
-
 // call sends a request as who with a JSON body (a string, or a value to
 // encode) and returns the response.
 func (f *wfFixture) call(t *testing.T, who, method, path string, body any) authzResponse {
@@ -203,7 +196,9 @@ func (f *wfFixture) waitRun(t *testing.T, id, what string, cond func(*engine.Run
 }
 
 func waitingFor(kind string) func(*engine.Run) bool {
-	return func(r *engine.Run) bool { return r.Status == engine.StatusWaiting && r.Wait != nil && r.Wait.Kind == kind }
+	return func(r *engine.Run) bool {
+		return r.Status == engine.StatusWaiting && r.Wait != nil && r.Wait.Kind == kind
+	}
 }
 
 // taskOf waits for the open task of a run waiting on one.
@@ -809,4 +804,30 @@ func TestWorkflowRoutesWithoutEngine(t *testing.T) {
 			t.Errorf("%s = %d %s", path, resp.status, resp.body)
 		}
 	}
+}
+
+// The list filters parse whatever a client sends: never a panic, and what
+// they accept is within bounds.
+func FuzzWorkflowQuery(f *testing.F) {
+	for _, seed := range []string{"", "status=waiting&stuck_for=15m&limit=500", "definition=diagnostics&patient=pat-1&after=01a213e3-7a2b-7b0f-a806-b5e585995f2d",
+		"stuck_for=9999999h", "limit=-1", "overdue=true&role=billing&assignee=u1&run_id=x", "status=%zz", "status=open"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		if rf, err := runFilter(q); err == nil {
+			if rf.Limit < 1 || rf.Limit > maxPage || (rf.Status != "" && !rf.Status.Valid()) || (rf.After != "" && !canonicalUUID(rf.After)) ||
+				(rf.PatientID != "" && !auth.ValidPatientID(rf.PatientID)) || rf.StuckFor < 0 {
+				t.Fatalf("runFilter(%q) accepted %+v", raw, rf)
+			}
+		}
+		if tf, err := taskFilter(q); err == nil {
+			if tf.Limit < 1 || tf.Limit > maxPage || (tf.RunID != "" && !canonicalUUID(tf.RunID)) || (tf.After != "" && !canonicalUUID(tf.After)) {
+				t.Fatalf("taskFilter(%q) accepted %+v", raw, tf)
+			}
+		}
+	})
 }
