@@ -289,6 +289,22 @@ func (s *Server) writeRecord(w http.ResponseWriter, r *http.Request, p *auth.Pri
 	writeJSON(w, "application/json", status, out[0])
 }
 
+// writeChanged answers a record the request itself just changed, shown as
+// the decision that allowed the change permits (its visible fields). It is
+// not decided again as a read: the change happened, and a 404 now would
+// tell the client it did not.
+func (s *Server) writeChanged(w http.ResponseWriter, r *http.Request, p *auth.Principal, a access, d auth.Decision, v any) {
+	b, err := json.Marshal(v)
+	if err == nil {
+		b, err = s.opts.Access.Policy.RedactFields(d.Fields, b)
+	}
+	if err != nil {
+		s.failAfterAuthorize(w, r, p, a, d, errs.Wrap(errs.Internal, err, "encode response"))
+		return
+	}
+	writeJSON(w, "application/json", http.StatusOK, json.RawMessage(b))
+}
+
 func runRecord(run *engine.Run, body any) (patientRecord, error) {
 	b, err := json.Marshal(body)
 	if err != nil {
@@ -456,12 +472,14 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request, p *auth.Princi
 		fail(errs.E(errs.Conflict, "start_key already names another run of this definition").InField("start_key"))
 		return
 	}
+	// Shown as the create decision permits, like any record the request
+	// itself changed (see writeChanged).
 	b, err := json.Marshal(run)
 	if err == nil {
 		b, err = s.opts.Access.Policy.RedactFields(d.Fields, b)
 	}
 	if err != nil {
-		s.writeError(w, r, errs.Wrap(errs.Internal, err, "encode workflow run"))
+		fail(errs.Wrap(errs.Internal, err, "encode workflow run"))
 		return
 	}
 	status := http.StatusOK
@@ -801,12 +819,7 @@ func (s *Server) runControl(op string) func(http.ResponseWriter, *http.Request, 
 			fail(err)
 			return
 		}
-		rec, err := runRecord(run, run)
-		if err != nil {
-			fail(err)
-			return
-		}
-		s.writeRecord(w, r, p, http.StatusOK, rec, rr.d.Purpose, errRunNotFound)
+		s.writeChanged(w, r, p, rr.a, rr.d, run)
 	}
 }
 
@@ -1002,7 +1015,7 @@ func (s *Server) claimTask(w http.ResponseWriter, r *http.Request, p *auth.Princ
 		fail(err)
 		return
 	}
-	s.answerTask(w, r, p, tr, t)
+	s.writeChanged(w, r, p, tr.a, tr.d, t)
 }
 
 type completeJSON struct {
@@ -1045,7 +1058,7 @@ func (s *Server) completeTask(w http.ResponseWriter, r *http.Request, p *auth.Pr
 		fail(err)
 		return
 	}
-	s.answerTask(w, r, p, tr, t)
+	s.writeChanged(w, r, p, tr.a, tr.d, t)
 }
 
 type reassignJSON struct {
@@ -1091,12 +1104,5 @@ func (s *Server) reassignTask(w http.ResponseWriter, r *http.Request, p *auth.Pr
 		fail(err)
 		return
 	}
-	// The answer is the task; the decision that allowed it was about the
-	// run, and the task is filtered as a task.
-	rec, err := taskRecord(t, tr.run.PatientID)
-	if err != nil {
-		fail(err)
-		return
-	}
-	s.writeRecord(w, r, p, http.StatusOK, rec, tr.d.Purpose, errTaskNotFound)
+	s.writeChanged(w, r, p, tr.a, tr.d, t)
 }
