@@ -30,7 +30,7 @@ const approvalDefinition = "test.approval"
 func approvalDef() *engine.Definition {
 	return &engine.Definition{Name: approvalDefinition, Version: 1, Steps: []engine.Step{
 		{Name: "approve", Wait: func(*engine.Input) (engine.Wait, error) {
-			return engine.Wait{Task: &engine.TaskSpec{Title: "Approve the test request", Role: "physician", Decisions: []string{"approve", "reject"}}}, nil
+			return engine.Wait{Task: &engine.TaskSpec{Title: "Approve the test request", Role: "physician", Decisions: []string{"approve", "reject"}, Due: time.Hour}}, nil
 		}},
 		{Name: "done", Timeout: 5 * time.Second, Do: func(context.Context, *engine.StepContext) (engine.Result, error) {
 			return engine.Result{Output: map[string]any{"done": true}}, nil
@@ -715,9 +715,15 @@ func TestWorkflowTaskClaimComplete(t *testing.T) {
 		if p := problemOf(t, f.call(t, ops, "POST", "/api/v1/tasks/"+t2.ID+"/reassign", map[string]any{"version": moved.RowVersion, "role": "surgeon"}), 400); p.Field != "role" {
 			t.Errorf("an unknown role: %+v", p)
 		}
-		// Overdue: no due date on these tasks, so none.
+		// Overdue: the tasks are due an hour after they open; two hours on,
+		// the unfinished one is overdue and the completed one is not.
 		if page := must[taskPage](t, f.call(t, ops, "GET", "/api/v1/tasks?overdue=true", nil), 200); len(page.Tasks) != 0 {
-			t.Errorf("overdue %s", page.Tasks)
+			t.Errorf("overdue before time moved: %s", page.Tasks)
+		}
+		f.clock.Advance(2 * time.Hour)
+		page = must[taskPage](t, f.call(t, ops, "GET", "/api/v1/tasks?overdue=true", nil), 200)
+		if len(page.Tasks) != 1 || !strings.Contains(string(page.Tasks[0]), t2.ID) {
+			t.Errorf("overdue tasks %s, want %s", page.Tasks, t2.ID)
 		}
 	})
 }
