@@ -77,8 +77,12 @@ const (
 	PatientsCompartment PatientScope = "compartment"
 	// PatientsAny reaches every patient (still subject to consent).
 	PatientsAny PatientScope = "any"
-	// PatientsNone marks a resource that is not patient data (the audit
-	// log, user accounts, care teams); no patient is involved.
+	// PatientsNone reaches records that belong to no patient: every record
+	// of a type that is not patient data (the audit log, user accounts,
+	// care teams, directories; see PatientData), and of a patient-data type
+	// only the records that name no patient (a Location-less Observation of
+	// a device, say). It never reaches a patient's record: that always
+	// takes a compartment or any rule, with its consent check.
 	PatientsNone PatientScope = "none"
 )
 
@@ -476,6 +480,23 @@ func resourceTypes() []string {
 
 // KnownResourceType reports whether the policy may name t.
 func KnownResourceType(t string) bool { return slices.Contains(resourceTypes(), t) }
+
+// notPatientData are the known types that hold no patient's data:
+// directories, code systems, and careflow's own administrative records,
+// which name patients by id at most (the audit log; care teams, administered
+// as a whole; workflow runs, which by the engine's contract hold references
+// and codes, never readable PHI). Every other known type is patient data.
+func notPatientData() []string {
+	return []string{"Practitioner", "PractitionerRole", "Organization", "Location", "Medication",
+		"CodeSystem", "ValueSet", "AuditLog", "AuditEvent", "BreakGlass", "User", "AccessPolicy", "CareTeam",
+		"WorkflowRun"}
+}
+
+// PatientData reports whether records of type t belong to a patient, so
+// that a rule for them must name the patients it reaches.
+func PatientData(t string) bool {
+	return KnownResourceType(t) && !slices.Contains(notPatientData(), t)
+}
 
 // isElementName accepts a FHIR top-level element name (letters and digits,
 // starting with a letter) or a careflow API field (lower case with _).

@@ -14,7 +14,9 @@ package auth
 //     the type (scope). Scopes only narrow the role. A careflow login
 //     session whose token names no resource scope acts with the policy's
 //     session_scopes.
-//  5. The patient: a rule for every patient ("any") passes; a compartment
+//  5. The patient: a rule for records of no patient ("none") passes for
+//     types that are not patient data, and for patient-data types only
+//     when no patient is named; a rule for every patient ("any") passes; a compartment
 //     rule needs a relationship (care team, assignment in force, or an
 //     active break-the-glass grant, which counts only for the policy's
 //     break-the-glass purposes); none is not_related, which the HTTP layer
@@ -205,6 +207,11 @@ func (a *Authorizer) Decide(ctx context.Context, p *Principal, req Request) Deci
 			if (r.Patients == PatientsCompartment) != pass {
 				continue
 			}
+			// A rule for records of no patient never reaches a patient's
+			// record (see PatientsNone).
+			if r.Patients == PatientsNone && req.PatientID != "" && PatientData(req.ResourceType) {
+				continue
+			}
 			d := a.decideRule(ctx, p, req, purpose, r)
 			if d.Allowed {
 				return d
@@ -215,6 +222,9 @@ func (a *Authorizer) Decide(ctx context.Context, p *Principal, req Request) Deci
 				denial, haveDenial = d, true
 			}
 		}
+	}
+	if !haveDenial {
+		return deny(ReasonNoRule, purpose)
 	}
 	return denial
 }
@@ -233,6 +243,9 @@ func (a *Authorizer) decideRule(ctx context.Context, p *Principal, req Request, 
 	switch {
 	case r.Patients == PatientsNone:
 		allow.Via = ViaNone
+		// Patient-less records of a patient-data type: a search may still
+		// have matched records of patients, which need their own rule.
+		allow.RecheckRecords = PatientData(req.ResourceType)
 		return allow
 	case req.PatientID == "":
 		// A search or a create across patients: the caller rechecks each

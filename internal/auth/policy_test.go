@@ -305,6 +305,42 @@ func TestDecide(t *testing.T) {
 	}
 }
 
+// A "none" rule on a patient-data type reaches only records that name no
+// patient: it is never a way around the compartment and consent.
+func TestNoneRulesNeverReachAPatientsRecord(t *testing.T) {
+	t.Parallel()
+	p, err := auth.ParsePolicy(mutate(t, func(d map[string]any) {
+		r := firstRule(d, "admin")
+		r["resources"] = []any{"User", "Observation", "WorkflowRun"}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons := &memConsents{c: map[string]auth.ConsentDecision{"p1|operations": auth.ConsentDeny}}
+	az := auth.NewAuthorizer(p, &memRelations{}, cons, nil)
+	admin := user(auth.Admin)
+	for _, c := range []struct {
+		name    string
+		req     auth.Request
+		allowed bool
+		reason  auth.Reason
+		recheck bool
+	}{
+		{"a patient's observation", auth.Request{Action: auth.ActionRead, ResourceType: "Observation", PatientID: "p1"}, false, auth.ReasonNoRule, false},
+		{"an observation of no patient", auth.Request{Action: auth.ActionRead, ResourceType: "Observation"}, true, auth.ReasonAllowed, true},
+		{"a search, rechecked per record", auth.Request{Action: auth.ActionSearch, ResourceType: "Observation"}, true, auth.ReasonAllowed, true},
+		{"a type that is not patient data ignores the patient", auth.Request{Action: auth.ActionRead, ResourceType: "WorkflowRun", PatientID: "p1"}, true, auth.ReasonAllowed, false},
+	} {
+		d := az.Decide(context.Background(), admin, c.req)
+		if d.Allowed != c.allowed || d.Reason != c.reason || d.RecheckRecords != c.recheck {
+			t.Errorf("%s: %+v", c.name, d)
+		}
+	}
+	if !auth.PatientData("Observation") || auth.PatientData("AuditLog") || auth.PatientData("Spaceship") {
+		t.Fatal("PatientData")
+	}
+}
+
 func TestEmptySessionScopesMakeSessionsNeedScopes(t *testing.T) {
 	t.Parallel()
 	p, err := auth.ParsePolicy(mutate(t, func(d map[string]any) { d["session_scopes"] = []any{} }))
