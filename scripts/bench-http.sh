@@ -18,13 +18,20 @@ if [ "$backend" = postgres ]; then
 	db="careflow_bench_$$"
 	psql "$admin" -qc "CREATE DATABASE $db"
 	trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; psql "$admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"; rm -rf "$work"' EXIT
-	args+=(--database "${admin%%/postgres*}/$db?sslmode=disable")
+	base="${admin%%\?*}"
+	args+=(--database "${base%/*}/$db?sslmode=disable")
 fi
 ./bin/careflow "${args[@]}" 2>"$work/server.log" &
 pid=$!
+up=no
 for _ in $(seq 1 100); do
-	curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+	if curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; then up=yes; break; fi
 	sleep 0.1
 done
+if [ "$up" != yes ]; then
+	echo "bench-http: careflow did not start; its log:" >&2
+	cat "$work/server.log" >&2
+	exit 1
+fi
 echo "== GET /healthz ($backend, $conns connections, $duration)"
 ./bin/loadgen -url "http://127.0.0.1:$port/healthz" -c "$conns" -d "$duration"

@@ -191,7 +191,7 @@ func options() []option {
 				c.AuditCheckpointDir = v
 				return nil
 			}},
-		{name: "audit-signing-key-file", arg: "FILE", commands: cmdsAudit,
+		{name: "audit-signing-key-file", arg: "FILE", commands: cmdsServe,
 			usage: "Ed25519 key that signs audit checkpoints (default: generated in the data dir on first start)",
 			def:   func(c Config) string { return "" },
 			set: func(c *Config, v string) error {

@@ -383,3 +383,24 @@ func TestHelpListsEveryCommandAndFlag(t *testing.T) {
 		}
 	}
 }
+
+// The README is the front door: every command and every flag careflow
+// takes is in it, with its environment variable.
+func TestREADMENamesEveryCommandAndFlag(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	for _, c := range commands() {
+		if !strings.Contains(readme, "careflow "+c.name) {
+			t.Errorf("README does not mention `careflow %s`", c.name)
+		}
+	}
+	for _, o := range options() {
+		if !strings.Contains(readme, "`--"+o.name+"`") || !strings.Contains(readme, envName(o.name)) {
+			t.Errorf("README lacks the flag --%s or its variable %s", o.name, envName(o.name))
+		}
+	}
+}
