@@ -21,6 +21,7 @@ import (
 	"github.com/careflow/careflow/internal/errs"
 	"github.com/careflow/careflow/internal/fhir"
 	"github.com/careflow/careflow/internal/record"
+	"github.com/careflow/careflow/internal/store"
 )
 
 // The FHIR R4 REST surface over internal/record. Handlers are thin: check
@@ -89,12 +90,12 @@ func (s *Server) fhirHandler(h func(w http.ResponseWriter, r *http.Request, g *f
 
 // fhirGuard is the FHIR surface's one call point into the access policy
 // and the audit log: record.Service calls Allow for every record before
-// opening or writing it. Allow is called inside database transactions
-// (the record's write, a whole transaction Bundle), where appending to the
-// audit log would wait for the writer the transaction holds; so decisions
-// are made at once and their audit entries kept until auditingWriter
-// appends them, before the response leaves. A failed append turns the
-// response into a 503 (fail closed).
+// opening or writing it. Writes are audited inside their own transaction
+// (AllowTx). Reads and denials may be decided inside a transaction too (a
+// transaction Bundle's GETs), where Append would wait for the writer the
+// transaction holds; their entries are kept until auditingWriter appends
+// them, before the response leaves. A failed append turns the response
+// into a 503 (fail closed).
 type fhirGuard struct {
 	s *Server
 	r *http.Request
@@ -130,6 +131,34 @@ func (g *fhirGuard) allow(a record.Access) error {
 	g.mu.Unlock()
 	if !d.Allowed {
 		return denialError(d)
+	}
+	g.purpose = d.Purpose
+	return nil
+}
+
+// AllowTx implements record.TxGuard: an allowed write is audited inside
+// the write's own transaction (audit.Log.AppendTx), so the record and its
+// audit entry commit together and a rolled-back transaction leaves no
+// entry for what did not happen. A denial is kept for the response, since
+// the transaction it was decided in will roll back.
+func (g *fhirGuard) AllowTx(ctx context.Context, tx store.Tx, a record.Access) error {
+	acc := access{
+		req:        auth.Request{Action: auth.Action(a.Action), ResourceType: a.Type, PatientID: a.PatientID},
+		resourceID: a.ID,
+	}
+	d := g.s.opts.Access.Authorizer.Decide(g.r.Context(), g.p, acc.req)
+	e := g.s.auditEntry(g.r, g.p, acc, d)
+	if !d.Allowed {
+		g.mu.Lock()
+		g.pending = append(g.pending, e)
+		g.mu.Unlock()
+		return denialError(d)
+	}
+	if g.s.opts.Audit == nil {
+		return errs.E(errs.Unavailable, "the audit log is not configured; access to audited records is refused")
+	}
+	if _, err := g.s.opts.Audit.AppendTx(ctx, tx, e); err != nil {
+		return errs.Wrap(errs.Unavailable, err, "the audit log is unavailable; try again")
 	}
 	g.purpose = d.Purpose
 	return nil

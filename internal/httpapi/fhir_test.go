@@ -348,6 +348,18 @@ func TestFHIRTransaction(t *testing.T) {
 		if r := f.do(t, "GET", "/fhir/R4/Encounter?_summary=count", nil); !strings.Contains(string(r.body), `"total":0`) {
 			t.Fatalf("rolled-back transaction left encounters: %s", r.body)
 		}
+		// Writes are audited in their own transaction: a rolled-back one
+		// leaves no entry for a create that did not happen.
+		created := func() int {
+			page, err := audit.List(context.Background(), db, audit.Filter{ResourceType: "Encounter", Action: audit.ActionCreate})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(page.Entries)
+		}
+		if n := created(); n != 0 {
+			t.Fatalf("%d audit entries for encounters a rolled-back transaction never created", n)
+		}
 		f.do(t, "POST", "/fhir/R4/Patient", []byte(`{"resourceType":"Patient","identifier":[{"system":"urn:mrn","value":"TX-0"}]}`))
 		r = f.do(t, "POST", "/fhir/R4", tx)
 		b := bundleOf(t, r.body)
@@ -359,6 +371,9 @@ func TestFHIRTransaction(t *testing.T) {
 		}
 		_ = json.Unmarshal(b.Entry[0].Resource, &enc)
 		patEnv, _ := fhir.ReadEnvelope(b.Entry[1].Resource)
+		if n := created(); n != 1 {
+			t.Fatalf("%d audit entries for the one encounter created", n)
+		}
 		if enc.Subject.Reference != "Patient/"+patEnv.ID || b.Entry[0].Response.Status != "201 Created" {
 			t.Fatalf("urn:uuid not resolved: %q vs %q", enc.Subject.Reference, patEnv.ID)
 		}

@@ -53,6 +53,23 @@ func allow(ctx context.Context, g Guard, a Access) error {
 	return g.Allow(ctx, a)
 }
 
+// TxGuard is a Guard that can record an allowed decision inside the
+// record's write transaction, so that a write and its audit entry commit
+// or roll back together.
+type TxGuard interface {
+	Guard
+	AllowTx(ctx context.Context, tx store.Tx, a Access) error
+}
+
+// allowWrite decides a write inside tx, through AllowTx when the guard
+// offers it.
+func allowWrite(ctx context.Context, g Guard, tx store.Tx, a Access) error {
+	if tg, ok := g.(TxGuard); ok {
+		return tg.AllowTx(ctx, tx, a)
+	}
+	return allow(ctx, g, a)
+}
+
 // ErrDeleted marks a read of a resource whose current version is a delete
 // (HTTP 410 Gone).
 var ErrDeleted = errors.New("record: resource deleted")
@@ -335,7 +352,7 @@ func (s *Service) deleteTx(ctx context.Context, tx store.Tx, g Guard, typ, id st
 	if !exists || cur.Deleted {
 		return Record{Type: typ, ID: id, Version: cur.Version, Deleted: true}, nil
 	}
-	if err := allow(ctx, g, Access{Action: ActDelete, Type: typ, ID: id, PatientID: cur.PatientID}); err != nil {
+	if err := allowWrite(ctx, g, tx, Access{Action: ActDelete, Type: typ, ID: id, PatientID: cur.PatientID}); err != nil {
 		return Record{}, err
 	}
 	now := s.stamp()
@@ -417,12 +434,12 @@ func (s *Service) write(ctx context.Context, tx store.Tx, g Guard, typ, id strin
 		action = ActUpdate
 		if cur.PatientID != patient {
 			// Moving a record between compartments needs the right on both.
-			if err := allow(ctx, g, Access{Action: ActUpdate, Type: typ, ID: id, PatientID: cur.PatientID}); err != nil {
+			if err := allowWrite(ctx, g, tx, Access{Action: ActUpdate, Type: typ, ID: id, PatientID: cur.PatientID}); err != nil {
 				return Record{}, err
 			}
 		}
 	}
-	if err := allow(ctx, g, Access{Action: action, Type: typ, ID: id, PatientID: patient}); err != nil {
+	if err := allowWrite(ctx, g, tx, Access{Action: action, Type: typ, ID: id, PatientID: patient}); err != nil {
 		return Record{}, err
 	}
 	rows, err := extract(s.ring, typ, doc)
