@@ -461,3 +461,51 @@ func TestConcurrentUpdatesWithIfMatch(t *testing.T) {
 		}
 	})
 }
+
+// refuseAll refuses every decision, to fail some creates of a group.
+type refuseAll struct{}
+
+func (refuseAll) Allow(context.Context, Access) error { return errs.E(errs.Forbidden, "denied") }
+
+func TestGroupCommitIsolatesFailures(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		s := newService(t, db)
+		const n = 30
+		type result struct {
+			rec Record
+			err error
+		}
+		results := make(chan result, n)
+		for i := range n {
+			go func() {
+				var g Guard
+				if i%3 == 0 {
+					g = refuseAll{}
+				}
+				rec, _, err := s.Create(ctx, g, "Patient", benchPatient(i), "")
+				results <- result{rec, err}
+			}()
+		}
+		ok, denied := 0, 0
+		for range n {
+			r := <-results
+			switch {
+			case r.err == nil:
+				ok++
+				if _, err := s.Read(ctx, nil, "Patient", r.rec.ID); err != nil {
+					t.Errorf("created %s, read: %v", r.rec.ID, err)
+				}
+			case errs.Is(r.err, errs.Forbidden):
+				denied++
+			default:
+				t.Errorf("unexpected: %v", r.err)
+			}
+		}
+		q, _ := s.ParseQuery("Patient", url.Values{"_summary": {"count"}})
+		res, err := s.Search(ctx, nil, q)
+		if err != nil || ok != 20 || denied != 10 || *res.Total != ok {
+			t.Fatalf("%d created, %d denied, %v stored (%v); want 20, 10, 20", ok, denied, res.Total, err)
+		}
+	})
+}

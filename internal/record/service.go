@@ -96,6 +96,7 @@ type Service struct {
 	ring  *phi.Ring
 	now   func() time.Time
 	newID func() string
+	group committer
 }
 
 // New returns the record over a migrated database and an open key ring.
@@ -207,6 +208,10 @@ func (s *Service) Create(ctx context.Context, g Guard, typ string, body []byte, 
 	}
 	if err := validate(body, typ); err != nil {
 		return Record{}, false, err
+	}
+	if ifNoneExist == "" {
+		rec, err := s.createGrouped(ctx, g, typ, body)
+		return rec, err == nil, err
 	}
 	err = s.db.Tx(ctx, func(tx store.Tx) error {
 		rec, created, err = s.createTx(ctx, tx, g, typ, "", body, ifNoneExist)
