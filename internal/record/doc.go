@@ -74,5 +74,7 @@
 // conditional references are resolved first, every reference to an entry's
 // fullUrl is rewritten, then entries run in the order DELETE, POST, PUT,
 // GET; any failure rolls everything back. Batch entries run each in their
-// own transaction and fail alone.
+// own transaction and fail alone. Plain creates that arrive while another
+// commits share its successor's transaction (group commit, groupcommit.go):
+// one fsync for many creates, each still failing alone.
 package record
