@@ -290,12 +290,25 @@ func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.waitLog(t, "shutting down", 10*time.Second)
-	// The listener is closed: a new connection is refused while the slow
-	// request is still running.
-	client := &http.Client{Timeout: 2 * time.Second}
-	if resp, err := client.Get("http://" + addr + "/healthz"); err == nil {
+	// The listener closes just after that log line: within a moment a new
+	// connection is refused, while the slow request is still running.
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	refused := false
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); {
+		resp, err := client.Get("http://" + addr + "/healthz")
+		if err != nil {
+			refused = true
+			break
+		}
 		resp.Body.Close()
-		t.Fatalf("a new request after SIGTERM got %d; want the connection refused", resp.StatusCode)
+	}
+	if !refused {
+		t.Fatal("new connections were still accepted a second after SIGTERM")
+	}
+	select {
+	case r := <-got:
+		t.Fatalf("the slow request ended (%d %q %v) before new connections were refused", r.status, r.body, r.err)
+	default:
 	}
 	r := <-got
 	if r.err != nil || r.status != 200 || r.body != "finished" {

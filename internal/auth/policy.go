@@ -470,7 +470,7 @@ func resourceTypes() []string {
 		// FHIR R4: financial.
 		"Coverage", "CoverageEligibilityRequest", "CoverageEligibilityResponse",
 		"Claim", "ClaimResponse", "ExplanationOfBenefit", "PaymentNotice",
-		"PaymentReconciliation", "Account", "ChargeItem", "Invoice",
+		"PaymentReconciliation", "Account", "ChargeItem", "Invoice", "InsurancePlan",
 		// Terminology (not patient data).
 		"CodeSystem", "ValueSet",
 		// careflow API records.
@@ -488,7 +488,7 @@ func KnownResourceType(t string) bool { return slices.Contains(resourceTypes(), 
 // and codes, never readable PHI). Every other known type is patient data.
 func notPatientData() []string {
 	return []string{"Practitioner", "PractitionerRole", "Organization", "Location", "Medication",
-		"CodeSystem", "ValueSet", "AuditLog", "AuditEvent", "BreakGlass", "User", "AccessPolicy", "CareTeam",
+		"InsurancePlan", "CodeSystem", "ValueSet", "AuditLog", "AuditEvent", "BreakGlass", "User", "AccessPolicy", "CareTeam",
 		"WorkflowRun"}
 }
 

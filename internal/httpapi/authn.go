@@ -66,6 +66,9 @@ var publicRoutes = map[string]bool{
 	"POST /api/v1/auth/refresh":  true,
 	"POST /api/v1/auth/token":    true,
 	"GET /api/v1/auth/jwks.json": true,
+	// The CapabilityStatement holds no data; SMART and FHIR clients read it
+	// before they have a token to learn how to get one.
+	"GET /fhir/R4/metadata": true,
 }
 
 // credentialRoutes take secrets and get the stricter per-address rule.

@@ -359,8 +359,12 @@ func readFHIRBody(r *http.Request) ([]byte, error) {
 	return body, nil
 }
 
+// fhirMetadata answers the CapabilityStatement. It describes the binary,
+// not the moment, so it is built once per server (dated at its start):
+// clients fetch it first and often, and building it walks every R4 type.
 func (s *Server) fhirMetadata(w http.ResponseWriter, r *http.Request) {
-	writeFHIR(w, http.StatusOK, record.CapabilityStatement(s.opts.Version, time.Now()))
+	s.capOnce.Do(func() { s.capDoc = record.CapabilityStatement(s.opts.Version, time.Now()) })
+	writeFHIR(w, http.StatusOK, s.capDoc)
 }
 
 // respondRecord writes one record as the response of a read or write,

@@ -78,6 +78,10 @@ type Server struct {
 	// extraPublic holds routes tests registered with handlePublicFunc.
 	extraPublic map[string]bool
 	limiter     ratelimit.Limiter
+
+	// capOnce builds the CapabilityStatement (capDoc) on first request.
+	capOnce sync.Once
+	capDoc  []byte
 }
 
 // New builds a server with the operational routes registered.

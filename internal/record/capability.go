@@ -80,6 +80,11 @@ type capResource struct {
 	SearchInclude     []string   `json:"searchInclude,omitempty"`
 	SearchRevInclude  []string   `json:"searchRevInclude,omitempty"`
 	SearchParam       []capParam `json:"searchParam,omitempty"`
+	Operation         []capOp    `json:"operation,omitempty"`
+}
+type capOp struct {
+	Name       string `json:"name"`
+	Definition string `json:"definition"`
 }
 type capCode struct {
 	Code string `json:"code"`
@@ -116,6 +121,14 @@ func CapabilityStatement(version string, now time.Time) []byte {
 		r := capResource{
 			Type: t, Interaction: full, Versioning: "versioned", ReadHistory: true, UpdateCreate: true,
 			ConditionalCreate: true, ConditionalUpdate: true, ConditionalDelete: "single",
+		}
+		if t == "CodeSystem" {
+			// Answered by internal/terminology: codes valid on a date of
+			// service, billable versus header ICD-10-CM codes, check digits.
+			r.Operation = []capOp{
+				{Name: "validate-code", Definition: "http://hl7.org/fhir/OperationDefinition/CodeSystem-validate-code"},
+				{Name: "lookup", Definition: "http://hl7.org/fhir/OperationDefinition/CodeSystem-lookup"},
+			}
 		}
 		if t == "AuditEvent" {
 			r = capResource{Type: t, Interaction: []capCode{{"read"}, {"search-type"}}, Versioning: "no-version", ConditionalDelete: "not-supported",
