@@ -72,7 +72,7 @@ func defaultConfig() Config {
 // option is one setting: a flag, its environment variable and its parser.
 type option struct {
 	name     string
-	arg      string // placeholder for the value in help
+	arg      string // how help names the value (DIR, URL, ...)
 	usage    string
 	def      func(Config) string
 	set      func(*Config, string) error

@@ -12,7 +12,7 @@ import (
 // resource type and reports with the invariant's key, so a client can look
 // it up in the specification.
 //
-// Consent's ppc-2..ppc-5 compare scope codings with the placeholder system
+// Consent's ppc-2..ppc-5 compare scope codings with the stand-in system
 // 'something' in R4 4.0.1, so they can never fail and are left out.
 //
 // A few resources the server handles as infrastructure rather than as

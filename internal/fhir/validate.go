@@ -435,7 +435,7 @@ func (val *validator) property(f *field, v *jsonValue, companion *jsonValue, pat
 			item := &v.items[i]
 			ip := path.at(i)
 			if item.kind == jsonNull {
-				// A null is a placeholder that lets the value and companion
+				// A null is a position holder that lets the value and companion
 				// arrays line up; it needs a companion entry at the same
 				// position.
 				if f.prim == nil || companion == nil || companion.kind != jsonArray || i >= len(companion.items) || companion.items[i].kind == jsonNull {

@@ -515,43 +515,19 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request, p *auth.Princi
 		s.writeError(w, r, err)
 		return
 	}
-	limit := f.Limit
-	var (
-		kept    []patientRecord
-		next    string
-		scanned int
-	)
-scan:
-	for {
-		page, err := s.opts.Engine.ListRuns(r.Context(), f)
-		if err != nil {
-			s.failAfterAuthorize(w, r, p, a, d, err)
-			return
-		}
-		for _, run := range page {
-			scanned++
+	kept, next, err := scanReadable(f.Limit,
+		func() ([]*engine.Run, error) { return s.opts.Engine.ListRuns(r.Context(), f) },
+		func(run *engine.Run) string { f.After = run.ID; return run.ID },
+		func(run *engine.Run) (patientRecord, bool, error) {
 			if !s.mayRead(r, p, runType, run.PatientID, d.Purpose) {
-				continue
+				return patientRecord{}, false, nil
 			}
 			rec, err := runRecord(run, run)
-			if err != nil {
-				s.failAfterAuthorize(w, r, p, a, d, err)
-				return
-			}
-			kept = append(kept, rec)
-			if len(kept) == limit {
-				next = run.ID
-				break scan
-			}
-		}
-		if len(page) < f.Limit {
-			break
-		}
-		f.After = page[len(page)-1].ID
-		if scanned >= listScanBudget {
-			next = f.After
-			break
-		}
+			return rec, err == nil, err
+		})
+	if err != nil {
+		s.failAfterAuthorize(w, r, p, a, d, err)
+		return
 	}
 	out, err := s.recheckRecords(r, p, d.Purpose, kept)
 	if err != nil {
@@ -912,48 +888,23 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request, p *auth.Princ
 		patients[runID] = run.PatientID
 		return run.PatientID, nil
 	}
-	limit := f.Limit
-	var (
-		kept    []patientRecord
-		next    string
-		scanned int
-	)
-scan:
-	for {
-		page, err := s.opts.Engine.ListTasks(r.Context(), f)
-		if err != nil {
-			s.failAfterAuthorize(w, r, p, a, d, err)
-			return
-		}
-		for _, t := range page {
-			scanned++
+	kept, next, err := scanReadable(f.Limit,
+		func() ([]*engine.Task, error) { return s.opts.Engine.ListTasks(r.Context(), f) },
+		func(t *engine.Task) string { f.After = t.ID; return t.ID },
+		func(t *engine.Task) (patientRecord, bool, error) {
 			pid, err := patientOf(t.RunID)
 			if err != nil {
-				s.failAfterAuthorize(w, r, p, a, d, err)
-				return
+				return patientRecord{}, false, err
 			}
 			if !s.mayRead(r, p, taskType, pid, d.Purpose) {
-				continue
+				return patientRecord{}, false, nil
 			}
 			rec, err := taskRecord(t, pid)
-			if err != nil {
-				s.failAfterAuthorize(w, r, p, a, d, err)
-				return
-			}
-			kept = append(kept, rec)
-			if len(kept) == limit {
-				next = t.ID
-				break scan
-			}
-		}
-		if len(page) < f.Limit {
-			break
-		}
-		f.After = page[len(page)-1].ID
-		if scanned >= listScanBudget {
-			next = f.After
-			break
-		}
+			return rec, err == nil, err
+		})
+	if err != nil {
+		s.failAfterAuthorize(w, r, p, a, d, err)
+		return
 	}
 	out, err := s.recheckRecords(r, p, d.Purpose, kept)
 	if err != nil {
@@ -1105,4 +1056,44 @@ func (s *Server) reassignTask(w http.ResponseWriter, r *http.Request, p *auth.Pr
 		return
 	}
 	s.writeChanged(w, r, p, tr.a, tr.d, t)
+}
+
+// scanReadable walks an engine listing page by page (pageSize records a
+// page; next is called with the last record of a full page to move the
+// cursor past it and returns that record's id) and keeps what keep admits,
+// until limit records are kept (the cursor is then the last kept record's
+// id), the listing ends (no cursor), or listScanBudget records were
+// examined (the cursor is where the scan stopped, so the caller can go on).
+// The engine does not know care teams, so filtering happens here, before
+// the response filter rechecks every kept record.
+func scanReadable[T any](pageSize int, fetch func() ([]T, error), next func(T) string, keep func(T) (patientRecord, bool, error)) ([]patientRecord, string, error) {
+	var kept []patientRecord
+	scanned := 0
+	for {
+		page, err := fetch()
+		if err != nil {
+			return nil, "", err
+		}
+		for _, item := range page {
+			scanned++
+			rec, ok, err := keep(item)
+			if err != nil {
+				return nil, "", err
+			}
+			if !ok {
+				continue
+			}
+			kept = append(kept, rec)
+			if len(kept) == pageSize {
+				return kept, next(item), nil
+			}
+		}
+		if len(page) < pageSize {
+			return kept, "", nil
+		}
+		cursor := next(page[len(page)-1])
+		if scanned >= listScanBudget {
+			return kept, cursor, nil
+		}
+	}
 }

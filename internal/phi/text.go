@@ -37,7 +37,7 @@ func (Text) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(redactedText)) }
 func (Text) LogValue() slog.Value       { return slog.StringValue(redactedText) }
 
 // MarshalText and MarshalJSON redact too: a Text that reaches a JSON encoder
-// by accident shows the placeholder, not the patient. Code that means to
+// by accident shows the redaction marker, not the patient. Code that means to
 // send the value writes Reveal() into its response type.
 func (Text) MarshalText() ([]byte, error) { return []byte(redactedText), nil }
 func (Text) MarshalJSON() ([]byte, error) { return []byte(`"` + redactedText + `"`), nil }

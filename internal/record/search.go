@@ -52,7 +52,7 @@ type include struct {
 	typ, param, target string // target "" means any
 }
 
-// arg binds v and returns its placeholder.
+// arg binds v and returns its parameter marker ($n).
 func (q *Query) arg(v any) string {
 	q.args = append(q.args, v)
 	return "$" + strconv.Itoa(len(q.args))
@@ -904,7 +904,7 @@ func (s *Service) OpenPage(ctx context.Context, token string) (string, url.Value
 }
 
 // sortKey is one _sort field: an ORDER BY expression, with %s standing for
-// the parameter name's placeholder when param is set.
+// the parameter name's parameter marker when param is set.
 type sortKey struct {
 	expr  string
 	param string

@@ -2,7 +2,7 @@
 // SQLite (the embedded default, through modernc.org/sqlite, pure Go) and
 // PostgreSQL (through pgx/v5, for many stateless nodes).
 //
-// SQL is written by hand with $1, $2 placeholders, which both dialects
+// SQL is written by hand with $1, $2 parameter markers, which both dialects
 // accept; where the dialects differ, callers branch on DB.Dialect in one small
 // function. Times are passed and scanned as time.Time on both: SQLite keeps
 // them as fixed-width UTC text (so they sort), PostgreSQL as timestamptz.

@@ -15,7 +15,7 @@ import (
 // both dialects.
 var ErrNoRows = sql.ErrNoRows
 
-// Querier runs SQL. SQL uses $1, $2 ... placeholders on both dialects.
+// Querier runs SQL. SQL uses $1, $2 ... parameter markers on both dialects.
 type Querier interface {
 	// Exec runs a statement and returns the number of rows it affected.
 	Exec(ctx context.Context, query string, args ...any) (int64, error)

@@ -72,7 +72,7 @@ const progressEvery = 5000
 // JSON parameter, so a 98,000-line order file is a few dozen statements, not
 // 98,000 round trips to PostgreSQL; and the statement text stays short, which
 // matters on SQLite, where parsing a multi-row VALUES list with thousands of
-// placeholders cost more than storing the rows.
+// parameter markers cost more than storing the rows.
 const insertBatch = 4000
 
 // LoadICD10CM loads a CMS ICD-10-CM order file as release version of
