@@ -263,15 +263,19 @@ func (g *fhirGuard) visible(recs []record.Record) ([]json.RawMessage, []record.R
 // the Accept header and, for bodies, the Content-Type.
 func fhirNegotiate(r *http.Request) error {
 	unsupported := errs.E(errs.UnsupportedMedia, "this server speaks FHIR JSON only (application/fhir+json)")
-	if f := r.URL.Query().Get("_format"); f != "" && !jsonFormat(f) {
-		return unsupported
+	for _, f := range r.URL.Query()["_format"] {
+		if !jsonFormat(f) {
+			return unsupported
+		}
 	}
-	if acc := r.Header.Get("Accept"); acc != "" {
+	if acc := r.Header.Values("Accept"); len(acc) > 0 {
 		ok := false
-		for part := range strings.SplitSeq(acc, ",") {
-			mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))
-			if err == nil && (jsonFormat(mt) || mt == "*/*" || mt == "application/*") {
-				ok = true
+		for _, v := range acc {
+			for part := range strings.SplitSeq(v, ",") {
+				mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))
+				if err == nil && (jsonFormat(mt) || mt == "*/*" || mt == "application/*") {
+					ok = true
+				}
 			}
 		}
 		if !ok {

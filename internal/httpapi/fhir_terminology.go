@@ -104,7 +104,7 @@ func terminologyInput[In any](r *http.Request, fromQuery func(url.Values) (In, e
 	if err != nil {
 		return zero, errs.E(errs.Invalid, "the query string is malformed")
 	}
-	if err := acceptsFHIRJSON(r, q); err != nil {
+	if err := acceptsFHIRJSON(r); err != nil {
 		return zero, err
 	}
 	if r.Method != http.MethodPost {
@@ -123,50 +123,24 @@ func terminologyInput[In any](r *http.Request, fromQuery func(url.Values) (In, e
 	return fromBody(p)
 }
 
-// acceptsFHIRJSON answers 415 unless the client accepts JSON (Accept and
-// _format) and, on POST, declares a JSON body. A POST without a
-// Content-Type is refused too: the body is a FHIR resource and must say so.
-func acceptsFHIRJSON(r *http.Request, q url.Values) error {
-	unsupported := errs.E(errs.UnsupportedMedia, "this server speaks FHIR JSON only (application/fhir+json)")
-	for _, f := range q["_format"] {
-		if !jsonMediaName(f) && f != "json" {
-			return unsupported
-		}
-	}
-	if acc := r.Header.Values("Accept"); len(acc) > 0 {
-		ok := false
-		for _, v := range acc {
-			for part := range strings.SplitSeq(v, ",") {
-				mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))
-				if err == nil && (jsonMediaName(mt) || mt == "*/*" || mt == "application/*") {
-					ok = true
-				}
-			}
-		}
-		if !ok {
-			return unsupported
-		}
+// acceptsFHIRJSON is the FHIR surface's format check (fhirNegotiate) made
+// stricter for a Parameters body: a POST must declare a JSON Content-Type
+// (the body is a FHIR resource and must say so) in UTF-8.
+func acceptsFHIRJSON(r *http.Request) error {
+	if err := fhirNegotiate(r); err != nil {
+		return err
 	}
 	if r.Method != http.MethodPost {
 		return nil
 	}
 	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || !jsonMediaName(mt) {
+	if err != nil || !jsonFormat(mt) {
 		return errs.E(errs.UnsupportedMedia, "send the Parameters body as application/fhir+json")
 	}
 	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
 		return errs.E(errs.UnsupportedMedia, "FHIR JSON is UTF-8; charset %s is not accepted", cs)
 	}
 	return nil
-}
-
-// jsonMediaName reports the media types a terminology request may use.
-func jsonMediaName(mt string) bool {
-	switch strings.ToLower(mt) {
-	case "application/fhir+json", "application/json":
-		return true
-	}
-	return false
 }
 
 // parametersBody is a Parameters resource as it arrives. The resource
