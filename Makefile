@@ -27,9 +27,10 @@ lint: ## gofmt, go vet, staticcheck
 	@# definitions; that check is too slow under -race, so it runs here.
 	$(GO) test -count=1 ./internal/fhir/internal/gen/
 
-bench: build ## Go benchmarks on both backends, then the HTTP load harness
+bench: build ## Go benchmarks on both backends, then the HTTP load harness on each
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 1 $(PKGS)
-	./scripts/bench-http.sh
+	BACKEND=sqlite ./scripts/bench-security.sh
+	BACKEND=postgres ./scripts/bench-security.sh
 
 fuzz: ## each Fuzz target for FUZZTIME
 	./scripts/fuzz.sh $(FUZZTIME)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The cost of careflow's security layer per request, for BENCHMARKS.md.
+# careflow's HTTP load harness for BENCHMARKS.md: the /healthz floor and the
+# cost of the security layer per request.
 # Starts `careflow serve` (bin/, from `make build`) on a fresh data folder,
 # creates a machine client and one Patient, and loads from a separate
 # process (bin/loadgen), loopback only:
