@@ -218,10 +218,13 @@ func LoadVerificationKeyFile(path string) (ed25519.PublicKey, error) {
 // for the loser, who then reads the winner's.
 func LoadOrCreateDevSigningKey(dataDir string) (ed25519.PrivateKey, bool, error) {
 	path := filepath.Join(dataDir, DevSigningKeyFile)
-	if k, err := LoadSigningKeyFile(path); err == nil {
-		return k, false, nil
-	} else if _, statErr := os.Stat(path); !errors.Is(statErr, fs.ErrNotExist) {
-		return nil, false, err
+	// Stat before reading: a failed read followed by a stat could see the
+	// file another start linked in between and misreport the read's error.
+	if _, err := os.Stat(path); err == nil {
+		k, err := LoadSigningKeyFile(path)
+		return k, false, err
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, false, fmt.Errorf("stat signing key file %s: %w", path, err)
 	}
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, false, fmt.Errorf("create data folder: %w", err)
