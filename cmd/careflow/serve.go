@@ -274,5 +274,8 @@ func openRecord(ctx context.Context, cfg Config, db *store.DB, logger *slog.Logg
 		phi.NewReencryptor(ring, columns, phi.ReencryptOptions{Logger: logger}).Run(bg, 10*time.Minute)
 	}()
 	stop := func() { cancel(); wg.Wait() }
-	return record.New(db, ring, record.Options{}), stop, nil
+	// Claims and Conditions are checked against the code systems careflow
+	// knows on every write, from the API or an import.
+	codes := terminology.NewService(db, terminology.Options{Logger: logger})
+	return record.New(db, ring, record.Options{Codes: codes}), stop, nil
 }

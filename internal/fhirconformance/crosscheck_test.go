@@ -28,6 +28,7 @@ import (
 	"github.com/careflow/careflow/internal/record"
 	"github.com/careflow/careflow/internal/store"
 	"github.com/careflow/careflow/internal/store/storetest"
+	"github.com/careflow/careflow/internal/terminology"
 )
 
 // knownMedplumErrors are sample resources that our validator accepts and
@@ -190,7 +191,7 @@ func newConformanceServer(t *testing.T, db *store.DB, types []string) *conforman
 	client := &auth.Principal{Subject: "conformance-client", Kind: auth.KindClient, Role: auth.Integration, Scopes: []string{"system/*.cruds"}}
 	srv := httpapi.New(httpapi.Options{
 		DB:            db,
-		Record:        record.New(db, ring, record.Options{}),
+		Record:        record.New(db, ring, record.Options{Codes: terminology.NewService(db, terminology.Options{})}),
 		Access:        auth.NewAccess(db, policy, nil),
 		Audit:         log,
 		TestPrincipal: func(*http.Request) *auth.Principal { return client },

@@ -24,6 +24,7 @@ import (
 	"github.com/careflow/careflow/internal/record"
 	"github.com/careflow/careflow/internal/store"
 	"github.com/careflow/careflow/internal/store/storetest"
+	"github.com/careflow/careflow/internal/terminology"
 )
 
 // fhirFixture is a real server over a real database, key ring, access
@@ -97,7 +98,7 @@ func newFHIRFixture(t *testing.T, db *store.DB) *fhirFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = log.Close(context.Background()) })
-	f := &fhirFixture{db: db, log: log, rec: record.New(db, ring, record.Options{})}
+	f := &fhirFixture{db: db, log: log, rec: record.New(db, ring, record.Options{Codes: terminology.NewService(db, terminology.Options{})})}
 	principals := map[string]*auth.Principal{
 		"client":  {Subject: "client-1", Kind: auth.KindClient, Role: auth.Integration, Scopes: []string{"system/*.cruds"}},
 		"billing": {Subject: "biller-1", Kind: auth.KindUser, Role: auth.Billing, Scopes: []string{"user/*.cruds"}},
@@ -229,6 +230,12 @@ func TestFHIRInteractions(t *testing.T) {
 		}
 		if strings.Contains(string(r.body), "1981") {
 			t.Fatalf("the outcome echoes the PHI value: %s", r.body)
+		}
+		// Claim codes are checked against the terminology service: an
+		// ICD-10-CM header code cannot be billed.
+		r = f.do(t, "POST", "/fhir/R4/Claim", []byte(`{"resourceType":"Claim","status":"active","type":{"coding":[{"code":"professional"}]},"use":"claim","patient":{"reference":"Patient/`+id+`"},"created":"2026-03-01","provider":{"reference":"Organization/o1"},"priority":{"coding":[{"code":"normal"}]},"insurance":[{"sequence":1,"focal":true,"coverage":{"reference":"Coverage/c1"}}],"diagnosis":[{"sequence":1,"diagnosisCodeableConcept":{"coding":[{"system":"http://hl7.org/fhir/sid/icd-10-cm","code":"E11"}]}}]}`))
+		if r.status != 422 || !isOutcome(r.body) || !strings.Contains(string(r.body), "Claim.diagnosis[0].diagnosisCodeableConcept.coding[0].code") || !strings.Contains(string(r.body), "header code") {
+			t.Fatalf("claim with a header code: %d %s", r.status, r.body)
 		}
 		r = f.do(t, "POST", "/fhir/R4/Patient", []byte(`{not json`))
 		if r.status != 400 || !isOutcome(r.body) {

@@ -90,6 +90,11 @@ func (s *Service) ProcessBundle(ctx context.Context, g Guard, raw []byte) (*Bund
 		if is := entryIssues[i]; is.HasErrors() {
 			planErrs[i] = errs.Wrap(kindOf(is), &IssuesError{Issues: is}, "entry %d is not valid FHIR R4", i)
 		}
+		if planErrs[i] == nil && (plans[i].method == "POST" || plans[i].method == "PUT") {
+			if err := s.checkCodes(ctx, plans[i].typ, plans[i].resource, fmt.Sprintf("Bundle.entry[%d].resource", i)); err != nil {
+				planErrs[i] = err
+			}
+		}
 	}
 	if b.Type == fhir.BundleBatch {
 		return s.batch(ctx, g, plans, planErrs), nil

@@ -130,6 +130,12 @@ func CapabilityStatement(version string, now time.Time) []byte {
 				{Name: "lookup", Definition: "http://hl7.org/fhir/OperationDefinition/CodeSystem-lookup"},
 			}
 		}
+		switch t {
+		case "Claim":
+			r.Documentation = "On create and update, diagnosis codes must be billable ICD-10-CM codes valid on the date of service (billablePeriod.start, else the earliest item date, else created); procedure and item codes of ICD-10-CM, CPT, HCPCS, SNOMED CT and LOINC must be valid (format and check digit; existence once a release is loaded). Other code systems are not checked. A failure is a 422 OperationOutcome naming the element."
+		case "Condition":
+			r.Documentation = "On create and update, Condition.code codings of ICD-10-CM (header codes allowed), SNOMED CT and LOINC must be valid on the onset or recorded date. Other code systems are not checked. A failure is a 422 OperationOutcome naming the element."
+		}
 		if t == "AuditEvent" {
 			r = capResource{Type: t, Interaction: []capCode{{"read"}, {"search-type"}}, Versioning: "no-version", ConditionalDelete: "not-supported",
 				Documentation: "A read-only view of careflow's audit log (ids and codes only); the id is the entry's sequence number, newest first; next links carry the _after cursor.",

@@ -11,6 +11,7 @@ import (
 
 	"github.com/careflow/careflow/internal/phi"
 	"github.com/careflow/careflow/internal/store"
+	"github.com/careflow/careflow/internal/terminology"
 )
 
 // newService opens a record over db with a fresh random master key.
@@ -28,7 +29,7 @@ func newService(t testing.TB, db *store.DB) *Service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return New(db, ring, Options{})
+	return New(db, ring, Options{Codes: terminology.NewService(db, terminology.Options{})})
 }
 
 // sampleDir finds ../shared/data from the module root, or skips.

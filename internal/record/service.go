@@ -1,6 +1,7 @@
 package record
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -88,6 +89,18 @@ type Options struct {
 	Clock func() time.Time
 	// NewID returns a new logical id; nil means a UUIDv7.
 	NewID func() string
+	// Codes checks the codes of every resource written (the terminology
+	// service: ICD-10-CM, CPT, HCPCS, LOINC, SNOMED CT on Claim and
+	// Condition); nil checks structure only.
+	Codes CodeChecker
+}
+
+// CodeChecker checks a resource's codes against the code systems careflow
+// knows. An issue of severity error rejects the write; warnings do not.
+// Expressions start with the resource type (Claim.diagnosis[0]...). An
+// error return means the check could not run (the database failed).
+type CodeChecker interface {
+	CheckResource(ctx context.Context, typ string, raw []byte) ([]fhir.OutcomeIssue, error)
 }
 
 // Service is the FHIR record.
@@ -96,12 +109,13 @@ type Service struct {
 	ring  *phi.Ring
 	now   func() time.Time
 	newID func() string
+	codes CodeChecker
 	group committer
 }
 
 // New returns the record over a migrated database and an open key ring.
 func New(db *store.DB, ring *phi.Ring, opts Options) *Service {
-	s := &Service{db: db, ring: ring, now: opts.Clock, newID: opts.NewID}
+	s := &Service{db: db, ring: ring, now: opts.Clock, newID: opts.NewID, codes: opts.Codes}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -199,6 +213,47 @@ func validate(body []byte, typ string) error {
 	return errs.Wrap(kind, &IssuesError{Issues: issues}, "the %s is not valid FHIR R4", safeName(typ))
 }
 
+// checkCodes runs the code checker on a resource that passed validation.
+// prefix replaces the resource type at the start of each issue's
+// expression ("Bundle.entry[2].resource" inside a Bundle; "" keeps it).
+func (s *Service) checkCodes(ctx context.Context, typ string, body []byte, prefix string) error {
+	if s.codes == nil {
+		return nil
+	}
+	// The validator accepts a leading byte order mark (RFC 8259 lets a
+	// parser ignore it); the checker decodes with encoding/json, which
+	// does not.
+	found, err := s.codes.CheckResource(ctx, typ, bytes.TrimPrefix(body, []byte("\ufeff")))
+	if err != nil {
+		return errs.Wrap(errs.Unavailable, err, "the codes of the %s could not be checked; try again", safeName(typ))
+	}
+	issues := fhir.Issues(found)
+	if !issues.HasErrors() {
+		return nil
+	}
+	if prefix != "" {
+		for i := range issues {
+			ex := make([]string, len(issues[i].Expression))
+			for j, e := range issues[i].Expression {
+				if rest, ok := strings.CutPrefix(e, typ); ok && (rest == "" || rest[0] == '.') {
+					e = prefix + rest
+				}
+				ex[j] = e
+			}
+			issues[i].Expression = ex
+		}
+	}
+	return errs.Wrap(errs.Unprocessable, &IssuesError{Issues: issues}, "the %s has codes that are not valid", safeName(typ))
+}
+
+// validateWrite is validate followed by the code check.
+func (s *Service) validateWrite(ctx context.Context, body []byte, typ string) error {
+	if err := validate(body, typ); err != nil {
+		return err
+	}
+	return s.checkCodes(ctx, typ, body, "")
+}
+
 // Create stores a new resource with a server-assigned id. ifNoneExist is a
 // search query (conditional create): a single match is returned instead,
 // with created false; several matches fail with 412.
@@ -206,7 +261,7 @@ func (s *Service) Create(ctx context.Context, g Guard, typ string, body []byte, 
 	if err := Writable(typ); err != nil {
 		return Record{}, false, err
 	}
-	if err := validate(body, typ); err != nil {
+	if err := s.validateWrite(ctx, body, typ); err != nil {
 		return Record{}, false, err
 	}
 	if ifNoneExist == "" {
@@ -252,7 +307,7 @@ func (s *Service) Update(ctx context.Context, g Guard, typ, id string, body []by
 	if !validID(id) {
 		return Record{}, false, errs.E(errs.Invalid, "the id in the URL is not a valid FHIR id")
 	}
-	if err := validate(body, typ); err != nil {
+	if err := s.validateWrite(ctx, body, typ); err != nil {
 		return Record{}, false, err
 	}
 	if err := bodyIDMatches(body, id); err != nil {
@@ -275,7 +330,7 @@ func (s *Service) ConditionalUpdate(ctx context.Context, g Guard, typ, query str
 	if err := Writable(typ); err != nil {
 		return Record{}, false, err
 	}
-	if err := validate(body, typ); err != nil {
+	if err := s.validateWrite(ctx, body, typ); err != nil {
 		return Record{}, false, err
 	}
 	want, err := parseIfMatch(ifMatch)

@@ -207,3 +207,17 @@ func firstDate(values ...string) time.Time {
 	}
 	return time.Time{}
 }
+
+// CheckResource checks the codes of a resource of type typ: a Claim for
+// billing (CheckClaim), a Condition as clinical documentation
+// (CheckCondition); other types carry no codes careflow checks and pass.
+// It is the FHIR record's code checker.
+func (s *Service) CheckResource(ctx context.Context, typ string, raw []byte) ([]fhir.OutcomeIssue, error) {
+	switch typ {
+	case "Claim":
+		return s.CheckClaim(ctx, raw)
+	case "Condition":
+		return s.CheckCondition(ctx, raw)
+	}
+	return nil, nil
+}
