@@ -317,6 +317,19 @@ func (s *Service) transaction(ctx context.Context, g Guard, plans []entryPlan) (
 	err := s.db.Tx(ctx, func(tx store.Tx) error {
 		refs := map[string]string{} // fullUrl or conditional reference -> Type/id
 		existing := map[int]bool{}  // conditional creates that matched
+		// The resources conditional creates and updates resolved to, by
+		// their criteria: a conditional reference with the same criteria
+		// means the same resource, whether it is stored already or this
+		// transaction creates it ("" when two entries share criteria).
+		conditional := map[string]string{}
+		resolved := func(p *entryPlan, criteria string) {
+			key := criteriaKey(p.typ, criteria)
+			if _, dup := conditional[key]; dup {
+				conditional[key] = ""
+				return
+			}
+			conditional[key] = p.typ + "/" + p.id
+		}
 		for i := range plans {
 			p := &plans[i]
 			switch {
@@ -334,6 +347,7 @@ func (s *Service) transaction(ctx context.Context, g Guard, plans []entryPlan) (
 				default:
 					return entryErr(i, errs.E(errs.PreconditionFailed, "ifNoneExist matches more than one %s", p.typ))
 				}
+				resolved(p, p.ifNone)
 			case p.method == "POST":
 				p.id = s.newID()
 			case p.method == "PUT" && p.id == "":
@@ -353,6 +367,7 @@ func (s *Service) transaction(ctx context.Context, g Guard, plans []entryPlan) (
 				default:
 					return entryErr(i, errs.E(errs.PreconditionFailed, "the conditional update matches more than one %s", p.typ))
 				}
+				resolved(p, p.query)
 				p.query = ""
 			}
 			if p.fullURL != "" && (p.method == "POST" || p.method == "PUT") {
@@ -372,6 +387,10 @@ func (s *Service) transaction(ctx context.Context, g Guard, plans []entryPlan) (
 				typ, query, _ := strings.Cut(r, "?")
 				if !fhir.IsResourceType(typ) {
 					return entryErr(i, errs.E(errs.Invalid, "a conditional reference does not start with a resource type"))
+				}
+				if to := conditional[criteriaKey(typ, query)]; to != "" {
+					refs[r] = to
+					continue
 				}
 				ids, err := s.matchIDs(ctx, tx, typ, query, 2)
 				if err != nil {
@@ -428,6 +447,17 @@ func (s *Service) transaction(ctx context.Context, g Guard, plans []entryPlan) (
 		return nil, err
 	}
 	return out, nil
+}
+
+// criteriaKey is a type and search criteria in one form whatever the
+// order of the parameters, so that "Practitioner?identifier=s|1" and the
+// ifNoneExist "identifier=s|1" of a Practitioner entry compare equal.
+func criteriaKey(typ, query string) string {
+	vals, err := url.ParseQuery(query)
+	if err != nil {
+		return typ + "?" + query
+	}
+	return typ + "?" + vals.Encode()
 }
 
 // runEntry performs one planned entry inside tx.

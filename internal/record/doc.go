@@ -71,7 +71,9 @@
 // row is locked (SELECT ... FOR UPDATE) for the rest of the write, and two
 // creates of one id collide on the primary key (409). A transaction Bundle
 // runs in one store.Tx: ids for POSTs, conditional creates and updates and
-// conditional references are resolved first, every reference to an entry's
+// conditional references are resolved first (a conditional reference with
+// the criteria of a conditional create or update in the same transaction is
+// that entry's resource, stored or new), every reference to an entry's
 // fullUrl is rewritten, then entries run in the order DELETE, POST, PUT,
 // GET; any failure rolls everything back. Batch entries run each in their
 // own transaction and fail alone. Plain creates that arrive while another
