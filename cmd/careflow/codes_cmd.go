@@ -151,9 +151,7 @@ func (rel releaseFlags) window(system string) (terminology.Window, error) {
 func runCodes(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	rel, settings, pos, err := splitCodesArgs(args)
 	if errors.Is(err, errHelp) {
-		helpFor("codes", stdout, stderr)
-		printCodesHelp(stdout)
-		return 0
+		return helpFor("codes", stdout, stderr)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "careflow codes: %s.\n", err)

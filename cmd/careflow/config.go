@@ -85,10 +85,13 @@ func envName(flagName string) string {
 }
 
 var (
-	cmdsDB    = []string{"serve", "migrate", "user", "client", "codes", "keys", "audit"}
-	cmdsKeys  = []string{"serve", "keys"}
-	cmdsAudit = []string{"serve", "audit"}
-	cmdsServe = []string{"serve"}
+	cmdsDB    = []string{"serve", "migrate", "user", "client", "codes", "keys", "audit", "import"}
+	cmdsKeys  = []string{"serve", "keys", "import"}
+	cmdsAudit = []string{"serve", "audit", "import"}
+	// cmdsAuditSign are the commands that append to the audit log and so
+	// sign its checkpoints.
+	cmdsAuditSign = []string{"serve", "import"}
+	cmdsServe     = []string{"serve"}
 )
 
 // options lists every setting. It is a function, not a package variable, so
@@ -191,7 +194,7 @@ func options() []option {
 				c.AuditCheckpointDir = v
 				return nil
 			}},
-		{name: "audit-signing-key-file", arg: "FILE", commands: cmdsServe,
+		{name: "audit-signing-key-file", arg: "FILE", commands: cmdsAuditSign,
 			usage: "Ed25519 key that signs audit checkpoints (default: generated in the data dir on first start)",
 			def:   func(c Config) string { return "" },
 			set: func(c *Config, v string) error {

@@ -29,15 +29,19 @@ type command struct {
 	summary string
 	usage   string // arguments after the command name
 	run     func(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int
+	// help, when set, prints what the settings table does not: the
+	// command's own flags and how it reads its arguments.
+	help func(w io.Writer)
 }
 
 func commands() []command {
 	return []command{
 		{name: "serve", summary: "run the API, workers and console", run: runServe},
 		{name: "migrate", summary: "apply pending database migrations and exit", run: runMigrate},
-		{name: "codes", summary: "load code system releases (ICD-10-CM, CPT, HCPCS, LOINC, SNOMED CT) and list them", usage: codesUsage, run: runCodes},
+		{name: "codes", summary: "load code system releases (ICD-10-CM, CPT, HCPCS, LOINC, SNOMED CT) and list them", usage: codesUsage, run: runCodes, help: printCodesHelp},
 		{name: "user", summary: "add, list, disable local accounts or change their role", usage: userUsage, run: runUser},
 		{name: "client", summary: "add, list or disable machine clients (OAuth2 client credentials)", usage: clientUsage, run: runClient},
+		{name: "import", summary: "load FHIR Bundles and NDJSON files into the record, audited, with a progress bar", usage: importUsage, run: runImport, help: printImportHelp},
 		{name: "keys", summary: "show the PHI key ring or rotate the data key (re-encrypting every row)", usage: keysUsage, run: runKeys},
 		{name: "audit", summary: "verify the audit log against its signed checkpoints", usage: auditUsage, run: runAudit},
 		{name: "version", summary: "print the version", run: runVersion},
@@ -121,6 +125,9 @@ func helpFor(name string, stdout, stderr io.Writer) int {
 				}
 				fmt.Fprintf(stdout, "  --%s %s\n      %s\n      env %s, default %s\n", o.name, o.arg, o.usage, envName(o.name), d)
 			}
+		}
+		if c.help != nil {
+			c.help(stdout)
 		}
 		return 0
 	}
