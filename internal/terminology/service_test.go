@@ -517,3 +517,24 @@ func BenchmarkValidateCode(b *testing.B) {
 		})
 	}
 }
+
+// The system URIs are HL7 Terminology's (THO) canonical URLs, written out
+// here rather than through the constants so that a typo in a constant
+// fails: a client sending the registry's URI must be understood.
+func TestSystemURIsAreTheRegistrys(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		s := newTestService(t, db)
+		for _, c := range []struct{ system, code string }{
+			{"http://hl7.org/fhir/sid/icd-10-cm", "E11.9"},
+			{"http://www.ama-assn.org/go/cpt", "99213"},
+			{"http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "J3490"},
+			{"http://snomed.info/sct", "44054006"},
+			{"http://loinc.org", "2345-7"},
+		} {
+			v, err := s.ValidateCode(context.Background(), c.system, c.code, ValidateOptions{})
+			if err != nil || !v.Valid {
+				t.Errorf("%s|%s: valid=%v %q %v", c.system, c.code, v.Valid, v.Message, err)
+			}
+		}
+	})
+}

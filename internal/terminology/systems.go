@@ -5,7 +5,7 @@ package terminology
 const (
 	SystemICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 	SystemCPT     = "http://www.ama-assn.org/go/cpt"
-	SystemHCPCS   = "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
+	SystemHCPCS   = "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
 	SystemSNOMED  = "http://snomed.info/sct"
 	SystemLOINC   = "http://loinc.org"
 
