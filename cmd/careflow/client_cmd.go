@@ -77,7 +77,7 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer, get
 		if err := accounts.DisableClient(ctx, rest[0]); err != nil {
 			return fail(stderr, "client disable", err)
 		}
-		fmt.Fprintf(stdout, "disabled client %s\n", rest[0])
+		fmt.Fprintf(stdout, "disabled client %s (its access tokens stop working within seconds)\n", rest[0])
 	}
 	return 0
 }

@@ -149,7 +149,7 @@ func runUser(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		if err := accounts.SetRole(ctx, rest[0], auth.Role(rest[1])); err != nil {
 			return fail(stderr, "user set-role", err)
 		}
-		fmt.Fprintf(stdout, "user %s now has role %s (tokens already issued keep the old role until they expire)\n", strings.ToLower(rest[0]), rest[1])
+		fmt.Fprintf(stdout, "user %s now has role %s (access tokens naming the old role stop working within seconds; a refresh or new login gets the new one)\n", strings.ToLower(rest[0]), rest[1])
 	}
 	return 0
 }

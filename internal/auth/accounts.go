@@ -262,8 +262,8 @@ func (a *Accounts) UserByName(ctx context.Context, username string) (User, error
 }
 
 // DisableUser disables an account and revokes all its sessions, in one
-// transaction: a disabled user's refresh tokens stop working at once (and
-// its access tokens at their expiry, at most the access-token lifetime).
+// transaction: a disabled user's refresh tokens stop working at once, and
+// its access tokens as soon as the verifier's session check looks again.
 func (a *Accounts) DisableUser(ctx context.Context, username string) error {
 	name, err := NormalizeUsername(username)
 	if err != nil {
@@ -287,8 +287,9 @@ func (a *Accounts) DisableUser(ctx context.Context, username string) error {
 	})
 }
 
-// SetRole changes an account's role. Tokens already issued keep the old role
-// until they expire.
+// SetRole changes an account's role. Access tokens already issued name the
+// old role; the verifier's session check (SessionCache) refuses them within
+// its TTL, and a refresh issues tokens with the new role.
 func (a *Accounts) SetRole(ctx context.Context, username string, role Role) error {
 	name, err := NormalizeUsername(username)
 	if err != nil {

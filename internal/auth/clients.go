@@ -130,7 +130,26 @@ func (a *Accounts) ListClients(ctx context.Context) ([]Client, error) {
 	return out, rows.Err()
 }
 
-// DisableClient stops a client from getting new tokens.
+// ClientActive reports whether a client exists, is enabled and still has
+// role (the role its access tokens name).
+func (a *Accounts) ClientActive(ctx context.Context, clientID string, role Role) (bool, error) {
+	var (
+		current  string
+		disabled bool
+	)
+	err := a.db.Reader().QueryRow(ctx, `SELECT role, disabled FROM auth_clients WHERE id = $1`, clientID).Scan(&current, &disabled)
+	if errors.Is(err, store.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return !disabled && Role(current) == role, nil
+}
+
+// DisableClient stops a client from getting new tokens; with the
+// verifier's session check (SessionCache), its tokens already issued stop
+// working within the check's TTL.
 func (a *Accounts) DisableClient(ctx context.Context, idOrName string) error {
 	n, err := a.db.Writer().Exec(ctx, `UPDATE auth_clients SET disabled = $1, updated_at = $2 WHERE id = $3 OR name = $3`, true, a.now(), idOrName)
 	if err != nil {

@@ -53,10 +53,52 @@ func TestEndedSessionsEndTheirAccessTokens(t *testing.T) {
 		if _, err := v.Authenticate(ctx, forged.Token); !errs.Is(err, errs.Unauthenticated) {
 			t.Fatalf("unknown session: %v", err)
 		}
-		// Client tokens have no session and pass.
-		ct, _ := tokens.IssueClient(Client{ID: "c", Role: Integration}, nil)
+		// A role change ends the tokens that name the old role; a new
+		// login carries the new one.
+		if _, err := a.AddUser(ctx, "badr", goodPassword, Physician); err != nil {
+			t.Fatal(err)
+		}
+		s3 := mustLogin(t, a, "badr")
+		at3, _ := tokens.IssueUser(s3.User, s3.ID)
+		if _, err := v.Authenticate(ctx, at3.Token); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.SetRole(ctx, "badr", Billing); err != nil {
+			t.Fatal(err)
+		}
+		clock.Advance(6 * time.Second)
+		if _, err := v.Authenticate(ctx, at3.Token); !errs.Is(err, errs.Unauthenticated) {
+			t.Fatalf("a physician token after the move to billing: %v", err)
+		}
+		s4 := mustLogin(t, a, "badr")
+		at4, _ := tokens.IssueUser(s4.User, s4.ID)
+		if p, err := v.Authenticate(ctx, at4.Token); err != nil || p.Role != Billing {
+			t.Fatalf("a token after the role change: %+v %v", p, err)
+		}
+
+		// Client tokens: live while the client is enabled with that role.
+		c, _, err := a.AddClient(ctx, "payer-gateway", Integration, []string{"system/Claim.cruds"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ct, _ := tokens.IssueClient(c, nil)
 		if _, err := v.Authenticate(ctx, ct.Token); err != nil {
 			t.Fatalf("client token: %v", err)
+		}
+		if err := a.DisableClient(ctx, "payer-gateway"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := v.Authenticate(ctx, ct.Token); err != nil {
+			t.Fatalf("within the cache TTL: %v", err)
+		}
+		clock.Advance(6 * time.Second)
+		if _, err := v.Authenticate(ctx, ct.Token); !errs.Is(err, errs.Unauthenticated) {
+			t.Fatalf("a disabled client's token: %v", err)
+		}
+		// A client token for a client that does not exist.
+		ghost, _ := tokens.IssueClient(Client{ID: "0193a4b2-7c1d-7f00-8a00-0000000000fe", Role: Integration}, nil)
+		if _, err := v.Authenticate(ctx, ghost.Token); !errs.Is(err, errs.Unauthenticated) {
+			t.Fatalf("unknown client: %v", err)
 		}
 	})
 }

@@ -8,16 +8,20 @@ import (
 	"github.com/careflow/careflow/internal/errs"
 )
 
-// SessionChecker says whether a local user's login session is still live.
+// SessionChecker says whether a careflow token still speaks for its
+// holder: a user's login session is live and the user still has the role
+// the token names; a machine client is enabled and still has that role.
 type SessionChecker interface {
-	Active(ctx context.Context, userID, sessionID string) (bool, error)
+	Active(ctx context.Context, userID, sessionID string, role Role) (bool, error)
+	ClientActive(ctx context.Context, clientID string, role Role) (bool, error)
 }
 
 // SessionCache answers SessionChecker from the database, remembering live
-// sessions for a short TTL. With it, logout and `careflow user disable` end
-// a user's access tokens within the TTL instead of at their expiry, for the
-// price of one indexed read per session per TTL. Only live answers are
-// cached: an ended session never comes back.
+// sessions and clients for a short TTL. With it, logout, `careflow user
+// disable`, `careflow user set-role` and `careflow client disable` end the
+// tokens already issued within the TTL instead of at their expiry, for the
+// price of one indexed read per session (or client) per TTL. Only live
+// answers are cached: an ended session never comes back.
 type SessionCache struct {
 	accounts *Accounts
 	ttl      time.Duration
@@ -25,7 +29,7 @@ type SessionCache struct {
 	now      func() time.Time
 
 	mu   sync.Mutex
-	live map[string]time.Time // session id → when the answer goes stale
+	live map[string]time.Time // "u|user|session|role" or "c|client|role" → when the answer goes stale
 }
 
 // NewSessionCache caches for ttl (zero: ask the database every time) and
@@ -39,8 +43,20 @@ func NewSessionCache(a *Accounts, ttl time.Duration, max int) *SessionCache {
 }
 
 // Active implements SessionChecker.
-func (c *SessionCache) Active(ctx context.Context, userID, sessionID string) (bool, error) {
-	key := userID + "|" + sessionID
+func (c *SessionCache) Active(ctx context.Context, userID, sessionID string, role Role) (bool, error) {
+	return c.cached(ctx, "u|"+userID+"|"+sessionID+"|"+string(role), func() (bool, error) {
+		return c.accounts.SessionActive(ctx, userID, sessionID, role)
+	})
+}
+
+// ClientActive implements SessionChecker.
+func (c *SessionCache) ClientActive(ctx context.Context, clientID string, role Role) (bool, error) {
+	return c.cached(ctx, "c|"+clientID+"|"+string(role), func() (bool, error) {
+		return c.accounts.ClientActive(ctx, clientID, role)
+	})
+}
+
+func (c *SessionCache) cached(_ context.Context, key string, ask func() (bool, error)) (bool, error) {
 	now := c.now()
 	if c.ttl > 0 {
 		c.mu.Lock()
@@ -50,7 +66,7 @@ func (c *SessionCache) Active(ctx context.Context, userID, sessionID string) (bo
 			return true, nil
 		}
 	}
-	ok, err := c.accounts.SessionActive(ctx, userID, sessionID)
+	ok, err := ask()
 	if err != nil || c.ttl <= 0 {
 		return ok, err
 	}
@@ -67,23 +83,38 @@ func (c *SessionCache) Active(ctx context.Context, userID, sessionID string) (bo
 	return true, nil
 }
 
-// WithSessionCheck makes the verifier refuse careflow user tokens whose
-// session has ended. The database being unreachable fails closed (503).
+// WithSessionCheck makes the verifier refuse careflow tokens whose session
+// has ended, whose user's role changed, or whose client was disabled or
+// given another role. The database being unreachable fails closed (503).
 func (v *Verifier) WithSessionCheck(c SessionChecker) *Verifier {
 	v.sessions = c
 	return v
 }
 
 func (v *Verifier) checkSession(ctx context.Context, p *Principal) error {
-	if v.sessions == nil || p.Kind != KindUser {
+	if v.sessions == nil {
 		return nil
 	}
-	ok, err := v.sessions.Active(ctx, p.Subject, p.SessionID)
+	var (
+		ok  bool
+		err error
+		msg string
+	)
+	switch p.Kind {
+	case KindUser:
+		ok, err = v.sessions.Active(ctx, p.Subject, p.SessionID, p.Role)
+		msg = "the session of this access token has ended or the account's role has changed; log in again or refresh"
+	case KindClient:
+		ok, err = v.sessions.ClientActive(ctx, p.Subject, p.Role)
+		msg = "this client was disabled or its role has changed; request a new token"
+	default:
+		return nil
+	}
 	if err != nil {
 		return errs.Wrap(errs.Unavailable, err, "the session store is unavailable; try again")
 	}
 	if !ok {
-		return errs.E(errs.Unauthenticated, "the session of this access token has ended; log in again")
+		return errs.E(errs.Unauthenticated, "%s", msg)
 	}
 	return nil
 }

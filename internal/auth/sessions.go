@@ -213,20 +213,25 @@ func (a *Accounts) SessionOfRefreshToken(ctx context.Context, refreshToken strin
 	return id, true, nil
 }
 
-// SessionActive reports whether a session exists, belongs to userID and is
-// neither revoked nor past its end.
-func (a *Accounts) SessionActive(ctx context.Context, userID, sessionID string) (bool, error) {
+// SessionActive reports whether a session exists, belongs to userID, is
+// neither revoked nor past its end, and its user is enabled and still has
+// role (the role its access tokens name).
+func (a *Accounts) SessionActive(ctx context.Context, userID, sessionID string, role Role) (bool, error) {
 	var (
-		end     time.Time
-		revoked *time.Time
+		end      time.Time
+		revoked  *time.Time
+		current  string
+		disabled bool
 	)
-	err := a.db.Reader().QueryRow(ctx, `SELECT expires_at, revoked_at FROM auth_sessions WHERE id = $1 AND user_id = $2`,
-		sessionID, userID).Scan(&end, &revoked)
+	err := a.db.Reader().QueryRow(ctx, `SELECT s.expires_at, s.revoked_at, u.role, u.disabled
+		FROM auth_sessions s JOIN auth_users u ON u.id = s.user_id
+		WHERE s.id = $1 AND s.user_id = $2`,
+		sessionID, userID).Scan(&end, &revoked, &current, &disabled)
 	if errors.Is(err, store.ErrNoRows) {
 		return false, nil
 	}
 	if err != nil {
 		return false, err
 	}
-	return revoked == nil && a.now().Before(end), nil
+	return revoked == nil && !disabled && Role(current) == role && a.now().Before(end), nil
 }
