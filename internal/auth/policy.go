@@ -548,3 +548,32 @@ func joinStrings[T ~string](xs []T) string {
 	}
 	return strings.Join(ss, ", ")
 }
+
+// Grants reports, per resource type, the actions some role of the policy
+// may take on it: what the server as configured can do for anyone at all.
+// The CapabilityStatement lists only these, so that it promises nothing
+// every caller would be refused.
+func (p *Policy) Grants() map[string][]Action {
+	seen := map[string]map[Action]bool{}
+	for _, rp := range p.roles {
+		for typ, rules := range rp.rules {
+			for _, r := range rules {
+				if seen[typ] == nil {
+					seen[typ] = map[Action]bool{}
+				}
+				for _, a := range r.Actions {
+					seen[typ][a] = true
+				}
+			}
+		}
+	}
+	out := make(map[string][]Action, len(seen))
+	for typ, as := range seen {
+		for _, a := range Actions() {
+			if as[a] {
+				out[typ] = append(out[typ], a)
+			}
+		}
+	}
+	return out
+}

@@ -2,6 +2,7 @@ package record
 
 import (
 	"encoding/json"
+	"strings"
 	"time"
 
 	"github.com/careflow/careflow/internal/fhir"
@@ -63,9 +64,22 @@ type capImpl struct {
 type capRest struct {
 	Mode          string        `json:"mode"`
 	Documentation string        `json:"documentation"`
+	Security      *capSecurity  `json:"security,omitempty"`
 	Resource      []capResource `json:"resource"`
 	Interaction   []capCode     `json:"interaction"`
 	SearchParam   []capParam    `json:"searchParam"`
+}
+type capSecurity struct {
+	Service     []capConcept `json:"service,omitempty"`
+	Description string       `json:"description,omitempty"`
+}
+type capConcept struct {
+	Coding []capCoding `json:"coding"`
+}
+type capCoding struct {
+	System  string `json:"system"`
+	Code    string `json:"code"`
+	Display string `json:"display,omitempty"`
 }
 type capResource struct {
 	Type              string     `json:"type"`
@@ -100,11 +114,59 @@ var commonParams = []capParam{
 	{Name: "_lastUpdated", Type: "date", Documentation: "meta.lastUpdated; prefixes eq ne gt lt ge le sa eb ap."},
 }
 
-// CapabilityStatement describes what this server does, truthfully: the
-// interactions and search parameters implemented, which parameters are PHI
-// (blind-indexed, exact or prefix match only, never sortable), and what is
-// not offered.
+// specKinds are the spec's types of parameters this server indexes under
+// another kind: a PHI date is a blind-indexed token, matched exactly.
+var specKinds = map[string]Kind{
+	"Patient.birthdate": Date,
+}
+
+// CapabilityOptions tailor the CapabilityStatement to a configured server.
+type CapabilityOptions struct {
+	// Grants, when not nil, lists per resource type the actions (read,
+	// search, create, update, delete) the access policy grants to some
+	// role. Types it leaves out are not listed, and each type lists only
+	// the interactions its actions allow: the statement then promises
+	// nothing every caller would be refused. Nil lists every R4 type with
+	// every interaction (what the record itself implements).
+	Grants map[string][]string
+	// Security describes how callers authenticate (rest.security).
+	Security string
+}
+
+// CapabilityStatement describes the record without an access policy: every
+// R4 type with every interaction it implements.
 func CapabilityStatement(version string, now time.Time) []byte {
+	return CapabilityStatementFor(version, now, CapabilityOptions{})
+}
+
+// interactionsFor returns the interactions a type's granted actions allow.
+func interactionsFor(actions []string) (out []capCode, can map[string]bool) {
+	can = map[string]bool{}
+	for _, a := range actions {
+		can[a] = true
+	}
+	add := func(ok bool, codes ...string) {
+		if ok {
+			for _, c := range codes {
+				out = append(out, capCode{c})
+			}
+		}
+	}
+	add(can["read"], "read", "vread")
+	add(can["update"], "update")
+	add(can["delete"], "delete")
+	add(can["read"], "history-instance")
+	add(can["search"], "history-type")
+	add(can["create"], "create")
+	add(can["search"], "search-type")
+	return out, can
+}
+
+// CapabilityStatementFor describes what this server does, truthfully: the
+// interactions and search parameters implemented (and, with a policy's
+// grants, reachable by some role), which parameters are PHI (blind-indexed,
+// exact or prefix match only, never sortable), and what is not offered.
+func CapabilityStatementFor(version string, now time.Time, opts CapabilityOptions) []byte {
 	rest := capRest{
 		Mode: "server",
 		Documentation: "JSON only (application/fhir+json); other formats get 415. " +
@@ -116,11 +178,33 @@ func CapabilityStatement(version string, now time.Time) []byte {
 		Interaction: []capCode{{"transaction"}, {"batch"}},
 		SearchParam: commonParams,
 	}
-	full := []capCode{{"read"}, {"vread"}, {"update"}, {"delete"}, {"history-instance"}, {"history-type"}, {"create"}, {"search-type"}}
+	if opts.Security != "" {
+		rest.Security = &capSecurity{
+			Service: []capConcept{{Coding: []capCoding{{
+				System: "http://terminology.hl7.org/CodeSystem/restful-security-service", Code: "OAuth", Display: "OAuth",
+			}}}},
+			Description: opts.Security,
+		}
+	}
+	all := []string{"read", "search", "create", "update", "delete"}
 	for _, t := range r4Types {
+		actions := all
+		if opts.Grants != nil {
+			actions = opts.Grants[t]
+		}
+		interactions, can := interactionsFor(actions)
+		if len(interactions) == 0 {
+			continue
+		}
 		r := capResource{
-			Type: t, Interaction: full, Versioning: "versioned", ReadHistory: true, UpdateCreate: true,
-			ConditionalCreate: true, ConditionalUpdate: true, ConditionalDelete: "single",
+			Type: t, Interaction: interactions, Versioning: "versioned", ReadHistory: can["read"],
+			UpdateCreate:      can["update"] && can["create"],
+			ConditionalCreate: can["create"] && can["search"],
+			ConditionalUpdate: can["update"] && can["search"],
+			ConditionalDelete: "not-supported",
+		}
+		if can["delete"] && can["search"] {
+			r.ConditionalDelete = "single"
 		}
 		if t == "CodeSystem" {
 			// Answered by internal/terminology: codes valid on a date of
@@ -137,7 +221,17 @@ func CapabilityStatement(version string, now time.Time) []byte {
 			r.Documentation = "On create and update, Condition.code codings of ICD-10-CM (header codes allowed), SNOMED CT and LOINC must be valid on the onset or recorded date. Other code systems are not checked. A failure is a 422 OperationOutcome naming the element."
 		}
 		if t == "AuditEvent" {
-			r = capResource{Type: t, Interaction: []capCode{{"read"}, {"search-type"}}, Versioning: "no-version", ConditionalDelete: "not-supported",
+			var view []capCode
+			if can["read"] {
+				view = append(view, capCode{"read"})
+			}
+			if can["search"] {
+				view = append(view, capCode{"search-type"})
+			}
+			if len(view) == 0 {
+				continue
+			}
+			r = capResource{Type: t, Interaction: view, Versioning: "no-version", ConditionalDelete: "not-supported",
 				Documentation: "A read-only view of careflow's audit log (ids and codes only); the id is the entry's sequence number, newest first; next links carry the _after cursor.",
 				SearchParam: []capParam{
 					{Name: "date", Type: "date", Documentation: "Prefixes ge, gt (from) and le, lt (until)."},
@@ -154,7 +248,13 @@ func CapabilityStatement(version string, now time.Time) []byte {
 			r.Documentation = "Stored and returned as sent; searchable by _id and _lastUpdated only."
 		}
 		for _, p := range ps {
-			r.SearchParam = append(r.SearchParam, capParam{Name: p.Name, Type: string(p.Kind), Documentation: p.Doc})
+			cp := capParam{Name: p.Name, Type: string(p.Kind), Documentation: p.Doc}
+			if spec, ok := specKinds[t+"."+p.Name]; ok && spec != p.Kind {
+				// The spec's type, and how this server matches it.
+				cp.Type = string(spec)
+				cp.Documentation = strings.TrimSpace(cp.Documentation + " Matched as one exact value through a blind index: no prefixes, no ranges, no partial dates.")
+			}
+			r.SearchParam = append(r.SearchParam, cp)
 			if p.Kind == Reference {
 				r.SearchInclude = append(r.SearchInclude, t+":"+p.Name)
 			}
