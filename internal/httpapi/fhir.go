@@ -367,7 +367,7 @@ func readFHIRBody(r *http.Request) ([]byte, error) {
 // not the moment, so it is built once per server (dated at its start):
 // clients fetch it first and often, and building it walks every R4 type.
 func (s *Server) fhirMetadata(w http.ResponseWriter, r *http.Request) {
-	s.capOnce.Do(func() { s.capDoc = record.CapabilityStatement(s.opts.Version, time.Now()) })
+	s.capOnce.Do(func() { s.capDoc = s.capabilityStatement() })
 	writeFHIR(w, http.StatusOK, s.capDoc)
 }
 
