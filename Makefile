@@ -28,7 +28,8 @@ lint: ## gofmt, go vet, staticcheck
 	$(GO) test -count=1 ./internal/fhir/internal/gen/
 
 bench: build ## Go benchmarks on both backends, then the HTTP load harness on each
-	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 1 $(PKGS)
+	CAREFLOW_TEST_POSTGRES="$${CAREFLOW_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}" \
+		$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 1 $(PKGS)
 	BACKEND=sqlite ./scripts/bench-security.sh
 	BACKEND=postgres ./scripts/bench-security.sh
 

@@ -1,5 +1,5 @@
 // Command careflow runs a provider's clinical workflows and revenue cycle:
-// `careflow serve` is the API, the workers and the console in one process,
+// `careflow serve` is the API and the workflow workers in one process,
 // on an embedded SQLite file by default or on PostgreSQL for many nodes.
 //
 // main is thin: it parses configuration, wires the packages together in
@@ -36,7 +36,7 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{name: "serve", summary: "run the API, workers and console", run: runServe},
+		{name: "serve", summary: "run the API and the workflow workers", run: runServe},
 		{name: "migrate", summary: "apply pending database migrations and exit", run: runMigrate},
 		{name: "codes", summary: "load code system releases (ICD-10-CM, CPT, HCPCS, LOINC, SNOMED CT) and list them", usage: codesUsage, run: runCodes, help: printCodesHelp},
 		{name: "user", summary: "add, list, disable local accounts or change their role", usage: userUsage, run: runUser},
