@@ -285,6 +285,43 @@ func (c *CareTeams) Assign(ctx context.Context, userID, patientID string, until 
 	return nil
 }
 
+// Assignment is a user's time-limited reach to one patient's record.
+type Assignment struct {
+	UserID    string    `json:"user_id"`
+	PatientID string    `json:"patient_id"`
+	Until     time.Time `json:"until"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Unassign withdraws a user's assignment to a patient. Withdrawing one that
+// does not exist is not an error.
+func (c *CareTeams) Unassign(ctx context.Context, userID, patientID string) error {
+	if _, err := c.db.Writer().Exec(ctx, `DELETE FROM access_assignments WHERE user_id = $1 AND patient_id = $2`, userID, patientID); err != nil {
+		return fmt.Errorf("unassign: %w", err)
+	}
+	return nil
+}
+
+// Assignments lists the assignments to a patient still in force, soonest
+// end first.
+func (c *CareTeams) Assignments(ctx context.Context, patientID string) ([]Assignment, error) {
+	rows, err := c.db.Reader().Query(ctx, `SELECT user_id, patient_id, ends_at, updated_at FROM access_assignments
+		WHERE patient_id = $1 AND ends_at > $2 ORDER BY ends_at, user_id`, patientID, c.stamp())
+	if err != nil {
+		return nil, fmt.Errorf("list assignments: %w", err)
+	}
+	defer rows.Close()
+	out := []Assignment{}
+	for rows.Next() {
+		var a Assignment
+		if err := rows.Scan(&a.UserID, &a.PatientID, &a.Until, &a.UpdatedAt); err != nil {
+			return nil, fmt.Errorf("list assignments: %w", err)
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
 // Relationships is the RelationshipSource backed by the database: care
 // teams, assignments and break-the-glass grants, in one query.
 type Relationships struct {

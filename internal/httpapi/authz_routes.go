@@ -19,6 +19,9 @@ func (s *Server) accessRoutes() {
 	s.handleFunc("GET /api/v1/patients/{id}/consents", s.withAccess(s.getConsents))
 	s.handleFunc("PUT /api/v1/patients/{id}/consents", s.withAccess(s.putConsents))
 	s.handleFunc("POST /api/v1/patients/{id}/break-glass", s.withAccess(s.breakGlass))
+	s.handleFunc("GET /api/v1/patients/{id}/assignments", s.withAccess(s.listAssignments))
+	s.handleFunc("PUT /api/v1/patients/{id}/assignments/{user}", s.withAccess(s.putAssignment))
+	s.handleFunc("DELETE /api/v1/patients/{id}/assignments/{user}", s.withAccess(s.deleteAssignment))
 
 	s.handleFunc("GET /api/v1/care-teams", s.withAccess(s.listCareTeams))
 	s.handleFunc("POST /api/v1/care-teams", s.withAccess(s.createCareTeam))
