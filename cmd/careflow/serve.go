@@ -277,5 +277,8 @@ func openRecord(ctx context.Context, cfg Config, db *store.DB, logger *slog.Logg
 	// Claims and Conditions are checked against the code systems careflow
 	// knows on every write, from the API or an import.
 	codes := terminology.NewService(db, terminology.Options{Logger: logger})
-	return record.New(db, ring, record.Options{Codes: codes}), stop, nil
+	// FHIR Consent resources of scope patient-privacy are enforced: their
+	// decisions reach the consent store in the record's own transaction.
+	hooks := []record.WriteHook{auth.ConsentHook{Consents: auth.NewConsents(db, nil)}}
+	return record.New(db, ring, record.Options{Codes: codes, Hooks: hooks}), stop, nil
 }

@@ -217,6 +217,8 @@ func CapabilityStatementFor(version string, now time.Time, opts CapabilityOption
 		switch t {
 		case "Claim":
 			r.Documentation = "On create and update, diagnosis codes must be billable ICD-10-CM codes valid on the date of service (billablePeriod.start, else the earliest item date, else created); procedure and item codes of ICD-10-CM, CPT, HCPCS, SNOMED CT and LOINC must be valid (format and check digit; existence once a release is loaded). Other code systems are not checked. A failure is a 422 OperationOutcome naming the element."
+		case "Consent":
+			r.Documentation = "An active Consent of scope patient-privacy is enforced: its provision (type, and purposes TREAT, HPAYMT, HOPERAT, HRESCH of v3-ActReason; one level of nested provisions overrides the base per purpose) is recorded in the consent registry every access decision reads, in the same transaction; another status or a delete withdraws it. Without purposes a deny covers every purpose and a permit every purpose but research."
 		case "Condition":
 			r.Documentation = "On create and update, Condition.code codings of ICD-10-CM (header codes allowed), SNOMED CT and LOINC must be valid on the onset or recorded date. Other code systems are not checked. A failure is a 422 OperationOutcome naming the element."
 		}

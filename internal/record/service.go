@@ -89,10 +89,20 @@ type Options struct {
 	Clock func() time.Time
 	// NewID returns a new logical id; nil means a UUIDv7.
 	NewID func() string
+	// Hooks see every write and delete inside its transaction (after the
+	// record's rows); an error rolls the write back. The consent store
+	// uses one to enforce FHIR Consent resources.
+	Hooks []WriteHook
 	// Codes checks the codes of every resource written (the terminology
 	// service: ICD-10-CM, CPT, HCPCS, LOINC, SNOMED CT on Claim and
 	// Condition); nil checks structure only.
 	Codes CodeChecker
+}
+
+// WriteHook is told of each write of a resource inside the write's
+// transaction: raw is the stored JSON (with id and meta), nil for a delete.
+type WriteHook interface {
+	Written(ctx context.Context, tx store.Tx, typ, id string, raw []byte) error
 }
 
 // CodeChecker checks a resource's codes against the code systems careflow
@@ -110,12 +120,13 @@ type Service struct {
 	now   func() time.Time
 	newID func() string
 	codes CodeChecker
+	hooks []WriteHook
 	group committer
 }
 
 // New returns the record over a migrated database and an open key ring.
 func New(db *store.DB, ring *phi.Ring, opts Options) *Service {
-	s := &Service{db: db, ring: ring, now: opts.Clock, newID: opts.NewID, codes: opts.Codes}
+	s := &Service{db: db, ring: ring, now: opts.Clock, newID: opts.NewID, codes: opts.Codes, hooks: opts.Hooks}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -427,6 +438,9 @@ func (s *Service) deleteTx(ctx context.Context, tx store.Tx, g Guard, typ, id st
 	if err := deleteIndexes(ctx, tx, typ, id); err != nil {
 		return Record{}, err
 	}
+	if err := s.runHooks(ctx, tx, typ, id, nil); err != nil {
+		return Record{}, err
+	}
 	return Record{Type: typ, ID: id, Version: v, LastUpdated: now, Deleted: true, PatientID: cur.PatientID}, nil
 }
 
@@ -538,7 +552,19 @@ func (s *Service) write(ctx context.Context, tx store.Tx, g Guard, typ, id strin
 	if err := insertIndexes(ctx, tx, typ, id, rows); err != nil {
 		return Record{}, err
 	}
+	if err := s.runHooks(ctx, tx, typ, id, raw); err != nil {
+		return Record{}, err
+	}
 	return Record{Type: typ, ID: id, Version: version, LastUpdated: now, PatientID: patient, JSON: raw, Method: o.method}, nil
+}
+
+func (s *Service) runHooks(ctx context.Context, tx store.Tx, typ, id string, raw []byte) error {
+	for _, h := range s.hooks {
+		if err := h.Written(ctx, tx, typ, id, raw); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func nullable(s string) any {
