@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/careflow/careflow/internal/auth"
 	"github.com/careflow/careflow/internal/phi"
 	"github.com/careflow/careflow/internal/store"
 	"github.com/careflow/careflow/internal/terminology"
@@ -29,7 +30,7 @@ func newService(t testing.TB, db *store.DB) *Service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return New(db, ring, Options{Codes: terminology.NewService(db, terminology.Options{})})
+	return New(db, ring, Options{Codes: terminology.NewService(db, terminology.Options{}), Hooks: []WriteHook{auth.ConsentHook{Consents: auth.NewConsents(db, nil)}}})
 }
 
 // sampleDir finds ../shared/data from the module root, or skips.
