@@ -502,6 +502,9 @@ func (s *Service) write(ctx context.Context, tx store.Tx, g Guard, typ, id strin
 	if err != nil {
 		return Record{}, errs.Wrap(errs.Invalid, err, "the resource could not be read")
 	}
+	if path, found := conditionalReference(typ, doc); found {
+		return Record{}, errConditionalRef(path)
+	}
 	patient := patientOf(typ, id, doc)
 	action := ActCreate
 	if exists && !cur.Deleted {
