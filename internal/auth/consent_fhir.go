@@ -41,13 +41,6 @@ const (
 	SystemActReason    = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 )
 
-var actReasonPurposes = map[string]Purpose{
-	"TREAT": PurposeTreatment, "ETREAT": PurposeTreatment,
-	"HPAYMT":  PurposePayment,
-	"HOPERAT": PurposeOperations,
-	"HRESCH":  PurposeResearch, "CLINTRCH": PurposeResearch,
-}
-
 type fhirCoding struct {
 	System string `json:"system"`
 	Code   string `json:"code"`
@@ -116,7 +109,7 @@ func ConsentDecisions(raw []byte) (patientID string, in []ConsentInput, ok bool,
 		}
 		var purposes []Purpose
 		for _, cd := range p.Purpose {
-			if pu, ok := actReasonPurposes[cd.Code]; ok && cd.System == SystemActReason {
+			if pu, ok := purposeCodes[cd.Code]; ok && cd.System == SystemActReason {
 				purposes = append(purposes, pu)
 			}
 		}

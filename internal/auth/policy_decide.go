@@ -165,6 +165,9 @@ func (a *Authorizer) Decide(ctx context.Context, p *Principal, req Request) Deci
 	}
 	purpose := req.Purpose
 	if purpose == "" {
+		purpose = PurposeFrom(ctx)
+	}
+	if purpose == "" {
 		purpose = rp.defaultPurpose
 	}
 	if !purpose.Valid() {

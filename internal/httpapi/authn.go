@@ -132,7 +132,7 @@ func (s *Server) guard(pattern string, next http.Handler) http.Handler {
 				s.writeUnauthenticated(w, r, errs.E(errs.Unauthenticated, "this route requires a bearer token"), "")
 				return
 			}
-			next.ServeHTTP(w, r.WithContext(auth.WithPrincipal(ctx, p)))
+			s.serveAs(w, r.WithContext(auth.WithPrincipal(ctx, p)), next)
 			return
 		}
 		token, err := parseBearer(r.Header.Values("Authorization"))
@@ -161,8 +161,19 @@ func (s *Server) guard(pattern string, next http.Handler) http.Handler {
 		if !s.allow(ctx, w, r, "user:"+p.Issuer+"|"+p.Subject, s.opts.Identity.Limits.PerUser) {
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(auth.WithPrincipal(ctx, p)))
+		s.serveAs(w, r.WithContext(auth.WithPrincipal(ctx, p)), next)
 	})
+}
+
+// serveAs runs an authenticated request, with its stated purpose of use
+// (a malformed one is a 400).
+func (s *Server) serveAs(w http.ResponseWriter, r *http.Request, next http.Handler) {
+	ctx, err := statedPurpose(r.Context(), r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	next.ServeHTTP(w, r.WithContext(ctx))
 }
 
 // writeUnauthenticated answers 401 with an RFC 6750 challenge naming the
