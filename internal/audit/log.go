@@ -87,13 +87,13 @@ type Log struct {
 }
 
 type appendRequest struct {
-	entry Entry
-	done  chan appendResult
+	entries []Entry
+	done    chan appendResult
 }
 
 type appendResult struct {
-	entry Entry
-	err   error
+	entries []Entry
+	err     error
 }
 
 // New opens the audit log of db (which must be migrated) and starts its
@@ -170,28 +170,47 @@ func New(ctx context.Context, db *store.DB, opts Options) (*Log, error) {
 // appender needs the one writer connection that transaction holds. Use
 // AppendTx there.
 func (l *Log) Append(ctx context.Context, e Entry) (Entry, error) {
-	e, err := e.normalize()
+	out, err := l.AppendAll(ctx, []Entry{e})
 	if err != nil {
 		return Entry{}, err
 	}
-	req := &appendRequest{entry: e, done: make(chan appendResult, 1)}
+	return out[0], nil
+}
+
+// AppendAll adds several entries as Append does, in one transaction: all of
+// them are appended (in order, with consecutive Seq) or none. A response
+// that touched many records costs one commit, not one per entry. An empty
+// list appends nothing.
+func (l *Log) AppendAll(ctx context.Context, entries []Entry) ([]Entry, error) {
+	if len(entries) == 0 {
+		return nil, nil
+	}
+	norm := make([]Entry, len(entries))
+	for i, e := range entries {
+		n, err := e.normalize()
+		if err != nil {
+			return nil, err
+		}
+		norm[i] = n
+	}
+	req := &appendRequest{entries: norm, done: make(chan appendResult, 1)}
 	l.mu.RLock()
 	if l.closed {
 		l.mu.RUnlock()
-		return Entry{}, ErrClosed
+		return nil, ErrClosed
 	}
 	select {
 	case l.requests <- req:
 	case <-ctx.Done():
 		l.mu.RUnlock()
-		return Entry{}, ctx.Err()
+		return nil, ctx.Err()
 	}
 	l.mu.RUnlock()
 	select {
 	case r := <-req.done:
-		return r.entry, r.err
+		return r.entries, r.err
 	case <-ctx.Done():
-		return Entry{}, ctx.Err()
+		return nil, ctx.Err()
 	}
 }
 
@@ -286,9 +305,9 @@ const batchTimeout = 30 * time.Second
 func (l *Log) commitBatch(ctx context.Context, batch []*appendRequest) {
 	ctx, cancel := context.WithTimeout(ctx, batchTimeout)
 	defer cancel()
-	entries := make([]Entry, len(batch))
-	for i, r := range batch {
-		entries[i] = r.entry
+	var entries []Entry
+	for _, r := range batch {
+		entries = append(entries, r.entries...)
 	}
 	var next *frontier
 	var made int
@@ -312,12 +331,15 @@ func (l *Log) commitBatch(ctx context.Context, batch []*appendRequest) {
 			l.logger.Error("audit: checkpoint directory sync failed", "error", serr)
 		}
 	}
-	for i, r := range batch {
+	at := 0
+	for _, r := range batch {
 		if err != nil {
 			r.done <- appendResult{err: err}
-		} else {
-			r.done <- appendResult{entry: entries[i]}
+			continue
 		}
+		n := len(r.entries)
+		r.done <- appendResult{entries: entries[at : at+n : at+n]}
+		at += n
 	}
 }
 

@@ -346,3 +346,51 @@ func TestKeyRotationKeepsOldCheckpointsVerifiable(t *testing.T) {
 		}
 	})
 }
+
+// AppendAll appends a response's entries in one commit, consecutively,
+// while other appends go on; an invalid entry refuses them all.
+func TestAppendAllIsOneConsecutiveCommit(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		l, _, dir := openLog(t, db, func(o *Options) { o.CheckpointEvery = 4 })
+		var batch []Entry
+		for i := range 9 {
+			batch = append(batch, sampleEntry(200+i))
+		}
+		others := make(chan error, 20)
+		for i := range 20 {
+			go func() {
+				_, err := l.Append(ctx, sampleEntry(i))
+				others <- err
+			}()
+		}
+		got, err := l.AppendAll(ctx, batch)
+		for range 20 {
+			if err := <-others; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err != nil || len(got) != len(batch) {
+			t.Fatalf("AppendAll = %d entries, %v", len(got), err)
+		}
+		for i, e := range got {
+			if e.Seq != got[0].Seq+int64(i) || e.ResourceID != batch[i].ResourceID || !e.Time.Equal(got[0].Time) {
+				t.Fatalf("entry %d: %+v (first seq %d)", i, e, got[0].Seq)
+			}
+		}
+		bad := append([]Entry(nil), batch...)
+		bad[4].PatientID = "a name with spaces"
+		if _, err := l.AppendAll(ctx, bad); err == nil {
+			t.Fatal("an invalid entry was accepted")
+		}
+		if out, err := l.AppendAll(ctx, nil); err != nil || out != nil {
+			t.Fatalf("empty AppendAll = %v, %v", out, err)
+		}
+		if n, _ := l.Head(ctx); n != 29 {
+			t.Fatalf("head %d, want 29 (nothing of the refused batch)", n)
+		}
+		if rep := verifyLog(t, db, l, dir); len(rep.Findings) != 0 {
+			t.Fatalf("findings: %v", rep.Findings)
+		}
+	})
+}
