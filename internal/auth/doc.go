@@ -10,5 +10,8 @@
 // (resource type × action × visible fields) ∩ the token's scopes ∩ the
 // patient's consent for the purpose, checked per record and again on
 // responses. Clinicians reach only patients of their care teams or assigned
-// work, or one patient for a limited time after break-the-glass.
+// work, or one patient for a limited time after break-the-glass. Reach
+// answers the same question for a whole resource type before a search
+// runs, so that searches are confined to what their records' decisions
+// will allow (reach.go).
 package auth

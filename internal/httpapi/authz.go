@@ -38,6 +38,8 @@ import (
 // AuditLog is what the handlers need of internal/audit's Log.
 type AuditLog interface {
 	Append(ctx context.Context, e audit.Entry) (audit.Entry, error)
+	// AppendAll appends several entries in one commit, all or none.
+	AppendAll(ctx context.Context, entries []audit.Entry) ([]audit.Entry, error)
 	AppendTx(ctx context.Context, tx store.Tx, e audit.Entry) (audit.Entry, error)
 }
 
@@ -210,7 +212,11 @@ type patientRecord struct {
 // the fields its decision allows, dropping records it may not see. A list,
 // a search or an _include built by a handler that got its query wrong
 // still cannot leak another patient's record or a hidden field. Dropped
-// records are audited as denials.
+// records are audited as denials, in one append before the response; if
+// that append fails the response is refused (503), as for every other
+// access: a record withheld without a trace would hide the query's bug.
+// (The FHIR surface has its own filter, fhirGuard.visible, which also
+// audits what it lets through.)
 func (s *Server) recheckRecords(r *http.Request, p *auth.Principal, purpose auth.Purpose, recs []patientRecord) ([]json.RawMessage, error) {
 	each, err := s.recheckEach(r, p, purpose, recs)
 	if err != nil {
@@ -231,15 +237,12 @@ func (s *Server) recheckRecords(r *http.Request, p *auth.Principal, purpose auth
 // match them up by index.
 func (s *Server) recheckEach(r *http.Request, p *auth.Principal, purpose auth.Purpose, recs []patientRecord) ([]json.RawMessage, error) {
 	out := make([]json.RawMessage, len(recs))
-	dropped := 0
+	var denials []audit.Entry
 	for i, rec := range recs {
 		a := access{req: auth.Request{Action: auth.ActionRead, ResourceType: rec.ResourceType, PatientID: rec.PatientID, Purpose: purpose}, resourceID: rec.ResourceID}
 		d := s.opts.Access.Authorizer.Decide(r.Context(), p, a.req)
 		if !d.Allowed {
-			dropped++
-			if err := s.auditDecision(r, p, a, d); err != nil {
-				s.logger.Warn("audit of a filtered record failed", "request_id", RequestID(r.Context()), "error", err.Error())
-			}
+			denials = append(denials, s.auditEntry(r, p, a, d))
 			continue
 		}
 		body, err := s.opts.Access.Policy.RedactFields(d.Fields, rec.JSON)
@@ -249,10 +252,16 @@ func (s *Server) recheckEach(r *http.Request, p *auth.Principal, purpose auth.Pu
 		}
 		out[i] = body
 	}
-	if dropped > 0 {
+	if dropped := len(denials); dropped > 0 {
 		// A handler's query returned records the caller may not see: a bug
 		// to fix, caught here. Counts only, no ids.
 		s.logger.Warn("response filter dropped records", "request_id", RequestID(r.Context()), "dropped", dropped, "kept", len(recs)-dropped)
+		if s.opts.Audit == nil {
+			return nil, errs.E(errs.Unavailable, "the audit log is not configured; access to audited records is refused")
+		}
+		if _, err := s.opts.Audit.AppendAll(r.Context(), denials); err != nil {
+			return nil, errs.Wrap(errs.Unavailable, err, "the audit log is unavailable; try again")
+		}
 	}
 	return out, nil
 }

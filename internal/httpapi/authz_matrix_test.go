@@ -17,6 +17,7 @@ import (
 
 	"github.com/careflow/careflow/internal/audit"
 	"github.com/careflow/careflow/internal/auth"
+	"github.com/careflow/careflow/internal/record"
 	"github.com/careflow/careflow/internal/store"
 	"github.com/careflow/careflow/internal/store/storetest"
 )
@@ -50,6 +51,12 @@ type authzFixture struct {
 
 func newAuthzFixture(t testing.TB, db *store.DB, now func() time.Time) *authzFixture {
 	t.Helper()
+	return newAuthzFixtureWith(t, db, now, nil)
+}
+
+// newAuthzFixtureWith is newAuthzFixture serving rec on /fhir/R4 too.
+func newAuthzFixtureWith(t testing.TB, db *store.DB, now func() time.Time, rec *record.Service) *authzFixture {
+	t.Helper()
 	ctx := context.Background()
 	signer, _, err := audit.GenerateSigner()
 	if err != nil {
@@ -63,6 +70,7 @@ func newAuthzFixture(t testing.TB, db *store.DB, now func() time.Time) *authzFix
 	f := &authzFixture{db: db, log: log, access: auth.NewAccess(db, nil, now), principals: map[string]*auth.Principal{}}
 	f.srv = New(Options{
 		DB:     db,
+		Record: rec,
 		Access: f.access,
 		Audit:  log,
 		TestPrincipal: func(r *http.Request) *auth.Principal {

@@ -75,7 +75,7 @@ func (s *Server) fhirPublic(h http.HandlerFunc) http.HandlerFunc {
 // guard made are appended before the first byte of the response.
 func (s *Server) fhirHandler(h func(w http.ResponseWriter, r *http.Request, g *fhirGuard)) http.HandlerFunc {
 	inner := s.withAccess(func(w http.ResponseWriter, r *http.Request, p *auth.Principal) {
-		g := &fhirGuard{s: s, r: r, p: p}
+		g := newFHIRGuard(s, r, p)
 		aw := &auditingWriter{ResponseWriter: w, g: g, s: s, r: r}
 		h(aw, r, g)
 	})
@@ -90,26 +90,45 @@ func (s *Server) fhirHandler(h func(w http.ResponseWriter, r *http.Request, g *f
 
 // fhirGuard is the FHIR surface's one call point into the access policy
 // and the audit log: record.Service calls Allow for every record before
-// opening or writing it. Writes are audited inside their own transaction
-// (AllowTx). Reads and denials may be decided inside a transaction too (a
-// transaction Bundle's GETs), where Append would wait for the writer the
-// transaction holds; their entries are kept until auditingWriter appends
-// them, before the response leaves. A failed append turns the response
-// into a 503 (fail closed).
+// opening or writing it, and Reach before it lists records across
+// patients. Writes are audited inside their own transaction (AllowTx).
+// Reads and denials may be decided inside a transaction too (a transaction
+// Bundle's GETs), where Append would wait for the writer the transaction
+// holds; their entries are kept until auditingWriter appends them, all in
+// one commit, before the response leaves. A failed append turns the
+// response into a 503 (fail closed).
+//
+// Listings (a search, its includes, a type history) are decided once as a
+// search and confined in SQL to the caller's reach (auth.Reach), so their
+// totals and pages count only what the caller may see; each record they
+// return is then decided once, as a read, by visible, which redacts it and
+// records in the audit log every patient whose data the response carries.
 type fhirGuard struct {
 	s *Server
 	r *http.Request
 	p *auth.Principal
+
+	mu sync.Mutex
 	// purpose is the purpose the last allowed decision was made for, used
 	// to re-decide the records of the response.
 	purpose auth.Purpose
-	// searching makes per-match checks of a search a no-op: the search was
-	// authorized once, and every match is re-decided (and redacted) by
-	// recheckRecords before it leaves.
-	searching bool
-
-	mu      sync.Mutex
 	pending []audit.Entry
+	// noted holds the entries kept or appended so far (action, type, id,
+	// patient, outcome), so that one decision about one record (every
+	// version of an instance history, say) is audited once per request;
+	// shown holds the records and patients whose reading is audited.
+	noted map[string]bool
+	shown map[string]bool
+	// reach caches the reach of each type this request listed.
+	reach map[string]record.Reach
+	// unconfined is set when a reach could not be computed (the policy's
+	// sources cannot list patients): listings then run unconfined, every
+	// record is still decided on the way out, and no total is reported.
+	unconfined bool
+}
+
+func newFHIRGuard(s *Server, r *http.Request, p *auth.Principal) *fhirGuard {
+	return &fhirGuard{s: s, r: r, p: p, noted: map[string]bool{}, shown: map[string]bool{}, reach: map[string]record.Reach{}}
 }
 
 // Allow implements record.Guard.
@@ -118,7 +137,10 @@ func (g *fhirGuard) Allow(_ context.Context, a record.Access) error {
 }
 
 func (g *fhirGuard) allow(a record.Access) error {
-	if g.searching && a.Action == record.ActSearch {
+	if a.Action == record.ActSearch && a.ID != "" {
+		// A record a listing returns: the listing was decided as a search
+		// and confined to the caller's reach; visible decides the record
+		// itself, as a read, before it leaves.
 		return nil
 	}
 	acc := access{
@@ -126,14 +148,121 @@ func (g *fhirGuard) allow(a record.Access) error {
 		resourceID: a.ID,
 	}
 	d := g.s.opts.Access.Authorizer.Decide(g.r.Context(), g.p, acc.req)
-	g.mu.Lock()
-	g.pending = append(g.pending, g.s.auditEntry(g.r, g.p, acc, d))
-	g.mu.Unlock()
+	g.note(g.s.auditEntry(g.r, g.p, acc, d))
 	if !d.Allowed {
-		return denialError(d)
+		return fhirDenial(a, d)
 	}
-	g.purpose = d.Purpose
+	g.markShown(a)
+	g.setPurpose(d.Purpose)
 	return nil
+}
+
+func (g *fhirGuard) setPurpose(p auth.Purpose) {
+	g.mu.Lock()
+	g.purpose = p
+	g.mu.Unlock()
+}
+
+func (g *fhirGuard) decidedPurpose() auth.Purpose {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.purpose
+}
+
+// fhirDenial is the error for a refused record. A record out of reach
+// (not_related) reads exactly like one that does not exist, with the
+// record's own message. A write keeps "no such patient": an update or
+// delete of a record out of reach must read like a create for a patient
+// out of reach, which is what the same request makes of an id that does
+// not exist.
+func fhirDenial(a record.Access, d auth.Decision) error {
+	if d.Reason == auth.ReasonNotRelated && a.ID != "" && a.Action == record.ActRead {
+		return notKnown(a.Type, a.ID)
+	}
+	return denialError(d)
+}
+
+// notKnown is the record's answer for a resource that does not exist.
+func notKnown(typ, id string) error {
+	if !auth.ValidPatientID(id) { // the FHIR id syntax
+		id = "(invalid id)"
+	}
+	return errs.E(errs.NotFound, "%s/%s is not known", typ, id)
+}
+
+// note keeps an audit entry for the response, unless the same one is
+// kept already.
+func (g *fhirGuard) note(e audit.Entry) {
+	key := strings.Join([]string{string(e.Action), e.ResourceType, e.ResourceID, e.PatientID, string(e.Outcome)}, "\x00")
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.noted[key] {
+		return
+	}
+	g.noted[key] = true
+	g.pending = append(g.pending, e)
+}
+
+// markShown records that an allowed decision about a record (or, for a
+// search naming a patient, about that patient's records of the type)
+// audited it, so that visible does not audit its reading twice.
+func (g *fhirGuard) markShown(a record.Access) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if a.ID != "" {
+		g.shown[recordKey(a.Type+"/"+a.ID)] = true
+	} else if a.PatientID != "" {
+		g.shown[patientKey(audit.Action(a.Action), a.Type, a.PatientID)] = true
+	}
+}
+
+func recordKey(ref string) string { return "rec\x00" + ref }
+
+func patientKey(action audit.Action, typ, patient string) string {
+	return "pat\x00" + string(action) + "\x00" + typ + "\x00" + patient
+}
+
+// Reach implements record.Reacher: the records of typ the caller may read
+// for the purpose decided.
+func (g *fhirGuard) Reach(ctx context.Context, typ string) (record.Reach, error) {
+	return g.reachOf(ctx, typ, false)
+}
+
+// MatchReach implements record.Reacher: the records of typ whose patient
+// the caller reaches, consent aside (see auth.ReachBeforeConsent).
+func (g *fhirGuard) MatchReach(ctx context.Context, typ string) (record.Reach, error) {
+	return g.reachOf(ctx, typ, true)
+}
+
+func (g *fhirGuard) reachOf(ctx context.Context, typ string, match bool) (record.Reach, error) {
+	purpose := g.decidedPurpose()
+	key := typ + "\x00" + string(purpose) + "\x00" + strconv.FormatBool(match)
+	g.mu.Lock()
+	r, ok := g.reach[key]
+	g.mu.Unlock()
+	if ok {
+		return r, nil
+	}
+	req := auth.Request{Action: auth.ActionRead, ResourceType: typ, Purpose: purpose}
+	reach := g.s.opts.Access.Authorizer.Reach
+	if match {
+		reach = g.s.opts.Access.Authorizer.ReachBeforeConsent
+	}
+	ar, err := reach(ctx, g.p, req)
+	switch {
+	case errors.Is(err, auth.ErrReachUnknown):
+		g.mu.Lock()
+		g.unconfined = true
+		g.mu.Unlock()
+		ar = auth.Reach{Every: true}
+	case err != nil:
+		return record.Reach{}, errs.Wrap(errs.Unavailable, err, "the access policy could not be evaluated; try again")
+	}
+	r = record.Reach(ar)
+	g.mu.Lock()
+	g.reach[key] = r
+	g.mu.Unlock()
+	return r, nil
 }
 
 // AllowTx implements record.TxGuard: an allowed write is audited inside
@@ -149,10 +278,8 @@ func (g *fhirGuard) AllowTx(ctx context.Context, tx store.Tx, a record.Access) e
 	d := g.s.opts.Access.Authorizer.Decide(g.r.Context(), g.p, acc.req)
 	e := g.s.auditEntry(g.r, g.p, acc, d)
 	if !d.Allowed {
-		g.mu.Lock()
-		g.pending = append(g.pending, e)
-		g.mu.Unlock()
-		return denialError(d)
+		g.note(e)
+		return fhirDenial(a, d)
 	}
 	if g.s.opts.Audit == nil {
 		return errs.E(errs.Unavailable, "the audit log is not configured; access to audited records is refused")
@@ -160,11 +287,12 @@ func (g *fhirGuard) AllowTx(ctx context.Context, tx store.Tx, a record.Access) e
 	if _, err := g.s.opts.Audit.AppendTx(ctx, tx, e); err != nil {
 		return errs.Wrap(errs.Unavailable, err, "the audit log is unavailable; try again")
 	}
-	g.purpose = d.Purpose
+	g.markShown(a)
+	g.setPurpose(d.Purpose)
 	return nil
 }
 
-// flush appends the pending audit entries.
+// flush appends the pending audit entries, in one commit.
 func (g *fhirGuard) flush() error {
 	g.mu.Lock()
 	pending := g.pending
@@ -176,10 +304,8 @@ func (g *fhirGuard) flush() error {
 	if g.s.opts.Audit == nil {
 		return errs.E(errs.Unavailable, "the audit log is not configured; access to audited records is refused")
 	}
-	for _, e := range pending {
-		if _, err := g.s.opts.Audit.Append(g.r.Context(), e); err != nil {
-			return errs.Wrap(errs.Unavailable, err, "the audit log is unavailable; try again")
-		}
+	if _, err := g.s.opts.Audit.AppendAll(g.r.Context(), pending); err != nil {
+		return errs.Wrap(errs.Unavailable, err, "the audit log is unavailable; try again")
 	}
 	return nil
 }
@@ -224,39 +350,88 @@ func (w *auditingWriter) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (w *auditingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// visible passes records through the response filter and returns their
-// JSON, redacted, in order; records the caller may not see are dropped.
-func (g *fhirGuard) visible(recs []record.Record) ([]json.RawMessage, []record.Record, error) {
-	var in []patientRecord
-	var kept []record.Record
+// visible is the response filter of the FHIR surface: it decides every
+// record once (a read, for the purpose decided), drops those the caller
+// may not see (each audited as a denial), and returns the others' JSON,
+// redacted, in order (nil for a version that is a delete). The reading of
+// every patient's data it lets through is audited as action (search for a
+// search's matches, read otherwise): one entry per patient and type, with
+// the record's id when there is one record, unless an allowed decision of
+// this request (the read, the write, the search naming the patient)
+// audited it already.
+func (g *fhirGuard) visible(recs []record.Record, action audit.Action) ([]json.RawMessage, []record.Record, error) {
+	type group struct {
+		n     int
+		id    string
+		entry audit.Entry
+	}
+	purpose := g.decidedPurpose()
+	patients := make([]string, 0, len(recs))
 	for _, rec := range recs {
-		if rec.JSON == nil {
+		patients = append(patients, rec.PatientID)
+	}
+	g.s.opts.Access.Authorizer.Prefetch(g.r.Context(), g.p, purpose, patients)
+	var bodies []json.RawMessage
+	var kept []record.Record
+	groups := map[string]*group{}
+	var order []string
+	dropped := 0
+	for _, rec := range recs {
+		acc := access{req: auth.Request{Action: auth.ActionRead, ResourceType: rec.Type, PatientID: rec.PatientID, Purpose: purpose}, resourceID: rec.ID}
+		d := g.s.opts.Access.Authorizer.Decide(g.r.Context(), g.p, acc.req)
+		if !d.Allowed {
+			dropped++
+			g.note(g.s.auditEntry(g.r, g.p, acc, d))
 			continue
 		}
-		in = append(in, patientRecord{ResourceType: rec.Type, ResourceID: rec.ID, PatientID: rec.PatientID, JSON: rec.JSON})
-		kept = append(kept, rec)
-	}
-	out, err := g.s.recheckRecords(g.r, g.p, g.purpose, in)
-	if err != nil {
-		return nil, nil, err
-	}
-	if len(out) != len(kept) {
-		// Some were dropped: match the survivors up again by decision.
-		var filtered []record.Record
-		var bodies []json.RawMessage
-		for i, rec := range kept {
-			one, err := g.s.recheckRecords(g.r, g.p, g.purpose, in[i:i+1])
-			if err != nil {
-				return nil, nil, err
-			}
-			if len(one) == 1 {
-				filtered = append(filtered, rec)
-				bodies = append(bodies, one[0])
+		var body json.RawMessage
+		if rec.JSON != nil {
+			var err error
+			if body, err = g.s.opts.Access.Policy.RedactFields(d.Fields, rec.JSON); err != nil {
+				// A record we cannot parse cannot be shown safely.
+				return nil, nil, errs.Wrap(errs.Internal, err, "response filter")
 			}
 		}
-		return bodies, filtered, nil
+		bodies = append(bodies, body)
+		kept = append(kept, rec)
+		if rec.PatientID == "" {
+			continue
+		}
+		key := patientKey(action, rec.Type, rec.PatientID)
+		g.mu.Lock()
+		done := g.shown[recordKey(rec.Ref())] || g.shown[key]
+		g.mu.Unlock()
+		if done {
+			continue
+		}
+		grp := groups[key]
+		if grp == nil {
+			acc.auditAction = action
+			grp = &group{entry: g.s.auditEntry(g.r, g.p, acc, d)}
+			grp.entry.ResourceID = ""
+			groups[key] = grp
+			order = append(order, key)
+		}
+		grp.n++
+		grp.id = rec.ID
 	}
-	return out, kept, nil
+	for _, key := range order {
+		grp := groups[key]
+		if grp.n == 1 {
+			grp.entry.ResourceID = grp.id
+		}
+		g.note(grp.entry)
+		g.mu.Lock()
+		g.shown[key] = true
+		g.mu.Unlock()
+	}
+	if dropped > 0 {
+		// The listing's reach or a handler let through records the caller
+		// may not see: a bug to fix (or a relationship that ended during
+		// the request), caught here. Counts only, no ids.
+		g.s.logger.Warn("response filter dropped records", "request_id", RequestID(g.r.Context()), "dropped", dropped, "kept", len(kept))
+	}
+	return bodies, kept, nil
 }
 
 // fhirNegotiate answers 415 for anything but JSON: the _format parameter,
@@ -374,7 +549,7 @@ func (s *Server) fhirMetadata(w http.ResponseWriter, r *http.Request) {
 // respondRecord writes one record as the response of a read or write,
 // through the response filter. Prefer: return=minimal omits the body.
 func (s *Server) respondRecord(w http.ResponseWriter, r *http.Request, g *fhirGuard, rec record.Record, status int, location bool) {
-	bodies, _, err := g.visible([]record.Record{rec})
+	bodies, _, err := g.visible([]record.Record{rec}, audit.ActionRead)
 	if err != nil {
 		s.fhirError(w, r, err)
 		return
@@ -399,7 +574,7 @@ func (s *Server) fhirRead(w http.ResponseWriter, r *http.Request, g *fhirGuard) 
 	}
 	rec, err := s.opts.Record.Read(r.Context(), g, r.PathValue("type"), r.PathValue("id"))
 	if err != nil {
-		s.fhirError(w, r, err)
+		s.fhirError(w, r, asMissing(err, r.PathValue("type"), notKnown(r.PathValue("type"), r.PathValue("id"))))
 		return
 	}
 	if inm := r.Header.Get("If-None-Match"); inm != "" && strings.TrimPrefix(inm, "W/") == strings.TrimPrefix(rec.ETag(), "W/") {
@@ -411,12 +586,35 @@ func (s *Server) fhirRead(w http.ResponseWriter, r *http.Request, g *fhirGuard) 
 }
 
 func (s *Server) fhirVRead(w http.ResponseWriter, r *http.Request, g *fhirGuard) {
-	rec, err := s.opts.Record.VRead(r.Context(), g, r.PathValue("type"), r.PathValue("id"), r.PathValue("vid"))
+	typ, id, vid := r.PathValue("type"), r.PathValue("id"), r.PathValue("vid")
+	rec, err := s.opts.Record.VRead(r.Context(), g, typ, id, vid)
 	if err != nil {
-		s.fhirError(w, r, err)
+		s.fhirError(w, r, asMissing(err, typ, noVersion(typ, id, vid)))
 		return
 	}
 	s.respondRecord(w, r, g, rec, http.StatusOK, false)
+}
+
+// asMissing answers every "not found" of a read of a known type with one
+// message, whichever layer said it: a record out of the caller's reach and
+// one that does not exist must not differ even in their wording. A
+// deleted record (410, after the access was allowed) keeps its answer.
+func asMissing(err error, typ string, missing error) error {
+	if errs.KindOf(err) != errs.NotFound || errors.Is(err, record.ErrDeleted) || !fhir.IsResourceType(typ) {
+		return err
+	}
+	return missing
+}
+
+// noVersion is the record's answer for a version that does not exist.
+func noVersion(typ, id, vid string) error {
+	if !auth.ValidPatientID(id) {
+		id = "(invalid id)"
+	}
+	if v, err := strconv.Atoi(vid); err == nil && v > 0 {
+		return errs.E(errs.NotFound, "%s/%s has no version %d", typ, id, v)
+	}
+	return errs.E(errs.NotFound, "%s/%s has no such version", typ, id)
 }
 
 func (s *Server) fhirCreate(w http.ResponseWriter, r *http.Request, g *fhirGuard) {
@@ -532,26 +730,6 @@ func (s *Server) searchParams(r *http.Request, typ string) (url.Values, error) {
 	return vals, nil
 }
 
-// searchPatient is the patient a search names, for the up-front decision
-// (a search within one patient's compartment); "" otherwise.
-func searchPatient(typ string, vals url.Values) string {
-	if typ == "Patient" {
-		if v := vals["_id"]; len(v) == 1 && !strings.Contains(v[0], ",") {
-			return v[0]
-		}
-		return ""
-	}
-	for _, k := range []string{"patient", "subject", "beneficiary"} {
-		if v := vals[k]; len(v) == 1 && !strings.Contains(v[0], ",") {
-			id := strings.TrimPrefix(v[0], "Patient/")
-			if !strings.Contains(id, "/") {
-				return id
-			}
-		}
-	}
-	return ""
-}
-
 func (s *Server) fhirSearch(w http.ResponseWriter, r *http.Request, g *fhirGuard) {
 	typ := r.PathValue("type")
 	if typ == "AuditEvent" && r.Method == http.MethodGet {
@@ -568,11 +746,8 @@ func (s *Server) fhirSearch(w http.ResponseWriter, r *http.Request, g *fhirGuard
 		s.fhirError(w, r, err)
 		return
 	}
-	if err := g.allow(record.Access{Action: record.ActSearch, Type: typ, PatientID: searchPatient(typ, vals)}); err != nil {
-		s.fhirError(w, r, err)
-		return
-	}
-	g.searching = true
+	// The record decides the search (for the patient it names, if one)
+	// and confines it to the caller's reach (g.Reach).
 	res, err := s.opts.Record.Search(r.Context(), g, q)
 	if err != nil {
 		s.fhirError(w, r, err)
@@ -586,14 +761,16 @@ func (s *Server) fhirSearch(w http.ResponseWriter, r *http.Request, g *fhirGuard
 	writeJSON(w, fhirJSON, http.StatusOK, b)
 }
 
-// searchBundle builds a searchset Bundle from a result page.
+// searchBundle builds a searchset Bundle from a result page. The total
+// is the record's count of matches within the caller's reach; it is left
+// out when the response filter had to drop a match (the count included
+// it) or the search could not be confined: a total is exact or absent.
 func (s *Server) searchBundle(r *http.Request, g *fhirGuard, res *record.Result) (*fhir.Bundle, error) {
 	q := res.Query
 	base := baseURL(r)
 	b := fhir.NewBundle(fhir.BundleSearchset)
 	b.ID = newBundleID()
 	b.Meta = &fhir.Meta{LastUpdated: fhir.FormatInstant(time.Now())}
-	b.Total = res.Total
 	link := func(rel string, offset int) error {
 		tok, err := s.opts.Record.SealPage(q, offset)
 		if err != nil {
@@ -620,14 +797,20 @@ func (s *Server) searchBundle(r *http.Request, g *fhirGuard, res *record.Result)
 			}
 		}
 	}
-	matches, kept, err := g.visible(res.Matches)
+	matches, kept, err := g.visible(res.Matches, audit.ActionSearch)
 	if err != nil {
 		return nil, err
+	}
+	g.mu.Lock()
+	exact := !g.unconfined
+	g.mu.Unlock()
+	if res.Total != nil && exact && len(kept) == len(res.Matches) {
+		b.Total = res.Total
 	}
 	for i, body := range matches {
 		b.Entry = append(b.Entry, fhir.BundleEntry{FullURL: base + "/" + kept[i].Ref(), Resource: body, Search: &fhir.BundleEntrySearch{Mode: "match"}})
 	}
-	included, kept, err := g.visible(res.Included)
+	included, kept, err := g.visible(res.Included, audit.ActionRead)
 	if err != nil {
 		return nil, err
 	}
@@ -646,17 +829,13 @@ func (s *Server) fhirHistory(w http.ResponseWriter, r *http.Request, g *fhirGuar
 		s.fhirError(w, r, errs.E(errs.Invalid, "the query string is malformed"))
 		return
 	}
-	if id == "" {
-		// Type history: authorized as a search; every version is
-		// re-decided on the way out.
-		if err := g.allow(record.Access{Action: record.ActSearch, Type: typ}); err != nil {
-			s.fhirError(w, r, err)
-			return
-		}
-		g.searching = true
-	}
-	page, err := s.opts.Record.History(r.Context(), historyGuard{g}, typ, id, vals)
+	// An instance history decides each version as a read; a type history
+	// is decided as a search and confined to the caller's reach (g.Reach).
+	page, err := s.opts.Record.History(r.Context(), g, typ, id, vals)
 	if err != nil {
+		if id != "" {
+			err = asMissing(err, typ, notKnown(typ, id))
+		}
 		s.fhirError(w, r, err)
 		return
 	}
@@ -683,10 +862,17 @@ func (s *Server) fhirHistory(w http.ResponseWriter, r *http.Request, g *fhirGuar
 	if page.Offset > 0 {
 		b.Link = append(b.Link, fhir.BundleLink{Relation: "previous", URL: pageURL(max(0, page.Offset-page.Count))})
 	}
-	for _, rec := range page.Entries {
+	// Every version is decided, deletes too: a delete names its record.
+	bodies, kept, err := g.visible(page.Entries, audit.ActionRead)
+	if err != nil {
+		s.fhirError(w, r, err)
+		return
+	}
+	for i, rec := range kept {
 		e := fhir.BundleEntry{
-			FullURL: base + "/" + rec.Ref(),
-			Request: &fhir.BundleEntryRequest{Method: rec.Method, URL: rec.Type + "/" + rec.ID},
+			FullURL:  base + "/" + rec.Ref(),
+			Resource: bodies[i],
+			Request:  &fhir.BundleEntryRequest{Method: rec.Method, URL: rec.Type + "/" + rec.ID},
 			Response: &fhir.BundleEntryResponse{
 				Status: historyStatus(rec), Etag: rec.ETag(),
 				LastModified: fhir.FormatInstant(rec.LastUpdated),
@@ -695,31 +881,9 @@ func (s *Server) fhirHistory(w http.ResponseWriter, r *http.Request, g *fhirGuar
 		if rec.Method == "POST" {
 			e.Request.URL = rec.Type
 		}
-		if rec.JSON != nil {
-			bodies, _, err := g.visible([]record.Record{rec})
-			if err != nil {
-				s.fhirError(w, r, err)
-				return
-			}
-			if len(bodies) == 0 {
-				continue
-			}
-			e.Resource = bodies[0]
-		}
 		b.Entry = append(b.Entry, e)
 	}
 	writeJSON(w, fhirJSON, http.StatusOK, b)
-}
-
-// historyGuard lets every version of a type history through to the
-// response filter; instance history decides the instance once per version.
-type historyGuard struct{ g *fhirGuard }
-
-func (h historyGuard) Allow(_ context.Context, a record.Access) error {
-	if h.g.searching {
-		return nil
-	}
-	return h.g.allow(a)
 }
 
 func historyStatus(rec record.Record) string {
@@ -775,7 +939,7 @@ func (s *Server) fhirBundle(w http.ResponseWriter, r *http.Request, g *fhirGuard
 				Status: status, Location: rec.Type + "/" + rec.ID + "/_history/" + strconv.Itoa(rec.Version),
 				Etag: rec.ETag(), LastModified: fhir.FormatInstant(rec.LastUpdated),
 			}
-			bodies, _, err := g.visible([]record.Record{rec})
+			bodies, _, err := g.visible([]record.Record{rec}, audit.ActionRead)
 			if err != nil {
 				s.fhirError(w, r, err)
 				return

@@ -334,7 +334,7 @@ func (s *Service) transaction(ctx context.Context, g Guard, plans []entryPlan) (
 			p := &plans[i]
 			switch {
 			case p.method == "POST" && p.ifNone != "":
-				ids, err := s.matchIDs(ctx, tx, p.typ, p.ifNone, 2)
+				ids, err := s.matchIDs(ctx, tx, g, p.typ, p.ifNone, 2)
 				if err != nil {
 					return entryErr(i, err)
 				}
@@ -351,7 +351,7 @@ func (s *Service) transaction(ctx context.Context, g Guard, plans []entryPlan) (
 			case p.method == "POST":
 				p.id = s.newID()
 			case p.method == "PUT" && p.id == "":
-				ids, err := s.matchIDs(ctx, tx, p.typ, p.query, 2)
+				ids, err := s.matchIDs(ctx, tx, g, p.typ, p.query, 2)
 				if err != nil {
 					return entryErr(i, err)
 				}
@@ -392,7 +392,7 @@ func (s *Service) transaction(ctx context.Context, g Guard, plans []entryPlan) (
 					refs[r] = to
 					continue
 				}
-				ids, err := s.matchIDs(ctx, tx, typ, query, 2)
+				ids, err := s.matchIDs(ctx, tx, g, typ, query, 2)
 				if err != nil {
 					return entryErr(i, err)
 				}
@@ -487,7 +487,7 @@ func (s *Service) runEntry(ctx context.Context, tx store.Tx, g Guard, p entryPla
 		ids := []string{p.id}
 		if p.id == "" {
 			var err error
-			ids, err = s.matchIDs(ctx, tx, p.typ, p.query, 2)
+			ids, err = s.matchIDs(ctx, tx, g, p.typ, p.query, 2)
 			if err != nil {
 				return r, err
 			}

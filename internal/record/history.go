@@ -22,8 +22,12 @@ type HistoryPage struct {
 }
 
 // History returns versions of typ/id (id "" for the whole type), newest
-// first. Parameters: _count, _since (an instant), _offset. Versions the
-// guard refuses are left out.
+// first. Parameters: _count, _since (an instant), _offset. An instance's
+// versions are each passed to the guard as a read, and a refusal fails the
+// history. A type history is passed to the guard as a search first, is
+// confined to the caller's reach when the guard is a Reacher (as a
+// search is), and each version is passed as a record a search returns;
+// versions the guard refuses are left out.
 func (s *Service) History(ctx context.Context, g Guard, typ, id string, params url.Values) (*HistoryPage, error) {
 	if !fhir.IsResourceType(typ) {
 		return nil, errs.E(errs.NotFound, "%s is not a FHIR R4 resource type this server knows", safeName(typ))
@@ -68,13 +72,25 @@ func (s *Service) History(ctx context.Context, g Guard, typ, id string, params u
 		args = append(args, since)
 		where += " AND last_updated >= $" + strconv.Itoa(len(args))
 	}
+	c := confined{from: "resource_history", where: where, args: args}
+	action := ActRead
+	if id == "" {
+		action = ActSearch
+		if err := allow(ctx, g, Access{Action: ActSearch, Type: typ}); err != nil {
+			return nil, err
+		}
+		var err error
+		if c, err = s.confine(ctx, g, typ, listHistory, false, where, args); err != nil {
+			return nil, err
+		}
+	}
 	order := " ORDER BY last_updated DESC, id, version DESC"
 	if id != "" {
 		order = " ORDER BY version DESC"
 	}
-	args = append(args, page.Count+1, page.Offset)
-	rows, err := s.db.Reader().Query(ctx, "SELECT id, version, last_updated, deleted, method, patient_id, ciphertext FROM resource_history WHERE "+where+order+
-		" LIMIT $"+strconv.Itoa(len(args)-1)+" OFFSET $"+strconv.Itoa(len(args)), args...)
+	c.args = append(c.args, page.Count+1, page.Offset)
+	rows, err := s.db.Reader().Query(ctx, "SELECT id, version, last_updated, deleted, method, patient_id, ciphertext FROM "+c.from+" WHERE "+c.where+order+
+		" LIMIT $"+strconv.Itoa(len(c.args)-1)+" OFFSET $"+strconv.Itoa(len(c.args)), c.queryArgs(s.db.Dialect())...)
 	if err != nil {
 		return nil, fmt.Errorf("history of %s: %w", typ, err)
 	}
@@ -108,7 +124,7 @@ func (s *Service) History(ctx context.Context, g Guard, typ, id string, params u
 		all = all[:page.Count]
 	}
 	for _, f := range all {
-		if err := allow(ctx, g, Access{Action: ActRead, Type: typ, ID: f.rec.ID, PatientID: f.rec.PatientID}); err != nil {
+		if err := allow(ctx, g, Access{Action: action, Type: typ, ID: f.rec.ID, PatientID: f.rec.PatientID}); err != nil {
 			if id != "" {
 				return nil, err
 			}

@@ -39,6 +39,9 @@ type Query struct {
 	// Params are the search's parameters without paging ones, to build
 	// links.
 	Params url.Values
+	// patient is the one patient the search names ("" for none): the
+	// search is then decided for that patient before it runs.
+	patient string
 
 	where []string
 	args  []any
@@ -89,7 +92,29 @@ func (s *Service) ParseQuery(typ string, params url.Values) (*Query, error) {
 			}
 		}
 	}
+	q.patient = namedPatient(typ, params)
 	return q, nil
+}
+
+// namedPatient is the patient a search names: Patient?_id=X, or one
+// patient, subject or beneficiary value that is a Patient (or a bare id),
+// not a list; "" otherwise.
+func namedPatient(typ string, params url.Values) string {
+	if typ == "Patient" {
+		if v := params["_id"]; len(v) == 1 && !strings.Contains(v[0], ",") {
+			return v[0]
+		}
+		return ""
+	}
+	for _, k := range []string{"patient", "subject", "beneficiary"} {
+		if v := params[k]; len(v) == 1 && !strings.Contains(v[0], ",") {
+			id := strings.TrimPrefix(v[0], "Patient/")
+			if !strings.Contains(id, "/") {
+				return id
+			}
+		}
+	}
+	return ""
 }
 
 func badParam(name, format string, args ...any) error {
@@ -422,7 +447,11 @@ func (s *Service) stringCond(q *Query, p *Param, modifier, value string) (string
 
 // phiStringCond matches one PHI string value through blind indexes: each
 // typed word against the prefix tokens (of this parameter and those in
-// Also), :exact (and every Whole parameter) against whole values.
+// Also), :exact (and every Whole parameter) against whole values. The
+// alternatives (a name is searched in the name, family and given rows)
+// are a UNION ALL of one look-up each, so that each is a range of the
+// (type, param, value) index: as an OR inside one look-up, SQLite read
+// every string row of the type instead.
 func (s *Service) phiStringCond(q *Query, p *Param, modifier, v string) (string, error) {
 	noLetters := badParam(p.Name, "the value of %s has no letters or digits", p.Name)
 	params := append([]string{p.Name}, p.Also...)
@@ -437,9 +466,9 @@ func (s *Service) phiStringCond(q *Query, p *Param, modifier, v string) (string,
 			if err != nil {
 				return "", noLetters
 			}
-			alts = append(alts, "(x.param = "+q.arg(param)+" AND x.value = "+q.arg(h)+")")
+			alts = append(alts, stringLookup(q, param, h))
 		}
-		return "r.id IN (SELECT x.id FROM resource_strings x WHERE x.type = $1 AND (" + strings.Join(alts, " OR ") + "))", nil
+		return "r.id IN (" + strings.Join(alts, " UNION ALL ") + ")", nil
 	}
 	parts := phi.NameQueryParts(v)
 	if len(parts) == 0 {
@@ -453,11 +482,17 @@ func (s *Service) phiStringCond(q *Query, p *Param, modifier, v string) (string,
 			if err != nil || len(hs) != 1 {
 				return "", noLetters
 			}
-			alts = append(alts, "(x.param = "+q.arg(name)+" AND x.value = "+q.arg(hs[0])+")")
+			alts = append(alts, stringLookup(q, name, hs[0]))
 		}
-		ands = append(ands, "r.id IN (SELECT x.id FROM resource_strings x WHERE x.type = $1 AND ("+strings.Join(alts, " OR ")+"))")
+		ands = append(ands, "r.id IN ("+strings.Join(alts, " UNION ALL ")+")")
 	}
 	return "(" + strings.Join(ands, " AND ") + ")", nil
+}
+
+// stringLookup selects the ids of the type's resources with one string
+// row: one range of the (type, param, value) index.
+func stringLookup(q *Query, param, value string) string {
+	return "SELECT x.id FROM resource_strings x WHERE x.type = $1 AND x.param = " + q.arg(param) + " AND x.value = " + q.arg(value)
 }
 
 func escapeLike(s string) string {
@@ -663,8 +698,12 @@ func (q *Query) whereSQL() string {
 	return w
 }
 
-// Search runs a query and returns one page, with its includes. Matches and
-// includes the guard refuses are left out of the page.
+// Search runs a query and returns one page, with its includes. The search
+// itself is passed to the guard first (Action search, no ID; the patient
+// it names, if any); with a Reacher it is confined to the caller's reach,
+// and every match and include is passed to Allow (Action search, with its
+// ID) before it is opened. Matches the guard refuses are left out, and the
+// total with them, since it would count them.
 func (s *Service) Search(ctx context.Context, g Guard, q *Query) (*Result, error) {
 	return s.search(ctx, g, s.db.Reader(), q)
 }
@@ -672,10 +711,18 @@ func (s *Service) Search(ctx context.Context, g Guard, q *Query) (*Result, error
 // search runs q on rd: the reader pool, or a transaction's own connection
 // when a transaction's GET entries must see its writes.
 func (s *Service) search(ctx context.Context, g Guard, rd store.Querier, q *Query) (*Result, error) {
+	if err := allow(ctx, g, Access{Action: ActSearch, Type: q.Type, PatientID: q.patient}); err != nil {
+		return nil, err
+	}
+	c, err := s.confine(ctx, g, q.Type, listResources, false, q.whereSQL(), q.args)
+	if err != nil {
+		return nil, err
+	}
+	d := s.db.Dialect()
 	res := &Result{Query: q}
 	if q.SummaryCount || q.Total != "none" {
 		var n int
-		if err := rd.QueryRow(ctx, "SELECT COUNT(*) FROM resources r WHERE "+q.whereSQL(), q.args...).Scan(&n); err != nil {
+		if err := rd.QueryRow(ctx, "SELECT COUNT(*) FROM "+c.from+" WHERE "+c.where, c.queryArgs(d)...).Scan(&n); err != nil {
 			return nil, fmt.Errorf("count %s: %w", q.Type, err)
 		}
 		res.Total = &n
@@ -683,45 +730,22 @@ func (s *Service) search(ctx context.Context, g Guard, rd store.Querier, q *Quer
 	if q.SummaryCount || q.Count == 0 {
 		return res, nil
 	}
-	args := append([]any(nil), q.args...)
 	var order []string
 	for _, k := range q.sorts {
 		if k.param == "" {
 			order = append(order, k.expr)
 			continue
 		}
-		args = append(args, k.param)
-		order = append(order, fmt.Sprintf(k.expr, "$"+strconv.Itoa(len(args))))
+		c.args = append(c.args, k.param)
+		order = append(order, fmt.Sprintf(k.expr, "$"+strconv.Itoa(len(c.args))))
 	}
 	order = append(order, "r.id")
-	args = append(args, q.Count+1, q.Offset)
-	sqlText := "SELECT r.id, r.version, r.last_updated, r.patient_id, r.ciphertext FROM resources r WHERE " + q.whereSQL() +
+	c.args = append(c.args, q.Count+1, q.Offset)
+	sqlText := "SELECT r.id, r.version, r.last_updated, r.patient_id, r.ciphertext FROM " + c.from + " WHERE " + c.where +
 		" ORDER BY " + strings.Join(order, ", ") +
-		" LIMIT $" + strconv.Itoa(len(args)-1) + " OFFSET $" + strconv.Itoa(len(args))
-	rows, err := rd.Query(ctx, sqlText, args...)
+		" LIMIT $" + strconv.Itoa(len(c.args)-1) + " OFFSET $" + strconv.Itoa(len(c.args))
+	all, err := s.found(ctx, rd, q.Type, sqlText, c.queryArgs(d)...)
 	if err != nil {
-		return nil, fmt.Errorf("search %s: %w", q.Type, err)
-	}
-	type found struct {
-		rec Record
-		ct  []byte
-	}
-	var all []found
-	for rows.Next() {
-		var f found
-		var pid *string
-		f.rec.Type = q.Type
-		if err := rows.Scan(&f.rec.ID, &f.rec.Version, &f.rec.LastUpdated, &pid, &f.ct); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("search %s: %w", q.Type, err)
-		}
-		if pid != nil {
-			f.rec.PatientID = *pid
-		}
-		all = append(all, f)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("search %s: %w", q.Type, err)
 	}
 	if len(all) > q.Count {
@@ -732,18 +756,12 @@ func (s *Service) search(ctx context.Context, g Guard, rd store.Querier, q *Quer
 		n := q.Offset + len(all)
 		res.Total = &n
 	}
-	for _, f := range all {
-		if err := allow(ctx, g, Access{Action: ActSearch, Type: f.rec.Type, ID: f.rec.ID, PatientID: f.rec.PatientID}); err != nil {
-			if errs.Is(err, errs.Forbidden) || errs.Is(err, errs.NotFound) {
-				continue
-			}
-			return nil, err
-		}
-		f.rec.JSON, err = s.ring.Open(ctx, versionAAD(f.rec.Type, f.rec.ID, f.rec.Version), f.ct)
-		if err != nil {
-			return nil, fmt.Errorf("open %s/%s: %w", f.rec.Type, f.rec.ID, err)
-		}
-		res.Matches = append(res.Matches, f.rec)
+	res.Matches, err = s.openAllowed(ctx, g, all)
+	if err != nil {
+		return nil, err
+	}
+	if len(res.Matches) < len(all) {
+		res.Total = nil
 	}
 	if err := s.addIncludes(ctx, g, rd, res); err != nil {
 		return nil, err
@@ -751,31 +769,109 @@ func (s *Service) search(ctx context.Context, g Guard, rd store.Querier, q *Quer
 	return res, nil
 }
 
+// foundRecord is a row a listing selected, still sealed.
+type foundRecord struct {
+	rec Record
+	ct  []byte
+}
+
+// found runs a listing that selects id, version, last_updated, patient_id
+// and ciphertext of current rows of typ.
+func (s *Service) found(ctx context.Context, rd store.Querier, typ, sqlText string, args ...any) ([]foundRecord, error) {
+	rows, err := rd.Query(ctx, sqlText, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var all []foundRecord
+	for rows.Next() {
+		var f foundRecord
+		var pid *string
+		f.rec.Type = typ
+		if err := rows.Scan(&f.rec.ID, &f.rec.Version, &f.rec.LastUpdated, &pid, &f.ct); err != nil {
+			return nil, err
+		}
+		if pid != nil {
+			f.rec.PatientID = *pid
+		}
+		all = append(all, f)
+	}
+	return all, rows.Err()
+}
+
+// openAllowed passes each record to the guard (a record a search returns)
+// and opens those it allows; refused ones are left out.
+func (s *Service) openAllowed(ctx context.Context, g Guard, all []foundRecord) ([]Record, error) {
+	var out []Record
+	for _, f := range all {
+		if err := allow(ctx, g, Access{Action: ActSearch, Type: f.rec.Type, ID: f.rec.ID, PatientID: f.rec.PatientID}); err != nil {
+			if errs.Is(err, errs.Forbidden) || errs.Is(err, errs.NotFound) {
+				continue
+			}
+			return nil, err
+		}
+		var err error
+		f.rec.JSON, err = s.ring.Open(ctx, versionAAD(f.rec.Type, f.rec.ID, f.rec.Version), f.ct)
+		if err != nil {
+			return nil, fmt.Errorf("open %s/%s: %w", f.rec.Type, f.rec.ID, err)
+		}
+		out = append(out, f.rec)
+	}
+	return out, nil
+}
+
+// addIncludes adds the page's _include targets and _revinclude sources:
+// current, undeleted, within the caller's reach of their own type, at
+// most maxIncluded, each passed to the guard like a match.
 func (s *Service) addIncludes(ctx context.Context, g Guard, rd store.Querier, res *Result) error {
 	q := res.Query
 	if len(res.Matches) == 0 || (len(q.includes) == 0 && len(q.revIncludes) == 0) {
 		return nil
 	}
+	d := s.db.Dialect()
 	seen := map[string]bool{}
+	ids := make([]string, 0, len(res.Matches))
 	for _, m := range res.Matches {
 		seen[m.Ref()] = true
-	}
-	var targets [][2]string
-	ids := make([]any, 0, len(res.Matches))
-	marks := make([]string, 0, len(res.Matches))
-	for i, m := range res.Matches {
 		ids = append(ids, m.ID)
-		marks = append(marks, "$"+strconv.Itoa(i+3))
 	}
-	in := strings.Join(marks, ", ")
+	idList := d.ListArg(ids)
+	add := func(typ, where string, args []any) error {
+		left := maxIncluded - len(res.Included)
+		if left <= 0 {
+			return nil
+		}
+		c, err := s.confine(ctx, g, typ, listIncluded, false, where, args)
+		if err != nil {
+			return err
+		}
+		c.args = append(c.args, left+len(seen))
+		all, err := s.found(ctx, rd, typ, "SELECT r.id, r.version, r.last_updated, r.patient_id, r.ciphertext FROM "+c.from+" WHERE "+
+			c.where+" ORDER BY r.id LIMIT $"+strconv.Itoa(len(c.args)), c.queryArgs(d)...)
+		if err != nil {
+			return fmt.Errorf("includes: %w", err)
+		}
+		fresh := all[:0]
+		for _, f := range all {
+			if !seen[f.rec.Ref()] && len(fresh) < left {
+				seen[f.rec.Ref()] = true
+				fresh = append(fresh, f)
+			}
+		}
+		recs, err := s.openAllowed(ctx, g, fresh)
+		res.Included = append(res.Included, recs...)
+		return err
+	}
+	// _include: the matches' references, then their targets type by type.
+	var types []string
+	targets := map[string][]string{}
+	queued := map[string]bool{}
 	for _, inc := range q.includes {
-		sqlText := "SELECT target_type, target_id FROM resource_refs WHERE type = $1 AND id IN (" + in + ")"
-		args := append([]any{q.Type, ""}, ids...)
+		sqlText := "SELECT target_type, target_id FROM resource_refs WHERE type = $1 AND " + d.InList("id", "$2")
+		args := []any{q.Type, idList}
 		if inc.param != "*" {
-			sqlText += " AND param = $2"
-			args[1] = inc.param
-		} else {
-			sqlText += " AND $2 = ''"
+			args = append(args, inc.param)
+			sqlText += " AND param = $" + strconv.Itoa(len(args))
 		}
 		if inc.target != "" {
 			args = append(args, inc.target)
@@ -785,33 +881,31 @@ func (s *Service) addIncludes(ctx context.Context, g Guard, rd store.Querier, re
 		if err != nil {
 			return err
 		}
-		targets = append(targets, got...)
-	}
-	for _, inc := range q.revIncludes {
-		sqlText := "SELECT type, id FROM resource_refs WHERE type = $1 AND param = $2 AND target_type = $" + strconv.Itoa(len(ids)+3) + " AND target_id IN (" + in + ")"
-		args := append(append([]any{inc.typ, inc.param}, ids...), q.Type)
-		got, err := pairs(ctx, rd, sqlText+" LIMIT "+strconv.Itoa(maxIncluded), args...)
-		if err != nil {
-			return err
-		}
-		targets = append(targets, got...)
-	}
-	for _, t := range targets {
-		ref := t[0] + "/" + t[1]
-		if seen[ref] || len(res.Included) >= maxIncluded {
-			continue
-		}
-		seen[ref] = true
-		rec, err := s.readTx(ctx, rd, g, t[0], t[1])
-		if err != nil {
-			// Missing, deleted or not allowed: an include never fails the
-			// search and never shows what the caller may not read.
-			if errs.KindOf(err) != errs.Internal {
+		for _, t := range got {
+			ref := t[0] + "/" + t[1]
+			if !fhir.IsResourceType(t[0]) || seen[ref] || queued[ref] {
 				continue
 			}
+			queued[ref] = true
+			if targets[t[0]] == nil {
+				types = append(types, t[0])
+			}
+			targets[t[0]] = append(targets[t[0]], t[1])
+		}
+	}
+	for _, typ := range types {
+		if err := add(typ, "r.type = $1 AND r.deleted = FALSE AND "+d.InList("r.id", "$2"), []any{typ, d.ListArg(targets[typ])}); err != nil {
 			return err
 		}
-		res.Included = append(res.Included, rec)
+	}
+	// _revinclude: the resources of a type whose parameter refers to a
+	// match.
+	for _, inc := range q.revIncludes {
+		where := "r.type = $1 AND r.deleted = FALSE AND r.id IN (SELECT x.id FROM resource_refs x WHERE x.type = $1 AND x.param = $2 AND x.target_type = $3 AND " +
+			d.InList("x.target_id", "$4") + ")"
+		if err := add(inc.typ, where, []any{inc.typ, inc.param, q.Type, idList}); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -834,8 +928,10 @@ func pairs(ctx context.Context, rd store.Querier, sqlText string, args ...any) (
 }
 
 // matchIDs runs a conditional query (If-None-Exist, conditional update and
-// delete, conditional references) inside q and returns up to limit ids.
-func (s *Service) matchIDs(ctx context.Context, rd store.Querier, typ, query string, limit int) ([]string, error) {
+// delete, conditional references) inside q and returns up to limit ids,
+// within the guard's MatchReach when it has one: a record the caller may
+// not reach matches nothing, as if it did not exist.
+func (s *Service) matchIDs(ctx context.Context, rd store.Querier, g Guard, typ, query string, limit int) ([]string, error) {
 	vals, err := url.ParseQuery(query)
 	if err != nil {
 		return nil, errs.E(errs.Invalid, "the conditional criteria are not a valid query string")
@@ -847,8 +943,12 @@ func (s *Service) matchIDs(ctx context.Context, rd store.Querier, typ, query str
 	if err != nil {
 		return nil, err
 	}
-	args := append(append([]any(nil), q.args...), limit)
-	rows, err := rd.Query(ctx, "SELECT r.id FROM resources r WHERE "+q.whereSQL()+" ORDER BY r.id LIMIT $"+strconv.Itoa(len(args)), args...)
+	c, err := s.confine(ctx, g, typ, listResources, true, q.whereSQL(), q.args)
+	if err != nil {
+		return nil, err
+	}
+	c.args = append(c.args, limit)
+	rows, err := rd.Query(ctx, "SELECT r.id FROM "+c.from+" WHERE "+c.where+" ORDER BY r.id LIMIT $"+strconv.Itoa(len(c.args)), c.queryArgs(s.db.Dialect())...)
 	if err != nil {
 		return nil, fmt.Errorf("conditional match on %s: %w", typ, err)
 	}

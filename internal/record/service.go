@@ -288,7 +288,7 @@ func (s *Service) Create(ctx context.Context, g Guard, typ string, body []byte, 
 
 func (s *Service) createTx(ctx context.Context, tx store.Tx, g Guard, typ, id string, body []byte, ifNoneExist string) (Record, bool, error) {
 	if ifNoneExist != "" {
-		matches, err := s.matchIDs(ctx, tx, typ, ifNoneExist, 2)
+		matches, err := s.matchIDs(ctx, tx, g, typ, ifNoneExist, 2)
 		if err != nil {
 			return Record{}, false, err
 		}
@@ -356,7 +356,7 @@ func (s *Service) ConditionalUpdate(ctx context.Context, g Guard, typ, query str
 }
 
 func (s *Service) conditionalUpdateTx(ctx context.Context, tx store.Tx, g Guard, typ, query string, body []byte, want int) (Record, bool, error) {
-	matches, err := s.matchIDs(ctx, tx, typ, query, 2)
+	matches, err := s.matchIDs(ctx, tx, g, typ, query, 2)
 	if err != nil {
 		return Record{}, false, err
 	}
@@ -399,7 +399,7 @@ func (s *Service) ConditionalDelete(ctx context.Context, g Guard, typ, query str
 		return err
 	}
 	return s.db.Tx(ctx, func(tx store.Tx) error {
-		matches, err := s.matchIDs(ctx, tx, typ, query, 2)
+		matches, err := s.matchIDs(ctx, tx, g, typ, query, 2)
 		if err != nil {
 			return err
 		}
