@@ -17,6 +17,12 @@ import (
 // conditionalReference finds the first reference of doc written as a
 // search and returns its element path (Encounter.subject.reference).
 func conditionalReference(typ string, doc map[string]any) (string, bool) {
+	if typ == "Bundle" {
+		// A stored Bundle is a document: its entries' references are what
+		// was sent (a transaction kept as a record, say), not links this
+		// record makes.
+		return "", false
+	}
 	var walk func(path string, v any) (string, bool)
 	walk = func(path string, v any) (string, bool) {
 		switch x := v.(type) {
