@@ -173,7 +173,7 @@ func CapabilityStatementFor(version string, now time.Time, opts CapabilityOption
 			"PHI search values (patient names, identifiers, birth date, telecom, address) are matched through blind indexes (HMAC of the normalised value): " +
 			"exact match, and for names a match of each typed word against name-part prefixes of 3 letters or more; no :contains, no ranges and no sorting on PHI. " +
 			"Unknown search parameters are rejected with 400, never ignored. Paging links carry an opaque sealed token (_page), never the search values. " +
-			"_sort: _id, _lastUpdated, and non-PHI date and string parameters. _total: none (default), estimate, accurate. _summary: count, false. " +
+			"_sort: _id, _lastUpdated, and non-PHI date and string parameters. _total: none (default), estimate, accurate; totals and _summary=count count only the records the caller may read (the search is confined to them). _summary: count, false. " +
 			"Not supported: chained and reverse-chained parameters, composite parameters, :text, :above, :below, :in, :not-in, :of-type, :identifier, _elements, PATCH, XML.",
 		Interaction: []capCode{{"transaction"}, {"batch"}},
 		SearchParam: commonParams,
