@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/careflow/careflow/internal/auth"
+	"github.com/careflow/careflow/internal/engine"
 	"github.com/careflow/careflow/internal/store"
 )
 
@@ -51,6 +52,11 @@ type Config struct {
 	// AuditSigningKeyFile holds the Ed25519 key that signs checkpoints;
 	// empty generates one in the data folder on first start.
 	AuditSigningKeyFile string
+
+	// DiagnosticsEffectHosts are the only hosts (host or host:port) the
+	// built-in diagnostics workflow's effect step may POST to; empty
+	// disables the step.
+	DiagnosticsEffectHosts []string
 }
 
 func defaultConfig() Config {
@@ -214,6 +220,23 @@ func options() []option {
 					return errors.New(strings.TrimPrefix(err.Error(), "access policy "))
 				}
 				c.AccessPolicy = v
+				return nil
+			}},
+		{name: "diagnostics-effect-hosts", arg: "HOSTS", commands: cmdsServe,
+			usage: "comma-separated host or host:port list the built-in diagnostics workflow's effect step may POST to (none: the step is disabled)",
+			def:   func(c Config) string { return strings.Join(c.DiagnosticsEffectHosts, ",") },
+			set: func(c *Config, v string) error {
+				var hosts []string
+				for _, h := range strings.Split(v, ",") {
+					if h = strings.TrimSpace(h); h == "" {
+						continue
+					}
+					if err := engine.ValidEffectHost(h); err != nil {
+						return fmt.Errorf("%q: %v", h, err)
+					}
+					hosts = append(hosts, h)
+				}
+				c.DiagnosticsEffectHosts = hosts
 				return nil
 			}},
 		durationOption("read-header-timeout", "time allowed to read request headers", func(c *Config) *time.Duration { return &c.ReadHeaderTimeout }),

@@ -4,27 +4,29 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
-	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/careflow/careflow/internal/engine"
+	"github.com/careflow/careflow/internal/phi"
 	"github.com/careflow/careflow/internal/store"
 )
 
-// startEngine brings up the workflow engine on an opened, migrated database:
-// it applies River's migrations (under a lock, so nodes starting together
-// all succeed), registers the built-in definitions, and starts this node's
-// workers. The returned stop function stops taking new steps and waits for
-// running ones to commit until its context ends, then cancels the rest
-// (they run again elsewhere or on the next start, with the same
+// startEngine brings up the workflow engine on an opened, migrated database
+// and the process's PHI key ring (which seals the workflow payloads): it
+// applies River's migrations (under a lock, so nodes starting together all
+// succeed), registers the built-in definitions (the diagnostics effect step
+// may call only cfg.DiagnosticsEffectHosts), and starts this node's workers,
+// which first seal any payloads a database from before sealing still holds
+// in plain text. The returned stop function stops taking new steps and
+// waits for running ones to commit until its context ends, then cancels the
+// rest (they run again elsewhere or on the next start, with the same
 // idempotency keys).
 //
-// serve calls it after openDatabase and before it starts listening, and
-// calls stop after the HTTP server has drained and before the database is
-// closed.
-func startEngine(ctx context.Context, db *store.DB, logger *slog.Logger, reg prometheus.Registerer) (*engine.Engine, func(context.Context) error, error) {
+// serve calls it after openDatabase and openRecordRing and before it starts
+// listening, and calls stop after the HTTP server has drained and before
+// the database is closed.
+func startEngine(ctx context.Context, cfg Config, db *store.DB, ring *phi.Ring, logger *slog.Logger, reg prometheus.Registerer) (*engine.Engine, func(context.Context) error, error) {
 	applied, err := engine.MigrateRiver(ctx, db, logger.With("component", "rivermigrate"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("engine: %w", err)
@@ -33,28 +35,17 @@ func startEngine(ctx context.Context, db *store.DB, logger *slog.Logger, reg pro
 		logger.Info("river migrations applied", "versions", applied)
 	}
 	defs := engine.NewRegistry()
-	if err := engine.RegisterBuiltins(defs, engine.BuiltinOptions{EffectHosts: effectHosts(os.Getenv)}); err != nil {
+	if err := engine.RegisterBuiltins(defs, engine.BuiltinOptions{EffectHosts: cfg.DiagnosticsEffectHosts}); err != nil {
 		return nil, nil, fmt.Errorf("engine: %w", err)
 	}
-	e, err := engine.New(engine.Config{DB: db, Registry: defs, Logger: logger.With("component", "engine"), Registerer: reg})
+	e, err := engine.New(engine.Config{DB: db, Registry: defs, Ring: ring, Logger: logger.With("component", "engine"), Registerer: reg})
 	if err != nil {
 		return nil, nil, err
 	}
 	if err := e.Start(ctx); err != nil {
 		return nil, nil, err
 	}
-	logger.Info("workflow engine started", "node", e.NodeID(), "definitions", len(defs.List()))
+	logger.Info("workflow engine started", "node", e.NodeID(), "definitions", len(defs.List()),
+		"diagnostics_effect_hosts", len(cfg.DiagnosticsEffectHosts))
 	return e, e.Stop, nil
-}
-
-// effectHosts reads CAREFLOW_DIAGNOSTICS_EFFECT_HOSTS, a comma-separated
-// list of hosts the diagnostics definition may POST to besides loopback.
-func effectHosts(getenv func(string) string) []string {
-	var out []string
-	for _, h := range strings.Split(getenv("CAREFLOW_DIAGNOSTICS_EFFECT_HOSTS"), ",") {
-		if h = strings.TrimSpace(h); h != "" {
-			out = append(out, h)
-		}
-	}
-	return out
 }

@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/careflow/careflow/internal/engine"
 	"github.com/careflow/careflow/internal/phi"
 	"github.com/careflow/careflow/internal/record"
 	"github.com/careflow/careflow/internal/store"
@@ -18,10 +19,14 @@ const keysUsage = "status | rotate [--wait]"
 
 // phiColumns lists every table column that holds PHI ciphertext, so the
 // re-encryptor (in serve and in `keys rotate --wait`) moves them all to the
-// primary key. A package that seals PHI registers its columns here.
+// primary key. A package that seals PHI registers its columns here: the
+// FHIR record's resources and the workflow engine's payloads.
 func phiColumns() (*phi.Registry, error) {
 	reg := &phi.Registry{}
 	if err := record.Register(reg); err != nil {
+		return nil, err
+	}
+	if err := engine.Register(reg); err != nil {
 		return nil, err
 	}
 	return reg, nil
@@ -102,6 +107,13 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	}
 	fmt.Fprintln(stdout, "re-encrypting every row now and waiting until the old keys retire (this waits out the grace period in which other nodes pick up the new key)...")
 	started := time.Now()
+	// Workflow payloads from before they were sealed (a database no serve
+	// of this version has started on yet) are sealed first: the
+	// re-encryptor moves ciphertexts and stops at a plain value.
+	if _, err := engine.SealLegacyPayloads(ctx, db, ring); err != nil {
+		fmt.Fprintf(stderr, "careflow keys rotate: %v.\n", err)
+		return 1
+	}
 	p, err := phi.NewReencryptor(ring, cols, phi.ReencryptOptions{Logger: logger}).RunUntilDone(ctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "careflow keys rotate: re-encryption stopped: %v; run it again to resume.\n", err)

@@ -81,7 +81,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, hooks serveHooks) 
 		return 1
 	}
 
-	fhirRecord, stopKeys, err := openRecord(ctx, cfg, db, logger)
+	fhirRecord, ring, stopKeys, err := openRecordRing(ctx, cfg, db, logger)
 	if err != nil {
 		logger.Error("cannot open the PHI key ring", "error", err.Error())
 		return 1
@@ -116,7 +116,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, hooks serveHooks) 
 		db.Collector(),
 	)
 
-	eng, stopEngine, err := startEngine(ctx, db, logger, reg)
+	eng, stopEngine, err := startEngine(ctx, cfg, db, ring, logger, reg)
 	if err != nil {
 		logger.Error("cannot start the workflow engine", "error", err.Error())
 		return 1
@@ -251,19 +251,26 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	return 0
 }
 
-// openRecord opens the PHI key ring (the master key from
+// openRecord is openRecordRing for the commands that need only the record.
+func openRecord(ctx context.Context, cfg Config, db *store.DB, logger *slog.Logger) (*record.Service, func(), error) {
+	rec, _, stop, err := openRecordRing(ctx, cfg, db, logger)
+	return rec, stop, err
+}
+
+// openRecordRing opens the PHI key ring (the master key from
 // CAREFLOW_MASTER_KEY, else the development key in the data folder, with a
 // warning at every start) and the FHIR record over db, and starts the
-// ring's refresh and the re-encryptor for the record's ciphertext columns.
+// ring's refresh and the re-encryptor for every registered ciphertext
+// column (phiColumns). It returns the ring too, for the workflow engine.
 // stop ends both and waits for them.
-func openRecord(ctx context.Context, cfg Config, db *store.DB, logger *slog.Logger) (*record.Service, func(), error) {
+func openRecordRing(ctx context.Context, cfg Config, db *store.DB, logger *slog.Logger) (*record.Service, *phi.Ring, func(), error) {
 	ring, err := openKeyRing(ctx, cfg, db, logger)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	columns, err := phiColumns()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
@@ -280,5 +287,5 @@ func openRecord(ctx context.Context, cfg Config, db *store.DB, logger *slog.Logg
 	// FHIR Consent resources of scope patient-privacy are enforced: their
 	// decisions reach the consent store in the record's own transaction.
 	hooks := []record.WriteHook{auth.ConsentHook{Consents: auth.NewConsents(db, nil)}}
-	return record.New(db, ring, record.Options{Codes: codes, Hooks: hooks}), stop, nil
+	return record.New(db, ring, record.Options{Codes: codes, Hooks: hooks}), ring, stop, nil
 }

@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -20,73 +19,28 @@ import (
 	"testing"
 	"time"
 
+	"github.com/careflow/careflow/internal/phi"
 	"github.com/careflow/careflow/internal/store"
 	"github.com/careflow/careflow/internal/store/storetest"
 )
 
-// Environment of the crash tests' child process.
+// The crash tests kill `careflow serve` child processes, built from
+// cmd/careflow (or given prebuilt).
 const (
-	envChild   = "CAREFLOW_ENGINE_CHILD"    // "1": this process is a crash-test node
-	envChildDB = "CAREFLOW_ENGINE_CHILD_DB" // the database URL or SQLite path
-	envSoak    = "CAREFLOW_SOAK"            // "1": full-size crash and two-node tests
-	readyLine  = "workflow engine started"
-	envBinary  = "CAREFLOW_CRASH_BINARY" // a careflow binary to crash instead of building cmd/careflow
+	envSoak   = "CAREFLOW_SOAK"         // "1": full-size crash and two-node tests
+	envBinary = "CAREFLOW_CRASH_BINARY" // a careflow binary to crash instead of building cmd/careflow
+	readyLine = "workflow engine started"
+	// listeningLine is what serve logs once it accepts requests, which it
+	// does only after the engine has started.
+	listeningLine = "careflow listening"
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv(envChild) == "1" {
-		os.Exit(childNode())
-	}
 	code := m.Run()
 	if serveBinaryOnce.dir != "" {
 		_ = os.RemoveAll(serveBinaryOnce.dir)
 	}
 	os.Exit(code)
-}
-
-// childNode is a careflow node in its own process, brought up the way
-// cmd/careflow's startEngine does it: store migrations, River migrations,
-// the built-in definitions, workers. The crash tests kill it with SIGKILL.
-// Once `careflow serve` starts the engine, the tests run the real binary
-// instead (see crashChild).
-func childNode() int {
-	ctx := context.Background()
-	db, err := store.Open(ctx, store.Config{URL: os.Getenv(envChildDB)})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "open:", err)
-		return 1
-	}
-	defer db.Close()
-	if _, err := db.Migrate(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "migrate:", err)
-		return 1
-	}
-	if _, err := MigrateRiver(ctx, db, nil); err != nil {
-		fmt.Fprintln(os.Stderr, "river migrate:", err)
-		return 1
-	}
-	reg := NewRegistry()
-	if err := RegisterBuiltins(reg, BuiltinOptions{}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	e, err := New(Config{DB: db, Registry: reg})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if err := e.Start(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	fmt.Fprintln(os.Stderr, readyLine)
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	<-sig
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	_ = e.Stop(sctx)
-	return 0
 }
 
 // effectReceiver is the outside world of the crash tests: it applies an
@@ -129,26 +83,32 @@ func (r *effectReceiver) snapshot() (map[string]int, int) {
 	return m, r.calls
 }
 
-// crashChild starts and kills node processes.
+// crashChild starts and kills `careflow serve` processes.
 type crashChild struct {
 	t      *testing.T
 	dbURL  string
-	binary string // careflow binary whose serve starts the engine; "" means re-exec the test binary
+	binary string // the careflow binary (serveBinary)
 	dir    string
-	cmd    *exec.Cmd
-	exited chan struct{}
+	// effectHosts is the serve's --diagnostics-effect-hosts.
+	effectHosts string
+	cmd         *exec.Cmd
+	exited      chan struct{}
 }
 
-// serveBinary builds cmd/careflow once and reports it if its serve command
-// starts the workflow engine (it logs readyLine); otherwise "".
+// serveBinaryOnce holds the careflow binary the crash tests run, built once
+// per test process.
 var serveBinaryOnce struct {
 	sync.Once
 	path string
-	note string
+	err  string
 	dir  string
 }
 
+// serveBinary returns a careflow binary built from cmd/careflow (or the one
+// CAREFLOW_CRASH_BINARY names). A binary that cannot be built fails the
+// test: the crash tests exist to crash the real server.
 func serveBinary(t *testing.T) string {
+	t.Helper()
 	serveBinaryOnce.Do(func() {
 		if bin := os.Getenv(envBinary); bin != "" {
 			// A prebuilt careflow binary, e.g. a release candidate.
@@ -157,7 +117,7 @@ func serveBinary(t *testing.T) string {
 		}
 		dir, err := os.MkdirTemp("", "careflow-bin-")
 		if err != nil {
-			serveBinaryOnce.note = err.Error()
+			serveBinaryOnce.err = err.Error()
 			return
 		}
 		serveBinaryOnce.dir = dir
@@ -165,50 +125,13 @@ func serveBinary(t *testing.T) string {
 		cmd := exec.Command("go", "build", "-o", bin, "./cmd/careflow")
 		cmd.Dir = moduleRoot(t)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			serveBinaryOnce.note = "go build ./cmd/careflow failed: " + strings.TrimSpace(string(out))
+			serveBinaryOnce.err = "go build ./cmd/careflow failed: " + strings.TrimSpace(string(out))
 			return
 		}
-		// Probe: does serve bring the engine up?
-		data := filepath.Join(dir, "probe")
-		probe := exec.Command(bin, "serve", "--data-dir", data, "--listen", "127.0.0.1:0")
-		stderr, _ := probe.StderrPipe()
-		if err := probe.Start(); err != nil {
-			serveBinaryOnce.note = err.Error()
-			return
-		}
-		found := make(chan bool, 1)
-		go func() {
-			sc := bufio.NewScanner(stderr)
-			for sc.Scan() {
-				line := sc.Text()
-				if strings.Contains(line, readyLine) {
-					found <- true
-					return
-				}
-				if strings.Contains(line, "careflow listening") {
-					found <- false
-					return
-				}
-			}
-			found <- false
-		}()
-		select {
-		case ok := <-found:
-			if ok {
-				serveBinaryOnce.path = bin
-			} else {
-				serveBinaryOnce.note = "careflow serve does not start the workflow engine yet"
-			}
-		case <-time.After(30 * time.Second):
-			serveBinaryOnce.note = "careflow serve did not start within 30s"
-		}
-		_ = probe.Process.Kill()
-		_ = probe.Wait()
+		serveBinaryOnce.path = bin
 	})
 	if serveBinaryOnce.path == "" {
-		t.Logf("crash child: using the test binary as the node (%s)", serveBinaryOnce.note)
-	} else {
-		t.Logf("crash child: careflow serve (%s)", serveBinaryOnce.path)
+		t.Fatalf("crash child: no careflow binary: %s", serveBinaryOnce.err)
 	}
 	return serveBinaryOnce.path
 }
@@ -232,17 +155,17 @@ func moduleRoot(t *testing.T) string {
 
 func (c *crashChild) start() {
 	c.t.Helper()
-	var cmd *exec.Cmd
-	if c.binary != "" {
-		args := []string{"serve", "--listen", "127.0.0.1:0", "--data-dir", c.dir}
-		if strings.HasPrefix(c.dbURL, "postgres") {
-			args = append(args, "--database", c.dbURL)
-		}
-		cmd = exec.Command(c.binary, args...)
-	} else {
-		cmd = exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), envChild+"=1", envChildDB+"="+c.dbURL)
+	args := []string{"serve", "--listen", "127.0.0.1:0", "--data-dir", c.dir, "--log-level", "info"}
+	if strings.HasPrefix(c.dbURL, "postgres") {
+		args = append(args, "--database", c.dbURL)
 	}
+	if c.effectHosts != "" {
+		args = append(args, "--diagnostics-effect-hosts", c.effectHosts)
+	}
+	cmd := exec.Command(c.binary, args...)
+	// The same master key as this process's key ring, so both open the
+	// payloads the other sealed.
+	cmd.Env = append(os.Environ(), phi.MasterKeyEnv+"="+testMasterKeyBase64())
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		c.t.Fatal(err)
@@ -250,13 +173,15 @@ func (c *crashChild) start() {
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}
-	ready := make(chan struct{})
+	// ready receives true once the engine has started and the server
+	// listens, false if it listens without having started the engine.
+	ready := make(chan bool, 1)
 	var tail strings.Builder
 	var tailMu sync.Mutex
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		signalled := false
+		engineUp, signalled := false, false
 		for sc.Scan() {
 			line := sc.Text()
 			tailMu.Lock()
@@ -264,8 +189,11 @@ func (c *crashChild) start() {
 				tail.WriteString(line + "\n")
 			}
 			tailMu.Unlock()
-			if !signalled && strings.Contains(line, readyLine) {
-				close(ready)
+			if strings.Contains(line, readyLine) {
+				engineUp = true
+			}
+			if !signalled && strings.Contains(line, listeningLine) {
+				ready <- engineUp
 				signalled = true
 			}
 		}
@@ -274,14 +202,21 @@ func (c *crashChild) start() {
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
 	select {
-	case <-ready:
+	case ok := <-ready:
+		if !ok {
+			_ = cmd.Process.Kill()
+			<-exited
+			tailMu.Lock()
+			defer tailMu.Unlock()
+			c.t.Fatalf("careflow serve listens without having logged %q: it no longer starts the workflow engine:\n%s", readyLine, tail.String())
+		}
 	case <-exited:
 		tailMu.Lock()
 		defer tailMu.Unlock()
-		c.t.Fatalf("node exited before it was ready:\n%s", tail.String())
+		c.t.Fatalf("careflow serve exited before it was ready:\n%s", tail.String())
 	case <-time.After(60 * time.Second):
 		_ = cmd.Process.Kill()
-		c.t.Fatal("node not ready within 60s")
+		c.t.Fatal("careflow serve not ready within 60s")
 	}
 	c.cmd, c.exited = cmd, exited
 }
@@ -335,10 +270,11 @@ func TestCrashRecoveryAppliesEveryEffectOnce(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Enqueue only: this process starts runs and reads results; the
-			// child does all the work.
-			starter := newNode(t, db, nodeOpts{noStart: true})
+			// child, a real careflow serve, does all the work.
 			recv := newEffectReceiver(t)
-			child := &crashChild{t: t, dbURL: dbURL, dir: dir, binary: serveBinary(t)}
+			hosts := []string{strings.TrimPrefix(recv.server.URL, "http://")}
+			starter := newNode(t, db, nodeOpts{noStart: true, effectHosts: hosts})
+			child := &crashChild{t: t, dbURL: dbURL, dir: dir, binary: serveBinary(t), effectHosts: hosts[0]}
 			child.start()
 
 			rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
@@ -468,8 +404,9 @@ func TestTwoNodesShareTheWorkWithoutRunningAStepTwice(t *testing.T) {
 		t.Fatalf("concurrent migration: %v", err)
 	}
 	recv := newEffectReceiver(t)
-	a := newNode(t, dbA, nodeOpts{nodeID: "node-a", noStart: true})
-	b := newNode(t, dbB, nodeOpts{nodeID: "node-b", noStart: true})
+	hosts := []string{strings.TrimPrefix(recv.server.URL, "http://")}
+	a := newNode(t, dbA, nodeOpts{nodeID: "node-a", noStart: true, effectHosts: hosts})
+	b := newNode(t, dbB, nodeOpts{nodeID: "node-b", noStart: true, effectHosts: hosts})
 	for i := 0; i < runs; i++ {
 		if _, _, err := a.StartRun(ctx, StartOptions{Definition: DiagnosticsDefinition, Input: DiagnosticsInput{EffectURL: recv.server.URL}}); err != nil {
 			t.Fatal(err)

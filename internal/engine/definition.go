@@ -21,6 +21,12 @@ type Definition struct {
 	Name    string
 	Version int
 	Steps   []Step
+	// Validate, when set, checks a run's input and patient when the run is
+	// started; an error refuses the start as invalid (StartRun answers
+	// errs.Invalid naming the input). Its message goes back to the caller,
+	// so it names fields and rules, never the values. In sees the input, the
+	// patient id and Now; there are no outputs yet.
+	Validate func(in *Input) error
 }
 
 // Step is one step of a definition: exactly one of Do and Wait is set.

@@ -33,6 +33,16 @@
 //   - Retries are the engine's, not River's: a failed attempt is recorded and
 //     the next attempt is a new job scheduled after the backoff, so attempts
 //     are counted in our tables and survive restarts.
+//   - The database holds no readable payload: run input, step outputs,
+//     signal payloads and task decisions and results are sealed with the
+//     PHI key ring (phi.Ring, associated data = table, column and row) on
+//     the way in and opened on the way out; Register gives the re-encryptor
+//     their columns. Status, definition and step names, patient ids, ids
+//     and times stay plain, for queries. Rows a database kept from before
+//     sealing are sealed in place at Start (SealLegacyPayloads).
+//   - A definition's Validate checks a run's input at start, so a run that
+//     could never work (or must not: a diagnostics call to a host the
+//     operator did not allow) is refused before it exists.
 //
 // The package has no HTTP code; internal/httpapi calls the Engine's methods.
 package engine

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -18,6 +19,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 
+	"github.com/careflow/careflow/internal/phi"
 	"github.com/careflow/careflow/internal/store"
 )
 
@@ -25,6 +27,10 @@ import (
 type Config struct {
 	DB       *store.DB
 	Registry *Registry
+	// Ring seals the workflow payloads (run input, step outputs, signal
+	// payloads, task decisions and results) on the way into the database
+	// and opens them on the way out; see payload.go.
+	Ring *phi.Ring
 	// Logger receives PHI-free operational logs; nil discards.
 	Logger *slog.Logger
 	// Registerer receives the engine's metrics; nil registers none.
@@ -58,6 +64,7 @@ type Config struct {
 type Engine struct {
 	db       *store.DB
 	reg      *Registry
+	ring     *phi.Ring
 	logger   *slog.Logger
 	clock    func() time.Time
 	nodeID   string
@@ -69,6 +76,10 @@ type Engine struct {
 
 	randMu sync.Mutex
 	rand   *rand.Rand
+
+	// acceptPlain: plain JSON payloads from before sealing are read as they
+	// are, until Start has sealed them all (see Engine.open).
+	acceptPlain atomic.Bool
 
 	// liveness holds this node's advisory lock on PostgreSQL for as long
 	// as the node lives; the server drops it the moment the process dies.
@@ -85,18 +96,20 @@ type Engine struct {
 // Start); it works jobs only after Start. River's tables must exist
 // (MigrateRiver) as well as the engine's (store.Migrate).
 func New(cfg Config) (*Engine, error) {
-	if cfg.DB == nil || cfg.Registry == nil {
-		return nil, errors.New("engine: DB and Registry are required")
+	if cfg.DB == nil || cfg.Registry == nil || cfg.Ring == nil {
+		return nil, errors.New("engine: DB, Registry and Ring are required")
 	}
 	e := &Engine{
 		db:       cfg.DB,
 		reg:      cfg.Registry,
+		ring:     cfg.Ring,
 		logger:   cfg.Logger,
 		clock:    cfg.Clock,
 		nodeID:   cfg.NodeID,
 		interval: cfg.HousekeepingInterval,
 		deadAge:  cfg.DeadNodeAfter,
 	}
+	e.acceptPlain.Store(true)
 	if e.logger == nil {
 		e.logger = slog.New(slog.DiscardHandler)
 	}
@@ -253,6 +266,14 @@ func (e *Engine) Start(ctx context.Context) error {
 	if err := e.heartbeat(ctx, true); err != nil {
 		return fmt.Errorf("engine: register node: %w", err)
 	}
+	// Before any step reads a payload: rows from before sealing are sealed
+	// in place (a no-op read of an empty table on every later start).
+	if n, err := SealLegacyPayloads(ctx, e.db, e.ring); err != nil {
+		return err
+	} else if n > 0 {
+		e.logger.Info("engine: sealed workflow payloads stored in plain text before this version", "values", n)
+	}
+	e.acceptPlain.Store(false)
 	if e.db.Dialect() == store.SQLite {
 		if n, err := e.rescueAllRunning(ctx); err != nil {
 			return fmt.Errorf("engine: rescue jobs: %w", err)

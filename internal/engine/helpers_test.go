@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -11,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/careflow/careflow/internal/phi"
 	"github.com/careflow/careflow/internal/store"
 )
 
@@ -26,6 +29,8 @@ type nodeOpts struct {
 	noStart bool
 	nodeID  string
 	workers int
+	// effectHosts is the diagnostics effect step's allow-list.
+	effectHosts []string
 }
 
 // newNode builds (and unless told otherwise starts) an engine on db with
@@ -37,7 +42,7 @@ func newNode(t *testing.T, db *store.DB, o nodeOpts) *testNode {
 		t.Fatalf("river migrations: %v", err)
 	}
 	reg := NewRegistry()
-	if err := RegisterBuiltins(reg, BuiltinOptions{}); err != nil {
+	if err := RegisterBuiltins(reg, BuiltinOptions{EffectHosts: o.effectHosts}); err != nil {
 		t.Fatal(err)
 	}
 	for _, d := range o.defs {
@@ -46,7 +51,7 @@ func newNode(t *testing.T, db *store.DB, o nodeOpts) *testNode {
 		}
 	}
 	pr := prometheus.NewRegistry()
-	e, err := New(Config{DB: db, Registry: reg, Registerer: pr, Clock: o.clock, NodeID: o.nodeID, Workers: o.workers,
+	e, err := New(Config{DB: db, Registry: reg, Ring: testRing(t, db), Registerer: pr, Clock: o.clock, NodeID: o.nodeID, Workers: o.workers,
 		HousekeepingInterval: 200 * time.Millisecond, FetchPollInterval: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -56,6 +61,28 @@ func newNode(t *testing.T, db *store.DB, o nodeOpts) *testNode {
 		n.start(t)
 	}
 	return n
+}
+
+// testMasterKeyBytes is the PHI master key of every engine test database
+// (and of the careflow serve children of the crash tests, through
+// CAREFLOW_MASTER_KEY), so that every node of one database opens the same
+// key ring.
+func testMasterKeyBytes() []byte { return bytes.Repeat([]byte{0x5a}, 32) }
+
+func testMasterKeyBase64() string { return base64.StdEncoding.EncodeToString(testMasterKeyBytes()) }
+
+// testRing opens the key ring of db (creating its keys on first use).
+func testRing(t testing.TB, db *store.DB) *phi.Ring {
+	t.Helper()
+	mk, err := phi.ParseMasterKey(testMasterKeyBytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, err := phi.OpenRing(context.Background(), db, mk, phi.Options{})
+	if err != nil {
+		t.Fatalf("open key ring: %v", err)
+	}
+	return ring
 }
 
 func (n *testNode) start(t *testing.T) {

@@ -13,7 +13,7 @@ import (
 
 // GetRun returns a run.
 func (e *Engine) GetRun(ctx context.Context, id string) (*Run, error) {
-	r, err := scanRun(e.db.Reader().QueryRow(ctx, `SELECT `+runColumns+` FROM engine_runs WHERE id = $1`, id))
+	r, err := e.scanRun(ctx, e.db.Reader().QueryRow(ctx, `SELECT `+runColumns+` FROM engine_runs WHERE id = $1`, id))
 	if err == store.ErrNoRows {
 		return nil, errs.E(errs.NotFound, "workflow run not found")
 	}
@@ -74,16 +74,28 @@ func (e *Engine) ListRuns(ctx context.Context, f RunFilter) ([]*Run, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []*Run
+	var page []sealedRun
 	for rows.Next() {
-		r, err := scanRun(rows)
+		sr, err := scanSealedRun(rows)
+		if err != nil {
+			rows.Close()
+			return nil, err
+		}
+		page = append(page, sr)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	out := make([]*Run, 0, len(page))
+	for _, sr := range page {
+		r, err := e.openRun(ctx, sr)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, r)
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // CountRuns counts runs by status.
@@ -177,26 +189,42 @@ func (e *Engine) Steps(ctx context.Context, runID string) ([]StepExecution, erro
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []StepExecution
+	var (
+		out    []StepExecution
+		sealed [][]byte
+	)
 	for rows.Next() {
 		var (
-			x          StepExecution
-			errText, o *string
+			x       StepExecution
+			errText *string
+			o       []byte
 		)
 		if err := rows.Scan(&x.ID, &x.Step, &x.Visit, &x.Attempt, &x.Status, &x.IdempotencyKey, &x.Deliveries, &x.Node,
 			&x.StartedAt, &x.FinishedAt, &errText, &o); err != nil {
+			rows.Close()
 			return nil, err
 		}
 		if errText != nil {
 			x.Error = *errText
 		}
-		if o != nil {
-			x.Output = json.RawMessage(*o)
-		}
 		out = append(out, x)
+		sealed = append(sealed, o)
 	}
-	return out, rows.Err()
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	// Opened after the rows are closed (see scanSealedRun).
+	for i := range out {
+		o, err := e.open(ctx, executionAAD(runID, out[i].Step, out[i].Visit, out[i].Attempt), sealed[i])
+		if err != nil {
+			return nil, err
+		}
+		if o != nil {
+			out[i].Output = json.RawMessage(o)
+		}
+	}
+	return out, nil
 }
 
 // SignalRecord is a stored signal.
@@ -216,22 +244,36 @@ func (e *Engine) Signals(ctx context.Context, runID string) ([]SignalRecord, err
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []SignalRecord
+	var (
+		out    []SignalRecord
+		sealed [][]byte
+	)
 	for rows.Next() {
 		var (
 			s       SignalRecord
-			payload string
+			payload []byte
 			by      *string
 		)
 		if err := rows.Scan(&s.ID, &s.Name, &payload, &s.ReceivedAt, &s.ConsumedAt, &by); err != nil {
+			rows.Close()
 			return nil, err
 		}
-		s.Payload = json.RawMessage(payload)
 		if by != nil {
 			s.ConsumedBy = *by
 		}
 		out = append(out, s)
+		sealed = append(sealed, payload)
 	}
-	return out, rows.Err()
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for i := range out {
+		p, err := e.open(ctx, signalAAD(runID, out[i].ID), sealed[i])
+		if err != nil {
+			return nil, err
+		}
+		out[i].Payload = json.RawMessage(p)
+	}
+	return out, nil
 }

@@ -91,21 +91,38 @@ const runColumns = `id, definition, version, status, paused_from, input, state, 
 
 type scanner interface{ Scan(dest ...any) error }
 
-func scanRun(s scanner) (*Run, error) {
+// sealedRun is a run row as read, its input and state still sealed.
+type sealedRun struct {
+	run          *Run
+	input, state []byte
+}
+
+// scanRun reads a run row (runColumns) and opens its sealed input and state.
+func (e *Engine) scanRun(ctx context.Context, s scanner) (*Run, error) {
+	sr, err := scanSealedRun(s)
+	if err != nil {
+		return nil, err
+	}
+	return e.openRun(ctx, sr)
+}
+
+// scanSealedRun reads a run row without opening anything, so that a
+// listing can close its rows before it decrypts (opening may reload the key
+// ring, which needs a connection of its own).
+func scanSealedRun(s scanner) (sealedRun, error) {
 	var (
-		r                                                     Run
-		pausedFrom, step, wk, ws, wt, patient, errText, input sql.NullString
-		state                                                 string
-		waitUntil, finished                                   *time.Time
-		status                                                string
+		r                                              Run
+		pausedFrom, step, wk, ws, wt, patient, errText sql.NullString
+		input, state                                   []byte
+		waitUntil, finished                            *time.Time
+		status                                         string
 	)
 	if err := s.Scan(&r.ID, &r.Definition, &r.Version, &status, &pausedFrom, &input, &state, &step, &r.Visit, &r.Attempt, &r.epoch,
 		&wk, &ws, &waitUntil, &wt, &patient, &errText, &r.RowVersion, &r.CreatedAt, &r.UpdatedAt, &finished); err != nil {
-		return nil, err
+		return sealedRun{}, err
 	}
 	r.Status = Status(status)
 	r.pausedFrom = Status(pausedFrom.String)
-	r.Input = json.RawMessage(input.String)
 	r.CurrentStep = step.String
 	r.PatientID = patient.String
 	r.Error = errText.String
@@ -113,8 +130,23 @@ func scanRun(s scanner) (*Run, error) {
 	if wk.Valid && wk.String != "" {
 		r.Wait = &WaitState{Kind: wk.String, Signal: ws.String, Until: waitUntil, TaskID: wt.String}
 	}
+	return sealedRun{run: &r, input: input, state: state}, nil
+}
+
+// openRun opens a run's sealed input and state.
+func (e *Engine) openRun(ctx context.Context, sr sealedRun) (*Run, error) {
+	r := sr.run
+	in, err := e.open(ctx, runAAD(r.ID, "input"), sr.input)
+	if err != nil {
+		return nil, err
+	}
+	r.Input = json.RawMessage(in)
+	plain, err := e.open(ctx, runAAD(r.ID, "state"), sr.state)
+	if err != nil {
+		return nil, err
+	}
 	var st runState
-	if err := json.Unmarshal([]byte(state), &st); err != nil {
+	if err := json.Unmarshal(plain, &st); err != nil {
 		return nil, fmt.Errorf("run %s: decode state: %w", r.ID, err)
 	}
 	r.Outputs = st.Outputs
@@ -125,7 +157,7 @@ func scanRun(s scanner) (*Run, error) {
 	if r.visits == nil {
 		r.visits = map[string]int{}
 	}
-	return &r, nil
+	return r, nil
 }
 
 func (r *Run) input() *Input {
@@ -143,17 +175,22 @@ func (r *Run) args(wake int) stepArgs {
 
 // lockRun reads a run inside a write transaction, locking its row on
 // PostgreSQL (SQLite's write transaction already excludes other writers).
-func lockRun(ctx context.Context, tx store.Tx, id string) (*Run, error) {
-	r, err := scanRun(tx.QueryRow(ctx, `SELECT `+runColumns+` FROM engine_runs WHERE id = $1`+tx.Dialect().ForUpdate(), id))
+func (e *Engine) lockRun(ctx context.Context, tx store.Tx, id string) (*Run, error) {
+	r, err := e.scanRun(ctx, tx.QueryRow(ctx, `SELECT `+runColumns+` FROM engine_runs WHERE id = $1`+tx.Dialect().ForUpdate(), id))
 	if errors.Is(err, store.ErrNoRows) {
 		return nil, errs.E(errs.NotFound, "workflow run not found")
 	}
 	return r, err
 }
 
-// saveRun writes every mutable column of r and bumps its row version.
-func saveRun(ctx context.Context, tx store.Tx, r *Run, now time.Time) error {
-	state, err := json.Marshal(runState{Outputs: r.Outputs, Visits: r.visits})
+// saveRun writes every mutable column of r (the state sealed) and bumps its
+// row version.
+func (e *Engine) saveRun(ctx context.Context, tx store.Tx, r *Run, now time.Time) error {
+	plain, err := json.Marshal(runState{Outputs: r.Outputs, Visits: r.visits})
+	if err != nil {
+		return err
+	}
+	state, err := e.seal(runAAD(r.ID, "state"), plain)
 	if err != nil {
 		return err
 	}
@@ -167,7 +204,7 @@ func saveRun(ctx context.Context, tx store.Tx, r *Run, now time.Time) error {
 	_, err = tx.Exec(ctx, `UPDATE engine_runs SET status = $1, paused_from = $2, state = $3, current_step = $4, visit = $5,
 		attempt = $6, epoch = $7, wait_kind = $8, wait_signal = $9, wait_until = $10, wait_task_id = $11, error = $12,
 		row_version = $13, updated_at = $14, finished_at = $15 WHERE id = $16`,
-		string(r.Status), nullable(string(r.pausedFrom)), string(state), nullable(r.CurrentStep), r.Visit,
+		string(r.Status), nullable(string(r.pausedFrom)), state, nullable(r.CurrentStep), r.Visit,
 		r.Attempt, r.epoch, wk, ws, wu, wt, nullable(r.Error),
 		r.RowVersion, now, r.FinishedAt, r.ID)
 	return err
@@ -220,7 +257,8 @@ type StartOptions struct {
 	// Version pins a definition version; 0 takes the newest.
 	Version int
 	// Input is the run input, marshalled to JSON (a json.RawMessage is kept
-	// as is). References and codes only: no readable PHI.
+	// as is). It is stored sealed; the definition's Validate, if any,
+	// checks it first.
 	Input any
 	// PatientID is the opaque id of the patient the run is about, for
 	// "runs of this patient" queries; optional.
@@ -274,11 +312,16 @@ func (e *Engine) StartRunTx(ctx context.Context, tx store.Tx, opts StartOptions)
 		}
 		input = b
 	}
+	if def.Validate != nil {
+		if err := def.Validate(&Input{Now: e.now(), Definition: def.Name, Version: def.Version, PatientID: opts.PatientID, raw: input}); err != nil {
+			return nil, false, invalidInput(err)
+		}
+	}
 	if opts.StartKey != "" {
 		var id string
 		err := tx.QueryRow(ctx, `SELECT id FROM engine_runs WHERE definition = $1 AND start_key = $2`, def.Name, opts.StartKey).Scan(&id)
 		if err == nil {
-			r, err := lockRun(ctx, tx, id)
+			r, err := e.lockRun(ctx, tx, id)
 			return r, false, err
 		}
 		if !errors.Is(err, store.ErrNoRows) {
@@ -295,9 +338,19 @@ func (e *Engine) StartRunTx(ctx context.Context, tx store.Tx, opts StartOptions)
 		PatientID: opts.PatientID, Input: input, Outputs: map[string]json.RawMessage{}, visits: map[string]int{},
 		epoch: 1, CreatedAt: now, UpdatedAt: now,
 	}
+	sealedInput, err := e.seal(runAAD(r.ID, "input"), input)
+	if err != nil {
+		return nil, false, err
+	}
+	// The state is written again (sealed) by moveTo below, in this
+	// transaction; the first value only has to be a valid one.
+	sealedState, err := e.seal(runAAD(r.ID, "state"), []byte("{}"))
+	if err != nil {
+		return nil, false, err
+	}
 	if _, err := tx.Exec(ctx, `INSERT INTO engine_runs (id, definition, version, status, input, state, epoch, patient_id, start_key,
-		row_version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, '{}', 1, $6, $7, 0, $8, $8)`,
-		r.ID, r.Definition, r.Version, string(r.Status), string(input), nullable(opts.PatientID), nullable(opts.StartKey), now); err != nil {
+		row_version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, 0, $9, $9)`,
+		r.ID, r.Definition, r.Version, string(r.Status), sealedInput, sealedState, nullable(opts.PatientID), nullable(opts.StartKey), now); err != nil {
 		if store.IsUniqueViolation(err) {
 			return nil, false, errs.Wrap(errs.Conflict, err, "a run with this start key is being created concurrently; retry")
 		}
@@ -311,6 +364,18 @@ func (e *Engine) StartRunTx(ctx context.Context, tx store.Tx, opts StartOptions)
 	}
 	e.metrics.runsStarted.WithLabelValues(def.Name).Inc()
 	return r, true, nil
+}
+
+// invalidInput turns a definition's Validate error into the start's
+// answer: invalid, naming the input (or the field the validator named).
+func invalidInput(err error) error {
+	if e, ok := errs.As(err); ok && e.Kind == errs.Invalid {
+		if e.Field == "" {
+			return e.InField("input")
+		}
+		return e
+	}
+	return errs.Wrap(errs.Invalid, err, "%s", err.Error()).InField("input")
 }
 
 // firstStep returns the index of the first step at or after i whose
@@ -335,7 +400,7 @@ func (e *Engine) moveTo(ctx context.Context, tx store.Tx, r *Run, def *Definitio
 		r.Status = StatusCompleted
 		r.CurrentStep, r.Visit, r.Attempt = "", 0, 0
 		r.FinishedAt = &now
-		if err := saveRun(ctx, tx, r, now); err != nil {
+		if err := e.saveRun(ctx, tx, r, now); err != nil {
 			return err
 		}
 		e.metrics.runsFinished.WithLabelValues(r.Definition, string(StatusCompleted)).Inc()
@@ -347,7 +412,7 @@ func (e *Engine) moveTo(ctx context.Context, tx store.Tx, r *Run, def *Definitio
 	if r.Status == StatusWaiting {
 		r.Status = StatusRunning
 	}
-	if err := saveRun(ctx, tx, r, now); err != nil {
+	if err := e.saveRun(ctx, tx, r, now); err != nil {
 		return err
 	}
 	if r.Status != StatusRunning {
@@ -387,7 +452,7 @@ func (e *Engine) failRun(ctx context.Context, tx store.Tx, r *Run, reason string
 	r.Error = reason
 	r.Wait = nil
 	r.FinishedAt = &now
-	if err := saveRun(ctx, tx, r, now); err != nil {
+	if err := e.saveRun(ctx, tx, r, now); err != nil {
 		return err
 	}
 	if err := cancelOpenTasks(ctx, tx, r.ID, now); err != nil {
@@ -409,7 +474,7 @@ func checkVersion(r *Run, want int64) error {
 func (e *Engine) Cancel(ctx context.Context, runID string, expectVersion int64, reason string) (*Run, error) {
 	var out *Run
 	err := e.db.Tx(ctx, func(tx store.Tx) error {
-		r, err := lockRun(ctx, tx, runID)
+		r, err := e.lockRun(ctx, tx, runID)
 		if err != nil {
 			return err
 		}
@@ -426,7 +491,7 @@ func (e *Engine) Cancel(ctx context.Context, runID string, expectVersion int64, 
 		r.Wait = nil
 		r.epoch++
 		r.FinishedAt = &now
-		if err := saveRun(ctx, tx, r, now); err != nil {
+		if err := e.saveRun(ctx, tx, r, now); err != nil {
 			return err
 		}
 		if err := cancelOpenTasks(ctx, tx, r.ID, now); err != nil {
@@ -446,7 +511,7 @@ func (e *Engine) Cancel(ctx context.Context, runID string, expectVersion int64, 
 func (e *Engine) Pause(ctx context.Context, runID string, expectVersion int64) (*Run, error) {
 	var out *Run
 	err := e.db.Tx(ctx, func(tx store.Tx) error {
-		r, err := lockRun(ctx, tx, runID)
+		r, err := e.lockRun(ctx, tx, runID)
 		if err != nil {
 			return err
 		}
@@ -460,7 +525,7 @@ func (e *Engine) Pause(ctx context.Context, runID string, expectVersion int64) (
 		r.pausedFrom = r.Status
 		r.Status = StatusPaused
 		r.epoch++
-		if err := saveRun(ctx, tx, r, e.now()); err != nil {
+		if err := e.saveRun(ctx, tx, r, e.now()); err != nil {
 			return err
 		}
 		out = r
@@ -473,7 +538,7 @@ func (e *Engine) Pause(ctx context.Context, runID string, expectVersion int64) (
 func (e *Engine) Resume(ctx context.Context, runID string, expectVersion int64) (*Run, error) {
 	var out *Run
 	err := e.db.Tx(ctx, func(tx store.Tx) error {
-		r, err := lockRun(ctx, tx, runID)
+		r, err := e.lockRun(ctx, tx, runID)
 		if err != nil {
 			return err
 		}
@@ -499,7 +564,7 @@ func (e *Engine) Resume(ctx context.Context, runID string, expectVersion int64) 
 			}
 			return e.moveTo(ctx, tx, r, def, -1)
 		}
-		if err := saveRun(ctx, tx, r, e.now()); err != nil {
+		if err := e.saveRun(ctx, tx, r, e.now()); err != nil {
 			return err
 		}
 		if err := e.transition(ctx, tx, r, "run.resumed", StatusPaused, r.CurrentStep, 0, "", nil); err != nil {
@@ -521,7 +586,7 @@ func (e *Engine) Resume(ctx context.Context, runID string, expectVersion int64) 
 func (e *Engine) Retry(ctx context.Context, runID string, expectVersion int64) (*Run, error) {
 	var out *Run
 	err := e.db.Tx(ctx, func(tx store.Tx) error {
-		r, err := lockRun(ctx, tx, runID)
+		r, err := e.lockRun(ctx, tx, runID)
 		if err != nil {
 			return err
 		}
@@ -542,7 +607,7 @@ func (e *Engine) Retry(ctx context.Context, runID string, expectVersion int64) (
 			return errs.E(errs.Conflict, "a %s run cannot be retried", r.Status)
 		}
 		r.epoch++
-		if err := saveRun(ctx, tx, r, e.now()); err != nil {
+		if err := e.saveRun(ctx, tx, r, e.now()); err != nil {
 			return err
 		}
 		if err := e.transition(ctx, tx, r, "run.retried", from, r.CurrentStep, r.Attempt, "", nil); err != nil {

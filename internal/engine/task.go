@@ -69,28 +69,72 @@ func (t *Task) mayWork(a Actor) bool {
 const taskColumns = `id, run_id, step, visit, title, role, assignee, status, decisions, decision, result, completed_by,
 	due_at, escalate_at, escalate_to, escalated_at, row_version, created_at, updated_at, completed_at`
 
-func scanTask(s scanner) (*Task, error) {
+// sealedTask is a task row as read, its decision and result still sealed.
+type sealedTask struct {
+	task             *Task
+	decision, result []byte
+}
+
+func scanSealedTask(s scanner) (sealedTask, error) {
 	var (
-		t                                                Task
-		role, assignee, decision, result, by, escalateTo sql.NullString
-		status, decisions                                string
+		t                              Task
+		role, assignee, by, escalateTo sql.NullString
+		decision, result               []byte
+		status, decisions              string
 	)
 	if err := s.Scan(&t.ID, &t.RunID, &t.Step, &t.Visit, &t.Title, &role, &assignee, &status, &decisions, &decision, &result, &by,
 		&t.DueAt, &t.EscalateAt, &escalateTo, &t.EscalatedAt, &t.RowVersion, &t.CreatedAt, &t.UpdatedAt, &t.CompletedAt); err != nil {
-		return nil, err
+		return sealedTask{}, err
 	}
-	t.Role, t.Assignee, t.Status, t.Decision, t.CompletedBy, t.EscalateTo = role.String, assignee.String, TaskStatus(status), decision.String, by.String, escalateTo.String
-	if result.Valid {
-		t.Result = json.RawMessage(result.String)
-	}
+	t.Role, t.Assignee, t.Status, t.CompletedBy, t.EscalateTo = role.String, assignee.String, TaskStatus(status), by.String, escalateTo.String
 	if err := json.Unmarshal([]byte(decisions), &t.Decisions); err != nil {
-		return nil, fmt.Errorf("task %s: decode decisions: %w", t.ID, err)
+		return sealedTask{}, fmt.Errorf("task %s: decode decisions: %w", t.ID, err)
 	}
-	return &t, nil
+	return sealedTask{task: &t, decision: decision, result: result}, nil
 }
 
-func getTask(ctx context.Context, q store.Querier, id string) (*Task, error) {
-	t, err := scanTask(q.QueryRow(ctx, `SELECT `+taskColumns+` FROM engine_tasks WHERE id = $1`, id))
+// openTask opens a task's sealed decision and result.
+func (e *Engine) openTask(ctx context.Context, st sealedTask) (*Task, error) {
+	t := st.task
+	d, err := e.open(ctx, taskAAD(t.ID, "decision"), st.decision)
+	if err != nil {
+		return nil, err
+	}
+	t.Decision = string(d)
+	res, err := e.open(ctx, taskAAD(t.ID, "result"), st.result)
+	if err != nil {
+		return nil, err
+	}
+	if res != nil {
+		t.Result = json.RawMessage(res)
+	}
+	return t, nil
+}
+
+func (e *Engine) scanTask(ctx context.Context, s scanner) (*Task, error) {
+	st, err := scanSealedTask(s)
+	if err != nil {
+		return nil, err
+	}
+	return e.openTask(ctx, st)
+}
+
+// sealTaskPayload seals a task's decision and result for its row (NULL
+// when absent).
+func (e *Engine) sealTaskPayload(t *Task) (decision, result any, err error) {
+	if t.Decision != "" {
+		if decision, err = e.seal(taskAAD(t.ID, "decision"), []byte(t.Decision)); err != nil {
+			return nil, nil, err
+		}
+	}
+	if result, err = e.sealNullable(taskAAD(t.ID, "result"), t.Result); err != nil {
+		return nil, nil, err
+	}
+	return decision, result, nil
+}
+
+func (e *Engine) getTask(ctx context.Context, q store.Querier, id string) (*Task, error) {
+	t, err := e.scanTask(ctx, q.QueryRow(ctx, `SELECT `+taskColumns+` FROM engine_tasks WHERE id = $1`, id))
 	if errors.Is(err, store.ErrNoRows) {
 		return nil, errs.E(errs.NotFound, "task not found")
 	}
@@ -151,7 +195,7 @@ func cancelOpenTasks(ctx context.Context, tx store.Tx, runID string, now time.Ti
 
 // GetTask returns a task.
 func (e *Engine) GetTask(ctx context.Context, id string) (*Task, error) {
-	return getTask(ctx, e.db.Reader(), id)
+	return e.getTask(ctx, e.db.Reader(), id)
 }
 
 // TaskFilter selects tasks; zero fields do not filter.
@@ -205,16 +249,29 @@ func (e *Engine) ListTasks(ctx context.Context, f TaskFilter) ([]*Task, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []*Task
+	var page []sealedTask
 	for rows.Next() {
-		t, err := scanTask(rows)
+		st, err := scanSealedTask(rows)
+		if err != nil {
+			rows.Close()
+			return nil, err
+		}
+		page = append(page, st)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	// Opened after the rows are closed (see scanSealedRun).
+	out := make([]*Task, 0, len(page))
+	for _, st := range page {
+		t, err := e.openTask(ctx, st)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, t)
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 func pageLimit(n int) int {
@@ -239,11 +296,11 @@ func (e *Engine) taskOp(ctx context.Context, id string, expectVersion int64, fn 
 			}
 			return err
 		}
-		r, err := lockRun(ctx, tx, runID)
+		r, err := e.lockRun(ctx, tx, runID)
 		if err != nil {
 			return err
 		}
-		t, err := scanTask(tx.QueryRow(ctx, `SELECT `+taskColumns+` FROM engine_tasks WHERE id = $1`+tx.Dialect().ForUpdate(), id))
+		t, err := e.scanTask(ctx, tx.QueryRow(ctx, `SELECT `+taskColumns+` FROM engine_tasks WHERE id = $1`+tx.Dialect().ForUpdate(), id))
 		if err != nil {
 			return err
 		}
@@ -259,13 +316,13 @@ func (e *Engine) taskOp(ctx context.Context, id string, expectVersion int64, fn 
 		}
 		t.RowVersion++
 		t.UpdatedAt = now
-		var result any
-		if t.Result != nil {
-			result = string(t.Result)
+		decision, result, err := e.sealTaskPayload(t)
+		if err != nil {
+			return err
 		}
 		if _, err := tx.Exec(ctx, `UPDATE engine_tasks SET role = $1, assignee = $2, status = $3, decision = $4, result = $5,
 			completed_by = $6, escalated_at = $7, row_version = $8, updated_at = $9, completed_at = $10 WHERE id = $11`,
-			nullable(t.Role), nullable(t.Assignee), string(t.Status), nullable(t.Decision), result,
+			nullable(t.Role), nullable(t.Assignee), string(t.Status), decision, result,
 			nullable(t.CompletedBy), t.EscalatedAt, t.RowVersion, now, t.CompletedAt, t.ID); err != nil {
 			return err
 		}
@@ -305,9 +362,10 @@ func (e *Engine) ClaimTask(ctx context.Context, id string, actor Actor, expectVe
 }
 
 // CompleteTask records the actor's decision (one of the task's decisions,
-// when it lists any) and an optional result (JSON, no readable PHI). A run
-// waiting for the task moves on in the same transaction. The actor must
-// have claimed the task, or be eligible to (the claim is then implicit).
+// when it lists any) and an optional result (JSON); both are stored sealed.
+// A run waiting for the task moves on in the same transaction. The actor
+// must have claimed the task, or be eligible to (the claim is then
+// implicit).
 func (e *Engine) CompleteTask(ctx context.Context, id string, actor Actor, decision string, result any, expectVersion int64) (*Task, error) {
 	var resultJSON []byte
 	if result != nil {
@@ -342,13 +400,24 @@ func (e *Engine) CompleteTask(ctx context.Context, id string, actor Actor, decis
 			return errs.E(errs.Forbidden, "task is assigned to another role or user")
 		}
 		t.Status, t.Assignee, t.Decision, t.Result, t.CompletedBy, t.CompletedAt = TaskCompleted, actor.User, decision, resultJSON, actor.User, &now
-		if err := e.taskEvent(ctx, tx, r, t, "task.completed", map[string]any{"decision": decision}); err != nil {
+		// The event names the decision only when the definition lists the
+		// decisions: then it is one of the definition's codes. A free
+		// decision is the person's own words and stays in the sealed row.
+		extra := map[string]any{}
+		if len(t.Decisions) > 0 {
+			extra["decision"] = decision
+		}
+		if err := e.taskEvent(ctx, tx, r, t, "task.completed", extra); err != nil {
 			return err
 		}
 		// The task row is written by taskOp after fn; write it now so that
 		// resolving the wait below reads the completed task.
+		sealedDecision, sealedResult, err := e.sealTaskPayload(t)
+		if err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `UPDATE engine_tasks SET status = 'completed', assignee = $1, decision = $2, result = $3,
-			completed_by = $1, completed_at = $4 WHERE id = $5`, actor.User, decision, nullableBytes(resultJSON), now, t.ID); err != nil {
+			completed_by = $1, completed_at = $4 WHERE id = $5`, actor.User, sealedDecision, sealedResult, now, t.ID); err != nil {
 			return err
 		}
 		if r.Status == StatusWaiting && r.Wait != nil && r.Wait.Kind == "task" && r.Wait.TaskID == t.ID {
@@ -357,13 +426,6 @@ func (e *Engine) CompleteTask(ctx context.Context, id string, actor Actor, decis
 		}
 		return nil
 	})
-}
-
-func nullableBytes(b []byte) any {
-	if b == nil {
-		return nil
-	}
-	return string(b)
 }
 
 // ReassignTask moves an unfinished task to another role and/or user,

@@ -40,7 +40,7 @@ func (e *Engine) evaluateWait(ctx context.Context, tx store.Tx, r *Run, def *Def
 	}
 	from := r.Status
 	r.Status = StatusWaiting
-	if err := saveRun(ctx, tx, r, now); err != nil {
+	if err := e.saveRun(ctx, tx, r, now); err != nil {
 		return err
 	}
 	if first {
@@ -109,21 +109,26 @@ func (e *Engine) resolveWait(ctx context.Context, tx store.Tx, r *Run, def *Defi
 	var output []byte
 	switch w.Kind {
 	case "signal":
-		var id, payload string
+		var (
+			id      string
+			payload []byte
+		)
 		err := tx.QueryRow(ctx, `SELECT id, payload FROM engine_signals WHERE run_id = $1 AND name = $2 AND consumed_at IS NULL
 			ORDER BY received_at, id LIMIT 1`, r.ID, w.Signal).Scan(&id, &payload)
 		switch {
 		case err == nil:
+			if output, err = e.open(ctx, signalAAD(r.ID, id), payload); err != nil {
+				return false, err
+			}
 			if _, err := tx.Exec(ctx, `UPDATE engine_signals SET consumed_at = $1, consumed_by = $2 WHERE run_id = $3 AND id = $4`,
 				now, fmt.Sprintf("%s#%d", r.CurrentStep, r.Visit), r.ID, id); err != nil {
 				return false, err
 			}
-			output = []byte(payload)
 		case !errors.Is(err, store.ErrNoRows):
 			return false, err
 		}
 	case "task":
-		t, err := getTask(ctx, tx, w.TaskID)
+		t, err := e.getTask(ctx, tx, w.TaskID)
 		if err != nil {
 			return false, err
 		}
@@ -163,8 +168,8 @@ type Signal struct {
 	ID string
 	// Name is what a wait step waits for.
 	Name string
-	// Payload becomes the output of the wait step it resolves (JSON;
-	// references and codes, no readable PHI).
+	// Payload becomes the output of the wait step it resolves (JSON, stored
+	// sealed).
 	Payload any
 }
 
@@ -218,13 +223,17 @@ func (e *Engine) SendSignalTx(ctx context.Context, tx store.Tx, runID string, si
 	}
 	// The run is locked first, always, so that signal, task and step
 	// transactions take locks in one order.
-	r, err := lockRun(ctx, tx, runID)
+	r, err := e.lockRun(ctx, tx, runID)
 	if err != nil {
 		return SignalResult{}, err
 	}
 	now := e.now()
+	sealedPayload, err := e.seal(signalAAD(r.ID, sig.ID), payload)
+	if err != nil {
+		return SignalResult{}, err
+	}
 	n, err := tx.Exec(ctx, `INSERT INTO engine_signals (run_id, id, name, payload, received_at) VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (run_id, id) DO NOTHING`, r.ID, sig.ID, sig.Name, string(payload), now)
+		ON CONFLICT (run_id, id) DO NOTHING`, r.ID, sig.ID, sig.Name, sealedPayload, now)
 	if err != nil {
 		return SignalResult{}, fmt.Errorf("store signal: %w", err)
 	}

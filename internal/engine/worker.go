@@ -39,7 +39,7 @@ func errorText(err error) string {
 // is still current.
 func (e *Engine) work(ctx context.Context, job *river.Job[stepArgs]) error {
 	a := job.Args
-	r, err := scanRun(e.db.Reader().QueryRow(ctx, `SELECT `+runColumns+` FROM engine_runs WHERE id = $1`, a.RunID))
+	r, err := e.scanRun(ctx, e.db.Reader().QueryRow(ctx, `SELECT `+runColumns+` FROM engine_runs WHERE id = $1`, a.RunID))
 	if errors.Is(err, store.ErrNoRows) {
 		return nil // nothing to do for a run that does not exist
 	}
@@ -74,7 +74,7 @@ func (e *Engine) work(ctx context.Context, job *river.Job[stepArgs]) error {
 // current, and completes the job in the same transaction.
 func (e *Engine) commit(ctx context.Context, job *river.Job[stepArgs], fn func(tx store.Tx, r *Run) error) error {
 	return e.db.Tx(ctx, func(tx store.Tx) error {
-		r, err := lockRun(ctx, tx, job.Args.RunID)
+		r, err := e.lockRun(ctx, tx, job.Args.RunID)
 		if err != nil {
 			return err
 		}
@@ -153,7 +153,7 @@ func (e *Engine) runAction(ctx context.Context, job *river.Job[stepArgs], r *Run
 			}
 			delay := e.backoff(policy, a.Attempt)
 			r.Attempt++
-			if err := saveRun(ctx, tx, r, finished); err != nil {
+			if err := e.saveRun(ctx, tx, r, finished); err != nil {
 				return err
 			}
 			if err := e.transition(ctx, tx, r, "step.retry_scheduled", r.Status, step.Name, a.Attempt, exec.err,
@@ -192,11 +192,11 @@ type stepExecution struct {
 }
 
 func (e *Engine) recordExecution(ctx context.Context, tx store.Tx, x stepExecution) error {
-	var out any
-	if x.output != nil {
-		out = string(x.output)
+	out, err := e.sealNullable(executionAAD(x.runID, x.step, x.visit, x.attempt), x.output)
+	if err != nil {
+		return err
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO engine_step_executions (run_id, step, visit, attempt, status, idempotency_key, deliveries,
+	_, err = tx.Exec(ctx, `INSERT INTO engine_step_executions (run_id, step, visit, attempt, status, idempotency_key, deliveries,
 		node, started_at, finished_at, error, output) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
 		x.runID, x.step, x.visit, x.attempt, x.status, idempotencyKey(x.runID, x.step, x.visit), x.deliveries,
 		x.node, x.started, x.finished, nullable(x.err), out)

@@ -60,9 +60,9 @@ const (
 	// is a start with its input.
 	maxWorkflowBody = 128 << 10
 	// maxJSONMember bounds a run input, a signal payload and a task result.
-	// They carry references and codes by the engine's contract, not
-	// documents; anything near this size is a mistake or an attempt to store
-	// what does not belong there.
+	// The engine stores them encrypted, but they are meant to carry
+	// references, codes and decisions, not documents; anything near this
+	// size is a mistake or an attempt to store what does not belong there.
 	maxJSONMember = 64 << 10
 
 	defaultPage = 100
@@ -410,7 +410,7 @@ func jsonObject(raw json.RawMessage, field string) (json.RawMessage, error) {
 		return nil, errs.E(errs.Invalid, "must be at most %d bytes of JSON", maxJSONMember).InField(field)
 	}
 	if raw[0] != '{' {
-		return nil, errs.E(errs.Invalid, "must be a JSON object (references and codes, no readable PHI)").InField(field)
+		return nil, errs.E(errs.Invalid, "must be a JSON object").InField(field)
 	}
 	return raw, nil
 }

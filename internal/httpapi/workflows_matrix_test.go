@@ -161,10 +161,12 @@ func runWorkflowMatrixRow(t *testing.T, f *wfFixture, i int, row matrixRow) {
 	if row.expect == http.StatusForbidden || row.expect == http.StatusNotFound {
 		want = audit.OutcomeDenied
 	}
+	refused := row.expect == http.StatusConflict || row.expect == http.StatusBadRequest
 	for k, e := range entries {
 		w := want
-		if row.expect == http.StatusConflict && k == len(entries)-1 {
-			// An authorized change the run's state refused.
+		if refused && k == len(entries)-1 {
+			// An authorized change the run's state, or a start whose input
+			// the definition, refused.
 			w = audit.OutcomeError
 		}
 		if e.Outcome != w || e.Actor != who || e.Role != row.role {
@@ -177,7 +179,7 @@ func runWorkflowMatrixRow(t *testing.T, f *wfFixture, i int, row matrixRow) {
 			t.Fatalf("%s\naudit entry for %s", row, e.ResourceType)
 		}
 	}
-	if row.expect == http.StatusConflict && len(entries) < 2 {
+	if refused && len(entries) < 2 {
 		t.Fatalf("%s\na refused change needs its error entry: %+v", row, entries)
 	}
 	if row.patient == "glass" && (row.role == "physician" || row.role == "nurse") {

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"github.com/careflow/careflow/internal/audit"
 	"github.com/careflow/careflow/internal/auth"
 	"github.com/careflow/careflow/internal/engine"
+	"github.com/careflow/careflow/internal/phi"
 	"github.com/careflow/careflow/internal/store"
 	"github.com/careflow/careflow/internal/store/storetest"
 )
@@ -72,7 +74,14 @@ func newTestEngine(t *testing.T, db *store.DB, clock func() time.Time) *engine.E
 	if err := reg.Register(approvalDef()); err != nil {
 		t.Fatal(err)
 	}
-	e, err := engine.New(engine.Config{DB: db, Registry: reg, Clock: clock, HousekeepingInterval: 200 * time.Millisecond})
+	var k [32]byte
+	_, _ = rand.Read(k[:])
+	mk, _ := phi.ParseMasterKey(k[:])
+	ring, err := phi.OpenRing(ctx, db, mk, phi.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := engine.New(engine.Config{DB: db, Registry: reg, Ring: ring, Clock: clock, HousekeepingInterval: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -724,6 +733,74 @@ func TestWorkflowTaskClaimComplete(t *testing.T) {
 		page = must[taskPage](t, f.call(t, ops, "GET", "/api/v1/tasks?overdue=true", nil), 200)
 		if len(page.Tasks) != 1 || !strings.Contains(string(page.Tasks[0]), t2.ID) {
 			t.Errorf("overdue tasks %s, want %s", page.Tasks, t2.ID)
+		}
+	})
+}
+
+// The built-in discharge sign-off: a physician claims the task and sits on
+// it; two hours on (the injected clock) the engine escalates it: the claim
+// is released and the task is flagged, still a physician's; a colleague
+// then decides, and the run records the outcome.
+func TestDischargeSignOffEscalatesAStaleClaim(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		f := newWFFixture(t, db)
+		doc := f.principal(t, "so-doc", auth.Physician, "")
+		colleague := f.principal(t, "so-colleague", auth.Physician, "")
+		ops := f.principal(t, "so-ops", auth.ClinicalAdmin, "")
+
+		start := map[string]any{"definition": engine.DischargeSignOffDefinition, "patient_id": ownPatient,
+			"input": map[string]any{"encounter": "Encounter/enc-7"}}
+		if p := problemOf(t, f.call(t, doc, "POST", "/api/v1/workflow-runs", map[string]any{"definition": engine.DischargeSignOffDefinition,
+			"patient_id": ownPatient, "input": map[string]any{"encounter": "enc-7"}}), 400); p.Field != "input.encounter" {
+			t.Errorf("an encounter that is not a reference: %+v", p)
+		}
+		run := must[engine.Run](t, f.call(t, doc, "POST", "/api/v1/workflow-runs", start), 201)
+		task := f.taskOf(t, run.ID)
+		path := "/api/v1/tasks/" + task.ID
+		claimed := must[engine.Task](t, f.call(t, doc, "POST", path+"/claim", map[string]any{"version": task.RowVersion}), 200)
+		if claimed.Assignee != doc {
+			t.Fatalf("claimed %+v", claimed)
+		}
+		problemOf(t, f.call(t, colleague, "POST", path+"/complete", map[string]any{"version": claimed.RowVersion, "decision": "sign_off"}), 409)
+
+		f.clock.Advance(2*time.Hour + time.Minute)
+		var escalated engine.Task
+		pollUntil(t, 20*time.Second, "the task to be escalated", func() bool {
+			escalated = must[engine.Task](t, f.call(t, colleague, "GET", path, nil), 200)
+			return escalated.EscalatedAt != nil
+		})
+		if escalated.Status != engine.TaskOpen || escalated.Assignee != "" || escalated.Role != "physician" {
+			t.Fatalf("escalated %+v, want open for physicians with the claim released", escalated)
+		}
+		page := must[taskPage](t, f.call(t, ops, "GET", "/api/v1/tasks?overdue=true", nil), 200)
+		if len(page.Tasks) != 0 {
+			t.Errorf("due in 4 hours, overdue after 2: %s", page.Tasks)
+		}
+		if p := problemOf(t, f.call(t, colleague, "POST", path+"/complete", map[string]any{"version": escalated.RowVersion, "decision": "approve"}), 400); p.Field != "decision" {
+			t.Errorf("a decision the sign-off does not offer: %+v", p)
+		}
+		done := must[engine.Task](t, f.call(t, colleague, "POST", path+"/complete", map[string]any{"version": escalated.RowVersion, "decision": "not_ready"}), 200)
+		if done.CompletedBy != colleague || done.Decision != "not_ready" {
+			t.Fatalf("completed %+v", done)
+		}
+		final := f.waitRun(t, run.ID, "to complete", func(r *engine.Run) bool { return r.Status == engine.StatusCompleted })
+		var outcome map[string]string
+		if err := json.Unmarshal(final.Outputs["record"], &outcome); err != nil {
+			t.Fatal(err)
+		}
+		if outcome["outcome"] != "not_ready" || outcome["decided_by"] != colleague || outcome["encounter"] != "Encounter/enc-7" {
+			t.Fatalf("recorded outcome %v", outcome)
+		}
+		hist := must[struct {
+			Transitions []engine.Transition `json:"transitions"`
+		}](t, f.call(t, doc, "GET", "/api/v1/workflow-runs/"+run.ID+"/history", nil), 200)
+		var events []string
+		for _, tr := range hist.Transitions {
+			events = append(events, tr.Event)
+		}
+		if got := strings.Join(events, " "); !strings.Contains(got, "task.claimed task.escalated task.completed") {
+			t.Errorf("history %s", got)
 		}
 	})
 }

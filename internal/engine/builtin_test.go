@@ -1,0 +1,164 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/careflow/careflow/internal/errs"
+	"github.com/careflow/careflow/internal/store"
+	"github.com/careflow/careflow/internal/store/storetest"
+)
+
+func TestEffectHostEntries(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		entry string
+		ok    bool
+	}{
+		{"payer.example", true},
+		{"payer.example:8443", true},
+		{"127.0.0.1:9000", true},
+		{"[::1]:9000", true},
+		{"::1", true},
+		{"payer.example:0", false},
+		{"payer.example:http", false},
+		{"http://payer.example", false},
+		{"payer example", false},
+		{"-payer.example", false},
+	} {
+		if err := ValidEffectHost(tc.entry); (err == nil) != tc.ok {
+			t.Errorf("ValidEffectHost(%q) = %v, want ok %v", tc.entry, err, tc.ok)
+		}
+	}
+}
+
+func TestEffectURLMustNameAnAllowedHost(t *testing.T) {
+	t.Parallel()
+	allowed := []string{"127.0.0.1:9000", "payer.example", "[::1]:9001"}
+	for _, tc := range []struct {
+		url string
+		ok  bool
+	}{
+		{"http://127.0.0.1:9000/effect", true},
+		{"http://payer.example/effect", true},
+		{"http://PAYER.example:80/effect", true},
+		{"https://payer.example/effect", true},
+		{"http://[::1]:9001/x", true},
+		{"http://127.0.0.1:9001/effect", false},        // another port
+		{"http://127.0.0.1/effect", false},             // loopback is not implied
+		{"http://localhost:9000/effect", false},        // nor is localhost
+		{"http://payer.example:8080/effect", false},    // a bare host is its scheme's port only
+		{"http://169.254.169.254/latest", false},       // cloud metadata
+		{"http://user:pw@payer.example/effect", false}, // credentials
+		{"ftp://payer.example/effect", false},
+		{"payer.example/effect", false},
+	} {
+		err := checkEffectURL(tc.url, allowed)
+		if (err == nil) != tc.ok {
+			t.Errorf("checkEffectURL(%q) = %v, want ok %v", tc.url, err, tc.ok)
+		}
+		if err != nil && strings.Contains(err.Error(), "example") {
+			t.Errorf("the error repeats the URL: %v", err)
+		}
+	}
+	if err := checkEffectURL("http://127.0.0.1:9000/effect", nil); err == nil || !strings.Contains(err.Error(), "disabled") {
+		t.Errorf("with no allowed hosts the effect step must be disabled, got %v", err)
+	}
+}
+
+// TestDiagnosticsEffectIsConfinedToTheAllowList drives the diagnostics
+// definition: a run naming a host off the list (or any host, when the list
+// is empty) is refused at start; an allowed host is called once; a
+// redirect from an allowed host is not followed, and the run fails.
+func TestDiagnosticsEffectIsConfinedToTheAllowList(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		var elsewhere atomic.Int32
+		target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { elsewhere.Add(1) }))
+		t.Cleanup(target.Close)
+		var calls atomic.Int32
+		allowed := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			calls.Add(1)
+			if r.URL.Path == "/redirect" {
+				http.Redirect(w, r, target.URL+"/stolen", http.StatusTemporaryRedirect)
+			}
+		}))
+		t.Cleanup(allowed.Close)
+		host := strings.TrimPrefix(allowed.URL, "http://")
+
+		closed := newNode(t, db, nodeOpts{noStart: true})
+		_, _, err := closed.StartRun(ctx, StartOptions{Definition: DiagnosticsDefinition, Input: DiagnosticsInput{EffectURL: allowed.URL}})
+		if e, ok := errs.As(err); !ok || e.Kind != errs.Invalid || e.Field != "input.effect_url" || !strings.Contains(e.Message, "disabled") {
+			t.Fatalf("start with no allowed hosts: %v, want invalid input.effect_url (disabled)", err)
+		}
+
+		n := newNode(t, db, nodeOpts{effectHosts: []string{host}})
+		_, _, err = n.StartRun(ctx, StartOptions{Definition: DiagnosticsDefinition, Input: DiagnosticsInput{EffectURL: target.URL}})
+		if !errs.Is(err, errs.Invalid) {
+			t.Fatalf("start naming a host off the list: %v, want invalid", err)
+		}
+		_, _, err = n.StartRun(ctx, StartOptions{Definition: DiagnosticsDefinition, Input: map[string]any{"effect_url": allowed.URL, "extra": 1}})
+		if !errs.Is(err, errs.Invalid) {
+			t.Fatalf("start with an unknown input member: %v, want invalid", err)
+		}
+		_, _, err = n.StartRun(ctx, StartOptions{Definition: DiagnosticsDefinition, PatientID: "pat-1", Input: DiagnosticsInput{EffectURL: allowed.URL}})
+		if e, ok := errs.As(err); !ok || e.Kind != errs.Invalid || !strings.Contains(e.Message, "no patient") {
+			t.Fatalf("an effect run about a patient: %v, want invalid", err)
+		}
+
+		ok, _, err := n.StartRun(ctx, StartOptions{Definition: DiagnosticsDefinition, Input: DiagnosticsInput{EffectURL: allowed.URL + "/effect"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitStatus(t, n.Engine, ok.ID, StatusCompleted, 30*time.Second)
+		if calls.Load() != 1 {
+			t.Fatalf("the allowed host got %d calls, want 1", calls.Load())
+		}
+
+		redirected, _, err := n.StartRun(ctx, StartOptions{Definition: DiagnosticsDefinition, Input: DiagnosticsInput{EffectURL: allowed.URL + "/redirect"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := waitStatus(t, n.Engine, redirected.ID, StatusFailed, 30*time.Second)
+		if !strings.Contains(r.Error, "answered 307") {
+			t.Fatalf("run error %q, want the 307 answer", r.Error)
+		}
+		if elsewhere.Load() != 0 {
+			t.Fatalf("the redirect was followed: the other host got %d calls", elsewhere.Load())
+		}
+	})
+}
+
+func TestDischargeSignOffInputIsChecked(t *testing.T) {
+	t.Parallel()
+	db := storetest.Open(t, store.SQLite)
+	n := newNode(t, db, nodeOpts{noStart: true})
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name    string
+		patient string
+		input   string
+		field   string
+	}{
+		{"a patient is required", "", `{"encounter":"Encounter/enc-1"}`, "patient_id"},
+		{"the encounter is required", "pat-1", `{}`, "input.encounter"},
+		{"the encounter is a reference", "pat-1", `{"encounter":"enc-1"}`, "input.encounter"},
+		{"no other member", "pat-1", `{"encounter":"Encounter/enc-1","note":"x"}`, "input"},
+	} {
+		_, _, err := n.StartRun(ctx, StartOptions{Definition: DischargeSignOffDefinition, PatientID: tc.patient, Input: json.RawMessage(tc.input)})
+		if e, ok := errs.As(err); !ok || e.Kind != errs.Invalid || e.Field != tc.field {
+			t.Errorf("%s: %v, want invalid %s", tc.name, err, tc.field)
+		}
+	}
+	if _, _, err := n.StartRun(ctx, StartOptions{Definition: DischargeSignOffDefinition, PatientID: "pat-1",
+		Input: map[string]string{"encounter": "Encounter/enc-1"}}); err != nil {
+		t.Fatal(err)
+	}
+}
