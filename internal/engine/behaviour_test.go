@@ -473,10 +473,15 @@ func TestTasksEscalateAndOverdueOnTheInjectedClock(t *testing.T) {
 		}
 		clock.Advance(time.Hour)
 		got, err := n.EscalateDueTasks(ctx)
-		if err != nil || got != 1 {
+		if err != nil || got > 1 {
 			t.Fatalf("escalated %d, %v", got, err)
 		}
 		tk, _ := n.GetTask(ctx, r.Wait.TaskID)
+		if got == 0 && tk.EscalatedAt == nil {
+			// The node's own escalation tick may have come first; either
+			// way the task must be escalated now.
+			t.Fatalf("the task was not escalated: %+v", tk)
+		}
 		if tk.Role != "billing_lead" || tk.Assignee != "" || tk.Status != TaskOpen || tk.EscalatedAt == nil {
 			t.Fatalf("escalated task: %+v", tk)
 		}
