@@ -58,8 +58,9 @@ func (s *Step) timeout() time.Duration {
 
 // Result is what an action step returns on success.
 type Result struct {
-	// Output is stored as the step's output (JSON); later steps read it. It
-	// must hold references and decisions, not readable PHI.
+	// Output is stored, sealed, as the step's output (JSON); later steps
+	// read it. Keep it to references and decisions: it is kept for the
+	// run's lifetime and shown to whoever may read the run.
 	Output any
 	// Goto names the step to run next instead of the following one.
 	Goto string
