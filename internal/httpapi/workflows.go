@@ -82,7 +82,8 @@ var (
 	// reasonCode is a cancellation reason: a code, not free text, so that no
 	// note lands in the run's history, its events or the logs.
 	reasonCode = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
-	// startKey is a client's idempotency key for a start.
+	// startKey is a client's idempotency key for a start, and the form of
+	// a signal's id: both are stored in plain to recognise a retry.
 	startKey = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,200}$`)
 	// taskRole is a role named by a task filter.
 	taskRole = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
@@ -700,8 +701,10 @@ func (s *Server) sendSignal(w http.ResponseWriter, r *http.Request, p *auth.Prin
 		fail(err)
 		return
 	}
-	if body.ID == "" {
-		fail(errs.E(errs.Invalid, "is required: the sender's id for this event (retries reuse it)").InField("id"))
+	// The id is stored in plain (it is how a retry is recognised), so it is
+	// an identifier's characters, not free text.
+	if !startKey.MatchString(body.ID) {
+		fail(errs.E(errs.Invalid, "is required: the sender's id for this event (retries reuse it), 1-200 letters, digits, '.', '_', ':' or '-'").InField("id"))
 		return
 	}
 	if body.Name == "" {

@@ -274,6 +274,11 @@ func TestWorkflowRunStartSignalComplete(t *testing.T) {
 			return r.Status == engine.StatusWaiting && r.Wait != nil && r.Wait.Signal == "payer.answer"
 		})
 
+		for _, id := range []string{"", "Jane Doe's callback", strings.Repeat("x", 201)} {
+			if p := problemOf(t, f.call(t, doc, "POST", path+"/signals", map[string]any{"id": id, "name": "payer.answer"}), 400); p.Field != "id" {
+				t.Errorf("signal id %q: %+v", id, p)
+			}
+		}
 		sig := map[string]any{"id": "callback-1", "name": "payer.answer", "payload": map[string]any{"outcome": "approved"}}
 		resp = f.call(t, doc, "POST", path+"/signals", sig)
 		res := must[engine.SignalResult](t, resp, 200)
