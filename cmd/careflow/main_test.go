@@ -176,7 +176,8 @@ func getOK(t *testing.T, url string) {
 // A new user's first run: no flags, no set-up. careflow answers /healthz
 // within five seconds and makes its SQLite file in ./careflow-data.
 func TestFirstRunNeedsNoSetUp(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it times the first start, which the package's other
+	// children (each a race-instrumented careflow) would slow down.
 	dir := t.TempDir()
 	start := time.Now()
 	// Port 0 only because tests run side by side; everything else is default.
