@@ -3,7 +3,6 @@ package httpapi
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -19,7 +18,6 @@ import (
 	"github.com/careflow/careflow/internal/audit"
 	"github.com/careflow/careflow/internal/auth"
 	"github.com/careflow/careflow/internal/fhir"
-	"github.com/careflow/careflow/internal/phi"
 	"github.com/careflow/careflow/internal/record"
 	"github.com/careflow/careflow/internal/store"
 	"github.com/careflow/careflow/internal/store/storetest"
@@ -157,13 +155,7 @@ type fhirMatrixFixture struct {
 func newFHIRMatrixFixture(t testing.TB, db *store.DB) *fhirMatrixFixture {
 	t.Helper()
 	ctx := context.Background()
-	var k [32]byte
-	_, _ = rand.Read(k[:])
-	mk, _ := phi.ParseMasterKey(k[:])
-	ring, err := phi.OpenRing(ctx, db, mk, phi.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ring := newTestRing(t, db)
 	rec := record.New(db, ring, record.Options{})
 	f := &fhirMatrixFixture{authzFixture: newAuthzFixtureWith(t, db, nil, rec), rec: rec, consented: map[string]bool{}}
 	put := func(typ, id, body string) {

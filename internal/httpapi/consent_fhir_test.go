@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/careflow/careflow/internal/audit"
 	"github.com/careflow/careflow/internal/auth"
-	"github.com/careflow/careflow/internal/phi"
 	"github.com/careflow/careflow/internal/record"
 	"github.com/careflow/careflow/internal/store"
 	"github.com/careflow/careflow/internal/store/storetest"
@@ -26,13 +24,7 @@ func TestFHIRConsentIsEnforced(t *testing.T) {
 	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
-		var k [32]byte
-		_, _ = rand.Read(k[:])
-		mk, _ := phi.ParseMasterKey(k[:])
-		ring, err := phi.OpenRing(ctx, db, mk, phi.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		ring := newTestRing(t, db)
 		signer, _, _ := audit.GenerateSigner()
 		log, err := audit.New(ctx, db, audit.Options{Signer: signer})
 		if err != nil {

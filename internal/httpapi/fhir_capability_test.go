@@ -1,8 +1,6 @@
 package httpapi
 
 import (
-	"context"
-	"crypto/rand"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -11,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/careflow/careflow/internal/auth"
-	"github.com/careflow/careflow/internal/phi"
 	"github.com/careflow/careflow/internal/record"
 	"github.com/careflow/careflow/internal/store"
 	"github.com/careflow/careflow/internal/store/storetest"
@@ -22,13 +19,7 @@ import (
 func TestMetadataFollowsTheAccessPolicy(t *testing.T) {
 	db := storetest.Open(t, store.SQLite)
 	policy := auth.DefaultPolicy()
-	var k [32]byte
-	_, _ = rand.Read(k[:])
-	mk, _ := phi.ParseMasterKey(k[:])
-	ring, err := phi.OpenRing(context.Background(), db, mk, phi.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ring := newTestRing(t, db)
 	srv := New(Options{DB: db, Access: auth.NewAccess(db, policy, nil), Record: record.New(db, ring, record.Options{})})
 	ts := httptest.NewServer(srv.Handler())
 	defer ts.Close()

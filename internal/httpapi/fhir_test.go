@@ -79,16 +79,28 @@ func allTypesPolicy(t *testing.T) *auth.Policy {
 	return p
 }
 
-func newFHIRFixture(t *testing.T, db *store.DB) *fhirFixture {
+// newTestRing opens a PHI key ring over db under a fresh random master key.
+func newTestRing(t testing.TB, db *store.DB) *phi.Ring {
 	t.Helper()
-	ctx := context.Background()
 	var k [32]byte
-	_, _ = rand.Read(k[:])
-	mk, _ := phi.ParseMasterKey(k[:])
-	ring, err := phi.OpenRing(ctx, db, mk, phi.Options{})
+	if _, err := rand.Read(k[:]); err != nil {
+		t.Fatal(err)
+	}
+	mk, err := phi.ParseMasterKey(k[:])
 	if err != nil {
 		t.Fatal(err)
 	}
+	ring, err := phi.OpenRing(context.Background(), db, mk, phi.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ring
+}
+
+func newFHIRFixture(t *testing.T, db *store.DB) *fhirFixture {
+	t.Helper()
+	ctx := context.Background()
+	ring := newTestRing(t, db)
 	signer, _, err := audit.GenerateSigner()
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,7 +18,6 @@ import (
 	"github.com/careflow/careflow/internal/audit"
 	"github.com/careflow/careflow/internal/auth"
 	"github.com/careflow/careflow/internal/engine"
-	"github.com/careflow/careflow/internal/phi"
 	"github.com/careflow/careflow/internal/store"
 	"github.com/careflow/careflow/internal/store/storetest"
 )
@@ -74,13 +72,7 @@ func newTestEngine(t *testing.T, db *store.DB, clock func() time.Time) *engine.E
 	if err := reg.Register(approvalDef()); err != nil {
 		t.Fatal(err)
 	}
-	var k [32]byte
-	_, _ = rand.Read(k[:])
-	mk, _ := phi.ParseMasterKey(k[:])
-	ring, err := phi.OpenRing(ctx, db, mk, phi.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ring := newTestRing(t, db)
 	e, err := engine.New(engine.Config{DB: db, Registry: reg, Ring: ring, Clock: clock, HousekeepingInterval: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
