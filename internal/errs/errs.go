@@ -32,6 +32,7 @@ const (
 	UnsupportedMedia   Kind = "unsupported_media"   // the body or Accept format is not one we speak
 	MethodNotAllowed   Kind = "method_not_allowed"  // the route exists for other methods
 	Unprocessable      Kind = "unprocessable"       // well-formed but semantically invalid (FHIR validation)
+	NotSupported       Kind = "not_supported"       // well-formed, but not offered to this caller (a search over an element its role may not see)
 )
 
 // Error is careflow's error value.

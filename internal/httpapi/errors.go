@@ -13,7 +13,7 @@ import (
 // the mapping lives.
 func statusOf(k errs.Kind) int {
 	switch k {
-	case errs.Invalid:
+	case errs.Invalid, errs.NotSupported:
 		return http.StatusBadRequest
 	case errs.NotFound:
 		return http.StatusNotFound
@@ -61,7 +61,7 @@ func fhirIssueCode(k errs.Kind) string {
 		return "transient"
 	case errs.TooLarge:
 		return "too-long"
-	case errs.UnsupportedMedia, errs.MethodNotAllowed:
+	case errs.UnsupportedMedia, errs.MethodNotAllowed, errs.NotSupported:
 		return "not-supported"
 	case errs.Unprocessable:
 		return "processing"

@@ -49,10 +49,15 @@ type Query struct {
 
 	includes    []include
 	revIncludes []include
+	// uses are the elements the search reads, checked against the
+	// caller's before it runs (search_fields.go).
+	uses []elementUse
 }
 
 type include struct {
 	typ, param, target string // target "" means any
+	// params are the reference parameters _include=typ:* follows.
+	params []string
 }
 
 // arg binds v and returns its parameter marker ($n).
@@ -176,6 +181,11 @@ func (s *Service) parseParam(q *Query, key, value string) error {
 		if err != nil {
 			return err
 		}
+		if inc.param == "*" {
+			inc.params = referenceParams(inc.typ)
+		} else {
+			q.useElements(name, inc.typ, typeParams[inc.typ][inc.param])
+		}
 		if name == "_include" {
 			q.includes = append(q.includes, inc)
 		} else {
@@ -240,6 +250,7 @@ func (s *Service) parseSort(q *Query, f string) error {
 	if p.PHI {
 		return badParam("_sort", "sorting on %s is not offered: its values are PHI, kept only as blind indexes", f)
 	}
+	q.useElements("_sort", q.Type, p)
 	agg := "MIN"
 	if desc {
 		agg = "MAX"
@@ -289,6 +300,7 @@ func (s *Service) condition(q *Query, name, modifier, value string) (string, err
 	if p == nil {
 		return "", badParam(name, "%s is not a search parameter of %s on this server (see the CapabilityStatement)", safeName(name), q.Type)
 	}
+	q.useElements(name, q.Type, p)
 	if modifier == "missing" {
 		table := tableOf(p.Kind)
 		sub := "SELECT x.id FROM " + table + " x WHERE x.type = $1 AND x.param = " + q.arg(p.Name)
@@ -714,6 +726,11 @@ func (s *Service) search(ctx context.Context, g Guard, rd store.Querier, q *Quer
 	if err := allow(ctx, g, Access{Action: ActSearch, Type: q.Type, PatientID: q.patient}); err != nil {
 		return nil, err
 	}
+	// After the search's decision, so that a role that may not search the
+	// type at all gets that answer, and the purpose is the one decided.
+	if err := s.checkElements(ctx, g, q); err != nil {
+		return nil, err
+	}
 	c, err := s.confine(ctx, g, q.Type, listResources, false, q.whereSQL(), q.args)
 	if err != nil {
 		return nil, err
@@ -872,6 +889,13 @@ func (s *Service) addIncludes(ctx context.Context, g Guard, rd store.Querier, re
 		if inc.param != "*" {
 			args = append(args, inc.param)
 			sqlText += " AND param = $" + strconv.Itoa(len(args))
+		} else {
+			// Only the parameters the caller may follow (checkElements).
+			if len(inc.params) == 0 {
+				continue
+			}
+			args = append(args, d.ListArg(inc.params))
+			sqlText += " AND " + d.InList("param", "$"+strconv.Itoa(len(args)))
 		}
 		if inc.target != "" {
 			args = append(args, inc.target)
@@ -941,6 +965,11 @@ func (s *Service) matchIDs(ctx context.Context, rd store.Querier, g Guard, typ, 
 	}
 	q, err := s.ParseQuery(typ, vals)
 	if err != nil {
+		return nil, err
+	}
+	// Criteria are a search too: matching over a hidden element would tell
+	// the caller, by what the interaction does, what the element holds.
+	if err := s.checkElements(ctx, g, q); err != nil {
 		return nil, err
 	}
 	c, err := s.confine(ctx, g, typ, listResources, true, q.whereSQL(), q.args)
