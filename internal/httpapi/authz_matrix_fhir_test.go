@@ -119,7 +119,7 @@ func TestFHIRAuthorizationMatrix(t *testing.T) {
 		case r.method == "GET" || strings.HasSuffix(path, "/_search"):
 			covered["search"] = true
 		}
-		for _, k := range []string{"_include", "_revinclude", "_summary=count", "_total"} {
+		for _, k := range []string{"_include", "_revinclude", "_summary=count", "_total", "_sort"} {
 			if strings.Contains(query, k) {
 				covered[k] = true
 			}
@@ -130,7 +130,7 @@ func TestFHIRAuthorizationMatrix(t *testing.T) {
 	}
 	for _, want := range []string{"physician", "nurse", "billing", "auditor", "admin", "clinical_admin", "integration", "anonymous",
 		"own", "assigned", "glass", "expired", "other", "consent deny",
-		"read", "vread", "search", "_include", "_revinclude", "_summary=count", "_total", "history-instance", "history-type", "transaction"} {
+		"read", "vread", "search", "_include", "_revinclude", "_summary=count", "_total", "_sort", "history-instance", "history-type", "transaction"} {
 		if !covered[want] {
 			t.Errorf("the FHIR matrix has no row for %s", want)
 		}
@@ -168,12 +168,22 @@ func newFHIRMatrixFixture(t testing.TB, db *store.DB) *fhirMatrixFixture {
 	put("Organization", "org-1", `{"resourceType":"Organization","id":"org-1","name":"Payer"}`)
 	put("Observation", "obs-device", `{"resourceType":"Observation","id":"obs-device","status":"final","code":{"text":"x"}}`)
 	family := map[string]string{"own": "Own", "assigned": "Assigned", "glass": "Glass", "expired": "Expired", "other": "Hidden"}
+	// pat-other alone has the elements field rules hide from billing or
+	// clinical_admin (finding 1 of issue #8): a general practitioner, an
+	// HIV reason on an Encounter and a Procedure, a Condition's asserter.
+	hiv := `"reasonCode":[{"coding":[{"system":"http://snomed.info/sct","code":"86406008"}]}]`
 	for kind, p := range fhirMatrixPatients {
-		put("Patient", p, fmt.Sprintf(`{"resourceType":"Patient","id":"%s","name":[{"family":"%s"}],"identifier":[{"system":"urn:eg:nid","value":"NID-%s"}],"gender":"female"}`, p, family[kind], p))
+		gp, reason := "", ""
+		if p == otherPatient {
+			gp, reason = `,"generalPractitioner":[{"reference":"Practitioner/prac-1"}]`, ","+hiv
+		}
+		put("Patient", p, fmt.Sprintf(`{"resourceType":"Patient","id":"%s","name":[{"family":"%s"}],"identifier":[{"system":"urn:eg:nid","value":"NID-%s"}],"gender":"female"%s}`, p, family[kind], p, gp))
 		put("Observation", "obs."+p, fmt.Sprintf(`{"resourceType":"Observation","id":"obs.%s","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/%s"},"performer":[{"reference":"Practitioner/prac-1"}]}`, p, p))
 		put("Coverage", "cov."+p, fmt.Sprintf(`{"resourceType":"Coverage","id":"cov.%s","status":"active","beneficiary":{"reference":"Patient/%s"},"payor":[{"reference":"Organization/org-1"}]}`, p, p))
-		put("Procedure", "proc."+p, fmt.Sprintf(`{"resourceType":"Procedure","id":"proc.%s","status":"completed","identifier":[{"system":"urn:proc","value":"%s"}],"subject":{"reference":"Patient/%s"}}`, p, p, p))
+		put("Procedure", "proc."+p, fmt.Sprintf(`{"resourceType":"Procedure","id":"proc.%s","status":"completed","identifier":[{"system":"urn:proc","value":"%s"}],"subject":{"reference":"Patient/%s"}%s}`, p, p, p, reason))
 	}
+	put("Encounter", "enc.pat-other", `{"resourceType":"Encounter","id":"enc.pat-other","status":"finished","class":{"code":"AMB"},"subject":{"reference":"Patient/pat-other"},`+hiv+`}`)
+	put("Condition", "cond.pat-other", `{"resourceType":"Condition","id":"cond.pat-other","code":{"coding":[{"system":"http://snomed.info/sct","code":"86406008"}]},"subject":{"reference":"Patient/pat-other"},"asserter":{"reference":"Practitioner/prac-1"}}`)
 	return f
 }
 
@@ -207,6 +217,16 @@ func runFHIRMatrixRow(t *testing.T, f *fhirMatrixFixture, i int, row fhirMatrixR
 		var oo fhir.OperationOutcome
 		if err := json.Unmarshal(resp.body, &oo); err != nil || len(oo.Issue) != 1 || !strings.Contains(oo.Issue[0].Diagnostics, "("+row.reason+")") {
 			t.Fatalf("%s\noutcome %s does not name the reason %s", row, resp.body, row.reason)
+		}
+	case http.StatusBadRequest:
+		// The reason column names the parameter refused; the answer never
+		// echoes the row's search value.
+		var oo fhir.OperationOutcome
+		if err := json.Unmarshal(resp.body, &oo); err != nil || len(oo.Issue) != 1 || !slices.Equal(oo.Issue[0].Expression, []string{row.reason}) {
+			t.Fatalf("%s\noutcome %s does not name the parameter %s", row, resp.body, row.reason)
+		}
+		if _, query, _ := strings.Cut(row.path, "?"); strings.Contains(string(resp.body), "86406008") || strings.Contains(string(resp.body), "prac-1") {
+			t.Fatalf("%s\nthe outcome echoes a search value of %s: %s", row, query, resp.body)
 		}
 	case http.StatusNotFound:
 		if row.reason != "not_related" {
