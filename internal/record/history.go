@@ -38,16 +38,16 @@ func (s *Service) History(ctx context.Context, g Guard, typ, id string, params u
 		v := vs[0]
 		switch k {
 		case "_count":
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 {
-				return nil, badParam(k, "_count must be a positive integer")
+			n, err := pagingValue(k, v, 1, MaxCount)
+			if err != nil {
+				return nil, err
 			}
-			page.Count = min(n, MaxCount)
+			page.Count = n
 			page.Params.Set(k, strconv.Itoa(page.Count))
 		case "_offset":
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 {
-				return nil, badParam(k, "_offset must be a non-negative integer")
+			n, err := pagingValue(k, v, 0, MaxOffset)
+			if err != nil {
+				return nil, err
 			}
 			page.Offset = n
 		case "_since":

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -105,8 +106,10 @@ func (s *Service) ParseQuery(typ string, params url.Values) (*Query, error) {
 // patient, subject or beneficiary value that is a Patient (or a bare id),
 // not a list; "" otherwise.
 func namedPatient(typ string, params url.Values) string {
+	// Only a valid id names a patient: the access decision and its audit
+	// entry take it as one (ParseQuery has refused any other already).
 	if typ == "Patient" {
-		if v := params["_id"]; len(v) == 1 && !strings.Contains(v[0], ",") {
+		if v := params["_id"]; len(v) == 1 && validID(v[0]) {
 			return v[0]
 		}
 		return ""
@@ -114,7 +117,7 @@ func namedPatient(typ string, params url.Values) string {
 	for _, k := range []string{"patient", "subject", "beneficiary"} {
 		if v := params[k]; len(v) == 1 && !strings.Contains(v[0], ",") {
 			id := strings.TrimPrefix(v[0], "Patient/")
-			if !strings.Contains(id, "/") {
+			if validID(id) {
 				return id
 			}
 		}
@@ -132,17 +135,17 @@ func (s *Service) parseParam(q *Query, key, value string) error {
 	case "_format", "_pretty":
 		return nil // content negotiation is the HTTP layer's
 	case "_count":
-		n, err := strconv.Atoi(value)
-		if err != nil || n < 0 {
-			return badParam(key, "_count must be a non-negative integer")
+		n, err := pagingValue(key, value, 0, MaxCount)
+		if err != nil {
+			return err
 		}
-		q.Count = min(n, MaxCount)
+		q.Count = n
 		q.Params.Set(key, strconv.Itoa(q.Count))
 		return nil
 	case "_offset":
-		n, err := strconv.Atoi(value)
-		if err != nil || n < 0 {
-			return badParam(key, "_offset must be a non-negative integer")
+		n, err := pagingValue(key, value, 0, MaxOffset)
+		if err != nil {
+			return err
 		}
 		q.Offset = n
 		return nil
@@ -272,12 +275,18 @@ func (s *Service) condition(q *Query, name, modifier, value string) (string, err
 	if value == "" {
 		return "", badParam(name, "the value of %s is empty", name)
 	}
+	if err := checkSearchText(name, value); err != nil {
+		return "", err
+	}
 	if name == "_id" {
 		if modifier != "" {
 			return "", badParam(name, "_id takes no modifier")
 		}
 		var ors []string
 		for _, v := range splitValues(value) {
+			if !validID(v) {
+				return "", badID(name)
+			}
 			ors = append(ors, "r.id = "+q.arg(v))
 		}
 		return "(" + strings.Join(ors, " OR ") + ")", nil
@@ -624,6 +633,8 @@ func refCond(q *Query, p *Param, modifier, value string) (string, error) {
 			if !ok {
 				return "", badParam(p.Name, "the value of %s is not a reference this server can match (use Type/id or id)", p.Name)
 			}
+		} else if !validID(id) {
+			return "", badID(p.Name)
 		}
 		if typeFilter != "" {
 			if t != "" && t != typeFilter {
@@ -737,12 +748,19 @@ func (s *Service) search(ctx context.Context, g Guard, rd store.Querier, q *Quer
 	}
 	d := s.db.Dialect()
 	res := &Result{Query: q}
-	if q.SummaryCount || q.Total != "none" {
+	countArgs := slices.Clone(c.args)
+	count := func() error {
 		var n int
-		if err := rd.QueryRow(ctx, "SELECT COUNT(*) FROM "+c.from+" WHERE "+c.where, c.queryArgs(d)...).Scan(&n); err != nil {
-			return nil, fmt.Errorf("count %s: %w", q.Type, err)
+		if err := rd.QueryRow(ctx, "SELECT COUNT(*) FROM "+c.from+" WHERE "+c.where, confined{args: countArgs, lists: c.lists}.queryArgs(d)...).Scan(&n); err != nil {
+			return fmt.Errorf("count %s: %w", q.Type, err)
 		}
 		res.Total = &n
+		return nil
+	}
+	if q.SummaryCount || q.Total != "none" {
+		if err := count(); err != nil {
+			return nil, err
+		}
 	}
 	if q.SummaryCount || q.Count == 0 {
 		return res, nil
@@ -769,9 +787,18 @@ func (s *Service) search(ctx context.Context, g Guard, rd store.Querier, q *Quer
 		res.HasNext = true
 		all = all[:q.Count]
 	}
-	if res.Total == nil && !res.HasNext {
+	// The last page tells the total for free: its offset plus its rows. A
+	// page past the end has no rows to tell it by (the offset is no count),
+	// so the matches are counted.
+	switch {
+	case res.Total != nil || res.HasNext:
+	case len(all) > 0 || q.Offset == 0:
 		n := q.Offset + len(all)
 		res.Total = &n
+	default:
+		if err := count(); err != nil {
+			return nil, err
+		}
 	}
 	res.Matches, err = s.openAllowed(ctx, g, all)
 	if err != nil {
