@@ -64,6 +64,15 @@
 // messages, and paging links carry a token sealed by the ring (SealPage)
 // instead of the query.
 //
+// A search reads elements, not only values: it is refused before it runs
+// when a parameter, a sort, an _include or a _revinclude of it (or of a
+// conditional interaction's criteria, or of a Bundle entry) reads a
+// top-level element the guard's caller may not see (ElementGuard,
+// search_fields.go), so matches and totals never reveal what a response
+// redacts. The elements are derived from each Param's Paths. Values that
+// are not text, ids that are not FHIR ids and paging beyond MaxCount and
+// MaxOffset are 400s naming the parameter (search_limits.go).
+//
 // # Concurrency and transactions
 //
 // Versions are optimistic: an update names the version it read (If-Match)
