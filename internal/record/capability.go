@@ -2,6 +2,7 @@ package record
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"time"
 
@@ -174,6 +175,7 @@ func CapabilityStatementFor(version string, now time.Time, opts CapabilityOption
 			"exact match, and for names a match of each typed word against name-part prefixes of 3 letters or more; no :contains, no ranges and no sorting on PHI. " +
 			"Unknown search parameters are rejected with 400, never ignored. Paging links carry an opaque sealed token (_page), never the search values. " +
 			"_sort: _id, _lastUpdated, and non-PHI date and string parameters. _total: none (default), estimate, accurate; totals and _summary=count count only the records the caller may read (the search is confined to them). _summary: count, false. " +
+			"_count: 0 to " + strconv.Itoa(MaxCount) + "; _offset: 0 to " + strconv.Itoa(MaxOffset) + "; beyond is a 400. A parameter, _sort, _include or _revinclude over an element the caller's role may not see (the access policy's field rules) is refused with 400 not-supported, in searches and conditional criteria alike. " +
 			"Not supported: chained and reverse-chained parameters, composite parameters, :text, :above, :below, :in, :not-in, :of-type, :identifier, _elements, PATCH, XML.",
 		Interaction: []capCode{{"transaction"}, {"batch"}},
 		SearchParam: commonParams,
