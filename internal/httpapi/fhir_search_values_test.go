@@ -150,3 +150,39 @@ func TestFHIRPagingIsBoundedAndTotalsAreCounts(t *testing.T) {
 		}
 	})
 }
+
+// A Bundle's searches obey the same field rules as a search of their own
+// (issue #8, finding 1): billing's batch entry searching Condition by its
+// hidden asserter is refused on its own with a 400 not-supported naming
+// the parameter, while the entry searching by a visible element answers.
+func TestFHIRBundleSearchOverAHiddenElementIsRefused(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		f := newFHIRMatrixFixture(t, db)
+		billing := f.principal(t, "bundle-billing", auth.Billing, "")
+		resp := f.do(t, billing, "POST", "/fhir/R4", `{"resourceType":"Bundle","type":"batch","entry":[
+			{"request":{"method":"GET","url":"Condition?asserter=Practitioner/prac-1"}},
+			{"request":{"method":"GET","url":"Condition?code=http://snomed.info/sct|86406008"}}]}`)
+		if resp.status != http.StatusOK {
+			t.Fatalf("batch: %d %s", resp.status, resp.body)
+		}
+		var b fhir.Bundle
+		if err := json.Unmarshal(resp.body, &b); err != nil || len(b.Entry) != 2 {
+			t.Fatalf("batch response %s", resp.body)
+		}
+		refused := b.Entry[0].Response
+		var oo fhir.OperationOutcome
+		if refused == nil || refused.Status != "400 Bad Request" || json.Unmarshal(refused.Outcome, &oo) != nil ||
+			oo.Issue[0].Code != "not-supported" || !strings.Contains(oo.Issue[0].Diagnostics, "asserter") {
+			t.Fatalf("hidden-element entry: %+v", refused)
+		}
+		if strings.Contains(string(resp.body), "Practitioner/prac-1") {
+			t.Fatalf("the batch reveals the asserter: %s", resp.body)
+		}
+		var found fhir.Bundle
+		if b.Entry[1].Response == nil || b.Entry[1].Response.Status != "200 OK" || json.Unmarshal(b.Entry[1].Resource, &found) != nil ||
+			found.Total == nil || *found.Total != 1 {
+			t.Fatalf("visible-element entry: %+v %s", b.Entry[1].Response, b.Entry[1].Resource)
+		}
+	})
+}
