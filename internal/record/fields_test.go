@@ -77,7 +77,7 @@ func TestWriteKeepsAndRefusesElementsOutsideTheGrant(t *testing.T) {
 		_, doc := storedDoc(t, s, "Patient", "p1")
 		if string(doc["name"]) != `[{"family":"New"}]` || string(doc["deceasedBoolean"]) != "false" ||
 			doc["text"] == nil || doc["extension"] == nil {
-			t.Fatalf("stored %v: want the new name with text, extension and deceasedBoolean kept", doc)
+			t.Fatalf("stored %s: want the new name with text, extension and deceasedBoolean kept", mustRead(t, s, "Patient", "p1"))
 		}
 		if doc["_birthDate"] != nil {
 			t.Fatal("_birthDate follows birthDate, which the writer may write and left without it: it must go")
@@ -100,7 +100,7 @@ func TestWriteKeepsAndRefusesElementsOutsideTheGrant(t *testing.T) {
 			}
 		}
 		if rec, doc := storedDoc(t, s, "Patient", "p1"); rec.Version != 2 || string(doc["deceasedBoolean"]) != "false" {
-			t.Fatalf("a refused write changed the record: version %d, %v", rec.Version, doc)
+			t.Fatalf("a refused write changed the record: version %d, %s", rec.Version, mustRead(t, s, "Patient", "p1"))
 		}
 
 		// A create has nothing to keep; an element outside the grant is refused.
@@ -130,7 +130,7 @@ func TestWriteKeepsAndRefusesElementsOutsideTheGrant(t *testing.T) {
 			t.Fatal(err)
 		}
 		if _, doc := storedDoc(t, s, "Patient", "p1"); doc["text"] != nil || doc["deceasedBoolean"] != nil || doc["extension"] != nil {
-			t.Fatalf("a writer of every element left them out, yet %v", doc)
+			t.Fatalf("a writer of every element left them out, yet %s", mustRead(t, s, "Patient", "p1"))
 		}
 	})
 }
@@ -154,7 +154,7 @@ func TestWriteKeepsTheCompartmentOfAKeptElement(t *testing.T) {
 			t.Fatalf("patient %q, decided for %v; want a, once", rec.PatientID, g.patients)
 		}
 		if _, doc := storedDoc(t, s, "Observation", "o1"); string(doc["subject"]) != `{"reference":"Patient/a"}` || string(doc["status"]) != `"final"` {
-			t.Fatalf("stored %v", doc)
+			t.Fatalf("stored %s", mustRead(t, s, "Observation", "o1"))
 		}
 		var n int
 		if err := db.Reader().QueryRow(ctx, `SELECT COUNT(*) FROM resource_refs WHERE type = 'Observation' AND id = 'o1' AND target_id = 'a'`).Scan(&n); err != nil || n == 0 {
