@@ -64,6 +64,15 @@
 // messages, and paging links carry a token sealed by the ring (SealPage)
 // instead of the query.
 //
+// # Field rules of writes
+//
+// A guard may grant a create or update only some top-level elements
+// (TxGuard.AllowTx returns a Grant, decided with the elements the body
+// sets): a body setting another one is refused, and an update keeps every
+// element outside the grant from the stored current version, merged and
+// validated inside the write's transaction (fields.go). A grant of every
+// element reads and merges nothing.
+//
 // # Concurrency and transactions
 //
 // Versions are optimistic: an update names the version it read (If-Match)
