@@ -99,7 +99,12 @@ func refuseUnwritable(typ string, gr Grant, elements []string) error {
 // result is the document to store and its patient compartment. cur and
 // exists describe the current row (locked on PostgreSQL).
 func (s *Service) allowFields(ctx context.Context, tx store.Tx, g Guard, typ, id string, cur Record, exists bool, raw []byte, doc map[string]any) ([]byte, map[string]any, string, error) {
-	elements := elementNames(doc)
+	// Only a TxGuard can grant less than every element; for other guards
+	// (and none) the names are not needed.
+	var elements []string
+	if _, ok := g.(TxGuard); ok {
+		elements = elementNames(doc)
+	}
 	patient := patientOf(typ, id, doc)
 	if !exists || cur.Deleted {
 		// A create: nothing to keep, only elements to refuse.
