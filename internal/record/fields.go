@@ -28,7 +28,9 @@ import (
 //     kept: the stored document is the writer's body plus those elements.
 //     A writer cannot erase, by leaving out, what it was never shown. The
 //     merged document is validated again (a kept choice element may clash
-//     with a written one: 422) before it is stored.
+//     with a written one) before it is stored; a failure is a 422 that
+//     names no element, since the issues are about elements the writer may
+//     not see.
 //   - A primitive's "_name" extension sibling follows its element, as in
 //     the read filter (auth.Policy.RedactFields).
 //   - resourceType, id and meta are the record's envelope: every stored
@@ -132,6 +134,12 @@ func (s *Service) allowFields(ctx context.Context, tx store.Tx, g Guard, typ, id
 			return nil, nil, "", err
 		}
 		if err := s.validateWrite(ctx, raw, typ); err != nil {
+			var ie *IssuesError
+			if errors.As(err, &ie) {
+				// The body alone was valid, so the issues are about kept
+				// elements the writer may not see: they are not named.
+				return nil, nil, "", errs.E(errs.Unprocessable, "the %s would not be valid FHIR R4 together with elements of the stored version this role may not write", typ)
+			}
 			return nil, nil, "", err
 		}
 		if doc, err = decodeDoc(raw); err != nil {
