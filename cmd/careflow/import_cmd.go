@@ -298,12 +298,12 @@ func (g *importGuard) Allow(_ context.Context, a record.Access) error {
 }
 
 // AllowTx implements record.TxGuard: the write's audit entry goes into
-// the write's transaction.
-func (g *importGuard) AllowTx(ctx context.Context, tx store.Tx, a record.Access) error {
+// the write's transaction. The operator's import writes every element.
+func (g *importGuard) AllowTx(ctx context.Context, tx store.Tx, a record.Access, _ []string) (record.Grant, error) {
 	if _, err := g.log.AppendTx(ctx, tx, g.entry(a)); err != nil {
-		return errs.Wrap(errs.Unavailable, err, "the audit log is unavailable, so nothing was written")
+		return record.Grant{}, errs.Wrap(errs.Unavailable, err, "the audit log is unavailable, so nothing was written")
 	}
-	return nil
+	return record.Grant{}, nil
 }
 
 // flush appends the reads kept since the last flush.

@@ -27,6 +27,9 @@ package auth
 //     (research: always deny). A deny refuses (consent_denied), except
 //     that an active break-the-glass grant passes it when the policy says
 //     overrides_consent_deny. A failed look-up refuses.
+//  7. Fields, for a create or update: the rule's fields must cover every
+//     element the body sets (field_not_writable, naming the element);
+//     otherwise the next rule is tried. See policy_write.go.
 //
 // The decision carries the visible fields of the rule that allowed it, so
 // the response filter redacts what the role may not see.
@@ -94,6 +97,10 @@ type Request struct {
 	PatientID    string
 	// Purpose defaults to the role's default purpose.
 	Purpose Purpose
+	// Elements are the top-level elements a create or update sets (a
+	// primitive's "_name" extension sibling named as name). A rule allows
+	// the write only when its fields cover them all (policy_write.go).
+	Elements []string
 }
 
 // Decision is the policy's answer.
@@ -105,7 +112,11 @@ type Decision struct {
 	// Via says how the patient was reached; empty on a denial.
 	Via Via
 	// Fields are the visible top-level elements; nil means all of them.
+	// For a create or update they are also the elements the write may set
+	// (with the always-visible ones; see Policy.WritableFields).
 	Fields []string
+	// Field names the element a field_not_writable denial is about.
+	Field string
 	// Consent is the decision that applied ("none" when nothing was
 	// recorded and the default applied, "" when the rule is exempt or no
 	// patient is involved).
@@ -216,11 +227,18 @@ func (a *Authorizer) Decide(ctx context.Context, p *Principal, req Request) Deci
 				continue
 			}
 			d := a.decideRule(ctx, p, req, purpose, r)
+			if d.Allowed && writesFields(req.Action) {
+				// A rule whose fields do not cover what the body sets does
+				// not allow the write; another rule of the role may.
+				if e := a.policy.unwritable(r.Fields, req.Elements); e != "" {
+					d = Decision{Reason: ReasonFieldNotWritable, Purpose: purpose, Field: e}
+				}
+			}
 			if d.Allowed {
 				return d
 			}
-			// Keep the most telling denial: consent and lookup failures
-			// over "not related".
+			// Keep the most telling denial: consent, lookup and field
+			// failures over "not related".
 			if !haveDenial || denial.Reason == ReasonNotRelated {
 				denial, haveDenial = d, true
 			}

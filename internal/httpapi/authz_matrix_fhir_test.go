@@ -49,7 +49,20 @@ var fhirMatrixBodies = map[string]struct {
 	"ifnone": {body: `{"resourceType":"Procedure","status":"completed","subject":{"reference":"Patient/` + ownPatient + `"}}`,
 		header: map[string]string{"If-None-Exist": "identifier=urn:proc|{patient}"}},
 	"obs": {body: `{"resourceType":"Observation","id":"obs.{patient}","status":"amended","code":{"text":"x"},"subject":{"reference":"Patient/{patient}"}}`},
+	// Field rules of writes (finding 2 of issue #8): a PUT of the Patient's
+	// demographics as seeded (family from fhirMatrixFamily), the same with
+	// an element clinical_admin may not write, a transaction holding that
+	// PUT, a Coverage and a Practitioner as seeded.
+	"demographics":   {body: `{"resourceType":"Patient","id":"{patient}","name":[{"family":"{family}"}],"identifier":[{"system":"urn:eg:nid","value":"NID-{patient}"}],"gender":"female"}`},
+	"deceased":       {body: `{"resourceType":"Patient","id":"{patient}","name":[{"family":"{family}"}],"identifier":[{"system":"urn:eg:nid","value":"NID-{patient}"}],"gender":"female","deceasedBoolean":true}`},
+	"narrative":      {body: `{"resourceType":"Patient","id":"{patient}","name":[{"family":"{family}"}],"identifier":[{"system":"urn:eg:nid","value":"NID-{patient}"}],"gender":"female","text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">note</div>"}}`},
+	"narrative-tx":   {body: `{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"PUT","url":"Patient/{patient}"},"resource":{"resourceType":"Patient","id":"{patient}","name":[{"family":"{family}"}],"identifier":[{"system":"urn:eg:nid","value":"NID-{patient}"}],"gender":"female","text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">note</div>"}}}]}`},
+	"coverage":       {body: `{"resourceType":"Coverage","id":"cov.{patient}","status":"active","beneficiary":{"reference":"Patient/{patient}"},"payor":[{"reference":"Organization/org-1"}]}`},
+	"practitioner-1": {body: `{"resourceType":"Practitioner","id":"prac-1","name":[{"family":"Doc"}]}`},
 }
+
+// fhirMatrixFamily is the family name each patient is seeded with.
+var fhirMatrixFamily = map[string]string{ownPatient: "Own", "pat-assigned": "Assigned", "pat-glass": "Glass", "pat-expired": "Expired", otherPatient: "Hidden"}
 
 func readFHIRMatrix(t *testing.T) []fhirMatrixRow {
 	t.Helper()
@@ -167,17 +180,16 @@ func newFHIRMatrixFixture(t testing.TB, db *store.DB) *fhirMatrixFixture {
 	put("Practitioner", "prac-1", `{"resourceType":"Practitioner","id":"prac-1","name":[{"family":"Doc"}]}`)
 	put("Organization", "org-1", `{"resourceType":"Organization","id":"org-1","name":"Payer"}`)
 	put("Observation", "obs-device", `{"resourceType":"Observation","id":"obs-device","status":"final","code":{"text":"x"}}`)
-	family := map[string]string{"own": "Own", "assigned": "Assigned", "glass": "Glass", "expired": "Expired", "other": "Hidden"}
 	// pat-other alone has the elements field rules hide from billing or
 	// clinical_admin (finding 1 of issue #8): a general practitioner, an
 	// HIV reason on an Encounter and a Procedure, a Condition's asserter.
 	hiv := `"reasonCode":[{"coding":[{"system":"http://snomed.info/sct","code":"86406008"}]}]`
-	for kind, p := range fhirMatrixPatients {
+	for _, p := range fhirMatrixPatients {
 		gp, reason := "", ""
 		if p == otherPatient {
 			gp, reason = `,"generalPractitioner":[{"reference":"Practitioner/prac-1"}]`, ","+hiv
 		}
-		put("Patient", p, fmt.Sprintf(`{"resourceType":"Patient","id":"%s","name":[{"family":"%s"}],"identifier":[{"system":"urn:eg:nid","value":"NID-%s"}],"gender":"female"%s}`, p, family[kind], p, gp))
+		put("Patient", p, fmt.Sprintf(`{"resourceType":"Patient","id":"%s","name":[{"family":"%s"}],"identifier":[{"system":"urn:eg:nid","value":"NID-%s"}],"gender":"female"%s}`, p, fhirMatrixFamily[p], p, gp))
 		put("Observation", "obs."+p, fmt.Sprintf(`{"resourceType":"Observation","id":"obs.%s","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/%s"},"performer":[{"reference":"Practitioner/prac-1"}]}`, p, p))
 		put("Coverage", "cov."+p, fmt.Sprintf(`{"resourceType":"Coverage","id":"cov.%s","status":"active","beneficiary":{"reference":"Patient/%s"},"payor":[{"reference":"Organization/org-1"}]}`, p, p))
 		put("Procedure", "proc."+p, fmt.Sprintf(`{"resourceType":"Procedure","id":"proc.%s","status":"completed","identifier":[{"system":"urn:proc","value":"%s"}],"subject":{"reference":"Patient/%s"}%s}`, p, p, p, reason))
@@ -274,7 +286,7 @@ func runFHIRMatrixRow(t *testing.T, f *fhirMatrixFixture, i int, row fhirMatrixR
 // doFHIR sends the row's request for a patient.
 func (f *fhirMatrixFixture) doFHIR(t *testing.T, who string, row fhirMatrixRow, patient string) authzResponse {
 	t.Helper()
-	repl := strings.NewReplacer("{patient}", patient)
+	repl := strings.NewReplacer("{patient}", patient, "{family}", fhirMatrixFamily[patient])
 	var body io.Reader
 	b := fhirMatrixBodies[row.body]
 	if b.body != "" {

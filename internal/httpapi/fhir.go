@@ -179,6 +179,11 @@ func fhirDenial(a record.Access, d auth.Decision) error {
 	if d.Reason == auth.ReasonNotRelated && a.ID != "" && a.Action == record.ActRead {
 		return notKnown(a.Type, a.ID)
 	}
+	if d.Reason == auth.ReasonFieldNotWritable && d.Field != "" {
+		// The element's path, never its value.
+		path := a.Type + "." + d.Field
+		return errs.E(errs.Forbidden, "access denied (%s): this role may not write %s; leave it out and the stored value is kept", d.Reason, path).InField(path)
+	}
 	return denialError(d)
 }
 
@@ -269,27 +274,31 @@ func (g *fhirGuard) reachOf(ctx context.Context, typ string, match bool) (record
 // the write's own transaction (audit.Log.AppendTx), so the record and its
 // audit entry commit together and a rolled-back transaction leaves no
 // entry for what did not happen. A denial is kept for the response, since
-// the transaction it was decided in will roll back.
-func (g *fhirGuard) AllowTx(ctx context.Context, tx store.Tx, a record.Access) error {
+// the transaction it was decided in will roll back. The policy decides the
+// elements a create or update sets too (a body setting one outside the
+// allowing rule's fields is a field_not_writable denial), and the grant
+// hands the record the elements the write may touch, so that it keeps the
+// others from the stored version.
+func (g *fhirGuard) AllowTx(ctx context.Context, tx store.Tx, a record.Access, elements []string) (record.Grant, error) {
 	acc := access{
-		req:        auth.Request{Action: auth.Action(a.Action), ResourceType: a.Type, PatientID: a.PatientID},
+		req:        auth.Request{Action: auth.Action(a.Action), ResourceType: a.Type, PatientID: a.PatientID, Elements: elements},
 		resourceID: a.ID,
 	}
 	d := g.s.opts.Access.Authorizer.Decide(g.r.Context(), g.p, acc.req)
 	e := g.s.auditEntry(g.r, g.p, acc, d)
 	if !d.Allowed {
 		g.note(e)
-		return fhirDenial(a, d)
+		return record.Grant{}, fhirDenial(a, d)
 	}
 	if g.s.opts.Audit == nil {
-		return errs.E(errs.Unavailable, "the audit log is not configured; access to audited records is refused")
+		return record.Grant{}, errs.E(errs.Unavailable, "the audit log is not configured; access to audited records is refused")
 	}
 	if _, err := g.s.opts.Audit.AppendTx(ctx, tx, e); err != nil {
-		return errs.Wrap(errs.Unavailable, err, "the audit log is unavailable; try again")
+		return record.Grant{}, errs.Wrap(errs.Unavailable, err, "the audit log is unavailable; try again")
 	}
 	g.markShown(a)
 	g.setPurpose(d.Purpose)
-	return nil
+	return record.Grant{Fields: g.s.opts.Access.Policy.WritableFields(d.Fields)}, nil
 }
 
 // flush appends the pending audit entries, in one commit.
@@ -967,12 +976,16 @@ func (s *Server) entryOutcome(r *http.Request, err error) (string, json.RawMessa
 		oo = fhir.NewOutcome("error", "deleted", "the resource was deleted")
 	default:
 		msg := "internal error; quote request id " + RequestID(r.Context()) + " to the operator"
+		field := ""
 		if e, ok := errs.As(err); ok && kind != errs.Internal {
-			msg = e.Message
+			msg, field = e.Message, e.Field
 		} else {
 			s.logger.Error("internal error in a batch entry", "request_id", RequestID(r.Context()), "error", err.Error())
 		}
 		oo = fhir.NewOutcome("error", fhirIssueCode(kind), msg)
+		if field != "" {
+			oo.Issue[0].Expression = []string{field}
+		}
 	}
 	raw, _ := json.Marshal(oo)
 	return strconv.Itoa(status) + " " + http.StatusText(status), raw

@@ -72,6 +72,14 @@
 // redacts. The elements are derived from each Param's Paths. Values that
 // are not text, ids that are not FHIR ids and paging beyond MaxCount and
 // MaxOffset are 400s naming the parameter (search_limits.go).
+// # Field rules of writes
+//
+// A guard may grant a create or update only some top-level elements
+// (TxGuard.AllowTx returns a Grant, decided with the elements the body
+// sets): a body setting another one is refused, and an update keeps every
+// element outside the grant from the stored current version, merged and
+// validated inside the write's transaction (fields.go). A grant of every
+// element reads and merges nothing.
 //
 // # Concurrency and transactions
 //

@@ -56,19 +56,21 @@ func allow(ctx context.Context, g Guard, a Access) error {
 
 // TxGuard is a Guard that can record an allowed decision inside the
 // record's write transaction, so that a write and its audit entry commit
-// or roll back together.
+// or roll back together. elements are, for a create or update, the
+// top-level elements the body sets (nil for a delete); the Grant says
+// which elements the write may set (fields.go).
 type TxGuard interface {
 	Guard
-	AllowTx(ctx context.Context, tx store.Tx, a Access) error
+	AllowTx(ctx context.Context, tx store.Tx, a Access, elements []string) (Grant, error)
 }
 
 // allowWrite decides a write inside tx, through AllowTx when the guard
-// offers it.
-func allowWrite(ctx context.Context, g Guard, tx store.Tx, a Access) error {
+// offers it. A plain Guard (or none) grants every element.
+func allowWrite(ctx context.Context, g Guard, tx store.Tx, a Access, elements []string) (Grant, error) {
 	if tg, ok := g.(TxGuard); ok {
-		return tg.AllowTx(ctx, tx, a)
+		return tg.AllowTx(ctx, tx, a, elements)
 	}
-	return allow(ctx, g, a)
+	return Grant{}, allow(ctx, g, a)
 }
 
 // ErrDeleted marks a read of a resource whose current version is a delete
@@ -423,7 +425,7 @@ func (s *Service) deleteTx(ctx context.Context, tx store.Tx, g Guard, typ, id st
 	if !exists || cur.Deleted {
 		return Record{Type: typ, ID: id, Version: cur.Version, Deleted: true}, nil
 	}
-	if err := allowWrite(ctx, g, tx, Access{Action: ActDelete, Type: typ, ID: id, PatientID: cur.PatientID}); err != nil {
+	if _, err := allowWrite(ctx, g, tx, Access{Action: ActDelete, Type: typ, ID: id, PatientID: cur.PatientID}, nil); err != nil {
 		return Record{}, err
 	}
 	now := s.stamp()
@@ -505,18 +507,8 @@ func (s *Service) write(ctx context.Context, tx store.Tx, g Guard, typ, id strin
 	if path, found := conditionalReference(typ, doc); found {
 		return Record{}, errConditionalRef(path)
 	}
-	patient := patientOf(typ, id, doc)
-	action := ActCreate
-	if exists && !cur.Deleted {
-		action = ActUpdate
-		if cur.PatientID != patient {
-			// Moving a record between compartments needs the right on both.
-			if err := allowWrite(ctx, g, tx, Access{Action: ActUpdate, Type: typ, ID: id, PatientID: cur.PatientID}); err != nil {
-				return Record{}, err
-			}
-		}
-	}
-	if err := allowWrite(ctx, g, tx, Access{Action: action, Type: typ, ID: id, PatientID: patient}); err != nil {
+	raw, doc, patient, err := s.allowFields(ctx, tx, g, typ, id, cur, exists, raw, doc)
+	if err != nil {
 		return Record{}, err
 	}
 	rows, err := extract(s.ring, typ, doc)
