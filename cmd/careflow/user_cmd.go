@@ -17,7 +17,7 @@ import (
 )
 
 // userUsage is the user command's argument synopsis.
-const userUsage = "add USERNAME --role ROLE [--password-file PATH] | list | disable USERNAME | set-role USERNAME ROLE"
+const userUsage = "add USERNAME --role ROLE [--password-file PATH] | list | disable USERNAME | set-role USERNAME ROLE | unlock USERNAME"
 
 // flagsFirst moves flags ahead of positional arguments so that
 // `careflow user add alice --role admin` parses like `--role admin add
@@ -82,7 +82,7 @@ func runUser(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		return 2
 	}
 	sub, rest := rest[0], rest[1:]
-	want := map[string]int{"add": 1, "list": 0, "disable": 1, "set-role": 2}
+	want := map[string]int{"add": 1, "list": 0, "disable": 1, "set-role": 2, "unlock": 1}
 	n, known := want[sub]
 	if !known {
 		fmt.Fprintf(stderr, "careflow user: unknown subcommand %q; use %s.\n", sub, userUsage)
@@ -150,6 +150,24 @@ func runUser(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 			return fail(stderr, "user set-role", err)
 		}
 		fmt.Fprintf(stdout, "user %s now has role %s (access tokens naming the old role stop working within seconds; a refresh or new login gets the new one)\n", strings.ToLower(rest[0]), rest[1])
+	case "unlock":
+		// Throttles are kept for any name typed at the login (so they
+		// reveal nothing), so unlocking an unknown name is no error; it is
+		// said, since it usually means a typo.
+		if _, err := accounts.UserByName(ctx, rest[0]); err != nil && !errs.Is(err, errs.NotFound) {
+			return fail(stderr, "user unlock", err)
+		} else if err != nil {
+			fmt.Fprintf(stderr, "careflow user unlock: note: there is no user %s.\n", strings.ToLower(rest[0]))
+		}
+		cleared, err := accounts.Unlock(ctx, rest[0])
+		if err != nil {
+			return fail(stderr, "user unlock", err)
+		}
+		if cleared {
+			fmt.Fprintf(stdout, "unlocked user %s: its failed-login lock-outs and delays are cleared on every node\n", strings.ToLower(rest[0]))
+		} else {
+			fmt.Fprintf(stdout, "user %s had no failed-login lock-out or delay\n", strings.ToLower(rest[0]))
+		}
 	}
 	return 0
 }

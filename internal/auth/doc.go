@@ -4,7 +4,10 @@
 // short-lived EdDSA access JWTs and rotating, revocable refresh tokens, machine
 // clients with scoped credentials, and tokens from external OIDC providers
 // verified against their cached JWKS. Every token check pins algorithm,
-// issuer, audience, expiry and not-before.
+// issuer, audience, expiry and not-before, and caps the lifetime a token
+// may claim. Failed logins are throttled per account and client address,
+// never per account alone, so that no stranger can lock a clinician out
+// (login_throttle.go).
 //
 // Authorization: deny by default. Effective permission = the role's policy
 // (resource type × action × visible fields) ∩ the token's scopes ∩ the
