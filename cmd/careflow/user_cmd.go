@@ -53,7 +53,13 @@ func accountsFor(ctx context.Context, cfg Config, stderr io.Writer) (*auth.Accou
 	if err != nil {
 		return nil, nil, err
 	}
-	accounts, err := auth.NewAccounts(db, auth.AccountsConfig{})
+	// The policy says which roles accounts and clients may have.
+	policy, err := loadPolicy(cfg)
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	accounts, err := auth.NewAccounts(db, auth.AccountsConfig{Policy: policy})
 	if err != nil {
 		db.Close()
 		return nil, nil, err
@@ -99,6 +105,20 @@ func runUser(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	if sub == "set-role" && !auth.Role(rest[1]).Valid() {
 		fmt.Fprintf(stderr, "careflow user set-role: role must be one of %s.\n", roleList())
 		return 2
+	}
+	if sub == "add" || sub == "set-role" {
+		// A role not for people is refused before a password is asked for.
+		role := cfg.Auth.Role
+		if sub == "set-role" {
+			role = rest[1]
+		}
+		policy, err := loadPolicy(cfg)
+		if err != nil {
+			return fail(stderr, "user "+sub, err)
+		}
+		if err := policy.CheckRoleFor(auth.Role(role), auth.KindUser); err != nil {
+			return fail(stderr, "user "+sub, err)
+		}
 	}
 	var password string
 	if sub == "add" {

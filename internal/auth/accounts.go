@@ -43,6 +43,10 @@ type AccountsConfig struct {
 	SessionMaxAge time.Duration
 	Now           func() time.Time
 	Random        io.Reader
+	// Policy is the access policy, whose roles say whether accounts or
+	// machine clients may have them (policy_principals.go). Default: the
+	// embedded default policy.
+	Policy *Policy
 	// MaxConcurrentHashes bounds argon2id computations in flight (each
 	// holds MemoryKiB of memory): a flood of logins queues instead of
 	// exhausting memory. Default 2 × GOMAXPROCS.
@@ -69,6 +73,9 @@ func NewAccounts(db *store.DB, cfg AccountsConfig) (*Accounts, error) {
 		cfg.Params = DefaultArgon2Params()
 	}
 	cfg.Lockout = cfg.Lockout.withDefaults()
+	if cfg.Policy == nil {
+		cfg.Policy = DefaultPolicy()
+	}
 	if cfg.RefreshTTL <= 0 {
 		cfg.RefreshTTL = 12 * time.Hour
 	}
@@ -156,8 +163,8 @@ func (a *Accounts) AddUser(ctx context.Context, username, password string, role 
 	if err != nil {
 		return User{}, err
 	}
-	if !role.Valid() {
-		return User{}, errs.E(errs.Invalid, "unknown role %q", string(role)).InField("role")
+	if err := a.cfg.Policy.CheckRoleFor(role, KindUser); err != nil {
+		return User{}, err
 	}
 	if err := CheckPasswordPolicy(u, password); err != nil {
 		return User{}, err
@@ -268,8 +275,8 @@ func (a *Accounts) SetRole(ctx context.Context, username string, role Role) erro
 	if err != nil {
 		return err
 	}
-	if !role.Valid() {
-		return errs.E(errs.Invalid, "unknown role %q", string(role)).InField("role")
+	if err := a.cfg.Policy.CheckRoleFor(role, KindUser); err != nil {
+		return err
 	}
 	n, err := a.db.Writer().Exec(ctx, `UPDATE auth_users SET role = $1, updated_at = $2 WHERE username = $3`, string(role), a.now(), name)
 	if err != nil {
@@ -279,6 +286,34 @@ func (a *Accounts) SetRole(ctx context.Context, username string, role Role) erro
 		return errs.E(errs.NotFound, "no such user").InField("username")
 	}
 	return nil
+}
+
+// checkAccountRole refuses to start or continue a session of an account
+// whose role the policy does not give to people (one made before the policy
+// said so): it would act with the session scopes on a role meant to be
+// narrowed by a client's scopes.
+func (a *Accounts) checkAccountRole(u User) error {
+	if a.cfg.Policy.RoleIsFor(u.Role, KindUser) {
+		return nil
+	}
+	return errs.E(errs.Forbidden, "this account's role %s is not for people, so it cannot sign in; an administrator can give it another role with careflow user set-role", u.Role)
+}
+
+// UsersWithRolesNotForPeople counts the accounts whose role the policy does
+// not give to people: they cannot sign in until their role is changed
+// (serve says so at start).
+func (a *Accounts) UsersWithRolesNotForPeople(ctx context.Context) (int, error) {
+	users, err := a.ListUsers(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, u := range users {
+		if !u.Disabled && !a.cfg.Policy.RoleIsFor(u.Role, KindUser) {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // errBadCredentials is the one answer for every failed login: unknown user,
@@ -353,6 +388,11 @@ func (a *Accounts) Authenticate(ctx context.Context, username, password, clientA
 		return User{}, errBadCredentials()
 	}
 	if err := a.recordLoginSuccess(ctx, now, keys); err != nil {
+		return User{}, err
+	}
+	// Said only to whoever knows the password: the account exists but its
+	// role is not one a person may have.
+	if err := a.checkAccountRole(user); err != nil {
 		return User{}, err
 	}
 	if rehash {
