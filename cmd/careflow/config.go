@@ -93,10 +93,10 @@ func envName(flagName string) string {
 var (
 	cmdsDB    = []string{"serve", "migrate", "user", "client", "codes", "keys", "audit", "import"}
 	cmdsKeys  = []string{"serve", "keys", "import"}
-	cmdsAudit = []string{"serve", "audit", "import"}
+	cmdsAudit = []string{"serve", "audit", "import", "user"}
 	// cmdsAuditSign are the commands that append to the audit log and so
 	// sign its checkpoints.
-	cmdsAuditSign = []string{"serve", "import"}
+	cmdsAuditSign = []string{"serve", "import", "user"}
 	cmdsServe     = []string{"serve"}
 )
 

@@ -55,6 +55,15 @@ func TestUserUnlockClearsLockOuts(t *testing.T) {
 			if _, err := a.Authenticate(ctx, "amal", "correct horse battery", "198.51.100.7"); err != nil {
 				t.Fatalf("login after unlock = %v", err)
 			}
+			// The unlock is in the audit log, on the account's id.
+			u, err := a.UserByName(ctx, "amal")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var n int
+			if err := db.Reader().QueryRow(ctx, `SELECT count(*) FROM audit_entries WHERE action = 'user_unlock' AND resource_id = $1 AND actor = 'careflow-cli'`, u.ID).Scan(&n); err != nil || n != 1 {
+				t.Fatalf("audit entries of the unlock = %d, %v; want 1", n, err)
+			}
 			code, out, _ = runCmd(t, env, "user", "unlock", "amal")
 			if code != 0 || !strings.Contains(out, "had no failed-login lock-out") {
 				t.Fatalf("second unlock = %d %q", code, out)
