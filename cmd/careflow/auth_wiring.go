@@ -212,6 +212,15 @@ func authOptions() []option {
 	}
 }
 
+// loadPolicy returns the access policy: the embedded default unless
+// --access-policy names a file.
+func loadPolicy(cfg Config) (*auth.Policy, error) {
+	if cfg.AccessPolicy == "" {
+		return auth.DefaultPolicy(), nil
+	}
+	return auth.LoadPolicyFile(cfg.AccessPolicy)
+}
+
 func roleList() string {
 	var s []string
 	for _, r := range auth.Roles() {
@@ -228,7 +237,7 @@ type identityServices struct {
 
 // buildIdentity loads the signing keys, builds the account, token and OIDC
 // services and the rate limiter.
-func buildIdentity(ctx context.Context, cfg Config, db *store.DB, logger *slog.Logger) (identityServices, error) {
+func buildIdentity(ctx context.Context, cfg Config, db *store.DB, policy *auth.Policy, logger *slog.Logger) (identityServices, error) {
 	out := identityServices{close: func() {}}
 	a := cfg.Auth
 	if (a.TLSCert == "") != (a.TLSKey == "") {
@@ -274,9 +283,17 @@ func buildIdentity(ctx context.Context, cfg Config, db *store.DB, logger *slog.L
 		return out, err
 	}
 	tokens := auth.NewTokens(keys, auth.TokenConfig{AccessTTL: a.AccessTokenTTL})
-	accounts, err := auth.NewAccounts(db, auth.AccountsConfig{RefreshTTL: a.RefreshTokenTTL})
+	accounts, err := auth.NewAccounts(db, auth.AccountsConfig{RefreshTTL: a.RefreshTokenTTL, Policy: policy})
 	if err != nil {
 		return out, err
+	}
+	// Accounts given a role the policy keeps for machine clients (before it
+	// said so) cannot sign in; say so once at start, without names.
+	if n, err := accounts.UsersWithRolesNotForPeople(ctx); err != nil {
+		return out, err
+	} else if n > 0 {
+		logger.Warn("accounts have a role that is not for people and cannot sign in until careflow user set-role gives them another (careflow user list shows them)",
+			"accounts", n)
 	}
 	var oidc *auth.OIDCProvider
 	if a.OIDCIssuer != "" {

@@ -93,10 +93,10 @@ func envName(flagName string) string {
 var (
 	cmdsDB    = []string{"serve", "migrate", "user", "client", "codes", "keys", "audit", "import"}
 	cmdsKeys  = []string{"serve", "keys", "import"}
-	cmdsAudit = []string{"serve", "audit", "import"}
+	cmdsAudit = []string{"serve", "audit", "import", "user"}
 	// cmdsAuditSign are the commands that append to the audit log and so
 	// sign its checkpoints.
-	cmdsAuditSign = []string{"serve", "import"}
+	cmdsAuditSign = []string{"serve", "import", "user"}
 	cmdsServe     = []string{"serve"}
 )
 
@@ -210,8 +210,8 @@ func options() []option {
 				c.AuditSigningKeyFile = v
 				return nil
 			}},
-		{name: "access-policy", arg: "FILE", commands: cmdsServe,
-			usage: "access policy JSON replacing the embedded default; validated at start (an unknown role, resource type, action or purpose is an error)",
+		{name: "access-policy", arg: "FILE", commands: []string{"serve", "user", "client"},
+			usage: "access policy JSON replacing the embedded default; validated at start (an unknown role, resource type, action or purpose is an error); user and client commands read it for which roles people and machine clients may have",
 			def:   func(c Config) string { return "" },
 			set: func(c *Config, v string) error {
 				// Load it now so that a bad policy is a usage error naming

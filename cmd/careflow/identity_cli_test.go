@@ -101,6 +101,10 @@ func TestUserCommandMistakes(t *testing.T) {
 	_ = os.WriteFile(short, []byte("tooshort\n"), 0o600)
 	same := filepath.Join(dir, "same")
 	_ = os.WriteFile(same, []byte("amal.hassan.md\n"), 0o600)
+	common := filepath.Join(dir, "common")
+	_ = os.WriteFile(common, []byte("password1234\n"), 0o600)
+	ownName := filepath.Join(dir, "own")
+	_ = os.WriteFile(ownName, []byte("hassan!Qz7#pLw\n"), 0o600)
 	cases := []struct {
 		name string
 		args []string
@@ -114,6 +118,11 @@ func TestUserCommandMistakes(t *testing.T) {
 		{"set-role to an unknown role", []string{"user", "set-role", "amal", "god"}, 2, "role must be one of"},
 		{"short password", []string{"user", "add", "amal", "--role", "nurse", "--password-file", short}, 1, "at least 12 characters"},
 		{"password is the username", []string{"user", "add", "amal.hassan.md", "--role", "nurse", "--password-file", same}, 1, "must not be the username"},
+		{"add with a role for machine clients", []string{"user", "add", "feed", "--role", "integration", "--password-file", same}, 1, "role integration is for machine clients only"},
+		{"set-role to a role for machine clients", []string{"user", "set-role", "amal", "integration"}, 1, "role integration is for machine clients only"},
+		{"client with a role for people", []string{"client", "add", "gw", "--role", "physician", "--scopes", "system/Claim.rs"}, 1, "role physician is for people only"},
+		{"a common password", []string{"user", "add", "amal", "--role", "nurse", "--password-file", common}, 1, "commonly used password"},
+		{"a password holding part of the username", []string{"user", "add", "amal.hassan.md", "--role", "nurse", "--password-file", ownName}, 1, "must not contain the username"},
 		{"no terminal and no file", []string{"user", "add", "amal", "--role", "nurse"}, 1, "not a terminal"},
 		{"disable an unknown user", []string{"user", "disable", "ghost"}, 1, "no such user"},
 		{"client without scopes", []string{"client", "add", "gw"}, 2, "--scopes"},
@@ -124,7 +133,7 @@ func TestUserCommandMistakes(t *testing.T) {
 			if code != c.code || !strings.Contains(errOut, c.want) {
 				t.Fatalf("exit %d, stderr %q; want %d and %q", code, errOut, c.code, c.want)
 			}
-			if strings.Contains(errOut, "tooshort") {
+			if strings.Contains(errOut, "tooshort") || strings.Contains(errOut, "password1234") || strings.Contains(errOut, "Qz7") {
 				t.Fatal("the password was echoed")
 			}
 		})

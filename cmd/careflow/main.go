@@ -39,7 +39,7 @@ func commands() []command {
 		{name: "serve", summary: "run the API and the workflow workers", run: runServe},
 		{name: "migrate", summary: "apply pending database migrations and exit", run: runMigrate},
 		{name: "codes", summary: "load code system releases (ICD-10-CM, CPT, HCPCS, LOINC, SNOMED CT) and list them", usage: codesUsage, run: runCodes, help: printCodesHelp},
-		{name: "user", summary: "add, list, disable local accounts or change their role", usage: userUsage, run: runUser},
+		{name: "user", summary: "add, list, disable local accounts, change their role or clear their failed-login lock-outs", usage: userUsage, run: runUser},
 		{name: "client", summary: "add, list or disable machine clients (OAuth2 client credentials)", usage: clientUsage, run: runClient},
 		{name: "import", summary: "load FHIR Bundles and NDJSON files into the record, audited, with a progress bar", usage: importUsage, run: runImport, help: printImportHelp},
 		{name: "keys", summary: "show the PHI key ring or rotate the data key (re-encrypting every row)", usage: keysUsage, run: runKeys},

@@ -88,7 +88,15 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, hooks serveHooks) 
 	}
 	defer stopKeys()
 
-	identity, err := buildIdentity(ctx, cfg, db, logger)
+	// The access policy: the embedded default unless --access-policy names
+	// a file (validated again here; config checked it at parse time).
+	policy, err := loadPolicy(cfg)
+	if err != nil {
+		logger.Error("cannot load the access policy", "error", err.Error())
+		return 1
+	}
+
+	identity, err := buildIdentity(ctx, cfg, db, policy, logger)
 	if err != nil {
 		logger.Error("cannot set up authentication", "error", err.Error())
 		return 1
@@ -128,16 +136,6 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, hooks serveHooks) 
 			_ = stopEngine(context.WithoutCancel(ctx))
 		}
 	}()
-
-	// The access policy: the embedded default unless --access-policy names
-	// a file (validated again here; config checked it at parse time).
-	policy := auth.DefaultPolicy()
-	if cfg.AccessPolicy != "" {
-		if policy, err = auth.LoadPolicyFile(cfg.AccessPolicy); err != nil {
-			logger.Error("cannot load the access policy", "error", err.Error())
-			return 1
-		}
-	}
 
 	api := httpapi.New(httpapi.Options{
 		Access:       auth.NewAccess(db, policy, nil),

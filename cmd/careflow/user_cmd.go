@@ -12,12 +12,14 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/careflow/careflow/internal/audit"
 	"github.com/careflow/careflow/internal/auth"
 	"github.com/careflow/careflow/internal/errs"
+	"github.com/careflow/careflow/internal/store"
 )
 
 // userUsage is the user command's argument synopsis.
-const userUsage = "add USERNAME --role ROLE [--password-file PATH] | list | disable USERNAME | set-role USERNAME ROLE"
+const userUsage = "add USERNAME --role ROLE [--password-file PATH] | list | disable USERNAME | set-role USERNAME ROLE | unlock USERNAME"
 
 // flagsFirst moves flags ahead of positional arguments so that
 // `careflow user add alice --role admin` parses like `--role admin add
@@ -48,17 +50,50 @@ func flagsFirst(args []string) []string {
 
 // accountsFor opens the database and the account service for a command.
 func accountsFor(ctx context.Context, cfg Config, stderr io.Writer) (*auth.Accounts, func(), error) {
+	accounts, _, closeDB, err := accountsAndDB(ctx, cfg, stderr)
+	return accounts, closeDB, err
+}
+
+// accountsAndDB is accountsFor that also returns the database.
+func accountsAndDB(ctx context.Context, cfg Config, stderr io.Writer) (*auth.Accounts, *store.DB, func(), error) {
 	logger := newLogger(cfg, stderr)
 	db, err := openDatabase(ctx, cfg, logger)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	accounts, err := auth.NewAccounts(db, auth.AccountsConfig{})
+	// The policy says which roles accounts and clients may have.
+	policy, err := loadPolicy(cfg)
 	if err != nil {
 		db.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return accounts, func() { db.Close() }, nil
+	accounts, err := auth.NewAccounts(db, auth.AccountsConfig{Policy: policy})
+	if err != nil {
+		db.Close()
+		return nil, nil, nil, err
+	}
+	return accounts, db, func() { db.Close() }, nil
+}
+
+// How the audit log names the account commands: the actor is the command
+// line (whoever ran it had the database's credentials), the role "cli".
+const (
+	userCommandActor = "careflow-cli"
+	userCommandRole  = "cli"
+)
+
+// auditUserCommand appends one account change to the audit log: its
+// action, and the account's id when it has one.
+func auditUserCommand(ctx context.Context, log *audit.Log, action, userID string) error {
+	_, err := log.Append(ctx, audit.Entry{
+		Actor: userCommandActor, Role: userCommandRole, Action: audit.Action(action),
+		ResourceType: "User", ResourceID: userID, Purpose: audit.PurposeOperations,
+		Outcome: audit.OutcomeSuccess, Severity: audit.SeverityWarning,
+	})
+	if err != nil {
+		return fmt.Errorf("the change was made but the audit log could not record it: %w", err)
+	}
+	return nil
 }
 
 // fail prints an error for a person: the client-safe message of an
@@ -82,7 +117,7 @@ func runUser(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		return 2
 	}
 	sub, rest := rest[0], rest[1:]
-	want := map[string]int{"add": 1, "list": 0, "disable": 1, "set-role": 2}
+	want := map[string]int{"add": 1, "list": 0, "disable": 1, "set-role": 2, "unlock": 1}
 	n, known := want[sub]
 	if !known {
 		fmt.Fprintf(stderr, "careflow user: unknown subcommand %q; use %s.\n", sub, userUsage)
@@ -100,6 +135,20 @@ func runUser(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		fmt.Fprintf(stderr, "careflow user set-role: role must be one of %s.\n", roleList())
 		return 2
 	}
+	if sub == "add" || sub == "set-role" {
+		// A role not for people is refused before a password is asked for.
+		role := cfg.Auth.Role
+		if sub == "set-role" {
+			role = rest[1]
+		}
+		policy, err := loadPolicy(cfg)
+		if err != nil {
+			return fail(stderr, "user "+sub, err)
+		}
+		if err := policy.CheckRoleFor(auth.Role(role), auth.KindUser); err != nil {
+			return fail(stderr, "user "+sub, err)
+		}
+	}
 	var password string
 	if sub == "add" {
 		// Ask before opening the database, so a mistyped password costs
@@ -113,15 +162,36 @@ func runUser(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		}
 		password = pw
 	}
-	accounts, closeDB, err := accountsFor(ctx, cfg, stderr)
+	accounts, db, closeDB, err := accountsAndDB(ctx, cfg, stderr)
 	if err != nil {
 		return fail(stderr, "user "+sub, err)
 	}
 	defer closeDB()
+	// Every change to an account is audited (action user_add, user_disable,
+	// user_set_role or user_unlock on the account's id). The log is opened
+	// before the change, so a log that cannot be written stops it.
+	var auditLog *audit.Log
+	if sub != "list" {
+		auditLog, err = openAuditLog(ctx, cfg, db, newLogger(cfg, stderr))
+		if err != nil {
+			return fail(stderr, "user "+sub, err)
+		}
+		defer auditLog.Close(context.WithoutCancel(ctx))
+	}
+	audited := func(name string) error {
+		id := ""
+		if u, err := accounts.UserByName(ctx, name); err == nil {
+			id = u.ID
+		}
+		return auditUserCommand(ctx, auditLog, "user_"+strings.ReplaceAll(sub, "-", "_"), id)
+	}
 	switch sub {
 	case "add":
 		u, err := accounts.AddUser(ctx, rest[0], password, auth.Role(cfg.Auth.Role))
 		if err != nil {
+			return fail(stderr, "user add", err)
+		}
+		if err := audited(u.Username); err != nil {
 			return fail(stderr, "user add", err)
 		}
 		fmt.Fprintf(stdout, "added user %s (id %s, role %s)\n", u.Username, u.ID, u.Role)
@@ -144,12 +214,39 @@ func runUser(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		if err := accounts.DisableUser(ctx, rest[0]); err != nil {
 			return fail(stderr, "user disable", err)
 		}
+		if err := audited(rest[0]); err != nil {
+			return fail(stderr, "user disable", err)
+		}
 		fmt.Fprintf(stdout, "disabled user %s; its sessions are revoked\n", strings.ToLower(rest[0]))
 	case "set-role":
 		if err := accounts.SetRole(ctx, rest[0], auth.Role(rest[1])); err != nil {
 			return fail(stderr, "user set-role", err)
 		}
+		if err := audited(rest[0]); err != nil {
+			return fail(stderr, "user set-role", err)
+		}
 		fmt.Fprintf(stdout, "user %s now has role %s (access tokens naming the old role stop working within seconds; a refresh or new login gets the new one)\n", strings.ToLower(rest[0]), rest[1])
+	case "unlock":
+		// Throttles are kept for any name typed at the login (so they
+		// reveal nothing), so unlocking an unknown name is no error; it is
+		// said, since it usually means a typo.
+		if _, err := accounts.UserByName(ctx, rest[0]); err != nil && !errs.Is(err, errs.NotFound) {
+			return fail(stderr, "user unlock", err)
+		} else if err != nil {
+			fmt.Fprintf(stderr, "careflow user unlock: note: there is no user %s.\n", strings.ToLower(rest[0]))
+		}
+		cleared, err := accounts.Unlock(ctx, rest[0])
+		if err != nil {
+			return fail(stderr, "user unlock", err)
+		}
+		if err := audited(rest[0]); err != nil {
+			return fail(stderr, "user unlock", err)
+		}
+		if cleared {
+			fmt.Fprintf(stdout, "unlocked user %s: its failed-login lock-outs and delays are cleared on every node\n", strings.ToLower(rest[0]))
+		} else {
+			fmt.Fprintf(stdout, "user %s had no failed-login lock-out or delay\n", strings.ToLower(rest[0]))
+		}
 	}
 	return 0
 }

@@ -3,7 +3,6 @@ package auth
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -31,30 +30,6 @@ type User struct {
 	PasswordChangedAt time.Time
 }
 
-// LockoutPolicy says when repeated failed logins lock a key (an account or a
-// client address) and for how long.
-type LockoutPolicy struct {
-	// UserThreshold failures against one username within Window lock it.
-	UserThreshold int
-	// AddrThreshold failures from one client address within Window lock the
-	// address. Higher than UserThreshold: a ward behind one NAT address
-	// shares it.
-	AddrThreshold int
-	// Window is how long failures are counted before the count restarts.
-	Window time.Duration
-	// BaseLock is the first lock-out; each consecutive one doubles it, up to
-	// MaxLock.
-	BaseLock time.Duration
-	MaxLock  time.Duration
-}
-
-// DefaultLockoutPolicy: 5 failures per account or 20 per address within 15
-// minutes lock for 15 minutes, then 30, 60, ... up to a day.
-func DefaultLockoutPolicy() LockoutPolicy {
-	return LockoutPolicy{UserThreshold: 5, AddrThreshold: 20, Window: 15 * time.Minute,
-		BaseLock: 15 * time.Minute, MaxLock: 24 * time.Hour}
-}
-
 // AccountsConfig shapes an Accounts service. Zero values pick production
 // defaults.
 type AccountsConfig struct {
@@ -68,6 +43,10 @@ type AccountsConfig struct {
 	SessionMaxAge time.Duration
 	Now           func() time.Time
 	Random        io.Reader
+	// Policy is the access policy, whose roles say whether accounts or
+	// machine clients may have them (policy_principals.go). Default: the
+	// embedded default policy.
+	Policy *Policy
 	// MaxConcurrentHashes bounds argon2id computations in flight (each
 	// holds MemoryKiB of memory): a flood of logins queues instead of
 	// exhausting memory. Default 2 × GOMAXPROCS.
@@ -93,8 +72,9 @@ func NewAccounts(db *store.DB, cfg AccountsConfig) (*Accounts, error) {
 	if cfg.Params == (Argon2Params{}) {
 		cfg.Params = DefaultArgon2Params()
 	}
-	if cfg.Lockout == (LockoutPolicy{}) {
-		cfg.Lockout = DefaultLockoutPolicy()
+	cfg.Lockout = cfg.Lockout.withDefaults()
+	if cfg.Policy == nil {
+		cfg.Policy = DefaultPolicy()
 	}
 	if cfg.RefreshTTL <= 0 {
 		cfg.RefreshTTL = 12 * time.Hour
@@ -183,8 +163,8 @@ func (a *Accounts) AddUser(ctx context.Context, username, password string, role 
 	if err != nil {
 		return User{}, err
 	}
-	if !role.Valid() {
-		return User{}, errs.E(errs.Invalid, "unknown role %q", string(role)).InField("role")
+	if err := a.cfg.Policy.CheckRoleFor(role, KindUser); err != nil {
+		return User{}, err
 	}
 	if err := CheckPasswordPolicy(u, password); err != nil {
 		return User{}, err
@@ -295,8 +275,8 @@ func (a *Accounts) SetRole(ctx context.Context, username string, role Role) erro
 	if err != nil {
 		return err
 	}
-	if !role.Valid() {
-		return errs.E(errs.Invalid, "unknown role %q", string(role)).InField("role")
+	if err := a.cfg.Policy.CheckRoleFor(role, KindUser); err != nil {
+		return err
 	}
 	n, err := a.db.Writer().Exec(ctx, `UPDATE auth_users SET role = $1, updated_at = $2 WHERE username = $3`, string(role), a.now(), name)
 	if err != nil {
@@ -308,6 +288,34 @@ func (a *Accounts) SetRole(ctx context.Context, username string, role Role) erro
 	return nil
 }
 
+// checkAccountRole refuses to start or continue a session of an account
+// whose role the policy does not give to people (one made before the policy
+// said so): it would act with the session scopes on a role meant to be
+// narrowed by a client's scopes.
+func (a *Accounts) checkAccountRole(u User) error {
+	if a.cfg.Policy.RoleIsFor(u.Role, KindUser) {
+		return nil
+	}
+	return errs.E(errs.Forbidden, "this account's role %s is not for people, so it cannot sign in; an administrator can give it another role with careflow user set-role", u.Role)
+}
+
+// UsersWithRolesNotForPeople counts the accounts whose role the policy does
+// not give to people: they cannot sign in until their role is changed
+// (serve says so at start).
+func (a *Accounts) UsersWithRolesNotForPeople(ctx context.Context) (int, error) {
+	users, err := a.ListUsers(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, u := range users {
+		if !u.Disabled && !a.cfg.Policy.RoleIsFor(u.Role, KindUser) {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // errBadCredentials is the one answer for every failed login: unknown user,
 // wrong password, disabled account. Telling them apart would let anyone
 // enumerate accounts.
@@ -315,26 +323,20 @@ func errBadCredentials() *errs.Error {
 	return errs.E(errs.Unauthenticated, "invalid username or password")
 }
 
-// throttleKeys returns the lock-out keys of a login attempt. The user key
-// hashes the normalised name whether or not the account exists.
-func throttleKeys(username, clientAddr string) (userKey, addrKey string) {
-	sum := sha256.Sum256([]byte(strings.ToLower(strings.TrimSpace(username))))
-	userKey = "user:" + hex.EncodeToString(sum[:])
-	if clientAddr != "" {
-		addrKey = "addr:" + clientAddr
-	}
-	return userKey, addrKey
-}
-
 // Authenticate checks a username and password from clientAddr (may be "").
-// It fails with RateLimited (and RetryAfterSeconds) while the account or the
-// address is locked out, and with Unauthenticated for any bad credentials.
-// Unknown users cost one argon2id verification like known ones. A hash made
-// with weaker parameters than the current ones is replaced on success.
+// It fails with RateLimited (and RetryAfterSeconds) while the attempt is
+// throttled (login_throttle.go: per account and address, never the account
+// alone), and with Unauthenticated for any bad credentials. Unknown users
+// cost one argon2id verification like known ones. A hash made with weaker
+// parameters than the current ones is replaced on success.
 func (a *Accounts) Authenticate(ctx context.Context, username, password, clientAddr string) (User, error) {
 	now := a.now()
-	userKey, addrKey := throttleKeys(username, clientAddr)
-	if wait, err := a.lockedFor(ctx, now, userKey, addrKey); err != nil {
+	keys := loginKeysFor(username, clientAddr)
+	known, err := a.knownAddr(ctx, now, keys)
+	if err != nil {
+		return User{}, err
+	}
+	if wait, err := a.throttleWait(ctx, now, keys, known); err != nil {
 		return User{}, err
 	} else if wait > 0 {
 		return User{}, lockedError(wait)
@@ -346,7 +348,6 @@ func (a *Accounts) Authenticate(ctx context.Context, username, password, clientA
 	)
 	name, nameErr := NormalizeUsername(username)
 	found := false
-	var err error
 	if nameErr == nil && len(password) <= MaxPasswordLen {
 		row := a.db.Reader().QueryRow(ctx, `SELECT `+userColumns+`, password_hash FROM auth_users WHERE username = $1`, name)
 		var role string
@@ -377,7 +378,7 @@ func (a *Accounts) Authenticate(ctx context.Context, username, password, clientA
 		return User{}, fmt.Errorf("login: stored hash: %w", err)
 	}
 	if !found || !ok || user.Disabled || len(password) > MaxPasswordLen {
-		wait, err := a.recordFailure(ctx, now, userKey, addrKey)
+		wait, err := a.recordLoginFailure(ctx, now, keys, known)
 		if err != nil {
 			return User{}, err
 		}
@@ -386,7 +387,12 @@ func (a *Accounts) Authenticate(ctx context.Context, username, password, clientA
 		}
 		return User{}, errBadCredentials()
 	}
-	if err := a.recordSuccess(ctx, userKey); err != nil {
+	if err := a.recordLoginSuccess(ctx, now, keys); err != nil {
+		return User{}, err
+	}
+	// Said only to whoever knows the password: the account exists but its
+	// role is not one a person may have.
+	if err := a.checkAccountRole(user); err != nil {
 		return User{}, err
 	}
 	if rehash {
@@ -400,118 +406,4 @@ func (a *Accounts) Authenticate(ctx context.Context, username, password, clientA
 		}
 	}
 	return user, nil
-}
-
-func lockedError(wait time.Duration) *errs.Error {
-	e := errs.E(errs.RateLimited, "too many failed logins; try again later")
-	e.RetryAfterSeconds = int((wait + time.Second - 1) / time.Second)
-	return e
-}
-
-// lockedFor returns how long the longer of the two keys' lock-outs lasts.
-func (a *Accounts) lockedFor(ctx context.Context, now time.Time, keys ...string) (time.Duration, error) {
-	var longest time.Duration
-	for _, k := range keys {
-		if k == "" {
-			continue
-		}
-		var until *time.Time
-		err := a.db.Reader().QueryRow(ctx, `SELECT locked_until FROM auth_login_throttle WHERE throttle_key = $1`, k).Scan(&until)
-		if errors.Is(err, store.ErrNoRows) {
-			continue
-		}
-		if err != nil {
-			return 0, fmt.Errorf("login throttle: %w", err)
-		}
-		if until != nil && until.After(now) && until.Sub(now) > longest {
-			longest = until.Sub(now)
-		}
-	}
-	return longest, nil
-}
-
-// recordFailure counts a failure against both keys and locks any that
-// reached its threshold; it returns the resulting lock-out, if any.
-func (a *Accounts) recordFailure(ctx context.Context, now time.Time, userKey, addrKey string) (time.Duration, error) {
-	var longest time.Duration
-	err := a.db.Tx(ctx, func(tx store.Tx) error {
-		longest = 0
-		for _, k := range []struct {
-			key       string
-			threshold int
-		}{{userKey, a.cfg.Lockout.UserThreshold}, {addrKey, a.cfg.Lockout.AddrThreshold}} {
-			if k.key == "" || k.threshold <= 0 {
-				continue
-			}
-			wait, err := a.failOne(ctx, tx, now, k.key, k.threshold)
-			if err != nil {
-				return err
-			}
-			if wait > longest {
-				longest = wait
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("login throttle: %w", err)
-	}
-	return longest, nil
-}
-
-func (a *Accounts) failOne(ctx context.Context, tx store.Tx, now time.Time, key string, threshold int) (time.Duration, error) {
-	var (
-		failures, lockouts int
-		windowStart        time.Time
-		lockedUntil        *time.Time
-	)
-	err := tx.QueryRow(ctx, `SELECT failures, window_started_at, locked_until, lockouts FROM auth_login_throttle
-		WHERE throttle_key = $1`+tx.Dialect().ForUpdate(), key).Scan(&failures, &windowStart, &lockedUntil, &lockouts)
-	if errors.Is(err, store.ErrNoRows) {
-		_, err = tx.Exec(ctx, `INSERT INTO auth_login_throttle (throttle_key, failures, window_started_at, locked_until, lockouts, updated_at)
-			VALUES ($1, 0, $2, NULL, 0, $2) ON CONFLICT (throttle_key) DO NOTHING`, key, now)
-		if err != nil {
-			return 0, err
-		}
-		err = tx.QueryRow(ctx, `SELECT failures, window_started_at, locked_until, lockouts FROM auth_login_throttle
-			WHERE throttle_key = $1`+tx.Dialect().ForUpdate(), key).Scan(&failures, &windowStart, &lockedUntil, &lockouts)
-	}
-	if err != nil {
-		return 0, err
-	}
-	lock := a.cfg.Lockout
-	if now.Sub(windowStart) > lock.Window {
-		failures, windowStart = 0, now
-	}
-	// A quiet period as long as the longest lock-out forgives past ones.
-	if lockedUntil != nil && now.Sub(*lockedUntil) > lock.MaxLock {
-		lockouts = 0
-	}
-	failures++
-	var wait time.Duration
-	if failures >= threshold {
-		d := lock.BaseLock
-		for i := 0; i < lockouts && d < lock.MaxLock; i++ {
-			d *= 2
-		}
-		d = min(d, lock.MaxLock)
-		until := now.Add(d)
-		lockedUntil = &until
-		lockouts++
-		failures, windowStart = 0, now
-		wait = d
-	}
-	_, err = tx.Exec(ctx, `UPDATE auth_login_throttle SET failures = $1, window_started_at = $2, locked_until = $3,
-		lockouts = $4, updated_at = $5 WHERE throttle_key = $6`, failures, windowStart, lockedUntil, lockouts, now, key)
-	return wait, err
-}
-
-// recordSuccess clears the account's failures. The address's count stays:
-// one valid account must not reset an address that is guessing at others.
-func (a *Accounts) recordSuccess(ctx context.Context, userKey string) error {
-	_, err := a.db.Writer().Exec(ctx, `DELETE FROM auth_login_throttle WHERE throttle_key = $1 AND (locked_until IS NULL OR locked_until <= $2)`, userKey, a.now())
-	if err != nil {
-		return fmt.Errorf("login throttle: %w", err)
-	}
-	return nil
 }

@@ -90,8 +90,8 @@ func (a *Accounts) AddClient(ctx context.Context, name string, role Role, scopes
 	if err != nil {
 		return Client{}, "", err
 	}
-	if !role.Valid() {
-		return Client{}, "", errs.E(errs.Invalid, "unknown role %q", string(role)).InField("role")
+	if err := a.cfg.Policy.CheckRoleFor(role, KindClient); err != nil {
+		return Client{}, "", err
 	}
 	secret, hash, err := newOpaqueToken(a.cfg.Random, clientSecretPrefix)
 	if err != nil {
@@ -189,5 +189,8 @@ func (a *Accounts) AuthenticateClient(ctx context.Context, id, secret string) (C
 		return Client{}, errBadClient()
 	}
 	c.Role, c.Scopes = Role(role), strings.Fields(scopes)
+	if !a.cfg.Policy.RoleIsFor(c.Role, KindClient) {
+		return Client{}, errs.E(errs.Forbidden, "this client's role %s is not for machine clients; an administrator must register a client with a role for clients", c.Role)
+	}
 	return c, nil
 }

@@ -188,6 +188,8 @@ func TestOIDCAttacksAreRejected(t *testing.T) {
 		{"wrong issuer", forge(map[string]any{"alg": "RS256", "kid": "rsa-1"}, f.claims(map[string]any{"iss": "https://evil.example"}), rsSigner(f.rsa)), errs.Unauthenticated},
 		{"wrong audience", forge(map[string]any{"alg": "RS256", "kid": "rsa-1"}, f.claims(map[string]any{"aud": "other"}), rsSigner(f.rsa)), errs.Unauthenticated},
 		{"expired", forge(map[string]any{"alg": "RS256", "kid": "rsa-1"}, f.claims(map[string]any{"exp": now.Add(-5 * time.Minute).Unix()}), rsSigner(f.rsa)), errs.Unauthenticated},
+		{"living ten years", forge(map[string]any{"alg": "RS256", "kid": "rsa-1"}, f.claims(map[string]any{"exp": now.AddDate(10, 0, 0).Unix()}), rsSigner(f.rsa)), errs.Unauthenticated},
+		{"no iat and ten years left", forge(map[string]any{"alg": "RS256", "kid": "rsa-1"}, f.claims(map[string]any{"iat": nil, "exp": now.AddDate(10, 0, 0).Unix()}), rsSigner(f.rsa)), errs.Unauthenticated},
 		{"not yet valid", forge(map[string]any{"alg": "RS256", "kid": "rsa-1"}, f.claims(map[string]any{"nbf": now.Add(5 * time.Minute).Unix()}), rsSigner(f.rsa)), errs.Unauthenticated},
 		{"a careflow-issuer token signed by the provider", forge(map[string]any{"alg": "RS256", "kid": "rsa-1"}, f.claims(map[string]any{"iss": DefaultIssuer, "aud": DefaultAudience}), rsSigner(f.rsa)), errs.Unauthenticated},
 		{"no careflow role", forge(map[string]any{"alg": "RS256", "kid": "rsa-1"}, f.claims(map[string]any{"roles": []string{"offline_access", "uma_authorization"}}), rsSigner(f.rsa)), errs.Forbidden},

@@ -79,21 +79,41 @@ func TestPasswordPolicy(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
 		name, user, pw string
+		names          []string
 		ok             bool
+		// want is in the error's message when the password is refused.
+		want string
 	}{
-		{"twelve characters pass", "alice", "abcdefghijkl", true},
-		{"a long passphrase passes", "alice", goodPassword, true},
-		{"eleven characters fail", "alice", "abcdefghijk", false},
-		{"twelve non-ASCII letters count as twelve", "alice", "كلمةسرطويلةج", true},
-		{"the username fails", "alice.longname", "Alice.LongName", false},
-		{"over the byte limit fails", "alice", strings.Repeat("a", MaxPasswordLen+1), false},
-		{"invalid UTF-8 fails", "alice", "abcdefghijkl\xff", false},
+		{"twelve unpredictable characters pass", "alice", "kx8!mQ2#vLp9", nil, true, ""},
+		{"a long passphrase passes", "alice", goodPassword, nil, true, ""},
+		{"eleven characters fail", "alice", "kx8!mQ2#vLp", nil, false, "at least 12 characters"},
+		{"twelve non-ASCII letters count as twelve", "alice", "كلمةسرطويلةج", nil, true, ""},
+		{"the username fails", "alice.longname", "Alice.LongName", nil, false, "must not be the username"},
+		{"over the byte limit fails", "alice", strings.Repeat("a", MaxPasswordLen+1), nil, false, "at most"},
+		{"invalid UTF-8 fails", "alice", "kx8!mQ2#vLp9\xff", nil, false, "UTF-8"},
+		// NIST SP 800-63B's blocklist: common and breached passwords,
+		// repeats, sequences, keyboard walks, the account's own names.
+		{"one letter twelve times fails", "alice", "aaaaaaaaaaaa", nil, false, "repeats characters"},
+		{"a repeated pattern fails", "alice", "abc1abc1abc1abc1", nil, false, "repeats"},
+		{"a common password fails", "alice", "password1234", nil, false, "commonly used password"},
+		{"a common password with digits appended fails", "alice", "monkey123456", nil, false, "commonly used password"},
+		{"an alphabet run fails", "alice", "abcdefghijkl", nil, false, "sequence"},
+		{"a digit run fails", "alice", "123456789012", nil, false, "too easy to guess"},
+		{"a keyboard walk fails", "alice", "qwertyuiopas", nil, false, "too easy to guess"},
+		{"l33t spelling of a common password fails", "alice", "P@ssw0rd2024!", nil, false, "too easy to guess"},
+		{"a part of the username fails", "amal.hassan.md", "hassan!Qz7#pLw", nil, false, "must not contain the username"},
+		{"the username inside fails", "amal.hassan.md", "xx-amal.hassan.md-99", nil, false, "must not contain the username"},
+		{"the display name fails", "dr.x", "Fatima river blue kite", []string{"Fatima Zahra"}, false, "must not contain the username or the account's name"},
+		{"the service's name fails", "alice", "careflow2026!", nil, false, "too easy to guess"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			err := CheckPasswordPolicy(c.user, c.pw)
+			err := CheckPasswordPolicy(c.user, c.pw, c.names...)
 			if (err == nil) != c.ok {
 				t.Fatalf("CheckPasswordPolicy = %v, want ok %v", err, c.ok)
+			}
+			if err != nil && !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %q; want it to say %q", err, c.want)
 			}
 			if err != nil && (!errs.Is(err, errs.Invalid) || strings.Contains(err.Error(), c.pw)) {
 				t.Fatalf("error %v: want Invalid without the password", err)

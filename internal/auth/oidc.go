@@ -42,8 +42,17 @@ type OIDCConfig struct {
 	JWKSTTL    time.Duration
 	MinRefetch time.Duration
 	ClockSkew  time.Duration
-	Now        func() time.Time
+	// MaxTokenLifetime bounds how long a provider's access token may claim
+	// to live (exp after iat, or after now when it has no iat), default
+	// 24 h. Providers issue minutes to hours; a longer one is a
+	// misconfigured or compromised provider, refused rather than trusted
+	// for years.
+	MaxTokenLifetime time.Duration
+	Now              func() time.Time
 }
+
+// DefaultOIDCMaxTokenLifetime is OIDCConfig.MaxTokenLifetime's default.
+const DefaultOIDCMaxTokenLifetime = 24 * time.Hour
 
 // OIDCProvider verifies access tokens of one external OpenID Connect
 // provider against its published keys. The keys come from the jwks_uri of
@@ -96,6 +105,9 @@ func NewOIDCProvider(cfg OIDCConfig) (*OIDCProvider, error) {
 	}
 	if cfg.ClockSkew <= 0 {
 		cfg.ClockSkew = DefaultClockSkew
+	}
+	if cfg.MaxTokenLifetime <= 0 {
+		cfg.MaxTokenLifetime = DefaultOIDCMaxTokenLifetime
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -296,7 +308,16 @@ func (p *OIDCProvider) verifyParsed(ctx context.Context, jws *jose.JSONWebSignat
 	if err := json.Unmarshal(payload, &c); err != nil {
 		return nil, errInvalidToken()
 	}
-	if err := checkRegistered(&c, p.cfg.Issuer, p.cfg.Audience, p.cfg.Now(), p.cfg.ClockSkew); err != nil {
+	now := p.cfg.Now()
+	if err := checkRegistered(&c, p.cfg.Issuer, p.cfg.Audience, now, p.cfg.ClockSkew); err != nil {
+		return nil, err
+	}
+	if c.IssuedAt == nil {
+		// Without iat, measure from now: what is left must fit the cap.
+		f := float64(now.Unix())
+		c.IssuedAt = &f
+	}
+	if err := checkLifetime(&c, p.cfg.MaxTokenLifetime, p.cfg.ClockSkew); err != nil {
 		return nil, err
 	}
 	var all map[string]any

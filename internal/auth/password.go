@@ -48,10 +48,14 @@ const (
 )
 
 // CheckPasswordPolicy enforces the local password rules: at least
-// MinPasswordLen characters, at most MaxPasswordLen bytes, valid UTF-8 and
-// not the username. (NIST SP 800-63B: length over composition rules.) The
-// error never repeats the password.
-func CheckPasswordPolicy(username, password string) error {
+// MinPasswordLen characters, at most MaxPasswordLen bytes, valid UTF-8, not
+// the username, and not guessable (password_strength.go: not a common or
+// breached password, nor built on one, on repeats, sequences, keyboard
+// walks or dates, and not containing the username, any of names — a
+// display name, say — or their parts). NIST SP 800-63B: length and a
+// blocklist over composition rules. Every path that sets a password calls
+// it. The error never repeats the password.
+func CheckPasswordPolicy(username, password string, names ...string) error {
 	if len(password) > MaxPasswordLen {
 		return errs.E(errs.Invalid, "password must be at most %d bytes", MaxPasswordLen).InField("password")
 	}
@@ -64,7 +68,7 @@ func CheckPasswordPolicy(username, password string) error {
 	if strings.EqualFold(strings.TrimSpace(password), strings.TrimSpace(username)) {
 		return errs.E(errs.Invalid, "password must not be the username").InField("password")
 	}
-	return nil
+	return checkGuessable(password, append([]string{username}, names...))
 }
 
 // HashPassword returns the PHC-format argon2id hash of password:

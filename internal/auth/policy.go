@@ -134,7 +134,10 @@ type breakGlassDoc struct {
 }
 
 type rolePolicyDoc struct {
-	Description    string    `json:"description,omitempty"`
+	Description string `json:"description,omitempty"`
+	// Principals says who may have the role: "people" (accounts),
+	// "clients" (machine clients) or both (policy_principals.go).
+	Principals     []string  `json:"principals"`
 	DefaultPurpose string    `json:"default_purpose"`
 	Rules          []ruleDoc `json:"rules"`
 }
@@ -174,7 +177,10 @@ type BreakGlassPolicy struct {
 }
 
 type rolePolicy struct {
-	defaultPurpose Purpose
+	// forPeople and forClients say which kinds of principal may have the
+	// role (policy_principals.go).
+	forPeople, forClients bool
+	defaultPurpose        Purpose
 	// rules by resource type, in document order.
 	rules map[string][]*Rule
 }
@@ -312,6 +318,10 @@ func ParsePolicy(b []byte) (*Policy, error) {
 			return nil, fmt.Errorf("roles: unknown role %q (known: %s)", name, joinStrings(Roles()))
 		}
 		rp := &rolePolicy{rules: map[string][]*Rule{}}
+		var err error
+		if rp.forPeople, rp.forClients, err = parsePrincipals(name, rd.Principals); err != nil {
+			return nil, err
+		}
 		dp := Purpose(rd.DefaultPurpose)
 		if !dp.Valid() {
 			return nil, fmt.Errorf("roles.%s.default_purpose: unknown purpose %q", name, rd.DefaultPurpose)

@@ -174,6 +174,9 @@ func (a *Authorizer) Decide(ctx context.Context, p *Principal, req Request) Deci
 	if !ok {
 		return deny(ReasonUnknownRole, req.Purpose)
 	}
+	if !a.policy.RoleIsFor(p.Role, p.Kind) {
+		return deny(ReasonRoleNotForPrincipal, req.Purpose)
+	}
 	purpose := req.Purpose
 	if purpose == "" {
 		purpose = PurposeFrom(ctx)

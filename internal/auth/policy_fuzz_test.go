@@ -14,7 +14,7 @@ import (
 func FuzzParsePolicy(f *testing.F) {
 	f.Add(auth.DefaultPolicyJSON())
 	f.Add([]byte(`{"version":1}`))
-	f.Add([]byte(`{"version":1,"roles":{"nurse":{"default_purpose":"treatment","rules":[{"resources":["Patient"],"actions":["read"],"fields":["*"],"patients":"any","purposes":["treatment"]}]}}}`))
+	f.Add([]byte(`{"version":1,"roles":{"nurse":{"principals":["people"],"default_purpose":"treatment","rules":[{"resources":["Patient"],"actions":["read"],"fields":["*"],"patients":"any","purposes":["treatment"]}]}}}`))
 	f.Fuzz(func(t *testing.T, doc []byte) {
 		p, err := auth.ParsePolicy(doc)
 		if err != nil {

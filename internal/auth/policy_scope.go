@@ -215,7 +215,9 @@ func permsFor(a Action) Perms {
 // or the policy's session scopes for a careflow login session whose token
 // names no resource scope.
 func (p *Policy) effectiveScopes(pr *Principal) []string {
-	if pr.Kind != KindUser || pr.SessionID == "" {
+	// A role not for people needs the scopes it was granted: the session
+	// scopes never widen it (policy_principals.go).
+	if pr.Kind != KindUser || pr.SessionID == "" || !p.RoleIsFor(pr.Role, KindUser) {
 		return pr.Scopes
 	}
 	for _, raw := range pr.Scopes {

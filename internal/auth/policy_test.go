@@ -128,7 +128,7 @@ func TestPolicyValidationNamesWhatIsWrong(t *testing.T) {
 		want   string
 	}{
 		{"an unknown role", func(d map[string]any) {
-			d["roles"].(map[string]any)["surgeon"] = map[string]any{"default_purpose": "treatment", "rules": []any{}}
+			d["roles"].(map[string]any)["surgeon"] = map[string]any{"principals": []any{"people"}, "default_purpose": "treatment", "rules": []any{}}
 		}, `unknown role "surgeon"`},
 		{"an unknown resource type", func(d map[string]any) {
 			firstRule(d, "physician")["resources"] = []any{"Patient", "Observaton"}
@@ -166,6 +166,12 @@ func TestPolicyValidationNamesWhatIsWrong(t *testing.T) {
 		{"a free-text reason", func(d map[string]any) {
 			d["break_glass"].(map[string]any)["reasons"] = []any{"patient collapsed in the lobby"}
 		}, "is not a code"},
+		{"a role that does not say whether people or clients may have it", func(d map[string]any) {
+			delete(d["roles"].(map[string]any)["integration"].(map[string]any), "principals")
+		}, `roles.integration.principals is required`},
+		{"an unknown kind of principal", func(d map[string]any) {
+			d["roles"].(map[string]any)["nurse"].(map[string]any)["principals"] = []any{"people", "robots"}
+		}, `roles.nurse.principals: "robots" is neither`},
 		{"a wrong version", func(d map[string]any) { d["version"] = 2 }, "version must be 1"},
 		{"system session scopes", func(d map[string]any) { d["session_scopes"] = []any{"system/*.cruds"} }, `session_scopes: "system/*.cruds"`},
 	}
@@ -284,6 +290,9 @@ func TestDecide(t *testing.T) {
 		{"a read names its patient", user(auth.Physician), rq(auth.ActionRead, "Observation", "", ""), false, auth.ReasonPatientRequired, "", false},
 		{"a relationship look-up failure denies", user(auth.Physician), rq(auth.ActionRead, "Observation", "relfail", ""), false, auth.ReasonRelationshipUnavailable, "", false},
 		{"a consent look-up failure denies", user(auth.Billing), rq(auth.ActionRead, "Claim", "consfail", ""), false, auth.ReasonConsentUnavailable, "", false},
+		{"a person's session with the integration role reads no patient", session(auth.Integration), rq(auth.ActionRead, "Patient", "other", ""), false, auth.ReasonRoleNotForPrincipal, "", false},
+		{"a person with the integration role and every user scope reads no patient", user(auth.Integration), rq(auth.ActionSearch, "Observation", "", ""), false, auth.ReasonRoleNotForPrincipal, "", false},
+		{"a machine client with a physician's role reads nothing", &auth.Principal{Subject: "c-1", Kind: auth.KindClient, Role: auth.Physician, Scopes: []string{"system/*.cruds"}}, rq(auth.ActionRead, "Patient", "own", ""), false, auth.ReasonRoleNotForPrincipal, "", false},
 		{"an unknown role is denied", &auth.Principal{Subject: "x", Kind: auth.KindUser, Role: "surgeon", Scopes: []string{"user/*.*"}}, rq(auth.ActionRead, "Patient", "own", ""), false, auth.ReasonUnknownRole, "", false},
 		{"no principal is denied", nil, rq(auth.ActionRead, "Patient", "own", ""), false, auth.ReasonUnauthenticated, "", false},
 		{"an unknown resource type is denied", user(auth.Physician), rq(auth.ActionRead, "Spaceship", "own", ""), false, auth.ReasonUnknownResource, "", false},

@@ -119,7 +119,7 @@ func (a *Authorizer) reach(ctx context.Context, p *Principal, req Request, withC
 		return Reach{}, nil
 	}
 	rp, ok := a.policy.roles[p.Role]
-	if !ok {
+	if !ok || !a.policy.RoleIsFor(p.Role, p.Kind) {
 		return Reach{}, nil
 	}
 	purpose := req.Purpose

@@ -154,6 +154,9 @@ func (a *Accounts) Refresh(ctx context.Context, refreshToken string) (Session, e
 		if user.Disabled {
 			return errBadRefresh()
 		}
+		if err := a.checkAccountRole(user); err != nil {
+			return err
+		}
 		// The compare on rotated_at IS NULL makes two concurrent exchanges
 		// of one token on PostgreSQL READ COMMITTED serialise on the row:
 		// only one updates it, the other sees zero rows and is a reuse.

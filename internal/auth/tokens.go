@@ -159,6 +159,20 @@ func checkRegistered(c *claims, iss, aud string, now time.Time, skew time.Durati
 	return nil
 }
 
+// checkLifetime refuses a token without iat, or whose exp lies more than
+// maxTTL (plus skew) after its iat. checkRegistered has already bounded the
+// dates and refused an iat in the future.
+func checkLifetime(c *claims, maxTTL, skew time.Duration) error {
+	if c.IssuedAt == nil {
+		return errInvalidToken()
+	}
+	lifetime := time.Duration((*c.Expiry - *c.IssuedAt) * float64(time.Second))
+	if lifetime > maxTTL+skew {
+		return errs.E(errs.Unauthenticated, "access token lives longer than this server issues tokens for")
+	}
+	return nil
+}
+
 // rejectUnusualHeaders refuses JWS features no access token of ours or of a
 // mainstream identity provider uses and that change how a token is read:
 // critical extensions and unencoded payloads (RFC 7797).
@@ -264,6 +278,13 @@ func (t *Tokens) verifyParsed(jws *jose.JSONWebSignature) (*Principal, error) {
 		return nil, errInvalidToken()
 	}
 	if err := checkRegistered(&c, t.cfg.Issuer, t.cfg.Audience, t.cfg.Now(), t.cfg.ClockSkew); err != nil {
+		return nil, err
+	}
+	// A token of ours lives AccessTTL, so one that claims to live longer
+	// was not issued by this configuration: a signing key that leaked (or a
+	// node misconfigured) must not be able to mint tokens that outlive
+	// every rotation and revocation check. iat is always set by issue.
+	if err := checkLifetime(&c, t.cfg.AccessTTL, t.cfg.ClockSkew); err != nil {
 		return nil, err
 	}
 	if (c.Kind != KindUser && c.Kind != KindClient) || !c.Role.Valid() {

@@ -346,8 +346,14 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 	client, err := id.Accounts.AuthenticateClient(r.Context(), clientID, secret)
 	if err != nil {
-		if errs.KindOf(err) == errs.Unauthenticated {
+		switch errs.KindOf(err) {
+		case errs.Unauthenticated:
 			s.writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed")
+			return
+		case errs.Forbidden:
+			// Authenticated, but its role is not one for machine clients.
+			e, _ := errs.As(err)
+			s.writeOAuthError(w, http.StatusBadRequest, "unauthorized_client", e.Message)
 			return
 		}
 		s.writeError(w, r, err)
