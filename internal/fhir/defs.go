@@ -40,6 +40,40 @@ type definitions struct {
 	// skippedInvariants lists the resource invariants not evaluated, with
 	// the reason (outside the FHIRPath subset, or on a non-backbone element).
 	skippedInvariants map[string]string
+
+	// choicesByBase indexes every choice element of every node by its base
+	// name (value -> valueString, valueQuantity, ...; the union over all
+	// nodes), for FHIRPath on objects whose type is not known.
+	choicesOnce   sync.Once
+	choicesByBase map[string][]*field
+}
+
+// choicesNamed lists the variants of every choice element name[x] that
+// some definition declares, one field per variant name.
+func (d *definitions) choicesNamed(name string) []*field {
+	d.choicesOnce.Do(func() {
+		d.choicesByBase = map[string][]*field{}
+		seen := map[string]bool{}
+		add := func(n *node) {
+			for _, c := range n.choices {
+				for _, f := range c.variants {
+					if !seen[f.name] {
+						seen[f.name] = true
+						d.choicesByBase[c.base] = append(d.choicesByBase[c.base], f)
+					}
+				}
+			}
+		}
+		for _, td := range d.types {
+			for _, n := range td.nodes {
+				add(n)
+			}
+		}
+		if d.element != nil {
+			add(d.element)
+		}
+	})
+	return d.choicesByBase[name]
 }
 
 // handWrittenInvariant reports whether Go code checks the invariant (see

@@ -27,6 +27,12 @@ type fpItem struct {
 	v       *jsonValue
 	typ     string
 	noValue bool
+	// def is the definition node of v when v is an object whose type is
+	// known (the resource, an element reached through the definitions);
+	// nil otherwise. It decides which members are choice variants: only
+	// an element the definitions declare as name[x] expands to its typed
+	// variants, so responseCode is not a variant of response.
+	def *node
 }
 
 type fpCollection []fpItem
@@ -36,8 +42,9 @@ type fpNode interface {
 }
 
 type fpContext struct {
-	resource *jsonValue
-	context  fpCollection
+	resource    *jsonValue
+	resourceDef *node
+	context     fpCollection
 }
 
 // ---- lexer ----
@@ -345,7 +352,7 @@ func (n *fpVar) eval(ctx *fpContext, focus fpCollection) (fpCollection, error) {
 	case "$this":
 		return focus, nil
 	case "%resource", "%rootResource":
-		return fpCollection{{v: ctx.resource}}, nil
+		return fpCollection{{v: ctx.resource, def: ctx.resourceDef}}, nil
 	case "%context":
 		return ctx.context, nil
 	case "%ucum":
@@ -381,20 +388,25 @@ func (n *fpMember) eval(ctx *fpContext, focus fpCollection) (fpCollection, error
 				continue
 			}
 		}
-		out = appendMember(out, v, n.name)
+		out = appendMember(out, it, n.name)
 	}
 	return out, nil
 }
 
-// appendMember adds the values of element name in object v: the element
+// appendMember adds the values of element name in object it: the element
 // itself (arrays flattened), its _element companion when it has no value,
-// or the variants of a choice element (value -> valueString, ...).
-func appendMember(out fpCollection, v *jsonValue, name string) fpCollection {
-	add := func(val *jsonValue, companion *jsonValue, typ string) {
+// or the variants of a choice element (value -> valueString, ...). Which
+// elements are choices comes from the definitions when the object's node
+// is known; for an object of unknown type, a member is a variant of name
+// only when some R4 definition declares name[x] with that variant.
+func appendMember(out fpCollection, it fpItem, name string) fpCollection {
+	v := it.v
+	add := func(val *jsonValue, companion *jsonValue, typ string, f *field) {
+		childDef := func(c *jsonValue) *node { return fieldNode(f, c) }
 		if val != nil && val.kind == jsonArray {
 			for i := range val.items {
 				if val.items[i].kind != jsonNull {
-					out = append(out, fpItem{v: &val.items[i], typ: typ})
+					out = append(out, fpItem{v: &val.items[i], typ: typ, def: childDef(&val.items[i])})
 				} else if companion != nil && companion.kind == jsonArray && i < len(companion.items) {
 					out = append(out, fpItem{v: &companion.items[i], typ: typ, noValue: true})
 				}
@@ -402,27 +414,83 @@ func appendMember(out fpCollection, v *jsonValue, name string) fpCollection {
 			return
 		}
 		if val != nil && val.kind != jsonNull {
-			out = append(out, fpItem{v: val, typ: typ})
+			out = append(out, fpItem{v: val, typ: typ, def: childDef(val)})
 			return
 		}
 		if companion != nil && companion.kind == jsonObject {
 			out = append(out, fpItem{v: companion, typ: typ, noValue: true})
 		}
 	}
+	var f *field
+	if it.def != nil {
+		f = it.def.fields[name]
+	}
 	if val, comp := v.member(name), v.member("_"+name); val != nil || comp != nil {
-		add(val, comp, "")
+		if f != nil && f.choice != nil {
+			// A concrete variant named directly (valueString): its type
+			// is the variant's.
+			add(val, comp, name[len(f.choice.base):], f)
+		} else {
+			add(val, comp, "", f)
+		}
 		return out
 	}
-	for i := range v.members {
-		k := v.members[i].key
-		if len(k) > len(name) && strings.HasPrefix(k, name) && unicode.IsUpper(rune(k[len(name)])) {
-			typ := k[len(name):]
-			add(&v.members[i].val, v.member("_"+k), typ)
-		} else if len(k) > len(name)+1 && k[0] == '_' && strings.HasPrefix(k[1:], name) && unicode.IsUpper(rune(k[len(name)+1])) && v.member(k[1:]) == nil {
-			add(nil, &v.members[i].val, k[len(name)+1:])
+	if f != nil {
+		// A plain element of the definitions that is absent: no value,
+		// whatever members share its name as a prefix.
+		return out
+	}
+	for _, variant := range choiceVariants(it.def, name) {
+		k := variant.name
+		typ := k[len(name):]
+		if val := v.member(k); val != nil {
+			add(val, v.member("_"+k), typ, variant)
+		} else if comp := v.member("_" + k); comp != nil {
+			add(nil, comp, typ, variant)
 		}
 	}
 	return out
+}
+
+// choiceVariants lists the fields of choice element name[x] of def, or,
+// when def is unknown, those of every definition node that declares
+// name[x] (their union, by variant name).
+func choiceVariants(def *node, name string) []*field {
+	if def != nil {
+		for _, c := range def.choices {
+			if c.base == name {
+				return c.variants
+			}
+		}
+		return nil
+	}
+	return mustDefinitions().choicesNamed(name)
+}
+
+// fieldNode is the definition node of value c of field f: an inline
+// element's own node, a complex type's root, or for a resource-typed
+// element (contained, Bundle.entry.resource) the root of the resource type
+// c names. Primitives and unknown fields have none.
+func fieldNode(f *field, c *jsonValue) *node {
+	if f == nil || c == nil || c.kind != jsonObject {
+		return nil
+	}
+	if f.node != nil {
+		return f.node
+	}
+	d := mustDefinitions()
+	if f.typ == "Resource" {
+		if rt := c.member("resourceType"); rt != nil && rt.kind == jsonString {
+			if td := d.types[rt.text]; td != nil && td.resource {
+				return td.root
+			}
+		}
+		return nil
+	}
+	if td := d.types[f.typ]; td != nil {
+		return td.root
+	}
+	return nil
 }
 
 type fpIndex struct{ expr, index fpNode }
@@ -599,8 +667,9 @@ func (n *fpCall) eval(ctx *fpContext, focus fpCollection) (fpCollection, error) 
 		return in, nil
 	case "children", "descendants":
 		var out fpCollection
-		var walk func(v *jsonValue)
-		walk = func(v *jsonValue) {
+		var walk func(it fpItem)
+		walk = func(it fpItem) {
+			v := it.v
 			if v.kind != jsonObject {
 				return
 			}
@@ -609,17 +678,17 @@ func (n *fpCall) eval(ctx *fpContext, focus fpCollection) (fpCollection, error) 
 					continue
 				}
 				before := len(out)
-				out = appendMember(out, v, v.members[i].key)
+				out = appendMember(out, it, v.members[i].key)
 				if n.name == "descendants" {
 					for _, c := range out[before:] {
-						walk(c.v)
+						walk(c)
 					}
 				}
 			}
 		}
 		for _, it := range in {
 			if it.v != nil {
-				walk(it.v)
+				walk(it)
 			}
 		}
 		return out, nil
@@ -962,9 +1031,9 @@ type invariant struct {
 // check evaluates the invariant on one element. It reports false only when
 // the expression is false; an unknown (empty) result or one that leaves the
 // supported subset counts as satisfied.
-func (inv *invariant) check(resource, element *jsonValue) bool {
-	focus := fpCollection{{v: element}}
-	ctx := &fpContext{resource: resource, context: focus}
+func (inv *invariant) check(resource *jsonValue, resourceDef *node, element *jsonValue, def *node) bool {
+	focus := fpCollection{{v: element, def: def}}
+	ctx := &fpContext{resource: resource, resourceDef: resourceDef, context: focus}
 	r, err := inv.expr.eval(ctx, focus)
 	if err != nil {
 		return true

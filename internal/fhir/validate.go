@@ -122,6 +122,7 @@ type validator struct {
 	containedIDs map[string]bool
 	// resourceValue is the resource being walked: %resource to FHIRPath.
 	resourceValue *jsonValue
+	resourceDef   *node
 	stopped       bool
 }
 
@@ -194,9 +195,9 @@ func (val *validator) resource(v *jsonValue, path *elemPath, contained bool) {
 	if path == nil {
 		path = &elemPath{name: rt.text, index: -1}
 	}
-	savedResource := val.resourceValue
-	val.resourceValue = v
-	defer func() { val.resourceValue = savedResource }()
+	savedResource, savedDef := val.resourceValue, val.resourceDef
+	val.resourceValue, val.resourceDef = v, td.root
+	defer func() { val.resourceValue, val.resourceDef = savedResource, savedDef }()
 	if !contained {
 		// A #fragment reference anywhere in this resource, its contained
 		// resources included, points into this resource's contained list
@@ -319,7 +320,7 @@ func (val *validator) object(n *node, v *jsonValue, path *elemPath, resourceRoot
 		val.choices(seen, path)
 	}
 	for _, inv := range n.invariants {
-		if !inv.check(val.resourceValue, v) {
+		if !inv.check(val.resourceValue, val.resourceDef, v, n) {
 			val.add(IssueInvariant, path, "%s (%s)", inv.human, inv.key)
 		}
 	}

@@ -326,3 +326,48 @@ func TestIssuesDoNotEchoValues(t *testing.T) {
 		}
 	}
 }
+
+// A member whose name is another element's name plus a capital letter is a
+// choice variant only when the definitions say that element is [x]:
+// TestScript's assert has response (code) and responseCode (string), two
+// elements, so tst-5's "response.count() + responseCode.count() <= 1"
+// holds for an assert with responseCode alone.
+func TestValidateChoicesComeFromDefinitions(t *testing.T) {
+	t.Parallel()
+	ts := func(assert string) string {
+		return `{"resourceType":"TestScript","url":"http://example.org/ts","name":"ts","status":"draft",` +
+			`"setup":{"action":[{"assert":` + assert + `}]},"test":[{"action":[{"operation":{"type":{"code":"read"},"encodeRequestUrl":true,"url":"/Patient/1"}}]}]}`
+	}
+	runValidateCases(t, []validateCase{
+		{"responseCode alone is one assertion", ts(`{"warningOnly":false,"responseCode":"200"}`), nil},
+		{"response alone is one assertion", ts(`{"warningOnly":false,"response":"okay"}`), nil},
+		{"response and responseCode are two", ts(`{"warningOnly":false,"response":"okay","responseCode":"200"}`), []string{"invariant@TestScript.setup.action[0].assert"}},
+	})
+}
+
+func TestFHIRPathChoiceOfUnknownTypeUsesDefinitions(t *testing.T) {
+	t.Parallel()
+	v, err := parseJSON([]byte(`{"responseCode":"200","valueString":"a","codeFoo":"x"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ expr, want string }{
+		// No R4 element is response[x]; value[x] is.
+		{"response.count()", "0"},
+		{"value.count()", "1"},
+		{"code.count()", "0"},
+	} {
+		n, err := parseFHIRPath(tc.expr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		focus := fpCollection{{v: &v}}
+		got, err := n.eval(&fpContext{resource: &v, context: focus}, focus)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.expr, err)
+		}
+		if s := renderCollection(got); s != tc.want {
+			t.Errorf("%s = %s, want %s", tc.expr, s, tc.want)
+		}
+	}
+}

@@ -92,16 +92,19 @@ func (s *Service) ProcessBundle(ctx context.Context, g Guard, raw []byte) (*Bund
 		}
 		if planErrs[i] == nil && (plans[i].method == "POST" || plans[i].method == "PUT") {
 			if err := s.checkCodes(ctx, plans[i].typ, plans[i].resource, fmt.Sprintf("Bundle.entry[%d].resource", i)); err != nil {
-				planErrs[i] = err
+				planErrs[i] = entryErr(i, err)
 			}
 		}
 	}
+	// Every planErrs[i] names its entry once, as "entry i..." (planEntry
+	// and the validity error say it themselves); nothing below prefixes
+	// them again.
 	if b.Type == fhir.BundleBatch {
 		return s.batch(ctx, g, plans, planErrs), nil
 	}
-	for i, err := range planErrs {
+	for _, err := range planErrs {
 		if err != nil {
-			return nil, entryErr(i, err)
+			return nil, err
 		}
 	}
 	return s.transaction(ctx, g, plans)

@@ -64,3 +64,42 @@ func TestTransactionConditionalReferenceToAnEntry(t *testing.T) {
 		}
 	})
 }
+
+// A refused entry is named once: "entry 1: …" or "entry 1 is …", never
+// "entry 1: entry 1: …", in a transaction and in a batch alike.
+func TestBundleEntryErrorsNameTheEntryOnce(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		s := newService(t, db)
+		ok := `{"resource":{"resourceType":"Patient","active":true},"request":{"method":"POST","url":"Patient"}}`
+		for _, tc := range []struct{ name, entry string }{
+			{"invalid resource", `{"resource":{"resourceType":"Patient","active":"yes"},"request":{"method":"POST","url":"Patient"}}`},
+			{"bad request url", `{"resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient/1/x/y"}}`},
+			{"no request", `{"resource":{"resourceType":"Patient"}}`},
+			{"invalid code", `{"resource":{"resourceType":"Condition","subject":{"reference":"Patient/p1"},"code":{"coding":[{"system":"http://snomed.info/sct","code":"86406009"}]}},"request":{"method":"POST","url":"Condition"}}`},
+		} {
+			for _, typ := range []string{"transaction", "batch"} {
+				body := `{"resourceType":"Bundle","type":"` + typ + `","entry":[` + ok + `,` + tc.entry + `]}`
+				res, err := s.ProcessBundle(ctx, nil, []byte(body))
+				if typ == "batch" {
+					if err != nil {
+						t.Fatalf("%s in a batch: %v", tc.name, err)
+					}
+					err = res.Entries[1].Err
+				}
+				if err == nil {
+					t.Fatalf("%s in a %s was accepted", tc.name, typ)
+				}
+				msg := err.Error()
+				if e, isE := errs.As(err); isE {
+					msg = e.Message
+				}
+				// A transaction that is not valid FHIR as a whole is refused
+				// as the Bundle, its issues naming the element paths.
+				if strings.Count(msg, "entry 1") > 1 || strings.Contains(msg, "entry 0") {
+					t.Errorf("%s in a %s: %q names entry 1 more than once", tc.name, typ, msg)
+				}
+			}
+		}
+	})
+}
