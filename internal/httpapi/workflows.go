@@ -461,6 +461,11 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request, p *auth.Princi
 	}
 	run, created, err := s.opts.Engine.StartRun(r.Context(), engine.StartOptions{
 		Definition: body.Definition, Input: input, PatientID: body.PatientID, StartKey: body.StartKey,
+		// A record the input references must be one the caller could read:
+		// the engine answers one it may not read as it answers a missing one.
+		MayRead: func(resourceType string) bool {
+			return s.mayRead(r, p, resourceType, body.PatientID, d.Purpose)
+		},
 	})
 	if err != nil {
 		fail(err)
