@@ -52,8 +52,8 @@ type Task struct {
 }
 
 // Actor is the person acting on a task: their user id and the roles they
-// hold now, as authenticated by the caller (for a careflow token, checked
-// against the account on every request: a changed role ends the token).
+// hold now, as authenticated by the caller (for a careflow token, the
+// session check ends a token whose account's role changed within seconds).
 type Actor struct {
 	User  string
 	Roles []string
@@ -401,6 +401,9 @@ func (e *Engine) CompleteTask(ctx context.Context, id string, actor Actor, decis
 		if actor.User == "" {
 			return errs.E(errs.Invalid, "a user is required to complete a task").InField("user")
 		}
+		if t.Role != "" && !slices.Contains(actor.Roles, t.Role) {
+			return errNotYourTask()
+		}
 		if decision == "" {
 			return errs.E(errs.Invalid, "a decision is required").InField("decision")
 		}
@@ -408,8 +411,6 @@ func (e *Engine) CompleteTask(ctx context.Context, id string, actor Actor, decis
 			return errs.E(errs.Invalid, "decision must be one of %s", strings.Join(t.Decisions, ", ")).InField("decision")
 		}
 		switch {
-		case t.Role != "" && !slices.Contains(actor.Roles, t.Role):
-			return errNotYourTask()
 		case t.Status == TaskClaimed && t.Assignee != actor.User:
 			return errs.E(errs.Conflict, "task is claimed by someone else")
 		case !t.mayWork(actor):
