@@ -23,10 +23,16 @@ import (
 // rest (they run again elsewhere or on the next start, with the same
 // idempotency keys).
 //
-// serve calls it after openDatabase and openRecordRing and before it starts
-// listening, and calls stop after the HTTP server has drained and before
-// the database is closed.
-func startEngine(ctx context.Context, cfg Config, db *store.DB, ring *phi.Ring, logger *slog.Logger, reg prometheus.Registerer) (*engine.Engine, func(context.Context) error, error) {
+// The engine checks two things against the rest of careflow through
+// interfaces it declares: the role a user holds now, when a task is
+// reassigned to them (staff: the local accounts), and the patient of each
+// record a run's input references (records: the FHIR record's plain
+// patient_id column).
+//
+// serve calls it after openDatabase, openRecordRing and buildIdentity and
+// before it starts listening, and calls stop after the HTTP server has
+// drained and before the database is closed.
+func startEngine(ctx context.Context, cfg Config, db *store.DB, ring *phi.Ring, staff engine.Staff, records engine.Records, logger *slog.Logger, reg prometheus.Registerer) (*engine.Engine, func(context.Context) error, error) {
 	applied, err := engine.MigrateRiver(ctx, db, logger.With("component", "rivermigrate"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("engine: %w", err)
@@ -38,7 +44,7 @@ func startEngine(ctx context.Context, cfg Config, db *store.DB, ring *phi.Ring, 
 	if err := engine.RegisterBuiltins(defs, engine.BuiltinOptions{EffectHosts: cfg.DiagnosticsEffectHosts}); err != nil {
 		return nil, nil, fmt.Errorf("engine: %w", err)
 	}
-	e, err := engine.New(engine.Config{DB: db, Registry: defs, Ring: ring, Logger: logger.With("component", "engine"), Registerer: reg})
+	e, err := engine.New(engine.Config{DB: db, Registry: defs, Ring: ring, Staff: staff, Records: records, Logger: logger.With("component", "engine"), Registerer: reg})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -64,9 +64,11 @@ func decodeInto[T any](t *testing.T, b []byte) T {
 
 // The built-in discharge sign-off on a real `careflow serve`: accounts made
 // with `careflow user add`, password logins, a care team set up through the
-// API; a physician of the team starts the run for the patient, finds its
-// task in /api/v1/tasks, claims it and signs off; the run completes with
-// the outcome recorded.
+// API; a physician of the team starts the run for the patient with the
+// patient's encounter (another patient's is refused), finds its task in
+// /api/v1/tasks; the clinical admin can neither take it nor claim it; the
+// physician claims it and signs off; the run completes with the outcome
+// recorded.
 func TestDischargeSignOffOnARealServer(t *testing.T) {
 	t.Parallel()
 	for _, d := range storetest.Backends() {
@@ -92,7 +94,7 @@ func TestDischargeSignOffOnARealServer(t *testing.T) {
 				return m[1]
 			}
 			doctor := addUser("dr.amal", "physician")
-			addUser("ops.sara", "clinical_admin")
+			ops1 := addUser("ops.sara", "clinical_admin")
 
 			base := "http://" + startServe(t, "--database", dbURL, "--data-dir", dir)
 			login := func(name string) apiClient {
@@ -109,9 +111,24 @@ func TestDischargeSignOffOnARealServer(t *testing.T) {
 			ops.do("PUT", "/api/v1/care-teams/"+team.ID+"/members/"+doctor, map[string]string{"role": "attending"}, 204)
 			ops.do("PUT", "/api/v1/care-teams/"+team.ID+"/patients/pat-42", nil, 204)
 
+			ops.do("PUT", "/api/v1/care-teams/"+team.ID+"/patients/pat-43", nil, 204)
+
+			// The encounter is the patient's, in the record; the engine
+			// (wired by serve to the record) refuses another patient's.
+			encounterOf := func(patient string) string {
+				enc := decodeInto[struct {
+					ID string `json:"id"`
+				}](t, doc.do("POST", "/fhir/R4/Encounter", map[string]any{"resourceType": "Encounter", "status": "in-progress",
+					"class": map[string]string{"code": "IMP"}, "subject": map[string]string{"reference": "Patient/" + patient}}, 201))
+				return "Encounter/" + enc.ID
+			}
+			encounter, theirs := encounterOf("pat-42"), encounterOf("pat-43")
+			doc.do("POST", "/api/v1/workflow-runs", map[string]any{
+				"definition": engine.DischargeSignOffDefinition, "patient_id": "pat-42",
+				"input": map[string]string{"encounter": theirs}}, 422)
 			run := decodeInto[engine.Run](t, doc.do("POST", "/api/v1/workflow-runs", map[string]any{
 				"definition": engine.DischargeSignOffDefinition, "patient_id": "pat-42",
-				"input": map[string]string{"encounter": "Encounter/enc-42"}}, 201))
+				"input": map[string]string{"encounter": encounter}}, 201))
 
 			var task engine.Task
 			deadline := time.Now().Add(30 * time.Second)
@@ -134,6 +151,11 @@ func TestDischargeSignOffOnARealServer(t *testing.T) {
 				t.Fatalf("task %+v", task)
 			}
 
+			// The clinical admin may manage the run, not decide it: serve's
+			// engine looks the admin's account up and refuses it the task.
+			ops.do("POST", "/api/v1/tasks/"+task.ID+"/reassign", map[string]any{"version": task.RowVersion, "user": ops1}, 422)
+			ops.do("POST", "/api/v1/tasks/"+task.ID+"/claim", map[string]any{"version": task.RowVersion}, 403)
+
 			claimed := decodeInto[engine.Task](t, doc.do("POST", "/api/v1/tasks/"+task.ID+"/claim", map[string]any{"version": task.RowVersion}, 200))
 			if claimed.Status != engine.TaskClaimed || claimed.Assignee != doctor {
 				t.Fatalf("claimed %+v", claimed)
@@ -152,7 +174,7 @@ func TestDischargeSignOffOnARealServer(t *testing.T) {
 					if err := json.Unmarshal(cur.Outputs["record"], &outcome); err != nil {
 						t.Fatal(err)
 					}
-					if outcome["encounter"] != "Encounter/enc-42" || outcome["outcome"] != "signed_off" || outcome["decided_by"] != doctor {
+					if outcome["encounter"] != encounter || outcome["outcome"] != "signed_off" || outcome["decided_by"] != doctor {
 						t.Fatalf("recorded outcome %v", outcome)
 					}
 					return

@@ -124,7 +124,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, hooks serveHooks) 
 		db.Collector(),
 	)
 
-	eng, stopEngine, err := startEngine(ctx, cfg, db, ring, logger, reg)
+	eng, stopEngine, err := startEngine(ctx, cfg, db, ring, auth.TaskStaff{Accounts: identity.http.Accounts}, fhirRecord, logger, reg)
 	if err != nil {
 		logger.Error("cannot start the workflow engine", "error", err.Error())
 		return 1

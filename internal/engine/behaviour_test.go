@@ -396,7 +396,7 @@ func TestHumanTaskClaimReassignComplete(t *testing.T) {
 	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
-		n := newNode(t, db, nodeOpts{defs: []*Definition{taskDef()}})
+		n := newNode(t, db, nodeOpts{defs: []*Definition{taskDef()}, staff: staffMap{"bill1": "billing", "bill2": "billing"}})
 		r, _, err := n.StartRun(ctx, StartOptions{Definition: "test-task"})
 		if err != nil {
 			t.Fatal(err)
@@ -427,7 +427,9 @@ func TestHumanTaskClaimReassignComplete(t *testing.T) {
 		if _, err := n.CompleteTask(ctx, id, Actor{User: "bill1", Roles: []string{"billing"}}, "approve", nil, 0); !errs.Is(err, errs.Forbidden) {
 			t.Fatalf("complete by the former assignee: %v", err)
 		}
-		tk, err = n.CompleteTask(ctx, id, Actor{User: "bill2"}, "approve", map[string]string{"note_ref": "DocumentReference/9"}, 0)
+		// The assignee completes it under the task's role (an assignment
+		// alone, without the role, is not enough: see task_rules_test.go).
+		tk, err = n.CompleteTask(ctx, id, Actor{User: "bill2", Roles: []string{"billing"}}, "approve", map[string]string{"note_ref": "DocumentReference/9"}, 0)
 		if err != nil || tk.Status != TaskCompleted || tk.CompletedBy != "bill2" {
 			t.Fatalf("complete: %+v %v", tk, err)
 		}
@@ -443,7 +445,7 @@ func TestHumanTaskClaimReassignComplete(t *testing.T) {
 		if review.Decision != "approve" || review.CompletedBy != "bill2" {
 			t.Fatalf("review output %s", r.Outputs["review"])
 		}
-		if _, err := n.ClaimTask(ctx, id, Actor{User: "bill2"}, 0); !errs.Is(err, errs.Conflict) {
+		if _, err := n.ClaimTask(ctx, id, Actor{User: "bill2", Roles: []string{"billing"}}, 0); !errs.Is(err, errs.Conflict) {
 			t.Fatalf("claim of a completed task: %v", err)
 		}
 	})

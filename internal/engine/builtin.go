@@ -306,6 +306,9 @@ func postEffect(ctx context.Context, client *http.Client, target string, sc *Ste
 // dischargeSignOff is DischargeSignOffDefinition, version 1.
 func dischargeSignOff() *Definition {
 	return &Definition{Name: DischargeSignOffDefinition, Version: 1,
+		// The encounter must be the run's patient's: the sign-off is the
+		// patient's discharge, decided by the patient's physician.
+		RecordInputs: []RecordInput{{Member: "encounter", Types: []string{"Encounter"}}},
 		Validate: func(in *Input) error {
 			if in.PatientID == "" {
 				return errs.E(errs.Invalid, "a discharge sign-off is about a patient: patient_id is required").InField("patient_id")

@@ -139,7 +139,7 @@ func TestDiagnosticsEffectIsConfinedToTheAllowList(t *testing.T) {
 func TestDischargeSignOffInputIsChecked(t *testing.T) {
 	t.Parallel()
 	db := storetest.Open(t, store.SQLite)
-	n := newNode(t, db, nodeOpts{noStart: true})
+	n := newNode(t, db, nodeOpts{noStart: true, records: recordMap{"Encounter/enc-1": "pat-1"}})
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name    string
@@ -156,6 +156,12 @@ func TestDischargeSignOffInputIsChecked(t *testing.T) {
 		if e, ok := errs.As(err); !ok || e.Kind != errs.Invalid || e.Field != tc.field {
 			t.Errorf("%s: %v, want invalid %s", tc.name, err, tc.field)
 		}
+	}
+	// The encounter must be the patient's (checkRecordInputs).
+	_, _, err := n.StartRun(ctx, StartOptions{Definition: DischargeSignOffDefinition, PatientID: "pat-2",
+		Input: map[string]string{"encounter": "Encounter/enc-1"}})
+	if e, ok := errs.As(err); !ok || e.Kind != errs.Unprocessable || e.Field != "input.encounter" {
+		t.Errorf("another patient's encounter: %v", err)
 	}
 	if _, _, err := n.StartRun(ctx, StartOptions{Definition: DischargeSignOffDefinition, PatientID: "pat-1",
 		Input: map[string]string{"encounter": "Encounter/enc-1"}}); err != nil {

@@ -27,6 +27,10 @@ type Definition struct {
 	// so it names fields and rules, never the values. In sees the input, the
 	// patient id and Now; there are no outputs yet.
 	Validate func(in *Input) error
+	// RecordInputs declares the input members that reference FHIR records;
+	// StartRun refuses a run whose input references a record outside the
+	// run's patient's compartment (see RecordInput).
+	RecordInputs []RecordInput
 }
 
 // Step is one step of a definition: exactly one of Do and Wait is set.
@@ -270,7 +274,7 @@ func (d *Definition) validate() error {
 			return fmt.Errorf("definition %s v%d: step %s must set exactly one of Do and Wait", d.Name, d.Version, s.Name)
 		}
 	}
-	return nil
+	return validateRecordInputs(d)
 }
 
 func (d *Definition) step(name string) (int, *Step) {

@@ -42,7 +42,17 @@
 //     sealing are sealed in place at Start (SealLegacyPayloads).
 //   - A definition's Validate checks a run's input at start, so a run that
 //     could never work (or must not: a diagnostics call to a host the
-//     operator did not allow) is refused before it exists.
+//     operator did not allow) is refused before it exists. Input members a
+//     definition declares as RecordInputs must reference existing records
+//     of the run's patient (asked of Records, in the start's transaction);
+//     any other record, missing or not the caller's to read, is the same
+//     422, so a start probes nothing (references.go).
+//   - A human task is worked (claimed, completed) only by someone who holds
+//     its role at that moment and is its assignee when it has one; an
+//     assignment never stands in for the role. Reassignment hands a task
+//     only to an enabled account holding its role (asked of Staff), and
+//     moves its role only to the definition's escalation role: whoever
+//     manages a run cannot make its decisions theirs (task_assign.go).
 //
 // The package has no HTTP code; internal/httpapi calls the Engine's methods.
 package engine

@@ -31,6 +31,12 @@ type Config struct {
 	// payloads, task decisions and results) on the way into the database
 	// and opens them on the way out; see payload.go.
 	Ring *phi.Ring
+	// Staff looks up the role of a user a task is reassigned to; nil
+	// refuses reassignments to a user (see ReassignTask).
+	Staff Staff
+	// Records reads the patient of a record a run's input references; nil
+	// refuses starts of definitions that declare RecordInputs.
+	Records Records
 	// Logger receives PHI-free operational logs; nil discards.
 	Logger *slog.Logger
 	// Registerer receives the engine's metrics; nil registers none.
@@ -65,6 +71,8 @@ type Engine struct {
 	db       *store.DB
 	reg      *Registry
 	ring     *phi.Ring
+	staff    Staff
+	records  Records
 	logger   *slog.Logger
 	clock    func() time.Time
 	nodeID   string
@@ -103,6 +111,8 @@ func New(cfg Config) (*Engine, error) {
 		db:       cfg.DB,
 		reg:      cfg.Registry,
 		ring:     cfg.Ring,
+		staff:    cfg.Staff,
+		records:  cfg.Records,
 		logger:   cfg.Logger,
 		clock:    cfg.Clock,
 		nodeID:   cfg.NodeID,

@@ -31,6 +31,9 @@ type nodeOpts struct {
 	workers int
 	// effectHosts is the diagnostics effect step's allow-list.
 	effectHosts []string
+	// staff and records are the engine's Staff and Records (nil: none).
+	staff   Staff
+	records Records
 }
 
 // newNode builds (and unless told otherwise starts) an engine on db with
@@ -52,7 +55,7 @@ func newNode(t *testing.T, db *store.DB, o nodeOpts) *testNode {
 	}
 	pr := prometheus.NewRegistry()
 	e, err := New(Config{DB: db, Registry: reg, Ring: testRing(t, db), Registerer: pr, Clock: o.clock, NodeID: o.nodeID, Workers: o.workers,
-		HousekeepingInterval: 200 * time.Millisecond, FetchPollInterval: 200 * time.Millisecond})
+		Staff: o.staff, Records: o.records, HousekeepingInterval: 200 * time.Millisecond, FetchPollInterval: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -266,6 +266,10 @@ type StartOptions struct {
 	// StartKey makes the start idempotent: a second start of the same
 	// definition with the same key returns the first run.
 	StartKey string
+	// MayRead, when set, says whether the starter may read the patient's
+	// records of a resource type; a record input of a type it refuses is
+	// answered as a missing record (see checkRecordInputs).
+	MayRead func(resourceType string) bool
 }
 
 // StartRun starts a run in its own transaction. The returned bool is false
@@ -316,6 +320,9 @@ func (e *Engine) StartRunTx(ctx context.Context, tx store.Tx, opts StartOptions)
 		if err := def.Validate(&Input{Now: e.now(), Definition: def.Name, Version: def.Version, PatientID: opts.PatientID, raw: input}); err != nil {
 			return nil, false, invalidInput(err)
 		}
+	}
+	if err := e.checkRecordInputs(ctx, tx, def, input, opts.PatientID, opts.MayRead); err != nil {
+		return nil, false, err
 	}
 	if opts.StartKey != "" {
 		var id string

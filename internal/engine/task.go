@@ -51,19 +51,25 @@ type Task struct {
 	CompletedAt *time.Time      `json:"completed_at,omitempty"`
 }
 
-// Actor is the person acting on a task: their user id and roles, as
-// authenticated by the caller.
+// Actor is the person acting on a task: their user id and the roles they
+// hold now, as authenticated by the caller (for a careflow token, the
+// session check ends a token whose account's role changed within seconds).
 type Actor struct {
 	User  string
 	Roles []string
 }
 
-// mayWork reports whether the actor is someone the task is meant for.
+// mayWork reports whether the actor is someone the task is meant for: a
+// task with a role is worked only by someone who holds that role now, and
+// a task with an assignee only by that person. Both hold at once: being
+// handed (or having claimed) a task does not stand in for the role, so a
+// user whose role changed loses the tasks they held under the old one, and
+// a reassignment cannot make a task someone's who lacks its role.
 func (t *Task) mayWork(a Actor) bool {
-	if t.Assignee != "" {
-		return t.Assignee == a.User
+	if t.Role != "" && !slices.Contains(a.Roles, t.Role) {
+		return false
 	}
-	return t.Role == "" || slices.Contains(a.Roles, t.Role)
+	return t.Assignee == "" || t.Assignee == a.User
 }
 
 const taskColumns = `id, run_id, step, visit, title, role, assignee, status, decisions, decision, result, completed_by,
@@ -340,12 +346,20 @@ func (e *Engine) taskEvent(ctx context.Context, tx store.Tx, r *Run, t *Task, ev
 	return e.transition(ctx, tx, r, event, r.Status, t.Step, 0, "", extra)
 }
 
-// ClaimTask assigns an open task to the actor, who must be its assignee or
-// hold its role.
+// errNotYourTask refuses an actor the task is not meant for (mayWork).
+func errNotYourTask() error {
+	return errs.E(errs.Forbidden, "task is assigned to another role or user")
+}
+
+// ClaimTask assigns an open task to the actor, who must hold its role (when
+// it has one) and be its assignee (when it has one).
 func (e *Engine) ClaimTask(ctx context.Context, id string, actor Actor, expectVersion int64) (*Task, error) {
 	return e.taskOp(ctx, id, expectVersion, func(tx store.Tx, r *Run, t *Task, now time.Time) error {
 		if actor.User == "" {
 			return errs.E(errs.Invalid, "a user is required to claim a task").InField("user")
+		}
+		if t.Role != "" && !slices.Contains(actor.Roles, t.Role) {
+			return errNotYourTask()
 		}
 		if t.Status == TaskClaimed {
 			if t.Assignee == actor.User {
@@ -354,7 +368,7 @@ func (e *Engine) ClaimTask(ctx context.Context, id string, actor Actor, expectVe
 			return errs.E(errs.Conflict, "task is claimed by someone else")
 		}
 		if !t.mayWork(actor) {
-			return errs.E(errs.Forbidden, "task is assigned to another role or user")
+			return errNotYourTask()
 		}
 		t.Status, t.Assignee = TaskClaimed, actor.User
 		return e.taskEvent(ctx, tx, r, t, "task.claimed", nil)
@@ -365,7 +379,7 @@ func (e *Engine) ClaimTask(ctx context.Context, id string, actor Actor, expectVe
 // when it lists any) and an optional result (JSON); both are stored sealed.
 // A run waiting for the task moves on in the same transaction. The actor
 // must have claimed the task, or be eligible to (the claim is then
-// implicit).
+// implicit), and must hold the task's role now, claim or not.
 func (e *Engine) CompleteTask(ctx context.Context, id string, actor Actor, decision string, result any, expectVersion int64) (*Task, error) {
 	var resultJSON []byte
 	if result != nil {
@@ -387,6 +401,9 @@ func (e *Engine) CompleteTask(ctx context.Context, id string, actor Actor, decis
 		if actor.User == "" {
 			return errs.E(errs.Invalid, "a user is required to complete a task").InField("user")
 		}
+		if t.Role != "" && !slices.Contains(actor.Roles, t.Role) {
+			return errNotYourTask()
+		}
 		if decision == "" {
 			return errs.E(errs.Invalid, "a decision is required").InField("decision")
 		}
@@ -396,8 +413,8 @@ func (e *Engine) CompleteTask(ctx context.Context, id string, actor Actor, decis
 		switch {
 		case t.Status == TaskClaimed && t.Assignee != actor.User:
 			return errs.E(errs.Conflict, "task is claimed by someone else")
-		case t.Status == TaskOpen && !t.mayWork(actor):
-			return errs.E(errs.Forbidden, "task is assigned to another role or user")
+		case !t.mayWork(actor):
+			return errNotYourTask()
 		}
 		t.Status, t.Assignee, t.Decision, t.Result, t.CompletedBy, t.CompletedAt = TaskCompleted, actor.User, decision, resultJSON, actor.User, &now
 		// The event names the decision only when the definition lists the
@@ -425,26 +442,6 @@ func (e *Engine) CompleteTask(ctx context.Context, id string, actor Actor, decis
 			return err
 		}
 		return nil
-	})
-}
-
-// ReassignTask moves an unfinished task to another role and/or user,
-// releasing any claim.
-func (e *Engine) ReassignTask(ctx context.Context, id string, role, user string, expectVersion int64) (*Task, error) {
-	if role == "" && user == "" {
-		return nil, errs.E(errs.Invalid, "a role or a user is required").InField("role")
-	}
-	return e.taskOp(ctx, id, expectVersion, func(tx store.Tx, r *Run, t *Task, now time.Time) error {
-		if role != "" {
-			t.Role = role
-		}
-		t.Assignee = user
-		t.Status = TaskOpen
-		extra := map[string]any{}
-		if role != "" {
-			extra["role"] = role
-		}
-		return e.taskEvent(ctx, tx, r, t, "task.reassigned", extra)
 	})
 }
 

@@ -461,6 +461,11 @@ func (s *Server) startRun(w http.ResponseWriter, r *http.Request, p *auth.Princi
 	}
 	run, created, err := s.opts.Engine.StartRun(r.Context(), engine.StartOptions{
 		Definition: body.Definition, Input: input, PatientID: body.PatientID, StartKey: body.StartKey,
+		// A record the input references must be one the caller could read:
+		// the engine answers one it may not read as it answers a missing one.
+		MayRead: func(resourceType string) bool {
+			return s.mayRead(r, p, resourceType, body.PatientID, d.Purpose)
+		},
 	})
 	if err != nil {
 		fail(err)
@@ -938,8 +943,10 @@ func (s *Server) answerTask(w http.ResponseWriter, r *http.Request, p *auth.Prin
 }
 
 // actorOf is the engine's view of the caller: the task rules (the task's
-// role or assignee) are the engine's, checked against the authenticated
-// principal, never against anything the body says.
+// role, held now, and its assignee) are the engine's, checked against the
+// authenticated principal, never against anything the body says. The
+// principal's role is the current one: the session check ends a careflow
+// token whose account's role changed.
 func actorOf(p *auth.Principal) engine.Actor {
 	return engine.Actor{User: p.Subject, Roles: []string{string(p.Role)}}
 }
@@ -1021,10 +1028,13 @@ type reassignJSON struct {
 	User    string `json:"user"`
 }
 
-// reassignTask moves a task to another role or user. That overrides who the
-// definition said should decide, so it is managing the run (update on the
-// WorkflowRun), not working the task: otherwise anyone who may claim could
-// hand themselves a task meant for another role.
+// reassignTask moves a task to another user (or to its escalation role).
+// That overrides who the definition said should decide, so it is managing
+// the run (update on the WorkflowRun), not working the task: otherwise
+// anyone who may claim could hand themselves a task. Managing is not
+// deciding either: the engine hands the task only to an account that holds
+// its role (see engine.ReassignTask), so a manager cannot hand it to
+// themselves.
 func (s *Server) reassignTask(w http.ResponseWriter, r *http.Request, p *auth.Principal) {
 	tr, ok := s.authorizeTask(w, r, p, runType, auth.ActionUpdate, "reassign_task")
 	if !ok {

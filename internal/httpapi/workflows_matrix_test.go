@@ -8,9 +8,12 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/google/uuid"
 
 	"github.com/careflow/careflow/internal/audit"
 	"github.com/careflow/careflow/internal/auth"
@@ -98,9 +101,48 @@ func TestWorkflowAuthorizationMatrix(t *testing.T) {
 	})
 }
 
+// targetUser is a body placeholder {user:KIND} naming the user a task is
+// handed to: a fresh enabled account of role KIND, a disabled physician
+// (disabled), or an id no account has (missing).
+var targetUser = regexp.MustCompile(`\{user:([a-z_]+)\}`)
+
+func (f *wfFixture) targetUser(t *testing.T, username, kind string) string {
+	t.Helper()
+	switch kind {
+	case "missing":
+		return uuid.NewString()
+	case "disabled":
+		u, err := f.deps.accounts.AddUser(context.Background(), username, testAccountPassword, auth.Physician)
+		if err == nil {
+			err = f.deps.accounts.DisableUser(context.Background(), username)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u.ID
+	}
+	if !auth.Role(kind).Valid() {
+		t.Fatalf("{user:%s}: a role, disabled or missing", kind)
+	}
+	u, err := f.deps.accounts.AddUser(context.Background(), username, testAccountPassword, auth.Role(kind))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.ID
+}
+
 func runWorkflowMatrixRow(t *testing.T, f *wfFixture, i int, row matrixRow) {
 	who := ""
-	if row.role != "anonymous" {
+	switch {
+	case row.role == "anonymous":
+	case strings.Contains(row.body, "{self}"):
+		// The caller names itself: it must be an account the engine can
+		// look up, like the users a task is handed to.
+		if row.scopes != "" {
+			t.Fatalf("%s: a {self} row takes the default scopes", row)
+		}
+		who = f.account(t, fmt.Sprintf("wrow%03d.%s", i, row.role), auth.Role(row.role))
+	default:
 		who = f.principal(t, fmt.Sprintf("wrow%03d-%s", i, row.role), auth.Role(row.role), row.scopes)
 	}
 	patient := map[string]string{"own": ownPatient, "other": otherPatient, "assigned": "pat-assigned",
@@ -111,7 +153,23 @@ func runWorkflowMatrixRow(t *testing.T, f *wfFixture, i int, row matrixRow) {
 	} else if row.consent != "none" {
 		t.Fatalf("%s: a consent needs a patient", row)
 	}
-	repl := []string{"{patient}", patient, "{row}", strconv.Itoa(i)}
+	repl := []string{"{patient}", patient, "{row}", strconv.Itoa(i), "{self}", who}
+	if strings.Contains(row.body, "{encounter}") {
+		if patient == "" {
+			t.Fatalf("%s: {encounter} is an encounter of the row's patient", row)
+		}
+		repl = append(repl, "{encounter}", f.encounter(t, patient))
+	}
+	if strings.Contains(row.body, "{foreign_encounter}") {
+		foreign := otherPatient
+		if patient == otherPatient {
+			foreign = ownPatient
+		}
+		repl = append(repl, "{foreign_encounter}", f.encounter(t, foreign))
+	}
+	for _, m := range targetUser.FindAllStringSubmatch(row.body, -1) {
+		repl = append(repl, m[0], f.targetUser(t, fmt.Sprintf("wrow%03d.to.%s", i, m[1]), m[1]))
+	}
 	if strings.Contains(row.path+row.body, "{run}") || strings.Contains(row.path+row.body, "{task}") {
 		run := f.startRun(t, approvalDefinition, patient, nil)
 		task := f.taskOf(t, run.ID)
@@ -129,10 +187,18 @@ func runWorkflowMatrixRow(t *testing.T, f *wfFixture, i int, row matrixRow) {
 	if resp.status != row.expect {
 		t.Fatalf("%s\nstatus %d, want %d: %s", row, resp.status, row.expect, resp.body)
 	}
+	// A 403 for the task rule is the engine's, after the policy allowed.
+	taskRule := row.expect == http.StatusForbidden && row.reason == "task_rule"
 	switch row.expect {
 	case http.StatusForbidden:
 		var p Problem
-		if err := json.Unmarshal(resp.body, &p); err != nil || !strings.Contains(p.Detail, "("+row.reason+")") {
+		if err := json.Unmarshal(resp.body, &p); err != nil {
+			t.Fatalf("%s\nnot a problem: %s", row, resp.body)
+		}
+		if taskRule && p.Detail != "task is assigned to another role or user" {
+			t.Fatalf("%s\nproblem %s is not the task rule's", row, resp.body)
+		}
+		if !taskRule && !strings.Contains(p.Detail, "("+row.reason+")") {
 			t.Fatalf("%s\nproblem %s does not name the reason %s", row, resp.body, row.reason)
 		}
 	case http.StatusNotFound:
@@ -158,10 +224,11 @@ func runWorkflowMatrixRow(t *testing.T, f *wfFixture, i int, row matrixRow) {
 		t.Fatalf("%s\nno audit entry for request %s", row, resp.requestID)
 	}
 	want := audit.OutcomeSuccess
-	if row.expect == http.StatusForbidden || row.expect == http.StatusNotFound {
+	if (row.expect == http.StatusForbidden && !taskRule) || row.expect == http.StatusNotFound {
 		want = audit.OutcomeDenied
 	}
-	refused := row.expect == http.StatusConflict || row.expect == http.StatusBadRequest
+	refused := row.expect == http.StatusConflict || row.expect == http.StatusBadRequest ||
+		row.expect == http.StatusUnprocessableEntity || taskRule
 	for k, e := range entries {
 		w := want
 		if refused && k == len(entries)-1 {

@@ -18,6 +18,7 @@ import (
 	"github.com/careflow/careflow/internal/audit"
 	"github.com/careflow/careflow/internal/auth"
 	"github.com/careflow/careflow/internal/engine"
+	"github.com/careflow/careflow/internal/record"
 	"github.com/careflow/careflow/internal/store"
 	"github.com/careflow/careflow/internal/store/storetest"
 )
@@ -57,9 +58,25 @@ func (c *offsetClock) Advance(d time.Duration) {
 	c.off += d
 }
 
+// engineDeps is what a test engine checks against: the local accounts
+// (the people tasks are handed to) and the FHIR record (the records a
+// run's input references), both real and on the engine's database.
+type engineDeps struct {
+	accounts *auth.Accounts
+	rec      *record.Service
+}
+
 // newTestEngine starts a real engine on db with the built-in definitions
 // and the approval definition; it stops before the database closes.
 func newTestEngine(t *testing.T, db *store.DB, clock func() time.Time) *engine.Engine {
+	t.Helper()
+	eng, _ := newTestEngineWith(t, db, clock)
+	return eng
+}
+
+// newTestEngineWith is newTestEngine returning the accounts and record it
+// checks against.
+func newTestEngineWith(t *testing.T, db *store.DB, clock func() time.Time) (*engine.Engine, engineDeps) {
 	t.Helper()
 	ctx := context.Background()
 	if _, err := engine.MigrateRiver(ctx, db, nil); err != nil {
@@ -73,7 +90,13 @@ func newTestEngine(t *testing.T, db *store.DB, clock func() time.Time) *engine.E
 		t.Fatal(err)
 	}
 	ring := newTestRing(t, db)
-	e, err := engine.New(engine.Config{DB: db, Registry: reg, Ring: ring, Clock: clock, HousekeepingInterval: 200 * time.Millisecond})
+	accounts, err := auth.NewAccounts(db, auth.AccountsConfig{Params: auth.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deps := engineDeps{accounts: accounts, rec: record.New(db, ring, record.Options{})}
+	e, err := engine.New(engine.Config{DB: db, Registry: reg, Ring: ring, Clock: clock, HousekeepingInterval: 200 * time.Millisecond,
+		Staff: auth.TaskStaff{Accounts: accounts}, Records: deps.rec})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +110,7 @@ func newTestEngine(t *testing.T, db *store.DB, clock func() time.Time) *engine.E
 			t.Errorf("engine stop: %v", err)
 		}
 	})
-	return e
+	return e, deps
 }
 
 // pollUntil polls cond until it holds or the deadline passes.
@@ -110,6 +133,7 @@ func pollUntil(t *testing.T, timeout time.Duration, what string, cond func() boo
 type wfFixture struct {
 	*authzFixture
 	eng   *engine.Engine
+	deps  engineDeps
 	clock *offsetClock
 }
 
@@ -117,7 +141,7 @@ func newWFFixture(t *testing.T, db *store.DB) *wfFixture {
 	t.Helper()
 	f := newAuthzFixture(t, db, nil)
 	clock := &offsetClock{}
-	eng := newTestEngine(t, db, clock.Now)
+	eng, deps := newTestEngineWith(t, db, clock.Now)
 	// The same fixture, served by a server that has the engine.
 	f.srv = New(Options{
 		DB:     db,
@@ -132,7 +156,7 @@ func newWFFixture(t *testing.T, db *store.DB) *wfFixture {
 	})
 	f.ts = httptest.NewServer(f.srv.Handler())
 	t.Cleanup(f.ts.Close)
-	return &wfFixture{authzFixture: f, eng: eng, clock: clock}
+	return &wfFixture{authzFixture: f, eng: eng, deps: deps, clock: clock}
 }
 
 // call sends a request as who with a JSON body (a string, or a value to
@@ -711,14 +735,14 @@ func TestWorkflowTaskClaimComplete(t *testing.T) {
 		})
 		problemOf(t, f.call(t, doc, "POST", path+"/complete", map[string]any{"version": done.RowVersion, "decision": "approve"}), 409)
 
-		// An operator hands a second run's task to nurses.
+		// An operator may not hand a second run's task to nurses: the task's
+		// role is its definition's (this one names no escalation role).
 		second := f.startRun(t, approvalDefinition, ownPatient, nil)
 		t2 := f.taskOf(t, second.ID)
-		moved := must[engine.Task](t, f.call(t, ops, "POST", "/api/v1/tasks/"+t2.ID+"/reassign", map[string]any{"version": t2.RowVersion, "role": "nurse"}), 200)
-		if moved.Role != "nurse" || moved.Status != engine.TaskOpen {
-			t.Errorf("reassigned %+v", moved)
+		if p := problemOf(t, f.call(t, ops, "POST", "/api/v1/tasks/"+t2.ID+"/reassign", map[string]any{"version": t2.RowVersion, "role": "nurse"}), 422); p.Field != "role" {
+			t.Errorf("a physician's task moved to nurses: %+v", p)
 		}
-		if p := problemOf(t, f.call(t, ops, "POST", "/api/v1/tasks/"+t2.ID+"/reassign", map[string]any{"version": moved.RowVersion, "role": "surgeon"}), 400); p.Field != "role" {
+		if p := problemOf(t, f.call(t, ops, "POST", "/api/v1/tasks/"+t2.ID+"/reassign", map[string]any{"version": t2.RowVersion, "role": "surgeon"}), 400); p.Field != "role" {
 			t.Errorf("an unknown role: %+v", p)
 		}
 		// Overdue: the tasks are due an hour after they open; two hours on,
@@ -746,8 +770,9 @@ func TestDischargeSignOffEscalatesAStaleClaim(t *testing.T) {
 		colleague := f.principal(t, "so-colleague", auth.Physician, "")
 		ops := f.principal(t, "so-ops", auth.ClinicalAdmin, "")
 
+		encounter := f.encounter(t, ownPatient)
 		start := map[string]any{"definition": engine.DischargeSignOffDefinition, "patient_id": ownPatient,
-			"input": map[string]any{"encounter": "Encounter/enc-7"}}
+			"input": map[string]any{"encounter": encounter}}
 		if p := problemOf(t, f.call(t, doc, "POST", "/api/v1/workflow-runs", map[string]any{"definition": engine.DischargeSignOffDefinition,
 			"patient_id": ownPatient, "input": map[string]any{"encounter": "enc-7"}}), 400); p.Field != "input.encounter" {
 			t.Errorf("an encounter that is not a reference: %+v", p)
@@ -786,7 +811,7 @@ func TestDischargeSignOffEscalatesAStaleClaim(t *testing.T) {
 		if err := json.Unmarshal(final.Outputs["record"], &outcome); err != nil {
 			t.Fatal(err)
 		}
-		if outcome["outcome"] != "not_ready" || outcome["decided_by"] != colleague || outcome["encounter"] != "Encounter/enc-7" {
+		if outcome["outcome"] != "not_ready" || outcome["decided_by"] != colleague || outcome["encounter"] != encounter {
 			t.Fatalf("recorded outcome %v", outcome)
 		}
 		hist := must[struct {
