@@ -1,0 +1,258 @@
+package record
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/careflow/careflow/internal/errs"
+	"github.com/careflow/careflow/internal/store"
+	"github.com/careflow/careflow/internal/store/storetest"
+)
+
+// A clinical code of the fixture: resource name "<Type>-a" carries it,
+// "<Type>-b" carries another code of the same parameter.
+type codeCase struct {
+	typ, param, system, code string
+}
+
+const (
+	sct    = "http://snomed.info/sct"
+	loinc  = "http://loinc.org"
+	icd10  = "http://hl7.org/fhir/sid/icd-10-cm"
+	rxnorm = "http://www.nlm.nih.gov/research/umls/rxnorm"
+	v3Act  = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+)
+
+// codeCases are the "-a" resources' codes, one or more for every clinical
+// parameter (TestEveryClinicalParameterIsTested keeps it so).
+var codeCases = []codeCase{
+	{"Condition", "code", sct, "86406008"},  // HIV infection
+	{"Condition", "code", icd10, "C50.911"}, // breast cancer
+	{"Observation", "code", loinc, "75622-1"},
+	{"Observation", "value-concept", rxnorm, "197361"},
+	{"Observation", "component-code", loinc, "8480-6"},
+	{"Procedure", "code", sct, "80146002"},
+	{"Procedure", "category", sct, "24642003"}, // psychiatry procedure
+	{"Procedure", "reason-code", icd10, "F32A"},
+	{"Encounter", "type", "", "HIVCLINIC"}, // a local code without system
+	{"Encounter", "reason-code", sct, "66071002"},
+	{"CareTeam", "category", loinc, "LA28865-6"},
+	{"Coverage", "type", v3Act, "SUBPRG"}, // substance use program
+	{"Consent", "category", "http://terminology.hl7.org/CodeSystem/consentcategorycodes", "dnr"},
+}
+
+// codeFixture stores an "-a" and a "-b" resource of each type with
+// clinical codes; it returns their ids by name.
+func codeFixture(t *testing.T, s *Service) map[string]string {
+	t.Helper()
+	cc := func(system, code string) string {
+		if system == "" {
+			return fmt.Sprintf(`{"coding":[{"code":%q}]}`, code)
+		}
+		return fmt.Sprintf(`{"coding":[{"system":%q,"code":%q}]}`, system, code)
+	}
+	bodies := map[string]string{
+		"Condition-a": `{"resourceType":"Condition","subject":{"reference":"Patient/p1"},"onsetDateTime":"2026-02-10",
+"category":[` + cc("http://terminology.hl7.org/CodeSystem/condition-category", "problem-list-item") + `],
+"code":{"coding":[{"system":"` + sct + `","code":"86406008"},{"system":"` + icd10 + `","code":"C50.911"}]}}`,
+		"Condition-b": `{"resourceType":"Condition","subject":{"reference":"Patient/p2"},"onsetDateTime":"2026-02-10",
+"code":{"coding":[{"system":"` + sct + `","code":"44054006"},{"system":"` + icd10 + `","code":"E11.9"}]}}`,
+		"Observation-a": `{"resourceType":"Observation","status":"final","subject":{"reference":"Patient/p1"},"effectiveDateTime":"2026-03-01",
+"code":` + cc(loinc, "75622-1") + `,"valueCodeableConcept":` + cc(rxnorm, "197361") + `,"component":[{"code":` + cc(loinc, "8480-6") + `,"valueQuantity":{"value":120}}]}`,
+		"Observation-b": `{"resourceType":"Observation","status":"final","subject":{"reference":"Patient/p2"},"effectiveDateTime":"2026-03-01",
+"code":` + cc(loinc, "10160-0") + `,"valueCodeableConcept":` + cc(rxnorm, "314076") + `,"component":[{"code":` + cc(loinc, "8462-4") + `,"valueQuantity":{"value":80}}]}`,
+		"Procedure-a": `{"resourceType":"Procedure","status":"completed","subject":{"reference":"Patient/p1"},"code":` + cc(sct, "80146002") + `,
+"category":` + cc(sct, "24642003") + `,"reasonCode":[` + cc(icd10, "F32A") + `]}`,
+		"Procedure-b": `{"resourceType":"Procedure","status":"completed","subject":{"reference":"Patient/p2"},"code":` + cc(sct, "387713003") + `,
+"category":` + cc(sct, "387713003") + `,"reasonCode":[` + cc(icd10, "K35.80") + `]}`,
+		"Encounter-a": `{"resourceType":"Encounter","status":"finished","class":{"system":"` + v3Act + `","code":"AMB"},"subject":{"reference":"Patient/p1"},
+"type":[` + cc("", "HIVCLINIC") + `],"reasonCode":[` + cc(sct, "66071002") + `]}`,
+		"Encounter-b": `{"resourceType":"Encounter","status":"finished","class":{"system":"` + v3Act + `","code":"AMB"},"subject":{"reference":"Patient/p2"},
+"type":[` + cc("", "GENCLINIC") + `],"reasonCode":[` + cc(sct, "38341003") + `]}`,
+		"CareTeam-a": `{"resourceType":"CareTeam","status":"active","subject":{"reference":"Patient/p1"},"category":[` + cc(loinc, "LA28865-6") + `]}`,
+		"CareTeam-b": `{"resourceType":"CareTeam","status":"active","subject":{"reference":"Patient/p2"},"category":[` + cc(loinc, "LA27976-2") + `]}`,
+		"Coverage-a": `{"resourceType":"Coverage","status":"active","beneficiary":{"reference":"Patient/p1"},"payor":[{"reference":"Organization/o1"}],"type":` + cc(v3Act, "SUBPRG") + `}`,
+		"Coverage-b": `{"resourceType":"Coverage","status":"active","beneficiary":{"reference":"Patient/p2"},"payor":[{"reference":"Organization/o1"}],"type":` + cc(v3Act, "EHCPOL") + `}`,
+		"Consent-a": `{"resourceType":"Consent","status":"active","patient":{"reference":"Patient/p1"},"scope":` + cc("http://terminology.hl7.org/CodeSystem/consentscope", "adr") + `,
+"category":[` + cc("http://terminology.hl7.org/CodeSystem/consentcategorycodes", "dnr") + `],"policyRule":` + cc("http://terminology.hl7.org/CodeSystem/v3-ActCode", "OPTIN") + `}`,
+		"Consent-b": `{"resourceType":"Consent","status":"active","patient":{"reference":"Patient/p2"},"scope":` + cc("http://terminology.hl7.org/CodeSystem/consentscope", "adr") + `,
+"category":[` + cc("http://terminology.hl7.org/CodeSystem/consentcategorycodes", "acd") + `],"policyRule":` + cc("http://terminology.hl7.org/CodeSystem/v3-ActCode", "OPTIN") + `}`,
+	}
+	ids := map[string]string{}
+	names := make([]string, 0, len(bodies))
+	for n := range bodies {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		typ, _, _ := strings.Cut(n, "-")
+		ids[n] = mustCreate(t, s, typ, bodies[n]).ID
+	}
+	return ids
+}
+
+// TestEveryClinicalParameterIsTested keeps codeCases covering every
+// parameter marked clinical, so a new one is searched on both backends.
+func TestEveryClinicalParameterIsTested(t *testing.T) {
+	for _, typ := range ModelledTypes() {
+		for _, p := range ParamsOf(typ) {
+			if !p.Code {
+				continue
+			}
+			if !slices.ContainsFunc(codeCases, func(c codeCase) bool { return c.typ == typ && c.param == p.Name }) {
+				t.Errorf("%s.%s is a clinical code parameter without a case in codeCases", typ, p.Name)
+			}
+		}
+	}
+}
+
+// plainTokenParams are the token parameters of patient-compartment types
+// that stay plain, each for its reason (doc.go states the rule). Every
+// other token parameter of those types is blind: a new one must be
+// decided here or marked in params.go.
+var plainTokenParams = map[string]string{
+	"status":                        "the record's state in a small fixed value set",
+	"clinical-status":               "active/recurrence/relapse/inactive/remission/resolved: state, not what",
+	"verification-status":           "unconfirmed/provisional/differential/confirmed/refuted: state, not what",
+	"business-status":               "a workflow's state",
+	"intent":                        "proposal/plan/order: workflow",
+	"priority":                      "routine/urgent/asap/stat: workflow",
+	"use":                           "claim/preauthorization/predetermination: billing",
+	"outcome":                       "queued/complete/error/partial: processing",
+	"class":                         "AMB/EMER/IMP...: the setting, a handful of values",
+	"gender":                        "administrative gender: four values a count reveals anyway",
+	"active":                        "a boolean",
+	"class-type":                    "group/plan/subgroup...: the insurance's structure",
+	"severity":                      "mild/moderate/severe: how, not what; three values",
+	"scope":                         "adr/research/patient-privacy/treatment: the kind of consent",
+	"action":                        "access/collect/use/disclose/correct: what a consent governs",
+	"Task.code":                     "approve/fulfill/abort...: the workflow operation",
+	"Condition.category":            "problem-list-item/encounter-diagnosis/health-concern: the kind of record",
+	"Observation.category":          "vital-signs/laboratory/imaging/...: the kind of record, needed for lists",
+	"Communication.category":        "alert/notification/reminder/instruction",
+	"CommunicationRequest.category": "alert/notification/reminder/instruction",
+}
+
+// TestPatientRecordsTokenParametersAreDecided: every token parameter of a
+// patient-compartment type is blind (identifier, telecom, birth date,
+// clinical code) or named in plainTokenParams with its reason.
+func TestPatientRecordsTokenParametersAreDecided(t *testing.T) {
+	for typ := range patientPaths {
+		for _, p := range ParamsOf(typ) {
+			if p.Kind != Token || p.PHI {
+				continue
+			}
+			if plainTokenParams[p.Name] == "" && plainTokenParams[typ+"."+p.Name] == "" {
+				t.Errorf("%s.%s is a plain token of a patient record: mark it clinical in params.go or say in plainTokenParams why it stays plain", typ, p.Name)
+			}
+		}
+	}
+	for _, must := range []string{"Condition.code", "Observation.code", "Procedure.code", "Encounter.reason-code", "Observation.value-concept"} {
+		typ, name, _ := strings.Cut(must, ".")
+		if p := typeParams[typ][name]; p == nil || !p.Code {
+			t.Errorf("%s is not a blind clinical code", must)
+		}
+	}
+}
+
+// TestClinicalCodesAreBlindAndSearchable stores resources with a code in
+// every clinical parameter and checks, on each backend, that the token
+// table holds none of the codes (only their systems), and that every FHIR
+// token form a blind index can answer still finds them: system|code, code,
+// system|, |code, :not; while wrong case finds nothing and the modifiers
+// that need the code's text are refused.
+func TestClinicalCodesAreBlindAndSearchable(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		s := newService(t, db)
+		ids := codeFixture(t, s)
+
+		// The index table, read as a dump reader would.
+		for _, c := range codeCases {
+			var n int
+			if err := db.Reader().QueryRow(ctx, `SELECT count(*) FROM resource_tokens WHERE code = $1`, c.code).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n != 0 {
+				t.Errorf("%s.%s: resource_tokens holds the code of %s/%s in plain text", c.typ, c.param, c.typ, ids[c.typ+"-a"])
+			}
+			if c.system != "" {
+				if err := db.Reader().QueryRow(ctx, `SELECT count(*) FROM resource_tokens WHERE type = $1 AND param = $2 AND system = $3`, c.typ, c.param, c.system).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				if n == 0 {
+					t.Errorf("%s.%s: no row keeps the system %s plain", c.typ, c.param, c.system)
+				}
+			}
+		}
+		// The plain parameters beside them stay plain (and searchable by
+		// range of values a dump reader sees anyway).
+		var n int
+		if err := db.Reader().QueryRow(ctx, `SELECT count(*) FROM resource_tokens WHERE type = 'Encounter' AND param = 'class' AND code = 'AMB'`).Scan(&n); err != nil || n != 2 {
+			t.Fatalf("Encounter.class rows with AMB: %d, %v", n, err)
+		}
+
+		for _, c := range codeCases {
+			a, b := ids[c.typ+"-a"], ids[c.typ+"-b"]
+			sys := c.system
+			tests := []struct {
+				name, query string
+				want        []string
+			}{
+				{"system|code", c.param + "=" + sys + "|" + c.code, []string{a}},
+				{"code in any system", c.param + "=" + c.code, []string{a}},
+				{"one of two codes", c.param + "=nothing-like-it," + c.code, []string{a}},
+				{":not", c.param + ":not=" + sys + "|" + c.code, []string{b}},
+				{"wrong system", c.param + "=http://example.org/other|" + c.code, nil},
+				{"another case", c.param + "=" + strings.ToLower(c.code) + "x", nil},
+				{":missing=false", c.param + ":missing=false", []string{a, b}},
+			}
+			if strings.ToLower(c.code) != c.code {
+				tests = append(tests, struct {
+					name, query string
+					want        []string
+				}{"codes are case-sensitive", c.param + "=" + strings.ToLower(c.code), nil})
+			}
+			if sys == "" {
+				tests = append(tests, struct {
+					name, query string
+					want        []string
+				}{"|code: no system", c.param + "=|" + c.code, []string{a}})
+			} else {
+				tests = append(tests, []struct {
+					name, query string
+					want        []string
+				}{
+					{"|code: the code has a system", c.param + "=|" + c.code, nil},
+					{"system|: any code of the system", c.param + "=" + sys + "|", []string{a, b}},
+				}...)
+			}
+			for _, tc := range tests {
+				got, err := searchIDs(t, s, c.typ, tc.query)
+				if err != nil {
+					t.Errorf("%s.%s %s: %v", c.typ, c.param, tc.name, err)
+					continue
+				}
+				sort.Strings(got)
+				want := slices.Clone(tc.want)
+				sort.Strings(want)
+				if !slices.Equal(got, want) && !(len(got) == 0 && len(want) == 0) {
+					t.Errorf("%s.%s %s (%s): got %v, want %v", c.typ, c.param, tc.name, tc.query, got, want)
+				}
+			}
+			for _, mod := range []string{"text", "in", "not-in", "below", "above", "of-type"} {
+				_, err := searchIDs(t, s, c.typ, c.param+":"+mod+"="+c.code)
+				if !errs.Is(err, errs.Invalid) || !strings.Contains(err.Error(), "blind") || strings.Contains(err.Error(), c.code) {
+					t.Errorf("%s.%s:%s: %v, want a 400 saying the codes are blind indexes (without the value)", c.typ, c.param, mod, err)
+				}
+			}
+			if _, err := searchIDs(t, s, c.typ, "_sort="+c.param); !errs.Is(err, errs.Invalid) {
+				t.Errorf("_sort=%s: %v, want refused", c.param, err)
+			}
+		}
+	})
+}
