@@ -256,3 +256,186 @@ func TestClinicalCodesAreBlindAndSearchable(t *testing.T) {
 		}
 	})
 }
+
+// makeCodesPlain turns the database into one written before clinical codes
+// were blind: every clinical code row holds the code in plain text, as the
+// old extraction wrote it, and migration 0011 has listed the pass.
+func makeCodesPlain(t *testing.T, s *Service) {
+	t.Helper()
+	ctx := context.Background()
+	err := s.db.Tx(ctx, func(tx store.Tx) error {
+		type version struct {
+			typ, id string
+			v       int
+			ct      []byte
+		}
+		var all []version
+		rows, err := tx.Query(ctx, `SELECT type, id, version, ciphertext FROM resources WHERE deleted = FALSE`)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var v version
+			if err := rows.Scan(&v.typ, &v.id, &v.v, &v.ct); err != nil {
+				return err
+			}
+			all = append(all, v)
+		}
+		rows.Close()
+		for _, v := range all {
+			raw, err := s.ring.Open(ctx, versionAAD(v.typ, v.id, v.v), v.ct)
+			if err != nil {
+				return err
+			}
+			doc, err := decodeDoc(raw)
+			if err != nil {
+				return err
+			}
+			for _, p := range typeParams[v.typ] {
+				if !p.Code {
+					continue
+				}
+				if _, err := tx.Exec(ctx, `DELETE FROM resource_tokens WHERE type = $1 AND id = $2 AND param = $3`, v.typ, v.id, p.Name); err != nil {
+					return err
+				}
+				for _, path := range p.Paths {
+					for _, val := range walk(doc, path) {
+						for _, tk := range tokensOf(val) {
+							if _, err := tx.Exec(ctx, `INSERT INTO resource_tokens (type, id, param, system, code) VALUES ($1, $2, $3, $4, $5)`, v.typ, v.id, p.Name, tk.system, tk.code); err != nil {
+								return err
+							}
+						}
+					}
+				}
+			}
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO record_reindex (task) VALUES ('blind_codes')`)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// plainCodeRows counts the fixture's codes left in plain text.
+func plainCodeRows(t *testing.T, db *store.DB, typ string) int {
+	t.Helper()
+	total := 0
+	for _, c := range codeCases {
+		if typ != "" && c.typ != typ {
+			continue
+		}
+		var n int
+		if err := db.Reader().QueryRow(context.Background(), `SELECT count(*) FROM resource_tokens WHERE code = $1`, c.code).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		total += n
+	}
+	return total
+}
+
+// TestBlindLegacyCodes upgrades a database whose clinical codes are plain:
+// the pass resumes from its cursor, rewrites every row blind (no plain code
+// left, every search by code answers again), is idempotent, and removes
+// its task when done, on each backend.
+func TestBlindLegacyCodes(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		s := newService(t, db)
+		ids := codeFixture(t, s)
+		// More than one batch of Observations.
+		const extra = blindCodesBatch + 50
+		err := db.Tx(ctx, func(tx store.Tx) error {
+			for i := range extra {
+				if _, _, err := s.createTx(ctx, tx, nil, "Observation", "", benchObservation(i), ""); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, err := s.BlindLegacyCodes(ctx); err != nil || n != 0 {
+			t.Fatalf("without a task: %d, %v; want 0", n, err)
+		}
+		makeCodesPlain(t, s)
+		if plainCodeRows(t, db, "") == 0 {
+			t.Fatal("the simulated old database holds no plain code")
+		}
+		if got, _ := searchIDs(t, s, "Procedure", "code="+sct+"|80146002"); len(got) != 0 {
+			t.Fatalf("a blind search found a plain row: %v", got)
+		}
+
+		// A pass that stopped after the first Observations resumes there:
+		// what comes before its cursor is left as it was.
+		var obsIDs []string
+		rows, err := db.Reader().Query(ctx, `SELECT id FROM resources WHERE type = 'Observation' ORDER BY id`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var id string
+			_ = rows.Scan(&id)
+			obsIDs = append(obsIDs, id)
+		}
+		rows.Close()
+		if _, err := db.Writer().Exec(ctx, `UPDATE record_reindex SET after_type = 'Observation', after_id = $1 WHERE task = 'blind_codes'`, obsIDs[99]); err != nil {
+			t.Fatal(err)
+		}
+		var procedures int
+		_ = db.Reader().QueryRow(ctx, `SELECT count(*) FROM resources WHERE type = 'Procedure'`).Scan(&procedures)
+		n, err := s.BlindLegacyCodes(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := len(obsIDs) - 100 + procedures; n != want {
+			t.Fatalf("resumed pass re-indexed %d resources, want %d (the Observations after the cursor and the Procedures)", n, want)
+		}
+		if plainCodeRows(t, db, "Procedure") != 0 || plainCodeRows(t, db, "Condition") == 0 {
+			t.Fatalf("after a pass from the cursor: %d plain Procedure codes (want 0), %d plain Condition codes (want them left)",
+				plainCodeRows(t, db, "Procedure"), plainCodeRows(t, db, "Condition"))
+		}
+		var tasks int
+		_ = db.Reader().QueryRow(ctx, `SELECT count(*) FROM record_reindex`).Scan(&tasks)
+		if tasks != 0 {
+			t.Fatalf("the finished pass left its task: %d rows", tasks)
+		}
+
+		// The whole pass, over rows half plain and half already blind.
+		if _, err := db.Writer().Exec(ctx, `INSERT INTO record_reindex (task) VALUES ('blind_codes')`); err != nil {
+			t.Fatal(err)
+		}
+		var all int
+		_ = db.Reader().QueryRow(ctx, `SELECT count(*) FROM resources WHERE type IN ('CareTeam', 'Condition', 'Consent', 'Coverage', 'Encounter', 'Observation', 'Procedure')`).Scan(&all)
+		if n, err := s.BlindLegacyCodes(ctx); err != nil || n != all {
+			t.Fatalf("full pass: %d, %v; want %d", n, err, all)
+		}
+		if left := plainCodeRows(t, db, ""); left != 0 {
+			t.Fatalf("%d plain clinical codes left", left)
+		}
+		var plainLOINC int
+		_ = db.Reader().QueryRow(ctx, `SELECT count(*) FROM resource_tokens WHERE type = 'Observation' AND param = 'code' AND code LIKE '1____-_'`).Scan(&plainLOINC)
+		if plainLOINC != 0 {
+			t.Fatalf("%d plain benchmark LOINC codes left", plainLOINC)
+		}
+		for _, c := range codeCases {
+			got, err := searchIDs(t, s, c.typ, c.param+"="+c.system+"|"+c.code)
+			if err != nil || len(got) != 1 || got[0] != ids[c.typ+"-a"] {
+				t.Errorf("%s.%s after the pass: %v, %v", c.typ, c.param, got, err)
+			}
+		}
+		got, err := searchIDs(t, s, "Observation", "code="+loinc+"|"+benchLOINC(7))
+		if err != nil || len(got) != 1 {
+			t.Fatalf("a re-indexed Observation by code: %v, %v", got, err)
+		}
+		// Plain parameters were rewritten to themselves.
+		got, err = searchIDs(t, s, "Observation", "category=laboratory&_count=500")
+		if err != nil || len(got) != extra {
+			t.Fatalf("Observations by plain category after the pass: %d, %v; want %d", len(got), err, extra)
+		}
+		if n, err := s.BlindLegacyCodes(ctx); err != nil || n != 0 {
+			t.Fatalf("after the task is done: %d, %v; want 0", n, err)
+		}
+	})
+}
