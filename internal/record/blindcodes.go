@@ -108,7 +108,9 @@ const blindCodesBatch = 200
 // commits before and is what gets indexed, or waits. Several nodes may run
 // it at once. serve and import run it at start, before they take requests;
 // until it finishes, a search by code misses the resources not yet
-// rewritten. It returns the number of resources re-indexed.
+// rewritten. A node of an older version still writes plain codes, which no
+// pass rewrites once the task is done: stop the old nodes before the first
+// new one starts. It returns the number of resources re-indexed.
 //
 // The old plain codes can survive in the database's free space (SQLite
 // free pages and WAL, PostgreSQL dead tuples) until it is reused; VACUUM
