@@ -259,7 +259,9 @@ func openRecord(ctx context.Context, cfg Config, db *store.DB, logger *slog.Logg
 // CAREFLOW_MASTER_KEY, else the development key in the data folder, with a
 // warning at every start) and the FHIR record over db, and starts the
 // ring's refresh and the re-encryptor for every registered ciphertext
-// column (phiColumns). It returns the ring too, for the workflow engine.
+// column (phiColumns); before it returns, clinical codes stored in plain
+// text before migration 0011 are blind-indexed (record.BlindLegacyCodes).
+// It returns the ring too, for the workflow engine.
 // stop ends both and waits for them.
 func openRecordRing(ctx context.Context, cfg Config, db *store.DB, logger *slog.Logger) (*record.Service, *phi.Ring, func(), error) {
 	ring, err := openKeyRing(ctx, cfg, db, logger)
@@ -285,5 +287,15 @@ func openRecordRing(ctx context.Context, cfg Config, db *store.DB, logger *slog.
 	// FHIR Consent resources of scope patient-privacy are enforced: their
 	// decisions reach the consent store in the record's own transaction.
 	hooks := []record.WriteHook{auth.ConsentHook{Consents: auth.NewConsents(db, nil)}}
-	return record.New(db, ring, record.Options{Codes: codes, Hooks: hooks}), ring, stop, nil
+	rec := record.New(db, ring, record.Options{Codes: codes, Hooks: hooks})
+	// Before the record takes a request: clinical codes a database from
+	// before migration 0011 holds in plain text are blind-indexed in place
+	// (a no-op read on every later start), so searches by code find them.
+	if n, err := rec.BlindLegacyCodes(ctx); err != nil {
+		stop()
+		return nil, nil, nil, err
+	} else if n > 0 {
+		logger.Info("record: blind-indexed the clinical codes of resources stored before this version", "resources", n)
+	}
+	return rec, ring, stop, nil
 }

@@ -35,7 +35,9 @@
 // "moh" finds Mohamed through NameQueryIndexes without any readable name in
 // the index. Normalisation rules (NFKD, marks and Arabic letter variants,
 // digits, case folding, spaces, punctuation) are documented in normalize.go;
-// changing them requires rebuilding every index.
+// changing them requires rebuilding every index. Ring.CodeIndex is the same
+// MAC over a clinical code exactly as given: codes are case-sensitive
+// tokens, not text, and are not normalised.
 //
 // The blind-index key is created once and is not rotated by Ring.Rotate:
 // rotating it means recomputing every index from the plaintext, a reindex

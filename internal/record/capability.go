@@ -173,6 +173,7 @@ func CapabilityStatementFor(version string, now time.Time, opts CapabilityOption
 		Documentation: "JSON only (application/fhir+json); other formats get 415. " +
 			"PHI search values (patient names, identifiers, birth date, telecom, address) are matched through blind indexes (HMAC of the normalised value): " +
 			"exact match, and for names a match of each typed word against name-part prefixes of 3 letters or more; no :contains, no ranges and no sorting on PHI. " +
+			"Clinical codes (diagnoses, procedures, observations, their reasons and values, kinds of encounter, care team, coverage and consent) are PHI too: blind indexes of the exact code with the system plain, matched by system|code, code, system| and |code, never by :text, :in, :not-in, :below or :above; each parameter's documentation says which it is. " +
 			"Unknown search parameters are rejected with 400, never ignored. Paging links carry an opaque sealed token (_page), never the search values. " +
 			"_sort: _id, _lastUpdated, and non-PHI date and string parameters. _total: none (default), estimate, accurate; totals and _summary=count count only the records the caller may read (the search is confined to them). _summary: count, false. " +
 			"_count: 0 to " + strconv.Itoa(MaxCount) + "; _offset: 0 to " + strconv.Itoa(MaxOffset) + "; beyond is a 400. A parameter, _sort, _include or _revinclude over an element the caller's role may not see (the access policy's field rules) is refused with 400 not-supported, in searches and conditional criteria alike. " +

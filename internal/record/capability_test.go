@@ -3,6 +3,7 @@ package record
 import (
 	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -97,5 +98,39 @@ func TestCapabilityStatementFollowsTheGrants(t *testing.T) {
 	all := readCap(t, CapabilityStatement("test", time.Unix(0, 0)))
 	if n := len(all.Rest[0].Resource); n < 140 {
 		t.Fatalf("the unrestricted statement lists %d types", n)
+	}
+}
+
+// The statement tells a client which token parameters hold blind clinical
+// codes, and which stay plain, per parameter.
+func TestCapabilityStatementNamesBlindCodes(t *testing.T) {
+	var c struct {
+		Rest []struct {
+			Resource []struct {
+				Type        string `json:"type"`
+				SearchParam []struct {
+					Name, Documentation string
+				} `json:"searchParam"`
+			} `json:"resource"`
+		} `json:"rest"`
+	}
+	if err := json.Unmarshal(CapabilityStatement("test", time.Unix(0, 0)), &c); err != nil {
+		t.Fatal(err)
+	}
+	doc := map[string]string{}
+	for _, r := range c.Rest[0].Resource {
+		for _, p := range r.SearchParam {
+			doc[r.Type+"."+p.Name] = p.Documentation
+		}
+	}
+	for _, blind := range []string{"Condition.code", "Observation.code", "Observation.value-concept", "Procedure.reason-code", "Encounter.type"} {
+		if d := doc[blind]; !strings.Contains(d, "clinical code") || !strings.Contains(d, "exact code") || !strings.Contains(d, ":below") {
+			t.Errorf("%s documentation %q does not say it is a blind clinical code, exact match only", blind, d)
+		}
+	}
+	for _, plain := range []string{"Observation.category", "Condition.clinical-status", "Encounter.class"} {
+		if d := doc[plain]; !strings.HasPrefix(d, "Plain index") {
+			t.Errorf("%s documentation %q, want a plain index", plain, d)
+		}
 	}
 }

@@ -49,18 +49,53 @@
 //	Patient.birthDate                                  blind index (exact date only)
 //	identifiers of Organization, Location,             plain
 //	Practitioner(Role), InsurancePlan, Payment*
-//	status, codes, classes, genders, flags             plain
+//	clinical codes of patient records: the code,       blind index of the exact code (no
+//	reason-code, value-concept and component-code      normalisation: codes are case-sensitive);
+//	of Condition, Procedure, Observation, Encounter;   system plain
+//	Encounter.type, Procedure.category,
+//	CareTeam.category, Coverage.type, Consent.category
+//	status, clinical/verification status, class,       plain
+//	intent, priority, use, outcome, gender, flags,
+//	Condition/Observation/Communication category,
+//	severity, Consent scope and action, Task.code
+//	codes of non-patient records (specialty, type)     plain
 //	references                                         plain (ids are opaque)
 //	dates of service and of record                     plain
 //	names of organisations, locations, plans           plain, normalised (starts-with, :exact,
 //	                                                   :contains)
 //
+// The rule for a token of a patient record: it is blind when its values
+// come from an open clinical terminology (SNOMED CT, LOINC, ICD, RxNorm,
+// CPT, local codes) and say what is wrong with the patient, what was found,
+// done or given, or which kind of care they get (a visit type "HIV clinic",
+// a coverage type "substance use program", a consent category "DNR"). It
+// stays plain when it is a record's state or kind in a small fixed value
+// set (status, class, gender, Observation.category): those say nothing of a
+// diagnosis, searches and lists lean on them, and a blind index of a
+// handful of values is undone by counting rows. Each parameter is marked in
+// params.go (clinical); TestPatientRecordsTokenParametersAreDecided makes
+// every new token of a patient record take a side. blindcodes.go says why
+// the system stays plain and the HMAC covers the code alone, and
+// BlindLegacyCodes rewrites the rows of a database from before.
+//
+// References stay plain: they link opaque, server-assigned ids (UUIDv7),
+// and compartments, _include/_revinclude and reach confinement join on
+// them. What a link can still tell is the kind of the record it points to:
+// an Encounter's location or practitioner is a shared record whose own
+// index (Location.name/type, PractitionerRole.specialty, Organization.type)
+// is plain, so a dump reader can see that a patient's encounter took place
+// at the location named "Oncology day unit". Those are facts about the
+// hospital, searched by name, and are not blinded; ids chosen by clients
+// (update as create) should be opaque too, not "Location/hiv-clinic".
+//
 // A blind index is HMAC-SHA256 under the ring's blind-index key over a
-// domain (record:Type.param) and the phi.Normalize form, so exact search
-// works and the database holds no readable PHI. PHI parameters therefore
-// offer exact match (names also by typed prefixes from 3 letters), never
-// :contains, ranges or sorting; the CapabilityStatement documents this per
-// parameter. Search values are PHI too: they never reach logs or error
+// domain (record:Type.param) and the phi.Normalize form (the exact code for
+// clinical codes), so exact search works and the database holds no
+// readable PHI. PHI parameters therefore offer exact match (names also by
+// typed prefixes from 3 letters), never :contains, ranges or sorting; the
+// CapabilityStatement documents this per parameter. The blind-index key is
+// not rotated (phi's doc says why), so no index, of names or of codes, is
+// recomputed by `careflow keys rotate`. Search values are PHI too: they never reach logs or error
 // messages, and paging links carry a token sealed by the ring (SealPage)
 // instead of the query.
 //

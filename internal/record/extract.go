@@ -125,12 +125,7 @@ func (rows *indexRows) add(ring *phi.Ring, typ string, p *Param, v any) error {
 			code := t.code
 			if p.PHI {
 				var err error
-				if p.Name == "birthdate" {
-					code, err = ring.BlindIndex(blindDomain(typ, p.Name), t.code)
-				} else {
-					code, err = ring.IdentifierIndex(blindDomain(typ, p.Name), t.code)
-				}
-				if err != nil {
+				if code, err = tokenIndex(ring, typ, p, t.code); err != nil {
 					continue // nothing searchable left after normalisation
 				}
 			}

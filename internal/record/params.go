@@ -33,6 +33,12 @@ type Param struct {
 	// Whole PHI strings are indexed by their whole normalised value only
 	// (no prefixes): addresses, where a prefix would match half the city.
 	Whole bool
+	// Code marks a PHI token whose values are clinical codes (what is
+	// wrong with the patient, what was found, done or given, which kind of
+	// care): the row holds the blind index of the exact code (case and
+	// punctuation kept, as codes are matched), the system stays plain. See
+	// blindcodes.go.
+	Code bool
 	// Also names parameters of the same type whose rows a search on this
 	// one matches too: name searches family and given, which are indexed
 	// once under their own names instead of again under name.
@@ -91,6 +97,10 @@ func ref(name string, targets []string, paths ...string) Param {
 }
 func blind(p Param) Param { p.PHI = true; return p }
 func whole(p Param) Param { p.PHI, p.Whole = true, true; return p }
+
+// clinical marks a token parameter whose codes say something about the
+// patient's health or care; doc.go states the rule.
+func clinical(p Param) Param { p.PHI, p.Code = true, true; return p }
 
 // nameParam is HumanName search: the parts outside family and given (text,
 // prefix, suffix) are indexed under name; a name search also matches the
@@ -175,7 +185,7 @@ func init() {
 		ref("encounter", []string{"Encounter"}, "encounter"),
 		ref("participant", anyT, "participant.member"),
 		tok("status", "status"),
-		tok("category", "category"),
+		clinical(tok("category", "category")),
 		date("date", "period"),
 	)
 	define("Coverage",
@@ -186,7 +196,7 @@ func init() {
 		ref("subscriber", []string{"Patient", "RelatedPerson"}, "subscriber"),
 		ref("policy-holder", []string{"Patient", "RelatedPerson", "Organization"}, "policyHolder"),
 		tok("status", "status"),
-		tok("type", "type"),
+		clinical(tok("type", "type")),
 		blind(tok("subscriber-id", "subscriberId")),
 		tok("class-type", "class.type"),
 	)
@@ -204,7 +214,7 @@ func init() {
 		ref("subject", []string{"Patient", "Group"}, "subject"),
 		tok("status", "status"),
 		tok("class", "class"),
-		tok("type", "type"),
+		clinical(tok("type", "type")),
 		date("date", "period"),
 		ref("participant", []string{"Practitioner", "PractitionerRole", "RelatedPerson"}, "participant.individual"),
 		ref("practitioner", []string{"Practitioner"}, "participant.individual"),
@@ -212,14 +222,14 @@ func init() {
 		ref("location", []string{"Location"}, "location.location"),
 		ref("diagnosis", []string{"Condition", "Procedure"}, "diagnosis.condition"),
 		ref("part-of", []string{"Encounter"}, "partOf"),
-		tok("reason-code", "reasonCode"),
+		clinical(tok("reason-code", "reasonCode")),
 	)
 	define("Condition",
 		blind(tok("identifier", "identifier")),
 		ref("patient", patientT, "subject"),
 		ref("subject", []string{"Patient", "Group"}, "subject"),
 		ref("encounter", []string{"Encounter"}, "encounter"),
-		tok("code", "code"),
+		clinical(tok("code", "code")),
 		tok("clinical-status", "clinicalStatus"),
 		tok("verification-status", "verificationStatus"),
 		tok("category", "category"),
@@ -233,26 +243,26 @@ func init() {
 		ref("patient", patientT, "subject"),
 		ref("subject", []string{"Patient", "Group"}, "subject"),
 		ref("encounter", []string{"Encounter"}, "encounter"),
-		tok("code", "code"),
+		clinical(tok("code", "code")),
 		tok("status", "status"),
-		tok("category", "category"),
+		clinical(tok("category", "category")),
 		date("date", "performedDateTime", "performedPeriod"),
 		ref("performer", anyT, "performer.actor"),
-		tok("reason-code", "reasonCode"),
+		clinical(tok("reason-code", "reasonCode")),
 	)
 	define("Observation",
 		blind(tok("identifier", "identifier")),
 		ref("patient", patientT, "subject"),
 		ref("subject", anyT, "subject"),
 		ref("encounter", []string{"Encounter"}, "encounter"),
-		tok("code", "code"),
+		clinical(tok("code", "code")),
 		tok("status", "status"),
 		tok("category", "category"),
 		date("date", "effectiveDateTime", "effectivePeriod", "effectiveInstant"),
 		ref("performer", anyT, "performer"),
 		qty("value-quantity", "valueQuantity"),
-		tok("value-concept", "valueCodeableConcept"),
-		tok("component-code", "component.code"),
+		clinical(tok("value-concept", "valueCodeableConcept")),
+		clinical(tok("component-code", "component.code")),
 		ref("has-member", anyT, "hasMember"),
 		ref("derived-from", anyT, "derivedFrom"),
 	)
@@ -375,7 +385,7 @@ func init() {
 		blind(tok("identifier", "identifier")),
 		ref("patient", patientT, "patient"),
 		tok("status", "status"),
-		tok("category", "category"),
+		clinical(tok("category", "category")),
 		tok("scope", "scope"),
 		tok("action", "provision.action"),
 		date("date", "dateTime"),
@@ -410,6 +420,8 @@ func paramDoc(typ string, p *Param) string {
 		}
 	}
 	switch {
+	case p.Code:
+		return "PHI (clinical code): blind index (HMAC) of the exact code, system plain: exact match only, by system|code, code (any system), system| (any code of the system) and |code (no system); :not and :missing supported; :text, :in, :not-in, :below, :above and :of-type are refused (400); no sorting."
 	case p.Kind == String && p.Whole:
 		return "PHI: blind index (HMAC) of each whole normalised value (line, city, postal code, country): exact match only; no prefixes, no :contains, no sorting."
 	case p.Kind == String:

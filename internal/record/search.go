@@ -374,6 +374,11 @@ func splitValues(v string) []string {
 
 func (s *Service) tokenCond(q *Query, p *Param, modifier, value string) (string, error) {
 	neg := false
+	if p.Code {
+		if err := refuseBlindCodeModifier(p, modifier); err != nil {
+			return "", err
+		}
+	}
 	switch modifier {
 	case "":
 	case "not":
@@ -392,17 +397,13 @@ func (s *Service) tokenCond(q *Query, p *Param, modifier, value string) (string,
 		var conds []string
 		if code != "" {
 			if p.PHI {
-				var h string
-				var err error
 				if p.Name == "birthdate" {
 					code = strings.TrimPrefix(code, "eq")
 					if len(code) != 10 {
 						return "", badParam(p.Name, "birthdate is PHI and searched by exact date only (YYYY-MM-DD, optionally with the eq prefix)")
 					}
-					h, err = s.ring.BlindIndex(blindDomain(q.Type, p.Name), code)
-				} else {
-					h, err = s.ring.IdentifierIndex(blindDomain(q.Type, p.Name), code)
 				}
+				h, err := tokenIndex(s.ring, q.Type, p, code)
 				if err != nil {
 					return "", badParam(p.Name, "the value of %s has nothing searchable", p.Name)
 				}

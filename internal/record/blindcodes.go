@@ -1,0 +1,203 @@
+package record
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/careflow/careflow/internal/errs"
+	"github.com/careflow/careflow/internal/phi"
+	"github.com/careflow/careflow/internal/store"
+)
+
+// Clinical codes are PHI once they sit next to a patient id: a row
+// (Condition, id, code, http://snomed.info/sct, 86406008) beside the
+// Condition's patient_id says who has HIV. The code parameters marked
+// clinical in params.go are therefore stored like identifiers, as blind
+// indexes, with three choices that keep FHIR token search intact:
+//
+//   - The code is HMACed exactly as sent (phi.CodeIndex), not normalised:
+//     token codes are case-sensitive and were matched byte for byte when
+//     they were plain, so every search that matched then matches now.
+//   - The system stays plain. Knowing that a patient has "some SNOMED CT
+//     code" or "some LOINC result" tells nothing a resource type does not
+//     already tell, and a plain system keeps system| (any code of a
+//     system) and |code (a code without system) searchable.
+//   - The HMAC covers the code alone, under the parameter's domain
+//     (record:Type.param), not the system|code pair. system|code is matched
+//     as (system = $s AND code = H(code)), so equal code strings in two
+//     systems never match each other's searches; and a search by code
+//     alone, which FHIR defines as "this code in any system", is one index
+//     look-up of H(code). Binding the system into the HMAC would need a
+//     second row per value holding H(code) to keep that search, which a
+//     dump reader can link exactly as they can link the single row kept
+//     here: it would double the rows and hide nothing more.
+//
+// What the index still shows is equality: the rows of one parameter that
+// carry the same code carry the same index, so the most frequent values of
+// a parameter can be guessed by counting (the commonest Observation.code
+// is likely a vital sign). That is the property exact search needs; the
+// domain per Type.param keeps Condition.code and Procedure.reason-code
+// from being linked, and the key keeps a reader from testing a guess.
+// Low-cardinality codes (status, class, gender, Observation.category) stay
+// plain for that reason too: a blind index of a handful of values is
+// undone by counting, and they say nothing about a diagnosis.
+
+// tokenIndex is what a PHI token row holds for value, and what a search
+// for value looks up: clinical codes exactly, birth dates normalised as
+// text, identifiers and telecom normalised as identifiers.
+func tokenIndex(ring *phi.Ring, typ string, p *Param, value string) (string, error) {
+	domain := blindDomain(typ, p.Name)
+	switch {
+	case p.Code:
+		return ring.CodeIndex(domain, value)
+	case p.Name == "birthdate":
+		return ring.BlindIndex(domain, value)
+	default:
+		return ring.IdentifierIndex(domain, value)
+	}
+}
+
+// refuseBlindCodeModifier refuses the token modifiers that need a code's
+// text or its place in a hierarchy or value set, which a blind index
+// cannot give.
+func refuseBlindCodeModifier(p *Param, modifier string) error {
+	switch modifier {
+	case "text", "of-type", "in", "not-in", "above", "below":
+		return badParam(p.Name, "the :%s modifier is not offered on %s: its codes are PHI, kept only as blind indexes, so it matches exact codes only (system|code, code, system| or |code; :not and :missing work)", modifier, p.Name)
+	}
+	return nil
+}
+
+// codeTypes lists the resource types that have clinical code parameters,
+// sorted: the ones whose token rows the blind-code pass rewrites.
+func codeTypes() []string {
+	var out []string
+	for _, typ := range ModelledTypes() {
+		for _, p := range typeParams[typ] {
+			if p.Code {
+				out = append(out, typ)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// blindCodesTask is the record_reindex row of the pass that blinds the
+// clinical codes a database from before migration 0011 holds in plain text.
+const blindCodesTask = "blind_codes"
+
+// blindCodesBatch is how many resources one transaction of the pass
+// re-indexes.
+const blindCodesBatch = 200
+
+// BlindLegacyCodes rewrites, in place, the token rows of resources written
+// before clinical codes were blind-indexed (migration 0011 lists the task
+// when the database held any resource). It walks the current versions of
+// the types with clinical code parameters in (type, id) order, in batches
+// of one transaction each: every resource is opened, its token rows are
+// computed again by extract, exactly as a write would, and replace the old
+// ones; the cursor commits with the batch, so a pass that stopped resumes
+// after the last commit, and the task's row is removed when the walk is
+// done. Recomputing from the sealed resource rather than hashing the old
+// row is what makes it idempotent (a row already blind is rewritten to
+// itself) and safe beside writers: the batch reads each resource in its
+// own transaction (locked on PostgreSQL), so a concurrent update either
+// commits before and is what gets indexed, or waits. Several nodes may run
+// it at once. serve and import run it at start, before they take requests;
+// until it finishes, a search by code misses the resources not yet
+// rewritten. A node of an older version still writes plain codes, which no
+// pass rewrites once the task is done: stop the old nodes before the first
+// new one starts. It returns the number of resources re-indexed.
+//
+// The old plain codes can survive in the database's free space (SQLite
+// free pages and WAL, PostgreSQL dead tuples) until it is reused; VACUUM
+// (SQLite) or VACUUM FULL resource_tokens (PostgreSQL) removes them at once.
+func (s *Service) BlindLegacyCodes(ctx context.Context) (int, error) {
+	var afterType, afterID string
+	err := s.db.Reader().QueryRow(ctx, `SELECT after_type, after_id FROM record_reindex WHERE task = $1`, blindCodesTask).Scan(&afterType, &afterID)
+	if errors.Is(err, store.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("record: read the blind-code pass: %w", err)
+	}
+	types := codeTypes()
+	marks := make([]string, len(types))
+	args := make([]any, 0, len(types)+2)
+	args = append(args, "", "")
+	for i, t := range types {
+		args = append(args, t)
+		marks[i] = fmt.Sprintf("$%d", i+3)
+	}
+	total := 0
+	for {
+		args[0], args[1] = afterType, afterID
+		n := 0
+		err := s.db.Tx(ctx, func(tx store.Tx) error {
+			q := `SELECT type, id, version, ciphertext FROM resources
+WHERE (type > $1 OR (type = $1 AND id > $2)) AND type IN (` + strings.Join(marks, ", ") + `) AND deleted = FALSE
+ORDER BY type, id LIMIT ` + fmt.Sprint(blindCodesBatch) + tx.Dialect().ForUpdate()
+			type version struct {
+				typ, id string
+				version int
+				ct      []byte
+			}
+			var batch []version
+			rows, err := tx.Query(ctx, q, args...)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var v version
+				if err := rows.Scan(&v.typ, &v.id, &v.version, &v.ct); err != nil {
+					rows.Close()
+					return err
+				}
+				batch = append(batch, v)
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			for _, v := range batch {
+				raw, err := s.ring.Open(ctx, versionAAD(v.typ, v.id, v.version), v.ct)
+				if err != nil {
+					return fmt.Errorf("open %s/%s: %w", v.typ, v.id, err)
+				}
+				doc, err := decodeDoc(raw)
+				if err != nil {
+					return errs.Wrap(errs.Internal, err, "%s/%s does not decode", v.typ, v.id)
+				}
+				idx, err := extract(s.ring, v.typ, doc)
+				if err != nil {
+					return err
+				}
+				if _, err := tx.Exec(ctx, `DELETE FROM resource_tokens WHERE type = $1 AND id = $2`, v.typ, v.id); err != nil {
+					return fmt.Errorf("clear the tokens of %s/%s: %w", v.typ, v.id, err)
+				}
+				if err := insertIndexes(ctx, tx, v.typ, v.id, indexRows{tokens: idx.tokens}); err != nil {
+					return err
+				}
+			}
+			n = len(batch)
+			if n < blindCodesBatch {
+				_, err = tx.Exec(ctx, `DELETE FROM record_reindex WHERE task = $1`, blindCodesTask)
+				return err
+			}
+			last := batch[n-1]
+			afterType, afterID = last.typ, last.id
+			_, err = tx.Exec(ctx, `UPDATE record_reindex SET after_type = $2, after_id = $3 WHERE task = $1`, blindCodesTask, afterType, afterID)
+			return err
+		})
+		if err != nil {
+			return total, fmt.Errorf("record: blind the clinical codes stored before migration 0011: %w", err)
+		}
+		total += n
+		if n < blindCodesBatch {
+			return total, nil
+		}
+	}
+}
