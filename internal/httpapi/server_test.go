@@ -244,7 +244,9 @@ func TestStrictJSONNamesTheField(t *testing.T) {
 	}{
 		{"unknown field", `{"name":"a","nmae":"b"}`, 400, "nmae"},
 		{"wrong type", `{"name":5}`, 400, "name"},
-		{"malformed", `{"name":`, 400, ""},
+		// The strict check names the member the body broke off in.
+		{"malformed", `{"name":`, 400, "name"},
+		{"malformed outside any member", `{"name" "a"}`, 400, ""},
 		{"trailing data", `{"name":"a"} {}`, 400, ""},
 		{"empty", ``, 400, ""},
 	}
