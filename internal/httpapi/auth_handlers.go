@@ -309,8 +309,15 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 	for k, v := range form {
 		if len(v) > 1 {
-			// RFC 6749 §3.2: parameters must not be repeated.
-			s.writeOAuthError(w, http.StatusBadRequest, "invalid_request", "parameter "+k+" is repeated")
+			// RFC 6749 §3.1: parameters must not be repeated. Only the
+			// names this endpoint knows are repeated back: any other is
+			// the client's text.
+			name := "a parameter"
+			switch k {
+			case "grant_type", "client_id", "client_secret", "scope":
+				name = "parameter " + k
+			}
+			s.writeOAuthError(w, http.StatusBadRequest, "invalid_request", name+" is repeated")
 			return
 		}
 	}
