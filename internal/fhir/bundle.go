@@ -98,18 +98,3 @@ func ParseBundle(raw []byte) (*Bundle, error) {
 	}
 	return &b, nil
 }
-
-// BundleEntryCount says how many entries a Bundle has, without validating
-// it: what a batch or transaction costs the server, known before any entry
-// runs. Anything that is not a JSON object with an entry array counts 0
-// (the write path refuses it).
-func BundleEntryCount(raw []byte) int {
-	v, err := parseJSON(raw)
-	if err != nil || v.kind != jsonObject {
-		return 0
-	}
-	if e := v.member("entry"); e != nil && e.kind == jsonArray {
-		return len(e.items)
-	}
-	return 0
-}
