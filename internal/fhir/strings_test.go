@@ -84,3 +84,21 @@ func TestCheckJSON(t *testing.T) {
 		}
 	}
 }
+
+// A member name is the client's text: an unknown or repeated one that is
+// not shaped like an element name is reported as "?", so a name or birth
+// date typed as a key does not travel on in an OperationOutcome or an
+// import's error output.
+func TestIssuesDoNotRepeatMemberNamesThatAreNotElementNames(t *testing.T) {
+	t.Parallel()
+	runValidateCases(t, []validateCase{
+		{"an unknown free-text member", `{"resourceType":"Patient","Fatma Hassan 1961-07-13":true}`, []string{"structure@Patient.?"}},
+		{"a repeated free-text member", `{"resourceType":"Patient","name":[{"Fatma Hassan":1,"Fatma Hassan":2}]}`, []string{"structure@Patient.name[0].?", "structure@Patient.name[0].?", "structure@Patient.name[0].?"}},
+		{"an unknown element name is still named", `{"resourceType":"Patient","nmae":[{"family":"x"}]}`, []string{"structure@Patient.nmae"}},
+	})
+	for _, is := range Validate([]byte(`{"resourceType":"Patient","Fatma Hassan":true}`)) {
+		if strings.Contains(is.Diagnostics, "Fatma") {
+			t.Fatalf("issue repeats the member name: %+v", is)
+		}
+	}
+}

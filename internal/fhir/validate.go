@@ -281,7 +281,7 @@ func (val *validator) object(n *node, v *jsonValue, path *elemPath, resourceRoot
 		if base, ok := strings.CutPrefix(key, "_"); ok {
 			f := n.fields[base]
 			if f == nil || f.prim == nil {
-				val.add(IssueStructure, path.child(key), "unknown element %q", key)
+				val.add(IssueStructure, path.child(safePathKey(key)), "unknown element %q", safePathKey(key))
 				continue
 			}
 			seen = append(seen, f)
@@ -290,7 +290,7 @@ func (val *validator) object(n *node, v *jsonValue, path *elemPath, resourceRoot
 		}
 		f := n.fields[key]
 		if f == nil {
-			val.add(IssueStructure, path.child(key), "unknown element %q", key)
+			val.add(IssueStructure, path.child(safePathKey(key)), "unknown element %q", safePathKey(key))
 			continue
 		}
 		seen = append(seen, f)
@@ -395,7 +395,7 @@ func (x memberIndex) get(key string) *jsonValue {
 // duplicates reports keys that appear twice in one object.
 func (val *validator) duplicates(v *jsonValue, path *elemPath) {
 	duplicateMembers(v.members, func(i int) {
-		key := v.members[i].key
+		key := safePathKey(v.members[i].key)
 		val.add(IssueStructure, path.child(key), "duplicate key %q", key)
 	})
 }
