@@ -13,6 +13,7 @@ func TestStringsRefuseControlCharactersAndNamesRefuseDisguises(t *testing.T) {
 		{"a NUL in a family name is refused", `{"resourceType":"Patient","name":[{"family":"Hassan\u0000"}]}`, []string{"value@Patient.name[0].family"}},
 		{"a bell in an address line is refused", `{"resourceType":"Patient","address":[{"line":["12 Nile St\u0007"]}]}`, []string{"value@Patient.address[0].line[0]"}},
 		{"an escape in a code is refused", `{"resourceType":"Patient","gender":"female\u001b"}`, []string{"value@Patient.gender"}},
+		{"a form feed in markdown is refused", `{"resourceType":"Observation","status":"final","code":{"text":"bp"},"note":[{"text":"page\fbreak"}]}`, []string{"value@Observation.note[0].text"}},
 		{"tab, CR and LF in a note are text", `{"resourceType":"Observation","status":"final","code":{"text":"bp"},"note":[{"text":"line one\r\nline\ttwo"}]}`, nil},
 		// An unpaired surrogate is no character: a JSON error (400) naming
 		// where it is, not a U+FFFD stored in its place.

@@ -740,11 +740,8 @@ func (val *validator) primitive(p *primitive, v *jsonValue, path *elemPath) bool
 	}
 	switch p.name {
 	case "string", "markdown":
-		// [ \r\n\t\S]+ : anything but a form feed (the one \s character the
-		// class leaves out).
-		if strings.IndexByte(s, '\f') >= 0 {
-			return bad("%s must not contain a form feed", p.name)
-		}
+		// [ \r\n\t\S]+ leaves out one \s character, the form feed; the
+		// control-character rule above refuses it with the others.
 		return true
 	case "uri", "url", "canonical":
 		if strings.ContainsAny(s, " \t\n\r\f") {
