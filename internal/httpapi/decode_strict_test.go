@@ -88,25 +88,27 @@ func TestLoginWithADuplicateKeyIsRefused(t *testing.T) {
 }
 
 // The form-encoded token endpoint refuses a repeated parameter (RFC 6749
-// §3.1) and names it only when it is one of its own: another name is the
-// client's text.
+// §3.1), in the body or in the body and the URL, and names it only when it
+// is one of its own: another name is the client's text.
 func TestTokenEndpointRefusesRepeatedParametersWithoutEchoingTheirNames(t *testing.T) {
 	t.Parallel()
 	f := newIDFixture(t, nil, nil)
 	form := map[string]string{"Content-Type": "application/x-www-form-urlencoded"}
-	for body, want := range map[string]string{
-		"grant_type=client_credentials&scope=a&scope=b":                      "parameter scope is repeated",
-		"grant_type=client_credentials&Fatma+Hassan=1&Fatma+Hassan=2":        "a parameter is repeated",
-		"grant_type=client_credentials&grant_type=client_credentials&x=1961": "parameter grant_type is repeated",
-	} {
-		resp, raw := f.doT(t, "POST", "/api/v1/auth/token", body, form)
+	cases := []struct{ query, body, want string }{
+		{"", "grant_type=client_credentials&scope=a&scope=b", "parameter scope is repeated"},
+		{"", "grant_type=client_credentials&Fatma+Hassan=1&Fatma+Hassan=2", "a parameter is repeated"},
+		{"", "grant_type=client_credentials&grant_type=client_credentials&x=1961", "parameter grant_type is repeated"},
+		{"?scope=y", "grant_type=client_credentials&scope=x", "parameter scope is repeated"},
+	}
+	for _, c := range cases {
+		resp, raw := f.doT(t, "POST", "/api/v1/auth/token"+c.query, c.body, form)
 		var out struct {
 			Error       string `json:"error"`
 			Description string `json:"error_description"`
 		}
 		_ = json.Unmarshal(raw, &out)
-		if resp.StatusCode != 400 || out.Error != "invalid_request" || out.Description != want {
-			t.Fatalf("%s = %d %s, want 400 invalid_request %q", body, resp.StatusCode, raw, want)
+		if resp.StatusCode != 400 || out.Error != "invalid_request" || out.Description != c.want {
+			t.Fatalf("%s %s = %d %s, want 400 invalid_request %q", c.query, c.body, resp.StatusCode, raw, c.want)
 		}
 		if strings.Contains(string(raw), "Fatma") {
 			t.Fatalf("the error repeats a parameter name: %s", raw)
