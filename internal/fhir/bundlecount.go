@@ -1,5 +1,7 @@
 package fhir
 
+import "strings"
+
 // BundleEntryCount says how many entries a Bundle has: what a batch or
 // transaction will cost the server, known before any entry runs. It skims
 // the top-level object without building values (a 3,000-entry batch would
@@ -19,11 +21,21 @@ func BundleEntryCount(raw []byte) int {
 		if p.pos >= len(p.data) || p.data[p.pos] != '"' {
 			return n
 		}
-		start := p.pos + 1
+		start := p.pos
 		if !p.skimString() {
 			return n
 		}
-		key := string(p.data[start : p.pos-1])
+		key := string(p.data[start+1 : p.pos-1])
+		if strings.IndexByte(key, '\\') >= 0 {
+			// "entr\u0079" is "entry" too: decode escaped names, or a
+			// batch could hide its entries from the count.
+			p.pos = start
+			k, err := p.str()
+			if err != nil {
+				return n
+			}
+			key = k
+		}
 		p.skipSpace()
 		if p.pos >= len(p.data) || p.data[p.pos] != ':' {
 			return n

@@ -17,6 +17,7 @@ func TestBundleEntryCount(t *testing.T) {
 		{"entries after nested look-alikes", `{"meta":{"entry":[1,2,3]},"x":"\"entry\":[1,2]","entry":[{"resource":{"entry":[{},{}]}},{"a":"]}"},{"b":[[],[{}]]}],"type":"batch"}`, 3},
 		{"entries before other members", "\ufeff" + ` { "entry" : [ {} , {} ] , "type" : "transaction" , "n" : -1.5e3 , "t" : true }`, 2},
 		{"a repeated entry key counts both", `{"entry":[{}],"entry":[{},{}]}`, 3},
+		{"an escaped entry key counts", `{"entr\u0079":[{},{}],"\u0065ntry":[{}],"entry\u0000":[{}]}`, 3},
 		{"not an object", `[{"entry":[{}]}]`, 0},
 		{"cut short", `{"entry":[{},{`, 1},
 	}
@@ -55,4 +56,30 @@ func TestBundleEntryCountAgreesWithParseBundleOnSamples(t *testing.T) {
 		t.Skip("no sample Bundles found")
 	}
 	t.Logf("%d sample Bundles counted alike", checked)
+}
+
+// FuzzBundleEntryCount checks that the skim never panics and, on any JSON
+// the parser accepts, counts exactly the items of the top-level "entry"
+// arrays.
+func FuzzBundleEntryCount(f *testing.F) {
+	f.Add([]byte(`{"resourceType":"Bundle","type":"batch","entry":[{"resource":{"resourceType":"Patient"}},{}]}`))
+	f.Add([]byte(`{"a":"\"entry\":[1]","entry":[[],{"entry":[1,2]},"]",-1e5,null,true]}`))
+	f.Add([]byte(`{"entry":[{}],"entry":[1]}`))
+	f.Add([]byte(`{"entr\u0079":[{},{}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got := BundleEntryCount(data)
+		v, err := parseJSON(data)
+		if err != nil || v.kind != jsonObject {
+			return
+		}
+		want := 0
+		for _, m := range v.members {
+			if m.key == "entry" && m.val.kind == jsonArray {
+				want += len(m.val.items)
+			}
+		}
+		if got != want {
+			t.Fatalf("skimmed %d entries, parsed %d: %q", got, want, data)
+		}
+	})
 }

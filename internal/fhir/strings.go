@@ -54,9 +54,11 @@ func controlRune(s string) (rune, bool) {
 func DisguisingRune(s string) (rune, bool) {
 	for i := 0; i < len(s); {
 		c := s[i]
-		if c < 0xE2 || c > 0xEF {
+		if c != 0xE2 && c != 0xEF {
 			// Every disguising character is a 3-byte sequence starting
-			// with E2 (U+2000–U+2FFF) or EF (U+FEFF): skip the rest fast.
+			// with E2 (U+2000–U+2FFF) or EF (U+FEFF), and neither byte is
+			// ever a continuation byte: skip everything else a byte at a
+			// time.
 			i++
 			continue
 		}
