@@ -5,6 +5,10 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/careflow/careflow/internal/auth"
+	"github.com/careflow/careflow/internal/store"
+	"github.com/careflow/careflow/internal/store/storetest"
 )
 
 // Every JSON body on /api is held to I-JSON and R4's string rule before
@@ -113,5 +117,22 @@ func TestTokenEndpointRefusesRepeatedParametersWithoutEchoingTheirNames(t *testi
 		if strings.Contains(string(raw), "Fatma") {
 			t.Fatalf("the error repeats a parameter name: %s", raw)
 		}
+	}
+}
+
+// A terminology operation's Parameters body is FHIR JSON: a member twice in
+// one parameter is refused with an OperationOutcome naming it, not decided
+// by whichever value encoding/json keeps.
+func TestTerminologyParametersRefuseDuplicateKeys(t *testing.T) {
+	t.Parallel()
+	f := newTermFixture(t, storetest.Open(t, store.SQLite))
+	hdr := map[string]string{"Authorization": "Bearer " + f.token(t, auth.ClinicalAdmin), "Content-Type": "application/fhir+json"}
+	r := f.do(t, "POST", lookupPath, `{"resourceType":"Parameters","parameter":[{"name":"system","valueUri":"`+icd+`"},{"name":"code","valueCode":"Z99.999","valueCode":"I10"}]}`, hdr)
+	code, diag := r.issue()
+	if r.status != 400 || code != "invalid" || !strings.Contains(diag, "parameter[1].valueCode") {
+		t.Fatalf("a parameter with two values = %d %s, want 400 naming parameter[1].valueCode", r.status, r.body)
+	}
+	if expr, _ := r.json["issue"].([]any)[0].(map[string]any)["expression"].([]any); len(expr) != 1 || expr[0] != "parameter[1].valueCode" {
+		t.Fatalf("expression %v", expr)
 	}
 }
