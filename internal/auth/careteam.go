@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/careflow/careflow/internal/errs"
+	"github.com/careflow/careflow/internal/fhir"
 	"github.com/careflow/careflow/internal/store"
 )
 
@@ -103,6 +104,12 @@ func checkTeamName(name string) error {
 		if unicode.IsControl(r) {
 			return errs.E(errs.Invalid, "must not contain control characters").InField("name")
 		}
+	}
+	// Team names are chosen from lists by people: a bidi override or an
+	// invisible character would let one team's name pass for another's
+	// (the same rule as for names in the record; see fhir.DisguisingRune).
+	if r, ok := fhir.DisguisingRune(name); ok {
+		return errs.E(errs.Invalid, "must not contain U+%04X: bidi controls and invisible characters are refused in names", r).InField("name")
 	}
 	return nil
 }

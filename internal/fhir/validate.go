@@ -80,7 +80,7 @@ func (is Issues) Outcome() *OperationOutcome {
 func Validate(raw []byte) Issues {
 	v, err := parseJSON(raw)
 	if err != nil {
-		return Issues{{Severity: SeverityFatal, Code: IssueInvalid, Diagnostics: err.Error()}}
+		return malformed(err)
 	}
 	val := &validator{d: mustDefinitions()}
 	val.resource(&v, nil, false)
@@ -92,7 +92,7 @@ func Validate(raw []byte) Issues {
 func ValidateType(raw []byte, resourceType string) Issues {
 	v, err := parseJSON(raw)
 	if err != nil {
-		return Issues{{Severity: SeverityFatal, Code: IssueInvalid, Diagnostics: err.Error()}}
+		return malformed(err)
 	}
 	val := &validator{d: mustDefinitions()}
 	if v.kind == jsonObject {
@@ -282,7 +282,7 @@ func (val *validator) object(n *node, v *jsonValue, path *elemPath, resourceRoot
 		if base, ok := strings.CutPrefix(key, "_"); ok {
 			f := n.fields[base]
 			if f == nil || f.prim == nil {
-				val.add(IssueStructure, path.child(key), "unknown element %q", key)
+				val.add(IssueStructure, path.child(safePathKey(key)), "unknown element %q", safePathKey(key))
 				continue
 			}
 			seen = append(seen, f)
@@ -291,7 +291,7 @@ func (val *validator) object(n *node, v *jsonValue, path *elemPath, resourceRoot
 		}
 		f := n.fields[key]
 		if f == nil {
-			val.add(IssueStructure, path.child(key), "unknown element %q", key)
+			val.add(IssueStructure, path.child(safePathKey(key)), "unknown element %q", safePathKey(key))
 			continue
 		}
 		seen = append(seen, f)
@@ -395,25 +395,10 @@ func (x memberIndex) get(key string) *jsonValue {
 
 // duplicates reports keys that appear twice in one object.
 func (val *validator) duplicates(v *jsonValue, path *elemPath) {
-	ms := v.members
-	if len(ms) <= 16 {
-		for i := 1; i < len(ms); i++ {
-			for j := 0; j < i; j++ {
-				if ms[i].key == ms[j].key {
-					val.add(IssueStructure, path.child(ms[i].key), "duplicate key %q", ms[i].key)
-					break
-				}
-			}
-		}
-		return
-	}
-	seen := make(map[string]bool, len(ms))
-	for i := range ms {
-		if seen[ms[i].key] {
-			val.add(IssueStructure, path.child(ms[i].key), "duplicate key %q", ms[i].key)
-		}
-		seen[ms[i].key] = true
-	}
+	duplicateMembers(v.members, func(i int) {
+		key := safePathKey(v.members[i].key)
+		val.add(IssueStructure, path.child(key), "duplicate key %q", key)
+	})
 }
 
 // property validates the value of one element: an array when the element
@@ -751,13 +736,13 @@ func (val *validator) primitive(p *primitive, v *jsonValue, path *elemPath) bool
 	if len(s) > maxStringBytes && p.name != "base64Binary" {
 		return bad("%s is longer than R4's 1 MB limit for strings", p.name)
 	}
+	if msg := stringCharProblem(s); msg != "" {
+		return bad("%s", msg)
+	}
 	switch p.name {
 	case "string", "markdown":
-		// [ \r\n\t\S]+ : anything but a form feed (the one \s character the
-		// class leaves out).
-		if strings.IndexByte(s, '\f') >= 0 {
-			return bad("%s must not contain a form feed", p.name)
-		}
+		// [ \r\n\t\S]+ leaves out one \s character, the form feed; the
+		// control-character rule above refuses it with the others.
 		return true
 	case "uri", "url", "canonical":
 		if strings.ContainsAny(s, " \t\n\r\f") {

@@ -307,10 +307,19 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		s.writeOAuthError(w, http.StatusBadRequest, "invalid_request", "the body is not a valid form")
 		return
 	}
+	query := r.URL.Query()
 	for k, v := range form {
-		if len(v) > 1 {
-			// RFC 6749 §3.2: parameters must not be repeated.
-			s.writeOAuthError(w, http.StatusBadRequest, "invalid_request", "parameter "+k+" is repeated")
+		if len(v) > 1 || query.Has(k) {
+			// RFC 6749 §3.1: parameters must not be repeated (in the body,
+			// or in the body and the URL, which we do not read). Only the
+			// names this endpoint knows are repeated back: any other is
+			// the client's text.
+			name := "a parameter"
+			switch k {
+			case "grant_type", "client_id", "client_secret", "scope":
+				name = "parameter " + k
+			}
+			s.writeOAuthError(w, http.StatusBadRequest, "invalid_request", name+" is repeated")
 			return
 		}
 	}

@@ -117,6 +117,7 @@ func (s *Server) guard(pattern string, next http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		addr, ctx := s.resolveClientAddr(r)
+		ctx, _ = withRateCharge(ctx)
 		if !probe && !s.allow(ctx, w, r, addrClass+rateKeyOf(addr), addrRule) {
 			return
 		}
@@ -187,26 +188,17 @@ func (s *Server) writeUnauthenticated(w http.ResponseWriter, r *http.Request, er
 	s.writeError(w, r, err)
 }
 
-// allow takes a token from a bucket, answering 429 with Retry-After when it
-// is empty. A limiter failure lets the request through: the limiter
-// protects capacity, and an outage of it must not become an outage of the
-// API (the Redis limiter already falls back to local buckets).
+// allow charges the request to a bucket: one token now, and guard remembers
+// the bucket so a handler can charge the rest of a costly request
+// (chargeMore).
 func (s *Server) allow(ctx context.Context, w http.ResponseWriter, r *http.Request, key string, rule ratelimit.Rule) bool {
 	if rule.Off() {
 		return true
 	}
-	d, err := s.limiter.Allow(ctx, key, rule)
-	if err != nil {
-		s.logger.Warn("rate limiter failed; request allowed", "request_id", RequestID(ctx), "error", err.Error())
-		return true
+	if c := rateChargeOf(ctx); c != nil {
+		c.buckets = append(c.buckets, rateBucket{key: key, rule: rule})
 	}
-	if d.Allowed {
-		return true
-	}
-	e := errs.E(errs.RateLimited, "too many requests; slow down")
-	e.RetryAfterSeconds = ratelimit.RetryAfterSeconds(d.RetryAfter)
-	s.writeError(w, r, e)
-	return false
+	return s.allowN(ctx, w, r, key, rule, 1)
 }
 
 // maxAuthorizationLen bounds the Authorization header we parse.

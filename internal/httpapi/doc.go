@@ -14,7 +14,14 @@
 // of the handler: client address (X-Forwarded-For only from trusted
 // proxies) → per-address rate limit → bearer-token authentication unless the
 // route is on the public list (authn.go) → per-user rate limit. A route is
-// therefore protected unless it is listed as public on purpose.
+// therefore protected unless it is listed as public on purpose. The guard
+// remembers the buckets it charged, so a handler whose request turns out to
+// be many (a FHIR batch of N entries) charges the rest before doing any of
+// it (ratecharge.go). An incoming X-Request-ID is kept only in the form
+// careflow issues, as request ids are written verbatim into logs and audit
+// entries. JSON bodies are checked by fhir.CheckJSON before encoding/json
+// decodes them (decode.go): no duplicate keys, no lone surrogates, no
+// control characters.
 // The access log records method, route pattern, status, bytes and duration;
 // never query strings, bodies or headers, which may carry PHI.
 package httpapi

@@ -912,6 +912,11 @@ func (s *Server) fhirBundle(w http.ResponseWriter, r *http.Request, g *fhirGuard
 		s.fhirError(w, r, err)
 		return
 	}
+	// Each entry is a request's worth of work: the request paid for one,
+	// the other entries are charged before any of them runs.
+	if !s.chargeMore(w, r, fhir.BundleEntryCount(body)-1) {
+		return
+	}
 	res, err := s.opts.Record.ProcessBundle(r.Context(), g, body)
 	if err != nil {
 		s.fhirError(w, r, err)

@@ -166,14 +166,9 @@ func readParameters(r *http.Request) (*terminology.Parameters, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, errs.E(errs.Invalid, "request body is empty; a Parameters resource is required")
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
 	var p parametersBody
-	if err := dec.Decode(&p); err != nil {
-		return nil, jsonError(err)
-	}
-	if dec.More() {
-		return nil, errs.E(errs.Invalid, "request body has data after the Parameters resource")
+	if err := decodeStrict(body, &p); err != nil {
+		return nil, err
 	}
 	return &p.Parameters, nil
 }

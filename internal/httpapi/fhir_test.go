@@ -99,6 +99,13 @@ func newTestRing(t testing.TB, db *store.DB) *phi.Ring {
 
 func newFHIRFixture(t *testing.T, db *store.DB) *fhirFixture {
 	t.Helper()
+	return newFHIRFixtureWith(t, db, nil)
+}
+
+// newFHIRFixtureWith is newFHIRFixture with mod applied to the server's
+// options (rate limits, a limiter) before the server is made.
+func newFHIRFixtureWith(t *testing.T, db *store.DB, mod func(*Options)) *fhirFixture {
+	t.Helper()
 	ctx := context.Background()
 	ring := newTestRing(t, db)
 	signer, _, err := audit.GenerateSigner()
@@ -117,7 +124,7 @@ func newFHIRFixture(t *testing.T, db *store.DB) *fhirFixture {
 		"auditor": {Subject: "auditor-1", Kind: auth.KindUser, Role: auth.Auditor, Scopes: []string{"user/*.cruds"}},
 	}
 	var mu sync.Mutex
-	srv := New(Options{
+	opts := Options{
 		DB:     db,
 		Record: f.rec,
 		Access: auth.NewAccess(db, allTypesPolicy(t), nil),
@@ -131,7 +138,11 @@ func newFHIRFixture(t *testing.T, db *store.DB) *fhirFixture {
 			}
 			return principals[who]
 		},
-	})
+	}
+	if mod != nil {
+		mod(&opts)
+	}
+	srv := New(opts)
 	f.ts = httptest.NewServer(srv.Handler())
 	t.Cleanup(f.ts.Close)
 	return f

@@ -18,6 +18,7 @@ import (
 // audit entry before the answer, and neither names the username.
 func TestLoginsAreAudited(t *testing.T) {
 	t.Parallel()
+	const loginReqID = "0193a4b2-7c1d-7f00-8a00-0000000000c3"
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		accounts, err := auth.NewAccounts(db, auth.AccountsConfig{Params: auth.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}})
@@ -50,7 +51,7 @@ func TestLoginsAreAudited(t *testing.T) {
 		f := &idFixture{fixture: &fixture{srv: srv, ts: ts, logs: &syncBuffer{}}, accounts: accounts, tokens: tokens}
 
 		resp, _ := f.doT(t, "POST", "/api/v1/auth/login", `{"username":"nour.billing","password":"not the password at all"}`,
-			map[string]string{"Content-Type": "application/json", "X-Request-ID": "login-bad-1"})
+			map[string]string{"Content-Type": "application/json", "X-Request-ID": loginReqID})
 		if resp.StatusCode != 401 {
 			t.Fatalf("wrong password: %d, want 401", resp.StatusCode)
 		}
@@ -75,7 +76,7 @@ func TestLoginsAreAudited(t *testing.T) {
 				granted = &page.Entries[i]
 			}
 		}
-		if denied == nil || denied.Actor != "anonymous" || denied.RequestID != "login-bad-1" || denied.Severity != audit.SeverityWarning {
+		if denied == nil || denied.Actor != "anonymous" || denied.RequestID != loginReqID || denied.Severity != audit.SeverityWarning {
 			t.Fatalf("refused login entry %+v", denied)
 		}
 		if granted == nil || granted.Actor != user.ID || granted.Role != string(auth.Billing) || granted.ClientAddr == "" {

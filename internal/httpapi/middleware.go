@@ -41,39 +41,60 @@ func RequestID(ctx context.Context) string {
 	return ""
 }
 
-// maxRequestIDLen bounds an incoming X-Request-ID we are willing to echo.
-const maxRequestIDLen = 128
-
-// validRequestID accepts ids made of characters that are safe in headers
-// and logs: letters, digits and . _ : -. Anything else (spaces, quotes,
-// control characters, something long enough to be a payload) is replaced.
-func validRequestID(id string) bool {
-	if id == "" || len(id) > maxRequestIDLen {
+// issuedRequestID reports whether id has the form careflow itself issues:
+// a UUID of version 7 (or 4, the fallback when the clock source fails) in
+// its canonical lower-case 36-character text. Only such an id is kept from
+// an incoming X-Request-ID, so a retry or a proxy can correlate with an id
+// careflow gave out, while anything a client made up (a name, a birth date
+// like "victim-1961-07-13") never reaches the logs, the audit log or the
+// response: request ids are written there verbatim and are not PHI only as
+// long as they are opaque.
+func issuedRequestID(id string) bool {
+	if len(id) != 36 {
 		return false
 	}
 	for i := 0; i < len(id); i++ {
 		c := id[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case c == '.', c == '_', c == ':', c == '-':
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
 		default:
-			return false
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+				return false
+			}
 		}
 	}
-	return true
+	u, err := uuid.Parse(id)
+	if err != nil || u.Variant() != uuid.RFC4122 {
+		return false
+	}
+	return u.Version() == 7 || u.Version() == 4
 }
 
-// requestID honours a valid incoming X-Request-ID (so a gateway's id follows
-// the request through our logs) and otherwise makes a UUIDv7.
+// newRequestID makes a UUIDv7: time-ordered, so log lines sort by id.
+func newRequestID() string {
+	u, err := uuid.NewV7()
+	if err != nil {
+		u = uuid.New()
+	}
+	return u.String()
+}
+
+// requestID keeps an incoming X-Request-ID that careflow could have issued
+// (see issuedRequestID) and otherwise makes a new one. A replaced id is
+// noted at debug level without its value, which may be anything.
 func (s *Server) requestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.Header.Get("X-Request-ID")
-		if !validRequestID(id) {
-			u, err := uuid.NewV7()
-			if err != nil {
-				u = uuid.New()
+		in := r.Header.Get("X-Request-ID")
+		id := in
+		if !issuedRequestID(id) {
+			id = newRequestID()
+			if in != "" {
+				s.logger.LogAttrs(r.Context(), slog.LevelDebug, "incoming X-Request-ID replaced: not an id careflow issues",
+					slog.String("request_id", id))
 			}
-			id = u.String()
 		}
 		w.Header().Set("X-Request-ID", id)
 		info := &requestInfo{id: id}

@@ -134,8 +134,11 @@ func TestRequestIDIsHonouredOnlyWhenValid(t *testing.T) {
 		name, in string
 		echoed   bool
 	}{
-		{"a gateway uuid is kept", "0193a4b2-7c1d-7f00-8a00-000000000001", true},
-		{"a dotted trace id is kept", "trace.abc_123:4-5", true},
+		// Only the form careflow issues is kept (issuedRequestID); the PHI
+		// side of this is TestIncomingRequestIDIsKeptOnlyWhenCareflowCouldHaveIssuedIt.
+		{"a careflow uuid v7 is kept", "0193a4b2-7c1d-7f00-8a00-000000000001", true},
+		{"a uuid v4 is kept", "3b241101-e2bb-4255-8caf-4136c566a962", true},
+		{"a dotted trace id is replaced", "trace.abc_123:4-5", false},
 		{"spaces are replaced", "two words", false},
 		{"quotes are replaced", `x"y`, false},
 		{"an over-long id is replaced", strings.Repeat("a", 129), false},
@@ -241,7 +244,9 @@ func TestStrictJSONNamesTheField(t *testing.T) {
 	}{
 		{"unknown field", `{"name":"a","nmae":"b"}`, 400, "nmae"},
 		{"wrong type", `{"name":5}`, 400, "name"},
-		{"malformed", `{"name":`, 400, ""},
+		// The strict check names the member the body broke off in.
+		{"malformed", `{"name":`, 400, "name"},
+		{"malformed outside any member", `{"name" "a"}`, 400, ""},
 		{"trailing data", `{"name":"a"} {}`, 400, ""},
 		{"empty", ``, 400, ""},
 	}
@@ -265,13 +270,14 @@ func TestStrictJSONNamesTheField(t *testing.T) {
 
 func TestPanicGives500WithRequestIDAndNoStack(t *testing.T) {
 	t.Parallel()
+	const panicReqID = "0193a4b2-7c1d-7f00-8a00-0000000000a1"
 	f := newFixture(t, nil, 0)
-	resp, body := f.do(t, "GET", "/api/v1/test/panic", nil, map[string]string{"X-Request-ID": "req-panic-1"})
+	resp, body := f.do(t, "GET", "/api/v1/test/panic", nil, map[string]string{"X-Request-ID": panicReqID})
 	if resp.StatusCode != 500 {
 		t.Fatalf("status %d, want 500", resp.StatusCode)
 	}
 	p := decodeProblem(t, resp, body)
-	if p.RequestID != "req-panic-1" || !strings.Contains(p.Detail, "req-panic-1") {
+	if p.RequestID != panicReqID || !strings.Contains(p.Detail, panicReqID) {
 		t.Fatalf("problem %+v does not carry the request id", p)
 	}
 	for _, leak := range []string{"goroutine", ".go:", "secret detail", "handler bug"} {
@@ -280,7 +286,7 @@ func TestPanicGives500WithRequestIDAndNoStack(t *testing.T) {
 		}
 	}
 	logs := f.logs.String()
-	if !strings.Contains(logs, "handler panic") || !strings.Contains(logs, "req-panic-1") {
+	if !strings.Contains(logs, "handler panic") || !strings.Contains(logs, panicReqID) {
 		t.Fatal("the panic was not logged with its request id")
 	}
 	// The server keeps serving.
@@ -291,11 +297,12 @@ func TestPanicGives500WithRequestIDAndNoStack(t *testing.T) {
 
 func TestAccessLogHasRouteAndNoQuery(t *testing.T) {
 	t.Parallel()
+	const logReqID = "0193a4b2-7c1d-7f00-8a00-0000000000b2"
 	f := newFixture(t, nil, 0)
-	f.do(t, "GET", "/healthz?patient=Fatma+Hassan", nil, map[string]string{"X-Request-ID": "req-log-1"})
+	f.do(t, "GET", "/healthz?patient=Fatma+Hassan", nil, map[string]string{"X-Request-ID": logReqID})
 	var line map[string]any
 	for _, l := range strings.Split(f.logs.String(), "\n") {
-		if strings.Contains(l, "req-log-1") {
+		if strings.Contains(l, logReqID) {
 			if err := json.Unmarshal([]byte(l), &line); err != nil {
 				t.Fatal(err)
 			}

@@ -68,8 +68,13 @@ func (m *Memory) Len() int {
 	return n
 }
 
-// Allow implements Limiter; it never fails.
-func (m *Memory) Allow(_ context.Context, key string, rule Rule) (Decision, error) {
+// Allow takes one token; it never fails.
+func (m *Memory) Allow(ctx context.Context, key string, rule Rule) (Decision, error) {
+	return m.AllowN(ctx, key, rule, 1)
+}
+
+// AllowN implements Limiter; it never fails.
+func (m *Memory) AllowN(_ context.Context, key string, rule Rule, n int) (Decision, error) {
 	if rule.Off() {
 		return Decision{Allowed: true}, nil
 	}
@@ -90,19 +95,21 @@ func (m *Memory) Allow(_ context.Context, key string, rule Rule) (Decision, erro
 		b = &bucket{key: key, tokens: float64(rule.Burst), last: now}
 		s.items[key] = s.lru.PushFront(b)
 	}
-	return take(b, rule, now), nil
+	return take(b, rule, now, n), nil
 }
 
-// take refills b for the time since its last use and takes one token.
-func take(b *bucket, rule Rule, now time.Time) Decision {
+// take refills b for the time since its last use and takes n tokens, or
+// none and says how long until it could.
+func take(b *bucket, rule Rule, now time.Time, n int) Decision {
 	if elapsed := now.Sub(b.last).Seconds(); elapsed > 0 {
 		b.tokens = math.Min(float64(rule.Burst), b.tokens+elapsed*rule.Rate)
 		b.last = now
 	}
-	if b.tokens >= 1 {
-		b.tokens--
+	want := need(rule, n)
+	if b.tokens >= want {
+		b.tokens -= float64(max(n, 1))
 		return Decision{Allowed: true}
 	}
-	wait := time.Duration((1 - b.tokens) / rule.Rate * float64(time.Second))
+	wait := time.Duration((want - b.tokens) / rule.Rate * float64(time.Second))
 	return Decision{RetryAfter: wait}
 }

@@ -5,6 +5,13 @@
 // A Rule says how many requests a key may make in a period: the bucket
 // holds up to Burst tokens and refills continuously at Rate per second; a
 // request takes one token or is refused with the time until one is back.
+//
+// A request that does the work of several (a FHIR batch of N entries) takes
+// N tokens at once (AllowN), all or none. It needs min(N, Burst) tokens in
+// the bucket and then takes all N, leaving the bucket in debt when N is
+// larger than the bucket: so a batch bigger than the burst is still
+// possible, but whatever follows waits until its entries are paid for, and
+// over any period a key gets no more than Rate×period+Burst units of work.
 package ratelimit
 
 import (
@@ -80,7 +87,14 @@ type Decision struct {
 	RetryAfter time.Duration
 }
 
-// Limiter takes a token from key's bucket under rule.
+// Limiter takes n tokens (n ≥ 1) from key's bucket under rule, all or
+// none. Allow(ctx, key, rule) on the implementations is AllowN with n = 1.
 type Limiter interface {
-	Allow(ctx context.Context, key string, rule Rule) (Decision, error)
+	AllowN(ctx context.Context, key string, rule Rule, n int) (Decision, error)
+}
+
+// need is how many tokens the bucket must hold for n to be taken: all n,
+// or a full bucket when n is larger than it (see the package comment).
+func need(rule Rule, n int) float64 {
+	return float64(min(max(n, 1), rule.Burst))
 }

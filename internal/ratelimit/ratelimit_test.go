@@ -237,3 +237,63 @@ func TestFallbackUsesLocalBucketsWhenRedisIsDown(t *testing.T) {
 		t.Fatalf("allowed %d (want 2 from the local bucket), failures reported %d", allowed, failures)
 	}
 }
+
+// A request worth n requests takes n tokens, all or none; one larger than
+// the bucket needs a full bucket and leaves it in debt, so what follows
+// waits until the whole of it is paid for.
+func TestAllowNTakesAllOrNoneAndLargeRequestsLeaveADebt(t *testing.T) {
+	t.Parallel()
+	c := &clock{t: time.Unix(1_700_000_000, 0)}
+	m := NewMemory(100, c.now)
+	rule := Rule{Rate: 1, Burst: 5}
+	ctx := context.Background()
+	if d, _ := m.AllowN(ctx, "k", rule, 3); !d.Allowed {
+		t.Fatal("3 of a full bucket of 5 refused")
+	}
+	if d, _ := m.AllowN(ctx, "k", rule, 3); d.Allowed || d.RetryAfter != time.Second {
+		t.Fatalf("3 with 2 left = %+v, want refused for 1s", d)
+	}
+	if d, _ := m.AllowN(ctx, "k", rule, 2); !d.Allowed {
+		t.Fatal("the refused request took tokens: 2 with 2 left refused")
+	}
+	c.advance(5 * time.Second)
+	if d, _ := m.AllowN(ctx, "k", rule, 12); !d.Allowed {
+		t.Fatal("12 with a full bucket of 5 refused: a large batch must stay possible")
+	}
+	if d, _ := m.Allow(ctx, "k", rule); d.Allowed || d.RetryAfter != 8*time.Second {
+		t.Fatalf("after a debt of 7 the next request = %+v, want refused for 8s", d)
+	}
+	c.advance(7 * time.Second)
+	if d, _ := m.AllowN(ctx, "k", rule, 12); d.Allowed || d.RetryAfter != 5*time.Second {
+		t.Fatalf("12 with 0 tokens = %+v, want refused until the bucket is full (5s)", d)
+	}
+}
+
+func TestRedisAllowNTakesAllOrNoneAndKeepsTheDebt(t *testing.T) {
+	t.Parallel()
+	c := redisClient(t)
+	prefix := uniquePrefix(t)
+	r := NewRedis(c, prefix)
+	ctx := context.Background()
+	rule := Rule{Rate: 0.01, Burst: 5} // nothing refills while the test runs
+	step := func(key string, n int, allowed bool, minWait time.Duration) {
+		t.Helper()
+		d, err := r.AllowN(ctx, key, rule, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Allowed != allowed || (!allowed && (d.RetryAfter < minWait || d.RetryAfter > minWait+time.Second)) {
+			t.Fatalf("AllowN(%s, %d) = %+v, want allowed %v (wait about %v)", key, n, d, allowed, minWait)
+		}
+	}
+	step("k", 3, true, 0)
+	step("k", 3, false, 100*time.Second) // 2 left, 1 missing at 0.01/s
+	step("k", 2, true, 0)
+	step("big", 12, true, 0)
+	step("big", 1, false, 800*time.Second) // a debt of 7, plus the 1 wanted
+	// The bucket is remembered until the debt is repaid and it is full.
+	ttl, err := c.PTTL(ctx, prefix+"big").Result()
+	if err != nil || ttl < 1200*time.Second {
+		t.Fatalf("TTL of an indebted bucket %v %v, want at least the 1200 s to refill from -7 to 5", ttl, err)
+	}
+}

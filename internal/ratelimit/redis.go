@@ -17,11 +17,16 @@ import (
 // default number formatting cannot round them; the key expires once a full
 // bucket would have refilled, so idle keys cost nothing.
 //
-// KEYS[1] bucket key; ARGV[1] rate (tokens per second); ARGV[2] burst.
+// KEYS[1] bucket key; ARGV[1] rate (tokens per second); ARGV[2] burst;
+// ARGV[3] tokens to take; ARGV[4] tokens the bucket must hold to take them
+// (see need). Tokens may go below zero (a debt); the expiry waits for the
+// debt to be repaid, so forgetting the key never forgives it.
 // Returns {allowed (0|1), retry-after in milliseconds}.
 const tokenBucketScript = `
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
+local n = tonumber(ARGV[3])
+local want = tonumber(ARGV[4])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
@@ -38,14 +43,14 @@ if elapsed > 0 then
 end
 local allowed = 0
 local retry = 0
-if tokens >= 1 then
-	tokens = tokens - 1
+if tokens >= want then
+	tokens = tokens - n
 	allowed = 1
 else
-	retry = math.ceil((1 - tokens) / rate * 1000)
+	retry = math.ceil((want - tokens) / rate * 1000)
 end
 redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'ts', string.format('%.0f', ts))
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
 return {allowed, retry}
 `
 
@@ -63,13 +68,20 @@ func NewRedis(client redis.Scripter, prefix string) *Redis {
 	return &Redis{client: client, prefix: prefix, script: redis.NewScript(tokenBucketScript)}
 }
 
-// Allow implements Limiter. It fails when Redis does; see Fallback.
+// Allow takes one token. It fails when Redis does; see Fallback.
 func (r *Redis) Allow(ctx context.Context, key string, rule Rule) (Decision, error) {
+	return r.AllowN(ctx, key, rule, 1)
+}
+
+// AllowN implements Limiter. It fails when Redis does; see Fallback.
+func (r *Redis) AllowN(ctx context.Context, key string, rule Rule, n int) (Decision, error) {
 	if rule.Off() {
 		return Decision{Allowed: true}, nil
 	}
+	n = max(n, 1)
 	res, err := r.script.Run(ctx, r.client, []string{r.prefix + key},
-		strconv.FormatFloat(rule.Rate, 'g', -1, 64), strconv.Itoa(rule.Burst)).Int64Slice()
+		strconv.FormatFloat(rule.Rate, 'g', -1, 64), strconv.Itoa(rule.Burst),
+		strconv.Itoa(n), strconv.FormatFloat(need(rule, n), 'g', -1, 64)).Int64Slice()
 	if err != nil {
 		return Decision{}, fmt.Errorf("rate limit in redis: %w", err)
 	}
@@ -96,16 +108,21 @@ func NewFallback(primary, local Limiter, onError func(error)) *Fallback {
 	return &Fallback{primary: primary, local: local, onError: onError}
 }
 
-// Allow implements Limiter.
+// Allow takes one token.
 func (f *Fallback) Allow(ctx context.Context, key string, rule Rule) (Decision, error) {
-	d, err := f.primary.Allow(ctx, key, rule)
+	return f.AllowN(ctx, key, rule, 1)
+}
+
+// AllowN implements Limiter.
+func (f *Fallback) AllowN(ctx context.Context, key string, rule Rule, n int) (Decision, error) {
+	d, err := f.primary.AllowN(ctx, key, rule, n)
 	if err == nil {
 		return d, nil
 	}
 	if f.onError != nil {
 		f.onError(err)
 	}
-	return f.local.Allow(ctx, key, rule)
+	return f.local.AllowN(ctx, key, rule, n)
 }
 
 // RetryAfterSeconds rounds a wait up to whole seconds, at least one, for a
