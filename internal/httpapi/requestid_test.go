@@ -29,7 +29,7 @@ func TestIncomingRequestIDIsKeptOnlyWhenCareflowCouldHaveIssuedIt(t *testing.T) 
 		ctx := context.Background()
 		accounts, err := auth.NewAccounts(db, auth.AccountsConfig{Params: auth.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32},
 			// Every case is a refused login; none may be the one that locks.
-			Lockout: auth.LockoutPolicy{UserThreshold: 100, AddrThreshold: 100, Window: time.Minute, BaseLock: time.Minute, MaxLock: time.Minute}})
+			Lockout: auth.LockoutPolicy{PairThreshold: 100, AddrThreshold: 100, UnknownFree: 100, Window: time.Minute, BaseLock: time.Minute, MaxLock: time.Minute}})
 		if err != nil {
 			t.Fatal(err)
 		}
