@@ -1,0 +1,74 @@
+package record
+
+import (
+	"strings"
+
+	"github.com/careflow/careflow/internal/errs"
+	"github.com/careflow/careflow/internal/fhir"
+)
+
+// Limits bound what one resource may cost the record, so that one writer
+// cannot take the server from everyone else. The structural limits
+// (fhir.Limits: elements, array items, depth, string bytes, Bundle
+// entries) are checked on the bytes before validation, code checks,
+// encryption or index extraction look at them; IndexRows is checked while
+// the rows are built, so extraction stops at the cap instead of building
+// millions of rows. A zero field takes its default.
+type Limits struct {
+	fhir.Limits
+	// IndexRows bounds the search-index rows of one resource version. A
+	// name part yields up to 20 prefix rows, so a string with many parts
+	// can cost far more rows than elements.
+	IndexRows int
+}
+
+// DefaultMaxIndexRows is far above a real record: the most any shared
+// sample needs is a few hundred rows (TestSampleIndexRowsStayFarBelowTheLimit).
+const DefaultMaxIndexRows = 10_000
+
+// WithDefaults returns l with every zero field set to its default.
+func (l Limits) WithDefaults() Limits {
+	l.Limits = l.Limits.WithDefaults()
+	if l.IndexRows <= 0 {
+		l.IndexRows = DefaultMaxIndexRows
+	}
+	return l
+}
+
+// checkLimits is the cheap first look at a body to be written: a resource
+// of typ, or a Bundle. It runs before anything that grows with the
+// body's contents.
+func (s *Service) checkLimits(body []byte, typ string) error {
+	if e := s.limits.Check(body, typ); e != nil {
+		return limitError(e)
+	}
+	return nil
+}
+
+// limitError answers a crossed limit with 413 and one too-costly issue
+// naming the limit and the element. 413 rather than 422: the resource may
+// be perfectly valid; it is more than this server will process, and only
+// a smaller request (or an operator raising the limit) gets it in, which
+// is what 413 tells a client, the same answer as a body over the byte
+// limit.
+func limitError(e *fhir.LimitError) error {
+	return errs.Wrap(errs.TooLarge, &IssuesError{Issues: fhir.Issues{e.Issue()}}, "%s", e.Error()).InField(e.Path)
+}
+
+// paramElement is a search parameter's path as a FHIR element path:
+// "telecom[system=phone]" is the element telecom.
+func paramElement(path string) string {
+	var b strings.Builder
+	depth := 0
+	for _, c := range path {
+		switch {
+		case c == '[':
+			depth++
+		case c == ']':
+			depth--
+		case depth == 0:
+			b.WriteRune(c)
+		}
+	}
+	return b.String()
+}

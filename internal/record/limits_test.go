@@ -1,0 +1,200 @@
+package record
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/careflow/careflow/internal/errs"
+	"github.com/careflow/careflow/internal/fhir"
+	"github.com/careflow/careflow/internal/store"
+	"github.com/careflow/careflow/internal/store/storetest"
+)
+
+// givenNames is a Patient with n given names.
+func givenNames(n int, name string) []byte {
+	return []byte(`{"resourceType":"Patient","name":[{"family":"Limit","given":["` + strings.Repeat(name+`","`, n-1) + name + `"]}]}`)
+}
+
+// wantLimit checks err is the 413 answer of a crossed limit: one too-costly
+// issue naming the limit and the element path.
+func wantLimit(t *testing.T, err error, limit, path string) {
+	t.Helper()
+	if !errs.Is(err, errs.TooLarge) {
+		t.Fatalf("got %v, want a too_large refusal", err)
+	}
+	var ie *IssuesError
+	if !errors.As(err, &ie) || len(ie.Issues) != 1 {
+		t.Fatalf("got %v, want one issue", err)
+	}
+	is := ie.Issues[0]
+	if is.Code != fhir.IssueTooCostly || is.Severity != fhir.SeverityError || len(is.Expression) != 1 || is.Expression[0] != path || !strings.Contains(is.Diagnostics, limit) {
+		t.Fatalf("issue %+v, want too-costly naming %s at %s", is, limit, path)
+	}
+}
+
+// storedRows counts every row the record keeps, resources and indexes.
+func storedRows(t *testing.T, db *store.DB) int {
+	t.Helper()
+	total := 0
+	for _, table := range append([]string{"resources", "resource_history"}, indexTables...) {
+		var n int
+		if err := db.Reader().QueryRow(context.Background(), "SELECT COUNT(*) FROM "+table).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		total += n
+	}
+	return total
+}
+
+// TestHalfAMillionGivenNamesAreRefusedBeforeAnyWork is issue #8's attack
+// on the record: every way in (create, update, conditional update, a
+// batch and a transaction Bundle) refuses it at once, stores nothing, and
+// names the array, never a value.
+func TestHalfAMillionGivenNamesAreRefusedBeforeAnyWork(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		s := newService(t, db)
+		body := givenNames(500_000, "Secretname")
+		entry := func(typ string) []byte {
+			return []byte(`{"resourceType":"Bundle","type":"` + typ + `","entry":[{"fullUrl":"urn:uuid:5f0c3a1e-0000-4000-8000-000000000001","resource":` + string(body) + `,"request":{"method":"POST","url":"Patient"}}]}`)
+		}
+		for _, tc := range []struct {
+			name string
+			path string
+			do   func() error
+		}{
+			{"create", "Patient.name[0].given", func() error { _, _, err := s.Create(ctx, nil, "Patient", body, ""); return err }},
+			{"update", "Patient.name[0].given", func() error { _, _, err := s.Update(ctx, nil, "Patient", "p1", body, ""); return err }},
+			{"conditional update", "Patient.name[0].given", func() error {
+				_, _, err := s.ConditionalUpdate(ctx, nil, "Patient", "identifier=x", body, "")
+				return err
+			}},
+			{"batch", "Bundle.entry[0].resource.name[0].given", func() error { _, err := s.ProcessBundle(ctx, nil, entry("batch")); return err }},
+			{"transaction", "Bundle.entry[0].resource.name[0].given", func() error { _, err := s.ProcessBundle(ctx, nil, entry("transaction")); return err }},
+		} {
+			start := time.Now()
+			err := tc.do()
+			took := time.Since(start)
+			wantLimit(t, err, fhir.LimitArrayItems, tc.path)
+			if strings.Contains(err.Error(), "Secretname") {
+				t.Errorf("%s: the error repeats a value: %v", tc.name, err)
+			}
+			if took > time.Second {
+				t.Errorf("%s: refused after %v, want well under a second", tc.name, took)
+			}
+		}
+		if n := storedRows(t, db); n != 0 {
+			t.Errorf("%d rows stored after the refusals", n)
+		}
+	})
+}
+
+// TestIndexRowsAreCappedWhileBuilt: a resource inside every structural
+// limit whose names would need more search rows than allowed is refused
+// by extraction, inside the write, with nothing stored.
+func TestIndexRowsAreCappedWhileBuilt(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		s := newService(t, db)
+		// One given name of 2,000 20-letter parts that differ from their
+		// third letter on: 18 prefix rows each, 36,000 rows in one string,
+		// far past the default of 10,000.
+		var parts []string
+		for i := range 2000 {
+			parts = append(parts, string([]byte{'a' + byte(i/676), 'a' + byte(i/26%26), 'a' + byte(i%26)})+"defghijklmnopqrst")
+		}
+		body := []byte(`{"resourceType":"Patient","name":[{"given":["` + strings.Join(parts, " ") + `"]}]}`)
+		if e := s.limits.Check(body, "Patient"); e != nil {
+			t.Fatalf("the body is over a structural limit (%v), so it would not reach extraction", e)
+		}
+		_, _, err := s.Create(ctx, nil, "Patient", body, "")
+		wantLimit(t, err, fhir.LimitIndexRows, "Patient.name.given")
+		tx := []byte(`{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:5f0c3a1e-0000-4000-8000-000000000002","resource":{"resourceType":"Patient","active":true},"request":{"method":"POST","url":"Patient"}},{"fullUrl":"urn:uuid:5f0c3a1e-0000-4000-8000-000000000003","resource":` + string(body) + `,"request":{"method":"POST","url":"Patient"}}]}`)
+		if _, err := s.ProcessBundle(ctx, nil, tx); !errs.Is(err, errs.TooLarge) {
+			t.Errorf("transaction: got %v, want too_large", err)
+		}
+		if n := storedRows(t, db); n != 0 {
+			t.Errorf("%d rows stored after the refusals", n)
+		}
+
+		// The cap is the configured one: a small cap refuses an ordinary
+		// Patient, the default takes it.
+		ordinary := []byte(`{"resourceType":"Patient","name":[{"family":"Limit","given":["Ordinary","Person"]}],"gender":"other"}`)
+		s.limits = Limits{IndexRows: 5}.WithDefaults()
+		_, _, err = s.Create(ctx, nil, "Patient", ordinary, "")
+		if !errs.Is(err, errs.TooLarge) {
+			t.Fatalf("with 5 rows allowed: got %v, want too_large", err)
+		}
+		s.limits = Limits{}.WithDefaults()
+		mustCreate(t, s, "Patient", string(ordinary))
+	})
+}
+
+// TestConfiguredLimitsAreApplied: Options.Limits reach every check, and a
+// resource at a limit passes where one past it does not.
+func TestConfiguredLimitsAreApplied(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		s := newService(t, db)
+		s.limits = Limits{Limits: fhir.Limits{ArrayItems: 3, Elements: 40, Depth: 6, StringBytes: 32, BundleEntries: 2}}.WithDefaults()
+		mustCreate(t, s, "Patient", string(givenNames(3, "Ann")))
+		_, _, err := s.Create(ctx, nil, "Patient", givenNames(4, "Ann"), "")
+		wantLimit(t, err, fhir.LimitArrayItems, "Patient.name[0].given")
+		_, _, err = s.Create(ctx, nil, "Patient", []byte(`{"resourceType":"Patient","gender":"other","name":[{"text":"`+strings.Repeat("x", 33)+`"}]}`), "")
+		wantLimit(t, err, fhir.LimitStringBytes, "Patient.name[0].text")
+		_, err = s.ProcessBundle(ctx, nil, []byte(`{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Patient"}},{"request":{"method":"GET","url":"Patient"}},{"request":{"method":"GET","url":"Patient"}}]}`))
+		wantLimit(t, err, fhir.LimitBundleEntries, "Bundle.entry")
+	})
+}
+
+// TestSampleIndexRowsStayFarBelowTheLimit extracts the index rows of every
+// shared sample resource (Bundle entries one by one) and checks the
+// default cap is more than ten times the most any needs.
+func TestSampleIndexRowsStayFarBelowTheLimit(t *testing.T) {
+	db := storetest.Open(t, store.SQLite)
+	s := newService(t, db)
+	dir, files := sampleFiles(t)
+	most, where := 0, ""
+	rowsOf := func(name string, raw []byte) {
+		env, err := fhir.ReadEnvelope(raw)
+		if err != nil {
+			return
+		}
+		doc, err := decodeDoc(raw)
+		if err != nil {
+			return
+		}
+		rows, err := extract(s.ring, env.ResourceType, doc, 1<<30)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			return
+		}
+		if n := rows.count(); n > most {
+			most, where = n, name
+		}
+	}
+	for _, name := range files {
+		raw, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rowsOf(name, raw)
+		if b, err := fhir.ParseBundle(raw); err == nil {
+			for i, e := range b.Entry {
+				if len(e.Resource) > 0 {
+					rowsOf(name+"#entry["+strconv.Itoa(i)+"]", e.Resource)
+				}
+			}
+		}
+	}
+	t.Logf("the most index rows of any sample resource: %d (%s)", most, where)
+	if most == 0 || most*10 > DefaultMaxIndexRows {
+		t.Errorf("the default index-row cap (%d) is within 10× of a real sample (%d)", DefaultMaxIndexRows, most)
+	}
+}
