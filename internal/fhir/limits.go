@@ -2,6 +2,7 @@ package fhir
 
 import (
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"unicode/utf16"
@@ -139,9 +140,34 @@ func (e *LimitError) Issue() OutcomeIssue {
 // next reports it. Its cost is one pass over the bytes and a stack as deep
 // as the document, whatever the document holds.
 func (l Limits) Check(raw []byte, root string) *LimitError {
-	l = l.WithDefaults()
-	s := limitScanner{l: l, data: stripBOM(raw), root: root}
+	s := limitScanner{l: l.WithDefaults(), data: raw, root: root, final: true}
 	return s.run()
+}
+
+// ReadAll reads a resource of type root from r to its end, checking it as
+// it arrives: at the first limit crossed it stops reading and returns the
+// *LimitError, so a body over a limit is never read (or held) whole. Other
+// errors are r's. The bytes it returns pass Check.
+func (l Limits) ReadAll(r io.Reader, root string) ([]byte, error) {
+	s := limitScanner{l: l.WithDefaults(), root: root}
+	buf := make([]byte, 0, 32<<10)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		s.data, s.final = buf, err != nil
+		if e := s.run(); e != nil {
+			return nil, e
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
 
 // frame is one open object or array on the scanner's stack.
@@ -174,10 +200,32 @@ type limitScanner struct {
 	// key is the member name just read in the innermost object, the name
 	// the next value takes.
 	key string
+	// final says data holds the whole document. Otherwise (ReadAll) more
+	// may come, and a token the data ends inside waits for it.
+	final bool
+	// cut is how far the token at pos was scanned when the data ended
+	// inside it, so that more data resumes the scan instead of scanning a
+	// long string again from its start.
+	cut struct {
+		valid    bool
+		at, i, n int
+	}
+	// lost is set when the scan meets JSON it cannot follow; it then says
+	// nothing more, leaving the error to the parser.
+	lost bool
 }
 
+// run scans from pos to the end of data, or to the first limit crossed.
 func (s *limitScanner) run() *LimitError {
-	for {
+	if s.pos == 0 {
+		if !s.final && len(s.data) < len(utf8BOM) && strings.HasPrefix(utf8BOM, string(s.data)) {
+			return nil
+		}
+		if strings.HasPrefix(string(s.data[:min(len(s.data), len(utf8BOM))]), utf8BOM) {
+			s.pos = len(utf8BOM)
+		}
+	}
+	for !s.lost {
 		s.skipSpace()
 		if s.pos >= len(s.data) {
 			return nil
@@ -190,6 +238,7 @@ func (s *limitScanner) run() *LimitError {
 			continue
 		case c == '}' || c == ']':
 			if top < 0 {
+				s.lost = true
 				return nil
 			}
 			f := s.stack[top]
@@ -201,14 +250,24 @@ func (s *limitScanner) run() *LimitError {
 			continue
 		case c == '"' && top >= 0 && !s.stack[top].array && s.key == "":
 			// A member name.
-			k, ok := s.readKey()
+			end, _, ok := s.token()
 			if !ok {
 				return nil
 			}
-			s.key = k
+			s.key = keyName(s.data[s.pos+1 : end-1])
+			s.pos = end
 			continue
 		}
-		// A value: it is one element, and an item of its array.
+		// A value: it is one element, and an item of its array. A string
+		// or literal is scanned whole before it is counted, so that one
+		// cut by the end of the data is counted once, when it is complete.
+		end, n := s.pos+1, 0
+		if c != '{' && c != '[' {
+			var ok bool
+			if end, n, ok = s.token(); !ok {
+				return nil
+			}
+		}
 		key := s.key
 		s.key = ""
 		if top >= 0 && s.stack[top].array {
@@ -238,21 +297,14 @@ func (s *limitScanner) run() *LimitError {
 				s.elements = 1
 			}
 			s.stack = append(s.stack, f)
-			s.pos++
 		case '"':
-			n, ok := s.skipString()
-			if !ok {
-				return nil
-			}
 			if n > s.l.StringBytes {
 				return s.fail(LimitStringBytes, s.l.StringBytes, true, key)
 			}
-		default:
-			if !s.skipLiteral() {
-				return nil
-			}
 		}
+		s.pos = end
 	}
+	return nil
 }
 
 // inScopeRoot reports whether the innermost open container is a resource
@@ -280,41 +332,57 @@ func (s *limitScanner) skipSpace() {
 	}
 }
 
-// readKey reads a member name. Names are element names; one that is not
-// plain ASCII letters, digits and underscores is not shown in a path.
-func (s *limitScanner) readKey() (string, bool) {
-	start := s.pos + 1
-	if _, ok := s.skipString(); !ok {
-		return "", false
-	}
-	k := s.data[start : s.pos-1]
+// keyName is a member name as a path shows it. Names are element names;
+// one that is not plain ASCII letters, digits and underscores is not shown.
+func keyName(k []byte) string {
 	if len(k) == 0 || len(k) > 64 {
-		return "?", true
+		return "?"
 	}
 	for _, c := range k {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
-			return "?", true
+			return "?"
 		}
 	}
-	return string(k), true
+	return string(k)
 }
 
-// skipString moves past the string at pos and returns its decoded length
-// in bytes (escapes counted as what they decode to).
-func (s *limitScanner) skipString() (int, bool) {
+// token scans the string or literal (number, true, false, null) at pos
+// and returns its end and, for a string, its decoded length in bytes
+// (escapes counted as what they decode to). ok is false when the data ends
+// inside it: the scan stops there, to resume when more data comes, or for
+// good when the data is final.
+func (s *limitScanner) token() (end, n int, ok bool) {
 	d := s.data
-	i := s.pos + 1
-	n := 0
+	i := s.pos
+	if s.cut.valid && s.cut.at == s.pos {
+		i, n = s.cut.i, s.cut.n
+	}
+	s.cut.valid = false
+	if d[s.pos] != '"' {
+		for i < len(d) && !isDelimiter(d[i]) {
+			i++
+		}
+		if i < len(d) || s.final {
+			return i, 0, true
+		}
+		return s.cutAt(i, 0)
+	}
+	if i == s.pos {
+		i++ // the opening quote
+	}
 	for i < len(d) {
 		switch d[i] {
 		case '"':
-			s.pos = i + 1
-			return n, true
+			return i + 1, n, true
 		case '\\':
 			if i+1 >= len(d) {
-				return 0, false
+				return s.cutAt(i, n)
 			}
 			if d[i+1] == 'u' {
+				// Telling a surrogate pair needs both escapes.
+				if !s.final && len(d)-i < 12 {
+					return s.cutAt(i, n)
+				}
 				w, step := escapedLen(d[i:])
 				n += w
 				i += step
@@ -327,7 +395,26 @@ func (s *limitScanner) skipString() (int, bool) {
 		n++
 		i++
 	}
-	return 0, false
+	return s.cutAt(i, n)
+}
+
+// cutAt records how far the token at pos was scanned before the data ran
+// out. With final data the document is cut short: the scan is lost.
+func (s *limitScanner) cutAt(i, n int) (int, int, bool) {
+	if s.final {
+		s.lost = true
+	} else {
+		s.cut.valid, s.cut.at, s.cut.i, s.cut.n = true, s.pos, i, n
+	}
+	return 0, 0, false
+}
+
+func isDelimiter(c byte) bool {
+	switch c {
+	case ',', '}', ']', ' ', '\t', '\n', '\r', ':', '"', '{', '[':
+		return true
+	}
+	return false
 }
 
 // escapedLen reads the \uXXXX escape at the start of d and returns the
@@ -354,19 +441,6 @@ func hexRune(d []byte) (rune, bool) {
 	}
 	v, err := strconv.ParseUint(string(d[2:6]), 16, 32)
 	return rune(v), err == nil
-}
-
-// skipLiteral moves past a number, true, false or null.
-func (s *limitScanner) skipLiteral() bool {
-	start := s.pos
-	for s.pos < len(s.data) {
-		switch s.data[s.pos] {
-		case ',', '}', ']', ' ', '\t', '\n', '\r', ':', '"', '{', '[':
-			return s.pos > start
-		}
-		s.pos++
-	}
-	return s.pos > start
 }
 
 // fail builds the error for the value being read: item says it is an item

@@ -1,10 +1,14 @@
 package fhir
 
 import (
+	"bytes"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 // cost is what a document spends of each limit, measured on the parsed
@@ -213,6 +217,66 @@ func TestCheckEndsOnMalformedInput(t *testing.T) {
 	}
 }
 
+// sameLimitError reports whether ReadAll's error is Check's answer.
+func sameLimitError(want *LimitError, got error) bool {
+	if want == nil {
+		return got == nil
+	}
+	var le *LimitError
+	return errors.As(got, &le) && *le == *want
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
+}
+
+// TestReadAllStopsReadingAtTheLimit: an over-limit body is not read whole;
+// ReadAll stops a little past the element that crossed the limit.
+func TestReadAllStopsReadingAtTheLimit(t *testing.T) {
+	body := []byte(`{"resourceType":"Patient","name":[{"given":["` + strings.Repeat(`Ann","`, 500_000-1) + `Ann"]}]}`)
+	r := &countingReader{r: bytes.NewReader(body)}
+	_, err := (Limits{}).ReadAll(r, "Patient")
+	var le *LimitError
+	if !errors.As(err, &le) || le.Limit != LimitArrayItems || le.Path != "Patient.name[0].given" {
+		t.Fatalf("got %v, want %s at Patient.name[0].given", err, LimitArrayItems)
+	}
+	if r.n > 256<<10 {
+		t.Errorf("read %d of %d bytes before refusing, want no more than the first 256 KiB", r.n, len(body))
+	}
+}
+
+// TestReadAllAgreesWithCheckOnEverySample reads every shared sample one
+// byte at a time, which cuts every string, escape and number, and checks
+// ReadAll returns the bytes and Check's answer under tight limits.
+func TestReadAllAgreesWithCheckOnEverySample(t *testing.T) {
+	dir, files := sampleFiles(t)
+	tight := Limits{Elements: 200, ArrayItems: 10, Depth: 8, StringBytes: 200, BundleEntries: 5}
+	for _, name := range files {
+		raw, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range []Limits{{}, tight} {
+			want := l.Check(raw, "Resource")
+			got, err := l.ReadAll(iotest.OneByteReader(bytes.NewReader(raw)), "Resource")
+			if !sameLimitError(want, err) {
+				t.Errorf("%s: Check says %v, ReadAll %v", name, want, err)
+			}
+			if want == nil && !bytes.Equal(got, raw) {
+				t.Errorf("%s: ReadAll returned other bytes", name)
+			}
+		}
+	}
+}
+
 func FuzzLimitsCheck(f *testing.F) {
 	for _, s := range []string{`{"resourceType":"Patient","name":[{"given":["a"]}]}`, `{"resourceType":"Bundle","entry":[{"resource":{"a":[1,2,{"b":"\ud83d\ude00"}]}}]}`, `[`, `{"a":"\"}`} {
 		f.Add([]byte(s))
@@ -220,6 +284,15 @@ func FuzzLimitsCheck(f *testing.F) {
 	small := Limits{Elements: 20, ArrayItems: 4, Depth: 5, StringBytes: 8, BundleEntries: 2}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		e := small.Check(raw, "X")
+		for _, r := range []io.Reader{iotest.OneByteReader(bytes.NewReader(raw)), iotest.HalfReader(bytes.NewReader(raw))} {
+			got, err := small.ReadAll(r, "X")
+			if !sameLimitError(e, err) {
+				t.Fatalf("Check says %v, ReadAll in pieces %v", e, err)
+			}
+			if e == nil && !bytes.Equal(got, raw) {
+				t.Fatalf("ReadAll returned %q, not what it read", got)
+			}
+		}
 		c, err := measure(raw)
 		if err != nil {
 			return

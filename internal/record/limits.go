@@ -1,6 +1,8 @@
 package record
 
 import (
+	"errors"
+	"io"
 	"strings"
 
 	"github.com/careflow/careflow/internal/errs"
@@ -43,6 +45,23 @@ func (s *Service) checkLimits(body []byte, typ string) error {
 		return limitError(e)
 	}
 	return nil
+}
+
+// ReadBody reads a body to be written as typ ("Bundle" for a batch or
+// transaction) and checks it against the limits as it arrives: a body over
+// a limit is refused as soon as the limit is crossed, without reading the
+// rest, so that its sender costs the server no more than that. The write
+// itself checks again, for writers that hand over bytes.
+func (s *Service) ReadBody(r io.Reader, typ string) ([]byte, error) {
+	if !fhir.IsResourceType(typ) {
+		typ = "Resource" // paths name elements, never what a client typed
+	}
+	body, err := s.limits.ReadAll(r, typ)
+	var le *fhir.LimitError
+	if errors.As(err, &le) {
+		return nil, limitError(le)
+	}
+	return body, err
 }
 
 // limitError answers a crossed limit with 413 and one too-costly issue
