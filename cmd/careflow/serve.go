@@ -287,5 +287,5 @@ func openRecordRing(ctx context.Context, cfg Config, db *store.DB, logger *slog.
 	// FHIR Consent resources of scope patient-privacy are enforced: their
 	// decisions reach the consent store in the record's own transaction.
 	hooks := []record.WriteHook{auth.ConsentHook{Consents: auth.NewConsents(db, nil)}}
-	return record.New(db, ring, record.Options{Codes: codes, Hooks: hooks}), ring, stop, nil
+	return record.New(db, ring, record.Options{Codes: codes, Hooks: hooks, Limits: cfg.Limits}), ring, stop, nil
 }

@@ -53,7 +53,7 @@ type entryPlan struct {
 func (s *Service) ProcessBundle(ctx context.Context, g Guard, raw []byte) (*BundleResult, error) {
 	// A Bundle over a limit is refused whole, batch or not: finding its
 	// entries needs the parse the limits are there to spare.
-	if err := s.checkLimits(raw, "Bundle"); err != nil {
+	if err := s.CheckLimits(raw, "Bundle"); err != nil {
 		return nil, err
 	}
 	env, err := fhir.ReadEnvelope(raw)

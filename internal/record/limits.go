@@ -37,10 +37,11 @@ func (l Limits) WithDefaults() Limits {
 	return l
 }
 
-// checkLimits is the cheap first look at a body to be written: a resource
-// of typ, or a Bundle. It runs before anything that grows with the
-// body's contents.
-func (s *Service) checkLimits(body []byte, typ string) error {
+// CheckLimits is the cheap first look at a body to be written: a resource
+// of typ, or a Bundle. Every write runs it before anything that grows with
+// the body's contents; callers that split their own work (the import) may
+// run it first too.
+func (s *Service) CheckLimits(body []byte, typ string) error {
 	if e := s.limits.Check(body, typ); e != nil {
 		return limitError(e)
 	}

@@ -265,7 +265,7 @@ func (s *Service) checkCodes(ctx context.Context, typ string, body []byte, prefi
 // validateWrite is the limits check, validate and the code check, cheapest
 // first.
 func (s *Service) validateWrite(ctx context.Context, body []byte, typ string) error {
-	if err := s.checkLimits(body, typ); err != nil {
+	if err := s.CheckLimits(body, typ); err != nil {
 		return err
 	}
 	if err := validate(body, typ); err != nil {
