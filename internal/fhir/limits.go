@@ -1,6 +1,7 @@
 package fhir
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"strconv"
@@ -176,8 +177,8 @@ type frame struct {
 	// items counts an array's items so far.
 	items int
 	// key is the member of the enclosing object this container is the
-	// value of ("" for array items and the root).
-	key string
+	// value of (none for array items and the root).
+	key span
 	// limit is the item limit of an array, and its name.
 	limit     int
 	limitName string
@@ -199,7 +200,7 @@ type limitScanner struct {
 	elements int
 	// key is the member name just read in the innermost object, the name
 	// the next value takes.
-	key string
+	key span
 	// final says data holds the whole document. Otherwise (ReadAll) more
 	// may come, and a token the data ends inside waits for it.
 	final bool
@@ -248,13 +249,13 @@ func (s *limitScanner) run() *LimitError {
 			s.stack = s.stack[:top]
 			s.pos++
 			continue
-		case c == '"' && top >= 0 && !s.stack[top].array && s.key == "":
+		case c == '"' && top >= 0 && !s.stack[top].array && !s.key.set():
 			// A member name.
 			end, _, ok := s.token()
 			if !ok {
 				return nil
 			}
-			s.key = keyName(s.data[s.pos+1 : end-1])
+			s.key = span{s.pos + 1, end - 1}
 			s.pos = end
 			continue
 		}
@@ -269,11 +270,11 @@ func (s *limitScanner) run() *LimitError {
 			}
 		}
 		key := s.key
-		s.key = ""
+		s.key = span{}
 		if top >= 0 && s.stack[top].array {
 			f := &s.stack[top]
 			if f.items >= f.limit {
-				return s.fail(f.limitName, f.limit, false, "")
+				return s.fail(f.limitName, f.limit, false, span{})
 			}
 			f.items++
 		}
@@ -287,10 +288,10 @@ func (s *limitScanner) run() *LimitError {
 				return s.fail(LimitDepth, s.l.Depth, true, key)
 			}
 			f := frame{array: c == '[', key: key, limit: s.l.ArrayItems, limitName: LimitArrayItems}
-			if f.array && key == "entry" && s.inScopeRoot() {
+			if f.array && s.named(key, "entry") && s.inScopeRoot() {
 				f.limit, f.limitName = s.l.BundleEntries, LimitBundleEntries
 			}
-			if !f.array && (top < 0 || key == "resource" && s.inBundleEntry()) {
+			if !f.array && (top < 0 || s.named(key, "resource") && s.inBundleEntry()) {
 				// A resource root: its elements are its own. The value
 				// itself was counted in the enclosing scope.
 				f.scope, f.outer = true, s.elements
@@ -305,6 +306,18 @@ func (s *limitScanner) run() *LimitError {
 		s.pos = end
 	}
 	return nil
+}
+
+// span locates a member name in data, between its quotes. It holds
+// offsets, not a slice, because ReadAll's buffer moves as it grows; the
+// zero span is no name.
+type span struct{ start, end int }
+
+func (k span) set() bool { return k.end > 0 }
+
+// named reports whether the member name at k is name.
+func (s *limitScanner) named(k span, name string) bool {
+	return k.set() && string(s.data[k.start:k.end]) == name
 }
 
 // inScopeRoot reports whether the innermost open container is a resource
@@ -371,6 +384,20 @@ func (s *limitScanner) token() (end, n int, ok bool) {
 		i++ // the opening quote
 	}
 	for i < len(d) {
+		// Runs of plain bytes are skipped at once, up to the next quote or
+		// backslash.
+		stop := len(d)
+		if q := bytes.IndexByte(d[i:], '"'); q >= 0 {
+			stop = i + q
+		}
+		if b := bytes.IndexByte(d[i:stop], '\\'); b >= 0 {
+			stop = i + b
+		}
+		n += stop - i
+		i = stop
+		if i == len(d) {
+			break
+		}
 		switch d[i] {
 		case '"':
 			return i + 1, n, true
@@ -390,10 +417,7 @@ func (s *limitScanner) token() (end, n int, ok bool) {
 			}
 			n++
 			i += 2
-			continue
 		}
-		n++
-		i++
 	}
 	return s.cutAt(i, n)
 }
@@ -446,26 +470,26 @@ func hexRune(d []byte) (rune, bool) {
 // fail builds the error for the value being read: item says it is an item
 // of the innermost array, key the member it is the value of. With neither,
 // the path is the innermost container's (an array over its item limit).
-func (s *limitScanner) fail(limit string, maxValue int, item bool, key string) *LimitError {
+func (s *limitScanner) fail(limit string, maxValue int, item bool, key span) *LimitError {
 	return &LimitError{Limit: limit, Max: maxValue, Path: s.path(item, key)}
 }
 
 // path renders the open containers, and the value being read, as a FHIR
 // path: members as .name, array items as [i].
-func (s *limitScanner) path(item bool, key string) string {
+func (s *limitScanner) path(item bool, key span) string {
 	var b strings.Builder
 	b.WriteString(s.root)
 	for i, f := range s.stack {
 		if i > 0 && s.stack[i-1].array {
 			b.WriteString("[" + strconv.Itoa(s.stack[i-1].items-1) + "]")
-		} else if f.key != "" {
-			b.WriteString("." + f.key)
+		} else if f.key.set() {
+			b.WriteString("." + keyName(s.data[f.key.start:f.key.end]))
 		}
 	}
 	if n := len(s.stack); item && n > 0 && s.stack[n-1].array {
 		b.WriteString("[" + strconv.Itoa(s.stack[n-1].items-1) + "]")
-	} else if key != "" {
-		b.WriteString("." + key)
+	} else if key.set() {
+		b.WriteString("." + keyName(s.data[key.start:key.end]))
 	}
 	return b.String()
 }

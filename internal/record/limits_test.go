@@ -198,3 +198,74 @@ func TestSampleIndexRowsStayFarBelowTheLimit(t *testing.T) {
 		t.Errorf("the default index-row cap (%d) is within 10× of a real sample (%d)", DefaultMaxIndexRows, most)
 	}
 }
+
+// holdBig holds the write of any resource longer than min inside its
+// transaction, saying when it got there, until release is closed.
+type holdBig struct {
+	min         int
+	in, release chan struct{}
+}
+
+func (h *holdBig) Written(_ context.Context, _ store.Tx, _, _ string, raw []byte) error {
+	if len(raw) > h.min {
+		close(h.in)
+		<-h.release
+	}
+	return nil
+}
+
+// TestABigCreateDoesNotHoldTheGroup: a create far larger than a real
+// record commits in a transaction of its own, so the creates that arrive
+// while it is being written commit beside it instead of queueing behind it
+// in its group. PostgreSQL only: SQLite has one writer, and every create
+// waits for the big one's transaction whatever the grouping.
+func TestABigCreateDoesNotHoldTheGroup(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		if db.Dialect() == store.SQLite {
+			t.Skip("one writer: creates wait for any open write transaction")
+		}
+		ctx := context.Background()
+		s := newService(t, db)
+		hold := &holdBig{min: maxGroupedBody, in: make(chan struct{}), release: make(chan struct{})}
+		s.hooks = append(s.hooks, hold)
+		var b strings.Builder
+		b.WriteString(`{"resourceType":"Patient","extension":[`)
+		for i := range 2000 {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(`{"url":"http://example.org/x","valueString":"v` + strconv.Itoa(i) + `"}`)
+		}
+		b.WriteString(`]}`)
+		big := []byte(b.String())
+		if len(big) <= maxGroupedBody {
+			t.Fatalf("the big body is only %d bytes", len(big))
+		}
+		bigDone := make(chan error, 1)
+		go func() { _, _, err := s.Create(ctx, nil, "Patient", big, ""); bigDone <- err }()
+		<-hold.in
+
+		smallDone := make(chan error, 1)
+		go func() {
+			_, _, err := s.Create(ctx, nil, "Patient", []byte(`{"resourceType":"Patient","active":true}`), "")
+			smallDone <- err
+		}()
+		waited := false
+		select {
+		case err := <-smallDone:
+			if err != nil {
+				t.Errorf("small create: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			waited = true
+			t.Error("a small create waited for the big create's transaction")
+		}
+		close(hold.release)
+		if err := <-bigDone; err != nil {
+			t.Fatalf("big create: %v", err)
+		}
+		if waited {
+			<-smallDone
+		}
+	})
+}
