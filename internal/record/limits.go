@@ -2,6 +2,7 @@ package record
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 
@@ -35,6 +36,18 @@ func (l Limits) WithDefaults() Limits {
 		l.IndexRows = DefaultMaxIndexRows
 	}
 	return l
+}
+
+// Limits returns the limits the record applies, every field set.
+func (s *Service) Limits() Limits { return s.limits }
+
+// describe states the limits for the CapabilityStatement.
+func (l Limits) describe() string {
+	l = l.WithDefaults()
+	return fmt.Sprintf("A write over a limit on one resource is refused with 413 and an OperationOutcome issue too-costly naming the limit and the element: "+
+		"at most %d elements per resource (each Bundle entry's resource counted apart), %d items per array, %d Bundle entries, nesting %d deep, "+
+		"strings of %d bytes, and %d search-index rows per resource; a batch or transaction Bundle over a limit is refused whole.",
+		l.Elements, l.ArrayItems, l.BundleEntries, l.Depth, l.StringBytes, l.IndexRows)
 }
 
 // CheckLimits is the cheap first look at a body to be written: a resource

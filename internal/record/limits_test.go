@@ -2,6 +2,7 @@ package record
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -268,4 +269,32 @@ func TestABigCreateDoesNotHoldTheGroup(t *testing.T) {
 			<-smallDone
 		}
 	})
+}
+
+// TestCapabilityStatementStatesTheLimits: clients learn the configured
+// limits from the CapabilityStatement, before they are refused by one.
+func TestCapabilityStatementStatesTheLimits(t *testing.T) {
+	for _, tc := range []struct {
+		limits Limits
+		want   []string
+	}{
+		{Limits{}, []string{"at most 100000 elements", "10000 items per array", "nesting 64 deep", "10000 search-index rows", "too-costly"}},
+		{Limits{Limits: fhir.Limits{ArrayItems: 250}, IndexRows: 777}, []string{"250 items per array", "777 search-index rows", "at most 100000 elements"}},
+	} {
+		raw := CapabilityStatementFor("test", time.Now(), CapabilityOptions{Limits: tc.limits})
+		readCap(t, raw) // valid R4
+		var doc struct {
+			Rest []struct {
+				Documentation string `json:"documentation"`
+			} `json:"rest"`
+		}
+		if err := json.Unmarshal(raw, &doc); err != nil || len(doc.Rest) != 1 {
+			t.Fatalf("decode: %v", err)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(doc.Rest[0].Documentation, w) {
+				t.Errorf("rest.documentation lacks %q: %s", w, doc.Rest[0].Documentation)
+			}
+		}
+	}
 }
