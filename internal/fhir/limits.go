@@ -183,11 +183,10 @@ type frame struct {
 	limit     int
 	limitName string
 	// scope marks a resource root: the document and each Bundle entry's
-	// resource. Elements are counted per scope.
+	// resource. Elements are counted per scope; outer is the enclosing
+	// scope's count, restored when this scope closes.
 	scope bool
-	// elements is a scope's count so far; outer is the enclosing scope's
-	// count, restored when this scope closes.
-	elements, outer int
+	outer int
 }
 
 type limitScanner struct {
