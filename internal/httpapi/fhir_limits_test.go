@@ -158,7 +158,9 @@ func TestHalfAMillionElementWritesAreRefusedWhileOthersReadAsUsual(t *testing.T)
 				t.Fatalf("issue %+v, want too-costly naming %s at Patient.name[0].given", is, fhir.LimitArrayItems)
 			}
 		}
-		bound := max(5*percentile(base, 95), 100*time.Millisecond)
+		// Near the baseline, allowing for a shared, loaded box (and the
+		// race detector): before the limits, the reads timed out.
+		bound := max(5*percentile(base, 95), 100*time.Millisecond) * raceSlowdown
 		msg := fmt.Sprintf("other user's reads: baseline p50 %v p95 %v; under attack (%d reads, %d refused writes) p50 %v p95 %v; slowest refusal %v",
 			percentile(base, 50), percentile(base, 95), len(during), writers*posts, percentile(during, 50), percentile(during, 95), slowest)
 		t.Log(msg)
