@@ -14,6 +14,7 @@ import (
 
 	"github.com/careflow/careflow/internal/auth"
 	"github.com/careflow/careflow/internal/engine"
+	"github.com/careflow/careflow/internal/record"
 	"github.com/careflow/careflow/internal/store"
 )
 
@@ -52,6 +53,10 @@ type Config struct {
 	// AuditSigningKeyFile holds the Ed25519 key that signs checkpoints;
 	// empty generates one in the data folder on first start.
 	AuditSigningKeyFile string
+
+	// Limits bound what one resource may cost the record (serve and
+	// import; limits_config.go); zero fields take their defaults.
+	Limits record.Limits
 
 	// DiagnosticsEffectHosts are the only hosts (host or host:port) the
 	// built-in diagnostics workflow's effect step may POST to; empty
@@ -244,7 +249,7 @@ func options() []option {
 		durationOption("write-timeout", "time allowed to write a response", func(c *Config) *time.Duration { return &c.WriteTimeout }),
 		durationOption("idle-timeout", "how long an idle keep-alive connection stays open", func(c *Config) *time.Duration { return &c.IdleTimeout }),
 		durationOption("shutdown-timeout", "how long SIGTERM waits for in-flight requests before giving up", func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
-	}, authOptions()...)
+	}, append(authOptions(), limitOptions()...)...)
 }
 
 func durationOption(name, usage string, field func(*Config) *time.Duration) option {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -488,6 +489,19 @@ func (c fileCounts) String() string {
 
 // send runs one request and reports its outcome entry by entry.
 func (imp *importer) send(f importFile, req importRequest, mayDefer bool, c *fileCounts) *deferral {
+	if !req.asSent && len(req.origins) > 1 && errs.Is(imp.rec.CheckLimits(req.body, "Bundle"), errs.TooLarge) {
+		// The record refuses a batch over a limit whole; in a batch
+		// careflow built from separate lines or entries, the resource over
+		// it must fail alone, as it would in a batch of its own.
+		if d, ok := imp.sendEach(f, req, mayDefer, c); ok {
+			return d
+		}
+	}
+	return imp.sendRequest(f, req, mayDefer, c)
+}
+
+// sendRequest runs one request as it is.
+func (imp *importer) sendRequest(f importFile, req importRequest, mayDefer bool, c *fileCounts) *deferral {
 	// Failures are listed in file order once the request is done: lines
 	// refused before it was sent among those the record refused.
 	fails := append([]importFailure(nil), req.rejected...)
@@ -518,6 +532,7 @@ func (imp *importer) send(f importFile, req importRequest, mayDefer bool, c *fil
 			}
 		} else if len(req.origins) > 0 {
 			fail.where, fail.at = spanOf(req.origins), req.origins[0].at()
+			renameEntryPaths(fail.issues, req)
 		}
 		fails = append(fails, fail)
 		imp.t.failed += len(req.origins)
@@ -571,6 +586,29 @@ func (imp *importer) send(f importFile, req importRequest, mayDefer bool, c *fil
 	}
 	imp.progress.done(ok, bad)
 	return nil
+}
+
+// sendEach sends each entry of a batch careflow built as a batch of its
+// own; ok is false when the batch cannot be split.
+func (imp *importer) sendEach(f importFile, req importRequest, mayDefer bool, c *fileCounts) (d *deferral, ok bool) {
+	b, err := fhir.ParseBundle(req.body)
+	if err != nil || len(b.Entry) != len(req.origins) {
+		return nil, false
+	}
+	for k, e := range b.Entry {
+		entry, err := json.Marshal(e)
+		if err != nil {
+			return nil, false
+		}
+		one := importRequest{body: append(append([]byte(`{"resourceType":"Bundle","type":"batch","entry":[`), entry...), "]}"...), origins: req.origins[k : k+1 : k+1]}
+		if k == 0 {
+			one.rejected = req.rejected
+		}
+		if d := imp.sendRequest(f, one, mayDefer, c); d != nil {
+			return d, true
+		}
+	}
+	return nil, true
 }
 
 // spanOf names the lines or entries a request covered.
@@ -641,6 +679,23 @@ func renameEntry(msg string, k int, o entryOrigin) string {
 // built back to the file: Bundle.entry[k].resource.status is
 // Observation.status for an NDJSON line or a single resource, and
 // Bundle.entry[j].resource.status for entry j of the file's Bundle.
+// renameEntryPaths rewrites the expressions of a whole request's failure
+// (a limit crossed inside one entry) as entryPath does an entry's.
+func renameEntryPaths(issues []fhir.OutcomeIssue, req importRequest) {
+	for i := range issues {
+		for j, e := range issues[i].Expression {
+			rest, ok := strings.CutPrefix(e, "Bundle.entry[")
+			end := strings.IndexByte(rest, ']')
+			if !ok || end < 1 {
+				continue
+			}
+			if k, err := strconv.Atoi(rest[:end]); err == nil && k < len(req.origins) {
+				issues[i].Expression[j] = entryPath(e, k, req.origins[k], req.asSent)
+			}
+		}
+	}
+}
+
 func entryPath(expr string, k int, o entryOrigin, asSent bool) string {
 	if asSent {
 		return expr

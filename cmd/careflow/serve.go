@@ -287,7 +287,7 @@ func openRecordRing(ctx context.Context, cfg Config, db *store.DB, logger *slog.
 	// FHIR Consent resources of scope patient-privacy are enforced: their
 	// decisions reach the consent store in the record's own transaction.
 	hooks := []record.WriteHook{auth.ConsentHook{Consents: auth.NewConsents(db, nil)}}
-	rec := record.New(db, ring, record.Options{Codes: codes, Hooks: hooks})
+	rec := record.New(db, ring, record.Options{Codes: codes, Hooks: hooks, Limits: cfg.Limits})
 	// Before the record takes a request: clinical codes a database from
 	// before migration 0011 holds in plain text are blind-indexed in place
 	// (a no-op read on every later start), so searches by code find them.

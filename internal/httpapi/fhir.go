@@ -536,8 +536,14 @@ func baseURL(r *http.Request) string {
 	return scheme + "://" + r.Host + fhirBase
 }
 
-func readFHIRBody(r *http.Request) ([]byte, error) {
-	body, err := io.ReadAll(r.Body)
+// readFHIRBody reads the body of a write of typ ("Bundle" for a batch or
+// transaction) through the record's limits, which refuse an over-limit
+// resource before it is read whole.
+func (s *Server) readFHIRBody(r *http.Request, typ string) ([]byte, error) {
+	body, err := s.opts.Record.ReadBody(r.Body, typ)
+	if errs.Is(err, errs.TooLarge) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, bodyError(err)
 	}
@@ -627,7 +633,7 @@ func noVersion(typ, id, vid string) error {
 }
 
 func (s *Server) fhirCreate(w http.ResponseWriter, r *http.Request, g *fhirGuard) {
-	body, err := readFHIRBody(r)
+	body, err := s.readFHIRBody(r, r.PathValue("type"))
 	if err != nil {
 		s.fhirError(w, r, err)
 		return
@@ -647,7 +653,7 @@ func (s *Server) fhirCreate(w http.ResponseWriter, r *http.Request, g *fhirGuard
 }
 
 func (s *Server) fhirUpdate(w http.ResponseWriter, r *http.Request, g *fhirGuard) {
-	body, err := readFHIRBody(r)
+	body, err := s.readFHIRBody(r, r.PathValue("type"))
 	if err != nil {
 		s.fhirError(w, r, err)
 		return
@@ -669,7 +675,7 @@ func (s *Server) fhirConditionalUpdate(w http.ResponseWriter, r *http.Request, g
 		s.fhirError(w, r, errs.E(errs.MethodNotAllowed, "PUT on a type needs search criteria (conditional update) or an id in the path"))
 		return
 	}
-	body, err := readFHIRBody(r)
+	body, err := s.readFHIRBody(r, r.PathValue("type"))
 	if err != nil {
 		s.fhirError(w, r, err)
 		return
@@ -907,7 +913,7 @@ func historyStatus(rec record.Record) string {
 }
 
 func (s *Server) fhirBundle(w http.ResponseWriter, r *http.Request, g *fhirGuard) {
-	body, err := readFHIRBody(r)
+	body, err := s.readFHIRBody(r, "Bundle")
 	if err != nil {
 		s.fhirError(w, r, err)
 		return

@@ -20,7 +20,7 @@ const capabilitySecurity = "Every interaction but this statement needs a bearer 
 // the access services, only the types and interactions the policy grants
 // some role are listed.
 func (s *Server) capabilityStatement() []byte {
-	opts := record.CapabilityOptions{Security: capabilitySecurity}
+	opts := record.CapabilityOptions{Security: capabilitySecurity, Limits: s.opts.Record.Limits()}
 	if s.opts.Access != nil && s.opts.Access.Policy != nil {
 		opts.Grants = map[string][]string{}
 		for typ, actions := range s.opts.Access.Policy.Grants() {

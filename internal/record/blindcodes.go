@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/careflow/careflow/internal/errs"
@@ -171,7 +172,9 @@ ORDER BY type, id LIMIT ` + fmt.Sprint(blindCodesBatch) + tx.Dialect().ForUpdate
 				if err != nil {
 					return errs.Wrap(errs.Internal, err, "%s/%s does not decode", v.typ, v.id)
 				}
-				idx, err := extract(s.ring, v.typ, doc)
+				// A stored resource is re-indexed whatever today's
+				// limits are: it was accepted when it was written.
+				idx, err := extract(s.ring, v.typ, doc, math.MaxInt)
 				if err != nil {
 					return err
 				}

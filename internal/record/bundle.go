@@ -51,6 +51,11 @@ type entryPlan struct {
 // validated first: a transaction with any invalid entry is rejected as a
 // whole; in a batch, an entry whose resource breaks the rules fails alone.
 func (s *Service) ProcessBundle(ctx context.Context, g Guard, raw []byte) (*BundleResult, error) {
+	// A Bundle over a limit is refused whole, batch or not: finding its
+	// entries needs the parse the limits are there to spare.
+	if err := s.CheckLimits(raw, "Bundle"); err != nil {
+		return nil, err
+	}
 	env, err := fhir.ReadEnvelope(raw)
 	if err != nil {
 		return nil, errs.Wrap(errs.Invalid, &IssuesError{Issues: fhir.Validate(raw)}, "the body is not a FHIR resource")

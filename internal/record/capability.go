@@ -132,6 +132,9 @@ type CapabilityOptions struct {
 	Grants map[string][]string
 	// Security describes how callers authenticate (rest.security).
 	Security string
+	// Limits are the server's limits on one resource, stated in
+	// rest.documentation; zero fields are the defaults.
+	Limits Limits
 }
 
 // CapabilityStatement describes the record without an access policy: every
@@ -181,6 +184,7 @@ func CapabilityStatementFor(version string, now time.Time, opts CapabilityOption
 		Interaction: []capCode{{"transaction"}, {"batch"}},
 		SearchParam: commonParams,
 	}
+	rest.Documentation += " " + opts.Limits.describe()
 	if opts.Security != "" {
 		rest.Security = &capSecurity{
 			Service: []capConcept{{Coding: []capCoding{{

@@ -130,5 +130,17 @@
 // GET; any failure rolls everything back. Batch entries run each in their
 // own transaction and fail alone. Plain creates that arrive while another
 // commits share its successor's transaction (group commit, groupcommit.go):
-// one fsync for many creates, each still failing alone.
+// one fsync for many creates, each still failing alone. A create far larger
+// than a real record commits alone, so no group waits for its rows.
+//
+// # Limits
+//
+// What one write may cost is bounded (Limits, limits.go): its elements,
+// array items, nesting, string bytes and Bundle entries are counted in one
+// pass over the bytes before validation, code checks, encryption or index
+// extraction, and extraction stops at a cap of index rows. Every writer
+// gets them (HTTP reads bodies through them with ReadBody; the import and
+// Bundles go through the same calls); a resource over a limit is refused
+// with errs.TooLarge and one too-costly issue naming the limit and the
+// element path, never a value.
 package record

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/careflow/careflow/internal/fhir"
 	"github.com/careflow/careflow/internal/phi"
 )
 
@@ -59,8 +60,10 @@ func decodeDoc(raw []byte) (map[string]any, error) {
 func blindDomain(typ, param string) string { return "record:" + typ + "." + param }
 
 // extract computes the index rows of a resource. PHI values pass through
-// the ring's blind index and never reach a row in plain text.
-func extract(ring *phi.Ring, typ string, doc map[string]any) (indexRows, error) {
+// the ring's blind index and never reach a row in plain text. It stops,
+// refusing the resource, as soon as the rows pass maxRows: a name of many
+// parts costs up to 21 rows a part, so rows are capped on their own.
+func extract(ring *phi.Ring, typ string, doc map[string]any, maxRows int) (indexRows, error) {
 	var rows indexRows
 	for _, p := range typeParams[typ] {
 		for _, path := range p.Paths {
@@ -68,10 +71,17 @@ func extract(ring *phi.Ring, typ string, doc map[string]any) (indexRows, error) 
 				if err := rows.add(ring, typ, p, v); err != nil {
 					return indexRows{}, err
 				}
+				if rows.count() > maxRows {
+					return indexRows{}, limitError(&fhir.LimitError{Limit: fhir.LimitIndexRows, Max: maxRows, Path: typ + "." + paramElement(path)})
+				}
 			}
 		}
 	}
 	return rows, nil
+}
+
+func (rows *indexRows) count() int {
+	return len(rows.tokens) + len(rows.strs) + len(rows.dates) + len(rows.refs) + len(rows.numbers)
 }
 
 // walk returns the values at path; arrays are flattened at every step.

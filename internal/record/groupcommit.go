@@ -42,8 +42,26 @@ type committer struct {
 	running bool
 }
 
+// maxGroupedBody is the largest create that joins a group. Creates of real
+// records are a few kilobytes; a larger one (up to what the limits allow:
+// about a second of index rows) commits in a transaction of its own, so
+// that the creates queued behind it do not wait for its rows inside a
+// shared transaction. On PostgreSQL they then commit beside it; on SQLite
+// they wait for the one writer either way, but never for its failure and
+// retry.
+const maxGroupedBody = 64 << 10
+
 // createGrouped runs a plain create through the group committer.
 func (s *Service) createGrouped(ctx context.Context, g Guard, typ string, body []byte) (Record, error) {
+	if len(body) > maxGroupedBody {
+		var rec Record
+		err := s.db.Tx(ctx, func(tx store.Tx) error {
+			var err error
+			rec, _, err = s.createTx(ctx, tx, g, typ, "", body, "")
+			return err
+		})
+		return rec, err
+	}
 	req := &createReq{ctx: ctx, g: g, typ: typ, body: body, done: make(chan struct{}), lead: make(chan struct{}, 1)}
 	c := &s.group
 	c.mu.Lock()

@@ -99,6 +99,9 @@ type Options struct {
 	// service: ICD-10-CM, CPT, HCPCS, LOINC, SNOMED CT on Claim and
 	// Condition); nil checks structure only.
 	Codes CodeChecker
+	// Limits bound what one resource may cost (limits.go); zero fields
+	// take their defaults.
+	Limits Limits
 }
 
 // WriteHook is told of each write of a resource inside the write's
@@ -124,11 +127,13 @@ type Service struct {
 	codes CodeChecker
 	hooks []WriteHook
 	group committer
+	// limits has every field set (Limits.WithDefaults).
+	limits Limits
 }
 
 // New returns the record over a migrated database and an open key ring.
 func New(db *store.DB, ring *phi.Ring, opts Options) *Service {
-	s := &Service{db: db, ring: ring, now: opts.Clock, newID: opts.NewID, codes: opts.Codes, hooks: opts.Hooks}
+	s := &Service{db: db, ring: ring, now: opts.Clock, newID: opts.NewID, codes: opts.Codes, hooks: opts.Hooks, limits: opts.Limits.WithDefaults()}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -259,8 +264,12 @@ func (s *Service) checkCodes(ctx context.Context, typ string, body []byte, prefi
 	return errs.Wrap(errs.Unprocessable, &IssuesError{Issues: issues}, "the %s has codes that are not valid", safeName(typ))
 }
 
-// validateWrite is validate followed by the code check.
+// validateWrite is the limits check, validate and the code check, cheapest
+// first.
 func (s *Service) validateWrite(ctx context.Context, body []byte, typ string) error {
+	if err := s.CheckLimits(body, typ); err != nil {
+		return err
+	}
 	if err := validate(body, typ); err != nil {
 		return err
 	}
@@ -511,7 +520,7 @@ func (s *Service) write(ctx context.Context, tx store.Tx, g Guard, typ, id strin
 	if err != nil {
 		return Record{}, err
 	}
-	rows, err := extract(s.ring, typ, doc)
+	rows, err := extract(s.ring, typ, doc, s.limits.IndexRows)
 	if err != nil {
 		return Record{}, err
 	}
