@@ -202,41 +202,6 @@ func databaseDump(t *testing.T, db *store.DB) []byte {
 	return out.Bytes()
 }
 
-// migrateTo applies the embedded migrations up to version last, as a
-// database created by an older careflow would have them.
-func migrateTo(t *testing.T, db *store.DB, last int) {
-	t.Helper()
-	ctx := context.Background()
-	ms, err := store.Migrations(db.Dialect())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := "TEXT"
-	if db.Dialect() == store.Postgres {
-		ts = "TIMESTAMPTZ"
-	}
-	err = db.Tx(ctx, func(tx store.Tx) error {
-		if _, err := tx.Exec(ctx, `CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at `+ts+` NOT NULL)`); err != nil {
-			return err
-		}
-		for _, m := range ms {
-			if m.Version > last {
-				break
-			}
-			if _, err := tx.Exec(ctx, m.SQL); err != nil {
-				return fmt.Errorf("%04d: %w", m.Version, err)
-			}
-			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)`, m.Version, m.Name, time.Now()); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("migrate to %d: %v", last, err)
-	}
-}
-
 // TestPlainPayloadsFromBeforeSealingAreSealedAtStart builds a database the
 // way careflow left it before payloads were sealed (migrations up to 0008,
 // plain JSON in every payload column), migrates it, and starts a node: the
@@ -249,7 +214,7 @@ func TestPlainPayloadsFromBeforeSealingAreSealedAtStart(t *testing.T) {
 		t.Run(string(d), func(t *testing.T) {
 			ctx := context.Background()
 			db := storetest.OpenUnmigrated(t, d)
-			migrateTo(t, db, 8)
+			storetest.MigrateTo(t, db, 8)
 			mark := newMarker(t)
 			runID, taskID := "01a21300-0000-7000-8000-000000000001", "01a21300-0000-7000-8000-000000000002"
 			now := time.Now().UTC().Truncate(time.Millisecond)

@@ -7,7 +7,6 @@ import (
 	"sort"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/careflow/careflow/internal/errs"
 	"github.com/careflow/careflow/internal/store"
@@ -317,41 +316,6 @@ func makeCodesPlain(t *testing.T, s *Service) {
 	}
 }
 
-// migrateTo applies the embedded migrations up to version last, as a
-// database created by an older careflow would have them.
-func migrateTo(t *testing.T, db *store.DB, last int) {
-	t.Helper()
-	ctx := context.Background()
-	ms, err := store.Migrations(db.Dialect())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := "TEXT"
-	if db.Dialect() == store.Postgres {
-		ts = "TIMESTAMPTZ"
-	}
-	err = db.Tx(ctx, func(tx store.Tx) error {
-		if _, err := tx.Exec(ctx, `CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at `+ts+` NOT NULL)`); err != nil {
-			return err
-		}
-		for _, m := range ms {
-			if m.Version > last {
-				break
-			}
-			if _, err := tx.Exec(ctx, m.SQL); err != nil {
-				return fmt.Errorf("%04d: %w", m.Version, err)
-			}
-			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)`, m.Version, m.Name, time.Now()); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("migrate to %d: %v", last, err)
-	}
-}
-
 // plainCodeRows counts the fixture's codes left in plain text.
 func plainCodeRows(t *testing.T, db *store.DB, typ string) int {
 	t.Helper()
@@ -390,7 +354,7 @@ func testBlindLegacyCodes(t *testing.T, d store.Dialect) {
 		}
 	}
 	db := storetest.OpenUnmigrated(t, d)
-	migrateTo(t, db, 10)
+	storetest.MigrateTo(t, db, 10)
 	{
 		s := newService(t, db)
 		ids := codeFixture(t, s)

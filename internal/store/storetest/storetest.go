@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -130,4 +131,41 @@ func sanitize(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// MigrateTo applies the embedded migrations up to version last to a
+// database from OpenUnmigrated, as a database created by an older careflow
+// would have them, so a test can write rows in an old shape and then see
+// what the current migrations and start-up passes make of them.
+func MigrateTo(t testing.TB, db *store.DB, last int) {
+	t.Helper()
+	ctx := context.Background()
+	ms, err := store.Migrations(db.Dialect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := "TEXT"
+	if db.Dialect() == store.Postgres {
+		ts = "TIMESTAMPTZ"
+	}
+	err = db.Tx(ctx, func(tx store.Tx) error {
+		if _, err := tx.Exec(ctx, `CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at `+ts+` NOT NULL)`); err != nil {
+			return err
+		}
+		for _, m := range ms {
+			if m.Version > last {
+				break
+			}
+			if _, err := tx.Exec(ctx, m.SQL); err != nil {
+				return fmt.Errorf("%04d: %w", m.Version, err)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)`, m.Version, m.Name, time.Now()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("migrate to %d: %v", last, err)
+	}
 }
