@@ -4,8 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"io"
 	"slices"
+
+	"github.com/careflow/careflow/internal/fhir"
 )
 
 // Redact removes from a resource's JSON every top-level element the
@@ -47,50 +48,19 @@ func (p *Policy) RedactFields(fields []string, doc []byte) ([]byte, error) {
 	if fields == nil {
 		return doc, nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(doc))
-	dec.UseNumber()
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, errors.New("redact: record is not JSON")
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, errors.New("redact: record is not a JSON object")
-	}
 	var out bytes.Buffer
 	out.Grow(len(doc))
 	out.WriteByte('{')
 	first := true
-	for dec.More() {
-		kt, err := dec.Token()
-		if err != nil {
-			return nil, errors.New("redact: record is not valid JSON")
+	err := fhir.EachMember(doc, func(key, element string, val json.RawMessage) error {
+		if p.shows(fields, element) {
+			fhir.AppendMember(&out, first, key, val)
+			first = false
 		}
-		key, _ := kt.(string)
-		var val json.RawMessage
-		if err := dec.Decode(&val); err != nil {
-			return nil, errors.New("redact: record is not valid JSON")
-		}
-		name := key
-		if len(name) > 1 && name[0] == '_' {
-			name = name[1:]
-		}
-		if !p.shows(fields, name) {
-			continue
-		}
-		if !first {
-			out.WriteByte(',')
-		}
-		first = false
-		kb, _ := json.Marshal(key)
-		out.Write(kb)
-		out.WriteByte(':')
-		out.Write(val)
-	}
-	if _, err := dec.Token(); err != nil {
-		return nil, errors.New("redact: record is not valid JSON")
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("redact: data after the record")
+		return nil
+	})
+	if err != nil {
+		return nil, errors.New("redact: record is not a JSON object")
 	}
 	out.WriteByte('}')
 	return out.Bytes(), nil

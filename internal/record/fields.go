@@ -10,6 +10,7 @@ import (
 	"sort"
 
 	"github.com/careflow/careflow/internal/errs"
+	"github.com/careflow/careflow/internal/fhir"
 	"github.com/careflow/careflow/internal/store"
 )
 
@@ -55,21 +56,12 @@ func envelope(name string) bool {
 	return name == "resourceType" || name == "id" || name == "meta"
 }
 
-// elementName is the element a top-level key belongs to: "_birthDate"
-// (the primitive's extensions) belongs to birthDate.
-func elementName(key string) string {
-	if len(key) > 1 && key[0] == '_' {
-		return key[1:]
-	}
-	return key
-}
-
 // elementNames are the elements a document sets, for the guard: sorted,
 // each once, without resourceType and id (the request's own).
 func elementNames(doc map[string]any) []string {
 	out := make([]string, 0, len(doc))
 	for k := range doc {
-		name := elementName(k)
+		name := fhir.ElementName(k)
 		if name == "resourceType" || name == "id" || slices.Contains(out, name) {
 			continue
 		}
@@ -188,35 +180,18 @@ func keepUnwritable(raw, stored []byte, gr Grant) ([]byte, error) {
 	if len(raw) < 2 || raw[0] != '{' || raw[len(raw)-1] != '}' {
 		return nil, errors.New("record: the resource is not a JSON object")
 	}
-	dec := json.NewDecoder(bytes.NewReader(stored))
-	dec.UseNumber()
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return nil, errors.New("record: the stored version is not a JSON object")
-	}
 	out := bytes.NewBuffer(make([]byte, 0, len(raw)+len(stored)))
 	out.Write(raw[:len(raw)-1])
 	empty := len(bytes.TrimSpace(raw[1:len(raw)-1])) == 0
-	for dec.More() {
-		kt, err := dec.Token()
-		if err != nil {
-			return nil, errors.New("record: the stored version is not valid JSON")
+	err := fhir.EachMember(stored, func(key, element string, val json.RawMessage) error {
+		if !gr.writable(element) {
+			fhir.AppendMember(out, empty, key, val)
+			empty = false
 		}
-		key, _ := kt.(string)
-		var val json.RawMessage
-		if err := dec.Decode(&val); err != nil {
-			return nil, errors.New("record: the stored version is not valid JSON")
-		}
-		if gr.writable(elementName(key)) {
-			continue
-		}
-		if !empty {
-			out.WriteByte(',')
-		}
-		empty = false
-		kb, _ := json.Marshal(key)
-		out.Write(kb)
-		out.WriteByte(':')
-		out.Write(val)
+		return nil
+	})
+	if err != nil {
+		return nil, errors.New("record: the stored version is not a JSON object")
 	}
 	out.WriteByte('}')
 	return out.Bytes(), nil
