@@ -167,15 +167,27 @@ func deny(r Reason, pu Purpose) Decision { return Decision{Reason: r, Purpose: p
 // (patient, purpose) consent per request when ctx carries a cache (see
 // WithDecisionCache).
 func (a *Authorizer) Decide(ctx context.Context, p *Principal, req Request) Decision {
+	rules, purpose, denial := a.typeRules(ctx, p, req)
+	if !denial.Allowed {
+		return denial
+	}
+	return a.decidePatient(ctx, p, req, purpose, rules)
+}
+
+// typeRules runs steps 1 to 4: the rules of the principal's role that
+// grant the action on the type for the purpose, when the token's scopes
+// let them. The returned decision is allowed when there are some, else it
+// is the denial; nothing here looks at the patient or the record.
+func (a *Authorizer) typeRules(ctx context.Context, p *Principal, req Request) ([]*Rule, Purpose, Decision) {
 	if p == nil || p.Subject == "" {
-		return deny(ReasonUnauthenticated, req.Purpose)
+		return nil, "", deny(ReasonUnauthenticated, req.Purpose)
 	}
 	rp, ok := a.policy.roles[p.Role]
 	if !ok {
-		return deny(ReasonUnknownRole, req.Purpose)
+		return nil, "", deny(ReasonUnknownRole, req.Purpose)
 	}
 	if !a.policy.RoleIsFor(p.Role, p.Kind) {
-		return deny(ReasonRoleNotForPrincipal, req.Purpose)
+		return nil, "", deny(ReasonRoleNotForPrincipal, req.Purpose)
 	}
 	purpose := req.Purpose
 	if purpose == "" {
@@ -185,13 +197,13 @@ func (a *Authorizer) Decide(ctx context.Context, p *Principal, req Request) Deci
 		purpose = rp.defaultPurpose
 	}
 	if !purpose.Valid() {
-		return deny(ReasonUnknownPurpose, "")
+		return nil, "", deny(ReasonUnknownPurpose, "")
 	}
 	if !req.Action.Valid() {
-		return deny(ReasonUnknownAction, purpose)
+		return nil, "", deny(ReasonUnknownAction, purpose)
 	}
 	if !KnownResourceType(req.ResourceType) {
-		return deny(ReasonUnknownResource, purpose)
+		return nil, "", deny(ReasonUnknownResource, purpose)
 	}
 	// The role's rules first: whether this role may ever do this must not
 	// depend on which patient is named, so that a denial here says nothing
@@ -207,14 +219,18 @@ func (a *Authorizer) Decide(ctx context.Context, p *Principal, req Request) Deci
 	}
 	if len(rules) == 0 {
 		if purposeMismatch {
-			return deny(ReasonPurposeNotAllowed, purpose)
+			return nil, "", deny(ReasonPurposeNotAllowed, purpose)
 		}
-		return deny(ReasonNoRule, purpose)
+		return nil, "", deny(ReasonNoRule, purpose)
 	}
 	if !scopesAllow(p.Kind, a.policy.effectiveScopes(p), req.ResourceType, req.Action) {
-		return deny(ReasonScope, purpose)
+		return nil, "", deny(ReasonScope, purpose)
 	}
+	return rules, purpose, Decision{Allowed: true, Reason: ReasonAllowed, Purpose: purpose}
+}
 
+// decidePatient runs steps 5 to 7 over the rules typeRules found.
+func (a *Authorizer) decidePatient(ctx context.Context, p *Principal, req Request, purpose Purpose, rules []*Rule) Decision {
 	// Rules that need no patient relationship come first, so that a role
 	// with an "any" rule never pays for a relationship lookup.
 	var denial Decision
@@ -248,7 +264,12 @@ func (a *Authorizer) Decide(ctx context.Context, p *Principal, req Request) Deci
 		}
 	}
 	if !haveDenial {
-		return deny(ReasonNoRule, purpose)
+		// Every rule was for records of no patient and this one is a
+		// patient's: the role may act on the type (DecideType said so) but
+		// this record is out of its reach, which is not_related, answered
+		// as if the record did not exist. no_rule would tell an id that
+		// exists from one that does not.
+		return deny(ReasonNotRelated, purpose)
 	}
 	return denial
 }

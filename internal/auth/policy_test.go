@@ -335,7 +335,7 @@ func TestNoneRulesNeverReachAPatientsRecord(t *testing.T) {
 		reason  auth.Reason
 		recheck bool
 	}{
-		{"a patient's observation", auth.Request{Action: auth.ActionRead, ResourceType: "Observation", PatientID: "p1"}, false, auth.ReasonNoRule, false},
+		{"a patient's observation is out of reach", auth.Request{Action: auth.ActionRead, ResourceType: "Observation", PatientID: "p1"}, false, auth.ReasonNotRelated, false},
 		{"an observation of no patient", auth.Request{Action: auth.ActionRead, ResourceType: "Observation"}, true, auth.ReasonAllowed, true},
 		{"a search, rechecked per record", auth.Request{Action: auth.ActionSearch, ResourceType: "Observation"}, true, auth.ReasonAllowed, true},
 		{"a type that is not patient data ignores the patient", auth.Request{Action: auth.ActionRead, ResourceType: "WorkflowRun", PatientID: "p1"}, true, auth.ReasonAllowed, false},

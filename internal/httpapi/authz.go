@@ -27,7 +27,9 @@ import (
 //     same as for a patient that does not exist, so ids cannot be probed.
 //     Every other denial (the role may never do this; consent refused;
 //     the token's scopes are too narrow) is 403: those are decided before
-//     or regardless of the patient and reveal nothing about them.
+//     or regardless of the patient and reveal nothing about them. A
+//     refusal of the type (auth.Authorizer.DecideType) is asked before an
+//     id is looked up, so it is the same for ids that do not exist.
 //   - Audit before answering. Every decision a handler asks for, allowed
 //     or denied, is appended to the audit log before the response is
 //     written; if the append fails an allowed access is answered 503

@@ -61,8 +61,10 @@ var fhirMatrixBodies = map[string]struct {
 	"practitioner-1": {body: `{"resourceType":"Practitioner","id":"prac-1","name":[{"family":"Doc"}]}`},
 }
 
-// fhirMatrixFamily is the family name each patient is seeded with.
-var fhirMatrixFamily = map[string]string{ownPatient: "Own", "pat-assigned": "Assigned", "pat-glass": "Glass", "pat-expired": "Expired", otherPatient: "Hidden"}
+// fhirMatrixFamily is the family name each patient is seeded with (and
+// the one a request for the missing patient sends).
+var fhirMatrixFamily = map[string]string{ownPatient: "Own", "pat-assigned": "Assigned", "pat-glass": "Glass", "pat-expired": "Expired", otherPatient: "Hidden",
+	missingPatient: "Missing"}
 
 func readFHIRMatrix(t *testing.T) []fhirMatrixRow {
 	t.Helper()
@@ -230,6 +232,14 @@ func runFHIRMatrixRow(t *testing.T, f *fhirMatrixFixture, i int, row fhirMatrixR
 		if err := json.Unmarshal(resp.body, &oo); err != nil || len(oo.Issue) != 1 || !strings.Contains(oo.Issue[0].Diagnostics, "("+row.reason+")") {
 			t.Fatalf("%s\noutcome %s does not name the reason %s", row, resp.body, row.reason)
 		}
+		// A refusal of the type, decided before any id is looked up, is
+		// the same for ids that do not exist (issue #9).
+		if typeLevelReason(row.reason) && strings.Contains(row.path, "{patient}") {
+			missing := f.doFHIR(t, who, row, missingPatient)
+			if missing.status != resp.status || !bytes.Equal(missing.body, resp.body) {
+				t.Fatalf("%s\nexisting: %d %s\ndoes not exist: %d %s", row, resp.status, resp.body, missing.status, missing.body)
+			}
+		}
 	case http.StatusBadRequest:
 		// The reason column names the parameter refused; the answer never
 		// echoes the row's search value.
@@ -244,8 +254,9 @@ func runFHIRMatrixRow(t *testing.T, f *fhirMatrixFixture, i int, row fhirMatrixR
 		if row.reason != "not_related" {
 			t.Fatalf("%s: a 404 row's reason is not_related", row)
 		}
-		// Exactly what a patient that does not exist gets.
-		if row.method == "GET" || row.body == "tx" {
+		// Exactly what a patient that does not exist gets (for a PUT, a
+		// create for that patient).
+		if row.method == "GET" || row.method == "DELETE" || row.method == "PUT" || row.body == "tx" {
 			missing := f.doFHIR(t, who, row, missingPatient)
 			if missing.status != resp.status || !bytes.Equal(bytes.ReplaceAll(missing.body, []byte(missingPatient), []byte(patient)), resp.body) {
 				t.Fatalf("%s\nout of reach: %d %s\ndoes not exist: %d %s", row, resp.status, resp.body, missing.status, missing.body)
@@ -281,6 +292,12 @@ func runFHIRMatrixRow(t *testing.T, f *fhirMatrixFixture, i int, row fhirMatrixR
 	if !slices.Equal(got, want) {
 		t.Fatalf("%s\naudit entries\n  %v\nwant\n  %v", row, got, want)
 	}
+}
+
+// typeLevelReason reports whether a denial is decided from the role, the
+// purpose and the token alone (auth.Authorizer.DecideType).
+func typeLevelReason(r string) bool {
+	return r == string(auth.ReasonNoRule) || r == string(auth.ReasonScope) || r == string(auth.ReasonPurposeNotAllowed)
 }
 
 // doFHIR sends the row's request for a patient.

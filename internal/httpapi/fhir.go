@@ -171,12 +171,13 @@ func (g *fhirGuard) decidedPurpose() auth.Purpose {
 
 // fhirDenial is the error for a refused record. A record out of reach
 // (not_related) reads exactly like one that does not exist, with the
-// record's own message. A write keeps "no such patient": an update or
-// delete of a record out of reach must read like a create for a patient
-// out of reach, which is what the same request makes of an id that does
-// not exist.
+// record's own message, for a read and a delete (whose missing id is not
+// known either: internal/record/existence.go). An update keeps "no such
+// patient": an update of a record out of reach must read like a create
+// for a patient out of reach, which is what the same request makes of an
+// id that does not exist.
 func fhirDenial(a record.Access, d auth.Decision) error {
-	if d.Reason == auth.ReasonNotRelated && a.ID != "" && a.Action == record.ActRead {
+	if d.Reason == auth.ReasonNotRelated && a.ID != "" && (a.Action == record.ActRead || a.Action == record.ActDelete) {
 		return notKnown(a.Type, a.ID)
 	}
 	if d.Reason == auth.ReasonFieldNotWritable && d.Field != "" {
@@ -694,7 +695,7 @@ func (s *Server) fhirConditionalUpdate(w http.ResponseWriter, r *http.Request, g
 
 func (s *Server) fhirDelete(w http.ResponseWriter, r *http.Request, g *fhirGuard) {
 	if err := s.opts.Record.Delete(r.Context(), g, r.PathValue("type"), r.PathValue("id")); err != nil {
-		s.fhirError(w, r, err)
+		s.fhirError(w, r, asMissing(err, r.PathValue("type"), notKnown(r.PathValue("type"), r.PathValue("id"))))
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)

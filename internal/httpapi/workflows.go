@@ -165,12 +165,13 @@ func recordDenial(d auth.Decision, err error, notFound func() error) error {
 
 // missingRecord answers a look-up of a run or task id that does not exist
 // exactly as an existing one out of reach would be answered: 404 for a
-// caller whose role could reach some such record, else the role's own
-// denial (403, audited as for an existing record).
+// caller whose role could reach some such record (the policy's type
+// question, auth.Authorizer.DecideType, as the FHIR record asks it), else
+// the role's own denial (403, audited as for an existing record).
 func (s *Server) missingRecord(r *http.Request, p *auth.Principal, resourceType string, action auth.Action, auditAction audit.Action, id string, notFound func() error) error {
 	a := access{req: auth.Request{Action: action, ResourceType: resourceType}, resourceID: id, auditAction: auditAction}
-	d := s.opts.Access.Authorizer.Decide(r.Context(), p, a.req)
-	if d.Allowed || d.Reason == auth.ReasonPatientRequired || d.Reason == auth.ReasonNotRelated {
+	d := s.opts.Access.Authorizer.DecideType(r.Context(), p, a.req)
+	if d.Allowed {
 		return notFound()
 	}
 	if err := s.auditDecision(r, p, a, d); err != nil {

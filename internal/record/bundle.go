@@ -494,6 +494,9 @@ func (s *Service) runEntry(ctx context.Context, tx store.Tx, g Guard, p entryPla
 	case "DELETE":
 		ids := []string{p.id}
 		if p.id == "" {
+			if err := allowType(ctx, g, Access{Action: ActDelete, Type: p.typ}); err != nil {
+				return r, err
+			}
 			var err error
 			ids, err = s.matchIDs(ctx, tx, g, p.typ, p.query, 2)
 			if err != nil {

@@ -116,6 +116,14 @@
 // validated inside the write's transaction (fields.go). A grant of every
 // element reads and merges nothing.
 //
+// # Authorization before existence
+//
+// Every interaction on one record by id asks a TypeGuard whether the
+// caller may do it to the type at all before the id is looked up, then
+// the Guard about the record found; a read or delete of an id that does
+// not exist is not known (404), as a record out of reach is answered, and
+// a delete of an already deleted record in reach succeeds (existence.go).
+//
 // # Concurrency and transactions
 //
 // Versions are optimistic: an update names the version it read (If-Match)

@@ -2,6 +2,7 @@ package record
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/careflow/careflow/internal/errs"
 	"github.com/careflow/careflow/internal/fhir"
+	"github.com/careflow/careflow/internal/store"
 )
 
 // HistoryPage is one page of an instance or type history, newest first.
@@ -74,6 +76,19 @@ func (s *Service) History(ctx context.Context, g Guard, typ, id string, params u
 	}
 	c := confined{from: "resource_history", where: where, args: args}
 	action := ActRead
+	if id != "" {
+		// The type question before the versions are looked up
+		// (existence.go).
+		if err := allowType(ctx, g, Access{Action: ActRead, Type: typ, ID: id}); err != nil {
+			return nil, err
+		}
+		// Then the record itself, by its current row, whatever the page
+		// asked: an id that does not exist and one out of reach are both
+		// not known, even for a _since or _offset past every version.
+		if err := s.allowInstance(ctx, g, typ, id); err != nil {
+			return nil, err
+		}
+	}
 	if id == "" {
 		action = ActSearch
 		if err := allow(ctx, g, Access{Action: ActSearch, Type: typ}); err != nil {
@@ -116,9 +131,6 @@ func (s *Service) History(ctx context.Context, g Guard, typ, id string, params u
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("history of %s: %w", typ, err)
 	}
-	if id != "" && len(all) == 0 && page.Offset == 0 && since.IsZero() {
-		return nil, errs.E(errs.NotFound, "%s/%s is not known", typ, safeID(id))
-	}
 	if len(all) > page.Count {
 		page.HasNext = true
 		all = all[:page.Count]
@@ -139,4 +151,23 @@ func (s *Service) History(ctx context.Context, g Guard, typ, id string, params u
 		page.Entries = append(page.Entries, f.rec)
 	}
 	return page, nil
+}
+
+// allowInstance decides a read of typ/id by its current row (a deleted
+// one too: its history is still the record's), before its versions are
+// listed.
+func (s *Service) allowInstance(ctx context.Context, g Guard, typ, id string) error {
+	var pid *string
+	err := s.db.Reader().QueryRow(ctx, `SELECT patient_id FROM resources WHERE type = $1 AND id = $2`, typ, id).Scan(&pid)
+	if errors.Is(err, store.ErrNoRows) {
+		return errNotKnown(typ, id)
+	}
+	if err != nil {
+		return fmt.Errorf("history of %s/%s: %w", typ, safeID(id), err)
+	}
+	a := Access{Action: ActRead, Type: typ, ID: id}
+	if pid != nil {
+		a.PatientID = *pid
+	}
+	return allow(ctx, g, a)
 }

@@ -30,10 +30,10 @@ type bundleExpect struct {
 }
 
 var bundleExpectations = map[string]bundleExpect{
-	"fhir-r4/Normative-Bundle-Batch.json":                                               {failedAt: []int{4, 7, 9}},    // bdl-7 duplicate fullUrl; ValueSet/$lookup; GET of a missing Patient
-	"fhir-r4/Normative-Bundle-BatchWithConditionalUpdateByIdentifier.json":              {failedAt: []int{0, 1, 2, 3}}, // identifier.system "" in every entry
-	"fhir-r4/Normative-Bundle-BatchWithInvalidEleEnums.json":                            {failedAt: []int{0, 2, 4, 7, 9}},
-	"fhir-r4/Normative-Bundle-BinaryPatch.json":                                         {failedAt: []int{1}}, // PATCH of a Binary
+	"fhir-r4/Normative-Bundle-Batch.json":                                               {failedAt: []int{4, 5, 7, 9}},       // bdl-7 duplicate fullUrl; DELETE and GET of a missing Patient (not known: existence.go); ValueSet/$lookup
+	"fhir-r4/Normative-Bundle-BatchWithConditionalUpdateByIdentifier.json":              {failedAt: []int{0, 1, 2, 3}},       // identifier.system "" in every entry
+	"fhir-r4/Normative-Bundle-BatchWithInvalidEleEnums.json":                            {failedAt: []int{0, 2, 4, 5, 7, 9}}, // 5: DELETE of a missing Patient
+	"fhir-r4/Normative-Bundle-BinaryPatch.json":                                         {failedAt: []int{1}},                // PATCH of a Binary
 	"fhir-r4/Normative-Bundle-InvalidBundleType.json":                                   {rejected: errs.Unprocessable},
 	"fhir-r4/Normative-Bundle-MissingIdentifier.json":                                   {failedAt: []int{0}},
 	"fhir-r4/Normative-Bundle-TransactionForRollBack.json":                              {rejected: errs.NotFound}, // GET of a missing Patient

@@ -367,6 +367,11 @@ func (s *Service) ConditionalUpdate(ctx context.Context, g Guard, typ, query str
 }
 
 func (s *Service) conditionalUpdateTx(ctx context.Context, tx store.Tx, g Guard, typ, query string, body []byte, want int) (Record, bool, error) {
+	// Asked before the criteria are: whether they match must not change
+	// the answer of a caller who may not update the type (existence.go).
+	if err := allowType(ctx, g, Access{Action: ActUpdate, Type: typ}); err != nil {
+		return Record{}, false, err
+	}
 	matches, err := s.matchIDs(ctx, tx, g, typ, query, 2)
 	if err != nil {
 		return Record{}, false, err
@@ -391,8 +396,9 @@ func (s *Service) conditionalUpdateTx(ctx context.Context, tx store.Tx, g Guard,
 	}
 }
 
-// Delete deletes typ/id. Deleting what does not exist or is already
-// deleted succeeds (R4 lets delete be idempotent).
+// Delete deletes typ/id. Deleting a record already deleted succeeds (R4
+// lets delete be idempotent); an id that does not exist is not known, as
+// a record out of the caller's reach is (existence.go).
 func (s *Service) Delete(ctx context.Context, g Guard, typ, id string) error {
 	if err := Writable(typ); err != nil {
 		return err
@@ -410,6 +416,9 @@ func (s *Service) ConditionalDelete(ctx context.Context, g Guard, typ, query str
 		return err
 	}
 	return s.db.Tx(ctx, func(tx store.Tx) error {
+		if err := allowType(ctx, g, Access{Action: ActDelete, Type: typ}); err != nil {
+			return err
+		}
 		matches, err := s.matchIDs(ctx, tx, g, typ, query, 2)
 		if err != nil {
 			return err
@@ -427,15 +436,24 @@ func (s *Service) ConditionalDelete(ctx context.Context, g Guard, typ, query str
 }
 
 func (s *Service) deleteTx(ctx context.Context, tx store.Tx, g Guard, typ, id string) (Record, error) {
+	if err := allowType(ctx, g, Access{Action: ActDelete, Type: typ, ID: id}); err != nil {
+		return Record{}, err
+	}
 	cur, exists, err := s.current(ctx, tx, typ, id)
 	if err != nil {
 		return Record{}, err
 	}
-	if !exists || cur.Deleted {
-		return Record{Type: typ, ID: id, Version: cur.Version, Deleted: true}, nil
+	if !exists {
+		return Record{}, errNotKnown(typ, id)
 	}
+	// A deleted row keeps its patient: deleting it again is decided as
+	// deleting it was, so a deleted record out of reach is not known
+	// either, and one in reach is a success that changes nothing.
 	if _, err := allowWrite(ctx, g, tx, Access{Action: ActDelete, Type: typ, ID: id, PatientID: cur.PatientID}, nil); err != nil {
 		return Record{}, err
+	}
+	if cur.Deleted {
+		return Record{Type: typ, ID: id, Version: cur.Version, Deleted: true, PatientID: cur.PatientID}, nil
 	}
 	now := s.stamp()
 	v := cur.Version + 1
@@ -492,13 +510,15 @@ func (s *Service) write(ctx context.Context, tx store.Tx, g Guard, typ, id strin
 	var cur Record
 	var exists bool
 	if !o.mustBeNew {
+		// An update by id: the type question before the look-up
+		// (existence.go).
+		if err := allowType(ctx, g, Access{Action: ActUpdate, Type: typ, ID: id}); err != nil {
+			return Record{}, err
+		}
 		var err error
 		if cur, exists, err = s.current(ctx, tx, typ, id); err != nil {
 			return Record{}, err
 		}
-	}
-	if o.ifMatch != 0 && (!exists || cur.Deleted || cur.Version != o.ifMatch) {
-		return Record{}, errs.E(errs.PreconditionFailed, "If-Match names version %d, but the current version of %s/%s is not that one", o.ifMatch, typ, id)
 	}
 	version := 1
 	if exists {
@@ -519,6 +539,12 @@ func (s *Service) write(ctx context.Context, tx store.Tx, g Guard, typ, id strin
 	raw, doc, patient, err := s.allowFields(ctx, tx, g, typ, id, cur, exists, raw, doc)
 	if err != nil {
 		return Record{}, err
+	}
+	// If-Match is compared once the write is allowed: a version of a
+	// record out of reach is not the caller's to learn, and its refusal
+	// must read like that of an id that does not exist.
+	if o.ifMatch != 0 && (!exists || cur.Deleted || cur.Version != o.ifMatch) {
+		return Record{}, errs.E(errs.PreconditionFailed, "If-Match names version %d, but the current version of %s/%s is not that one", o.ifMatch, typ, id)
 	}
 	rows, err := extract(s.ring, typ, doc, s.limits.IndexRows)
 	if err != nil {
@@ -704,13 +730,16 @@ func (s *Service) Read(ctx context.Context, g Guard, typ, id string) (Record, er
 }
 
 func (s *Service) readTx(ctx context.Context, q store.Querier, g Guard, typ, id string) (Record, error) {
+	if err := allowType(ctx, g, Access{Action: ActRead, Type: typ, ID: id}); err != nil {
+		return Record{}, err
+	}
 	rec := Record{Type: typ, ID: id}
 	var pid *string
 	var ct []byte
 	err := q.QueryRow(ctx, `SELECT version, last_updated, deleted, patient_id, ciphertext FROM resources WHERE type = $1 AND id = $2`, typ, id).
 		Scan(&rec.Version, &rec.LastUpdated, &rec.Deleted, &pid, &ct)
 	if errors.Is(err, store.ErrNoRows) {
-		return Record{}, errs.E(errs.NotFound, "%s/%s is not known", typ, safeID(id))
+		return Record{}, errNotKnown(typ, id)
 	}
 	if err != nil {
 		return Record{}, fmt.Errorf("read %s/%s: %w", typ, safeID(id), err)
@@ -740,6 +769,9 @@ func safeID(id string) string {
 
 // VRead returns one version of typ/id.
 func (s *Service) VRead(ctx context.Context, g Guard, typ, id, version string) (Record, error) {
+	if err := allowType(ctx, g, Access{Action: ActRead, Type: typ, ID: id}); err != nil {
+		return Record{}, err
+	}
 	v, err := strconv.Atoi(version)
 	if err != nil || v < 1 {
 		return Record{}, errs.E(errs.NotFound, "%s/%s has no such version", safeName(typ), safeID(id))
