@@ -53,7 +53,7 @@ func tokenIndex(ring *phi.Ring, typ string, p *Param, value string) (string, err
 	switch {
 	case p.Code:
 		return ring.CodeIndex(domain, value)
-	case p.Name == "birthdate":
+	case p.Spec == Date:
 		return ring.BlindIndex(domain, value)
 	default:
 		return ring.IdentifierIndex(domain, value)

@@ -130,7 +130,7 @@ func walk(doc any, path string) []any {
 
 func (rows *indexRows) add(ring *phi.Ring, typ string, p *Param, v any) error {
 	switch p.Kind {
-	case Token:
+	case Token, URI:
 		for _, t := range tokensOf(v) {
 			code := t.code
 			if p.PHI {

@@ -307,6 +307,9 @@ func (s *Service) condition(q *Query, name, modifier, value string) (string, err
 	}
 	p := typeParams[q.Type][name]
 	if p == nil {
+		if why := unsupportedParams[q.Type][name]; why != "" {
+			return "", badParam(name, "%s is an R4 search parameter of %s that this server does not answer: %s (see the CapabilityStatement)", name, q.Type, why)
+		}
 		return "", badParam(name, "%s is not a search parameter of %s on this server (see the CapabilityStatement)", safeName(name), q.Type)
 	}
 	q.useElements(name, q.Type, p)
@@ -324,6 +327,8 @@ func (s *Service) condition(q *Query, name, modifier, value string) (string, err
 	switch p.Kind {
 	case Token:
 		return s.tokenCond(q, p, modifier, value)
+	case URI:
+		return s.uriCond(q, p, modifier, value)
 	case String:
 		return s.stringCond(q, p, modifier, value)
 	case Date:
@@ -337,7 +342,7 @@ func (s *Service) condition(q *Query, name, modifier, value string) (string, err
 
 func tableOf(k Kind) string {
 	switch k {
-	case Token:
+	case Token, URI:
 		return "resource_tokens"
 	case String:
 		return "resource_strings"
@@ -397,10 +402,10 @@ func (s *Service) tokenCond(q *Query, p *Param, modifier, value string) (string,
 		var conds []string
 		if code != "" {
 			if p.PHI {
-				if p.Name == "birthdate" {
+				if p.Spec == Date {
 					code = strings.TrimPrefix(code, "eq")
 					if len(code) != 10 {
-						return "", badParam(p.Name, "birthdate is PHI and searched by exact date only (YYYY-MM-DD, optionally with the eq prefix)")
+						return "", badParam(p.Name, "%s is PHI and searched by exact date only (YYYY-MM-DD, optionally with the eq prefix)", p.Name)
 					}
 				}
 				h, err := tokenIndex(s.ring, q.Type, p, code)
