@@ -66,13 +66,15 @@ func TestSearchExpressionsBecomePaths(t *testing.T) {
 		{"Patient.phone", "telecom[system=phone]", "", "", false},
 		{"Patient.gender", "gender", "", "", true},
 		{"Patient.deceased", "", "", "the function exists() is not indexed as an element path", false},
-		{"Observation.date", "effectiveDateTime effectivePeriod effectiveTiming effectiveInstant", "", "", false},
-		{"Observation.value-quantity", "valueQuantity valueSampledData", "", "", false},
+		{"Observation.date", "effectiveDateTime effectivePeriod effectiveInstant", "", "", false},
+		{"Observation.value-quantity", "valueQuantity", "", "", false},
+		{"Procedure.date", "performedDateTime performedPeriod", "", "", false},
 		{"Observation.patient", "subject", "Patient", "", false},
 		{"DocumentReference.patient", "subject", "Patient", "", false},
 		{"ExplanationOfBenefit.patient", "patient", "Patient", "", false},
 		{"Observation.code-value-quantity", "", "", "composite parameters are not indexed", false},
 		{"Questionnaire.code", "item.code", "", "", false},
+		{"InsurancePlan.name", "name alias", "", "", false},
 	} {
 		p, ok := got[c.param]
 		if !ok {

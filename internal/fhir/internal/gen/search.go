@@ -131,6 +131,11 @@ func resolveParam(p *SearchParam, sp searchParameter, defs map[string]map[string
 			part = unparen(strings.TrimSpace(a)) + ".ofType(" + strings.TrimSpace(ty) + ")"
 		}
 		steps := splitTop(part, '.')
+		if len(sp.Base) == 1 && len(steps) > 0 && steps[0] != "" && steps[0][0] >= 'a' && steps[0][0] <= 'z' {
+			// R4 writes a few expressions without their type
+			// (InsurancePlan.name is "name | alias").
+			steps = append([]string{p.Type}, steps...)
+		}
 		if len(steps) == 0 || unparen(steps[0]) != p.Type {
 			continue // another base type's part
 		}
@@ -145,7 +150,7 @@ func resolveParam(p *SearchParam, sp searchParameter, defs map[string]map[string
 			}
 		}
 		for _, s := range states {
-			if s.path == "" {
+			if s.path == "" || !kindHolds(sp.Type, s.final) {
 				continue
 			}
 			p.Paths = append(p.Paths, s.path)
@@ -158,7 +163,7 @@ func resolveParam(p *SearchParam, sp searchParameter, defs map[string]map[string
 		}
 	}
 	if len(p.Paths) == 0 {
-		p.Unsupported = "the expression reaches no element of " + p.Type
+		p.Unsupported = "the expression reaches no element of " + p.Type + " that a " + sp.Type + " index holds"
 		return
 	}
 	p.Paths = dedupe(p.Paths)
@@ -178,6 +183,39 @@ func resolveParam(p *SearchParam, sp searchParameter, defs map[string]map[string
 			p.Targets = sortedKeys(targets)
 		}
 	}
+}
+
+// kindHolds reports whether an element of type typ yields values of a
+// search parameter kind: a choice such as Procedure.performed[x] has
+// variants (performedString, performedAge) that a date index cannot hold,
+// and a path to one would only make the parameter read an element it
+// never indexes.
+func kindHolds(kind, typ string) bool {
+	var ok []string
+	switch kind {
+	case "date":
+		ok = []string{"date", "dateTime", "instant", "Period"}
+	case "number":
+		ok = []string{"decimal", "integer", "positiveInt", "unsignedInt"}
+	case "quantity":
+		ok = []string{"Quantity", "Age", "Count", "Distance", "Duration", "Money", "SimpleQuantity", "MoneyQuantity"}
+	case "reference":
+		ok = []string{"Reference", "canonical"}
+	case "string":
+		ok = []string{"string", "markdown", "HumanName", "Address"}
+	case "uri":
+		ok = []string{"uri", "url", "canonical", "oid", "uuid"}
+	case "token":
+		ok = []string{"code", "Coding", "CodeableConcept", "Identifier", "ContactPoint", "boolean", "string", "id", "uri", "canonical"}
+	default:
+		return true
+	}
+	for _, t := range ok {
+		if t == typ {
+			return true
+		}
+	}
+	return false
 }
 
 // resolved is one path being followed: the concrete JSON path so far and
