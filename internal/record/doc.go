@@ -34,8 +34,11 @@
 //
 // The parameters are R4's own, generated from the pinned definitions
 // (fhir.SearchParams; params_r4.go): every SearchParameter of every type
-// whose expression resolves to element paths, composites, computed
-// conditions, chains and _has refused with a 400 naming them. A type whose
+// whose expression resolves to element paths, composites and computed
+// conditions refused with a 400 naming them; one-link chains and _has run
+// the other type's criteria as a search by the same guard first
+// (search_chain.go), so every hop meets the access policy and the field
+// rules. A type whose
 // parameters change is re-indexed at start (reindex.go). Which values are
 // PHI is decided by one rule over the definitions, in params_r4.go; for
 // the parameters careflow had before, it gives:

@@ -94,7 +94,7 @@ func paramDoc(typ string, p *Param) string {
 		case Date:
 			return "Date of record, stored plain as a UTC range; prefixes eq ne gt lt ge le sa eb ap."
 		case Reference:
-			return "Literal references (Type/id); :Type and :missing supported; chains are not."
+			return "Literal references (Type/id) and canonicals; :Type and :missing supported; one-link chains (ref.param, ref:Type.param) and _has run as searches of the other type by the caller, refused when they match more than 500 of it."
 		case Quantity, Number:
 			return "Plain numeric index; prefixes eq ne gt lt ge le sa eb ap."
 		case URI:

@@ -37,7 +37,8 @@ import (
 // Parameters whose expression is not a set of element paths (composite
 // parameters, extensions, computed conditions such as Patient.deceased)
 // are not indexed; a search naming one is refused with a 400 that says
-// why (unsupportedParams). Chains and _has are refused too.
+// why (unsupportedParams). Chains and _has are answered over the reference
+// parameters (search_chain.go).
 
 // plainTokens are the tokens of patient records that stay plain though
 // their binding is open: each is a record's kind or state in a handful of

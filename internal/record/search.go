@@ -53,6 +53,8 @@ type Query struct {
 	// uses are the elements the search reads, checked against the
 	// caller's before it runs (search_fields.go).
 	uses []elementUse
+	// chains are resolved when the search runs (search_chain.go).
+	chains []chain
 }
 
 type include struct {
@@ -197,8 +199,19 @@ func (s *Service) parseParam(q *Query, key, value string) error {
 		q.Params.Add(key, value)
 		return nil
 	}
-	if strings.Contains(name, ".") {
-		return badParam(name, "chained search parameters are not supported")
+	if name == "_has" {
+		if err := s.parseHas(q, key, value); err != nil {
+			return err
+		}
+		q.Params.Add(key, value)
+		return nil
+	}
+	if strings.Contains(name, ".") || strings.Contains(modifier, ".") {
+		if err := s.parseChain(q, key, value); err != nil {
+			return err
+		}
+		q.Params.Add(key, value)
+		return nil
 	}
 	cond, err := s.condition(q, name, modifier, value)
 	if err != nil {
@@ -748,6 +761,12 @@ func (s *Service) search(ctx context.Context, g Guard, rd store.Querier, q *Quer
 	if err := s.checkElements(ctx, g, q); err != nil {
 		return nil, err
 	}
+	if len(q.chains) > 0 {
+		var err error
+		if q, err = s.resolveChains(ctx, g, rd, q); err != nil {
+			return nil, err
+		}
+	}
 	c, err := s.confine(ctx, g, q.Type, listResources, false, q.whereSQL(), q.args)
 	if err != nil {
 		return nil, err
@@ -999,6 +1018,9 @@ func (s *Service) matchIDs(ctx context.Context, rd store.Querier, g Guard, typ, 
 	q, err := s.ParseQuery(typ, vals)
 	if err != nil {
 		return nil, err
+	}
+	if len(q.chains) > 0 {
+		return nil, badParam(q.chains[0].key, "chained parameters and _has are not offered in conditional criteria")
 	}
 	// Criteria are a search too: matching over a hidden element would tell
 	// the caller, by what the interaction does, what the element holds.
