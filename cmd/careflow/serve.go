@@ -260,7 +260,9 @@ func openRecord(ctx context.Context, cfg Config, db *store.DB, logger *slog.Logg
 // warning at every start) and the FHIR record over db, and starts the
 // ring's refresh and the re-encryptor for every registered ciphertext
 // column (phiColumns); before it returns, clinical codes stored in plain
-// text before migration 0011 are blind-indexed (record.BlindLegacyCodes).
+// text before migration 0011 are blind-indexed (record.BlindLegacyCodes)
+// and the types whose search parameters changed are re-indexed
+// (record.ReindexChangedParams).
 // It returns the ring too, for the workflow engine.
 // stop ends both and waits for them.
 func openRecordRing(ctx context.Context, cfg Config, db *store.DB, logger *slog.Logger) (*record.Service, *phi.Ring, func(), error) {
@@ -296,6 +298,15 @@ func openRecordRing(ctx context.Context, cfg Config, db *store.DB, logger *slog.
 		return nil, nil, nil, err
 	} else if n > 0 {
 		logger.Info("record: blind-indexed the clinical codes of resources stored before this version", "resources", n)
+	}
+	// Then the types whose search parameters changed since their rows were
+	// written (all stored types, once, on a database from before migration
+	// 0013) are re-indexed, so that their new parameters find them.
+	if n, err := rec.ReindexChangedParams(ctx); err != nil {
+		stop()
+		return nil, nil, nil, err
+	} else if n > 0 {
+		logger.Info("record: re-indexed resources for this version's search parameters", "resources", n)
 	}
 	return rec, ring, stop, nil
 }

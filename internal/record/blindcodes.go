@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
-	"strings"
 
-	"github.com/careflow/careflow/internal/errs"
 	"github.com/careflow/careflow/internal/phi"
 	"github.com/careflow/careflow/internal/store"
 )
@@ -53,7 +50,7 @@ func tokenIndex(ring *phi.Ring, typ string, p *Param, value string) (string, err
 	switch {
 	case p.Code:
 		return ring.CodeIndex(domain, value)
-	case p.Name == "birthdate":
+	case p.Spec == Date:
 		return ring.BlindIndex(domain, value)
 	default:
 		return ring.IdentifierIndex(domain, value)
@@ -92,7 +89,7 @@ const blindCodesTask = "blind_codes"
 
 // blindCodesBatch is how many resources one transaction of the pass
 // re-indexes.
-const blindCodesBatch = 200
+const blindCodesBatch = reindexBatch
 
 // BlindLegacyCodes rewrites, in place, the token rows of resources written
 // before clinical codes were blind-indexed (migration 0011 lists the task
@@ -125,82 +122,12 @@ func (s *Service) BlindLegacyCodes(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("record: read the blind-code pass: %w", err)
 	}
-	types := codeTypes()
-	marks := make([]string, len(types))
-	args := make([]any, 0, len(types)+2)
-	args = append(args, "", "")
-	for i, t := range types {
-		args = append(args, t)
-		marks[i] = fmt.Sprintf("$%d", i+3)
+	n, err := s.reindexWalk(ctx, blindCodesTask, codeTypes(), afterType, afterID, true, func(tx store.Tx) error {
+		_, err := tx.Exec(ctx, `DELETE FROM record_reindex WHERE task = $1`, blindCodesTask)
+		return err
+	})
+	if err != nil {
+		return n, fmt.Errorf("record: blind the clinical codes stored before migration 0011: %w", err)
 	}
-	total := 0
-	for {
-		args[0], args[1] = afterType, afterID
-		n := 0
-		err := s.db.Tx(ctx, func(tx store.Tx) error {
-			q := `SELECT type, id, version, ciphertext FROM resources
-WHERE (type > $1 OR (type = $1 AND id > $2)) AND type IN (` + strings.Join(marks, ", ") + `) AND deleted = FALSE
-ORDER BY type, id LIMIT ` + fmt.Sprint(blindCodesBatch) + tx.Dialect().ForUpdate()
-			type version struct {
-				typ, id string
-				version int
-				ct      []byte
-			}
-			var batch []version
-			rows, err := tx.Query(ctx, q, args...)
-			if err != nil {
-				return err
-			}
-			for rows.Next() {
-				var v version
-				if err := rows.Scan(&v.typ, &v.id, &v.version, &v.ct); err != nil {
-					rows.Close()
-					return err
-				}
-				batch = append(batch, v)
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				return err
-			}
-			for _, v := range batch {
-				raw, err := s.ring.Open(ctx, versionAAD(v.typ, v.id, v.version), v.ct)
-				if err != nil {
-					return fmt.Errorf("open %s/%s: %w", v.typ, v.id, err)
-				}
-				doc, err := decodeDoc(raw)
-				if err != nil {
-					return errs.Wrap(errs.Internal, err, "%s/%s does not decode", v.typ, v.id)
-				}
-				// A stored resource is re-indexed whatever today's
-				// limits are: it was accepted when it was written.
-				idx, err := extract(s.ring, v.typ, doc, math.MaxInt)
-				if err != nil {
-					return err
-				}
-				if _, err := tx.Exec(ctx, `DELETE FROM resource_tokens WHERE type = $1 AND id = $2`, v.typ, v.id); err != nil {
-					return fmt.Errorf("clear the tokens of %s/%s: %w", v.typ, v.id, err)
-				}
-				if err := insertIndexes(ctx, tx, v.typ, v.id, indexRows{tokens: idx.tokens}); err != nil {
-					return err
-				}
-			}
-			n = len(batch)
-			if n < blindCodesBatch {
-				_, err = tx.Exec(ctx, `DELETE FROM record_reindex WHERE task = $1`, blindCodesTask)
-				return err
-			}
-			last := batch[n-1]
-			afterType, afterID = last.typ, last.id
-			_, err = tx.Exec(ctx, `UPDATE record_reindex SET after_type = $2, after_id = $3 WHERE task = $1`, blindCodesTask, afterType, afterID)
-			return err
-		})
-		if err != nil {
-			return total, fmt.Errorf("record: blind the clinical codes stored before migration 0011: %w", err)
-		}
-		total += n
-		if n < blindCodesBatch {
-			return total, nil
-		}
-	}
+	return n, nil
 }

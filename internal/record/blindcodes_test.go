@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/careflow/careflow/internal/errs"
+	"github.com/careflow/careflow/internal/fhir"
+	"github.com/careflow/careflow/internal/phi"
 	"github.com/careflow/careflow/internal/store"
 	"github.com/careflow/careflow/internal/store/storetest"
 )
@@ -95,66 +97,113 @@ func codeFixture(t *testing.T, s *Service) map[string]string {
 	return ids
 }
 
-// TestEveryClinicalParameterIsTested keeps codeCases covering every
-// parameter marked clinical, so a new one is searched on both backends.
+// TestEveryClinicalParameterIsTested checks every parameter the rule
+// marks clinical, of every type: a resource holding a code at each of its
+// paths gets token rows holding the blind index of the code, never the
+// code; a search value for the code is the same index. codeCases cover
+// the search through both backends for the parameters of the fixture.
 func TestEveryClinicalParameterIsTested(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) { everyClinicalParameterIsBlind(t, newService(t, db).ring) })
+}
+
+func everyClinicalParameterIsBlind(t *testing.T, ring *phi.Ring) {
+	const code = "X-86406008"
+	n := 0
 	for _, typ := range ModelledTypes() {
 		for _, p := range ParamsOf(typ) {
 			if !p.Code {
 				continue
 			}
-			if !slices.ContainsFunc(codeCases, func(c codeCase) bool { return c.typ == typ && c.param == p.Name }) {
-				t.Errorf("%s.%s is a clinical code parameter without a case in codeCases", typ, p.Name)
+			n++
+			for _, path := range p.Paths {
+				doc := docWithCode(typ, path, code)
+				rows, err := extract(ring, typ, doc, 1000)
+				if err != nil {
+					t.Fatalf("%s.%s at %s: %v", typ, p.Name, path, err)
+				}
+				want, err := tokenIndex(ring, typ, p, code)
+				if err != nil {
+					t.Fatal(err)
+				}
+				found := false
+				for _, r := range rows.tokens {
+					if strings.Contains(r.code, code) || strings.Contains(r.system, code) {
+						t.Errorf("%s.%s at %s: a %s row holds the code in plain text", typ, p.Name, path, r.param)
+					}
+					found = found || r.param == p.Name && r.code == want && r.system == sct
+				}
+				if !found {
+					t.Errorf("%s.%s at %s: no blind row for the code (rows %v)", typ, p.Name, path, rows.tokens)
+				}
 			}
 		}
 	}
+	if n < 100 {
+		t.Errorf("only %d clinical code parameters", n)
+	}
 }
 
-// plainTokenParams are the token parameters of patient-compartment types
-// that stay plain, each for its reason (doc.go states the rule). Every
-// other token parameter of those types is blind: a new one must be
-// decided here or marked in params.go.
-var plainTokenParams = map[string]string{
-	"status":                        "the record's state in a small fixed value set",
-	"clinical-status":               "active/recurrence/relapse/inactive/remission/resolved: state, not what",
-	"verification-status":           "unconfirmed/provisional/differential/confirmed/refuted: state, not what",
-	"business-status":               "a workflow's state",
-	"intent":                        "proposal/plan/order: workflow",
-	"priority":                      "routine/urgent/asap/stat: workflow",
-	"use":                           "claim/preauthorization/predetermination: billing",
-	"outcome":                       "queued/complete/error/partial: processing",
-	"class":                         "AMB/EMER/IMP...: the setting, a handful of values",
-	"gender":                        "administrative gender: four values a count reveals anyway",
-	"active":                        "a boolean",
-	"class-type":                    "group/plan/subgroup...: the insurance's structure",
-	"severity":                      "mild/moderate/severe: how, not what; three values",
-	"scope":                         "adr/research/patient-privacy/treatment: the kind of consent",
-	"action":                        "access/collect/use/disclose/correct: what a consent governs",
-	"Task.code":                     "approve/fulfill/abort...: the workflow operation",
-	"Condition.category":            "problem-list-item/encounter-diagnosis/health-concern: the kind of record",
-	"Observation.category":          "vital-signs/laboratory/imaging/...: the kind of record, needed for lists",
-	"Communication.category":        "alert/notification/reminder/instruction",
-	"CommunicationRequest.category": "alert/notification/reminder/instruction",
+// docWithCode builds a resource holding one CodeableConcept (SNOMED CT,
+// code) at path, with each filter's member set so the filter keeps it.
+func docWithCode(typ, path, code string) map[string]any {
+	doc := map[string]any{"resourceType": typ}
+	cur := doc
+	steps := strings.Split(path, ".")
+	for i, st := range steps {
+		name, filter, _ := strings.Cut(st, "[")
+		var next map[string]any
+		if i == len(steps)-1 {
+			next = map[string]any{"coding": []any{map[string]any{"system": sct, "code": code}}}
+		} else {
+			next = map[string]any{}
+		}
+		if k, v, ok := strings.Cut(strings.TrimSuffix(filter, "]"), "="); ok {
+			next[k] = v
+		}
+		cur[name] = next
+		cur = next
+	}
+	return doc
 }
 
 // TestPatientRecordsTokenParametersAreDecided: every token parameter of a
-// patient-compartment type is blind (identifier, telecom, birth date,
-// clinical code) or named in plainTokenParams with its reason.
+// patient record is blind (identifier, telecom, birth date, clinical
+// code), bound to a small fixed value set (a required binding, a boolean),
+// or named in plainTokens with its reason.
 func TestPatientRecordsTokenParametersAreDecided(t *testing.T) {
-	for typ := range patientPaths {
+	n := 0
+	for _, typ := range ModelledTypes() {
+		if !isPatientRecord(typ) {
+			continue
+		}
+		fixed := map[string]bool{}
+		for _, sp := range fhir.SearchParams(typ) {
+			fixed[sp.Name] = sp.Fixed
+		}
 		for _, p := range ParamsOf(typ) {
 			if p.Kind != Token || p.PHI {
 				continue
 			}
-			if plainTokenParams[p.Name] == "" && plainTokenParams[typ+"."+p.Name] == "" {
-				t.Errorf("%s.%s is a plain token of a patient record: mark it clinical in params.go or say in plainTokenParams why it stays plain", typ, p.Name)
+			n++
+			if !fixed[p.Name] && PlainTokenReason(typ, p.Name) == "" {
+				t.Errorf("%s.%s is a plain token of a patient record with an open binding: the rule in params_r4.go must mark it, or plainTokens say why it stays plain", typ, p.Name)
 			}
 		}
 	}
-	for _, must := range []string{"Condition.code", "Observation.code", "Procedure.code", "Encounter.reason-code", "Observation.value-concept"} {
+	if n < 50 {
+		t.Errorf("only %d plain tokens of patient records looked at", n)
+	}
+	for _, must := range []string{"Condition.code", "Observation.code", "Procedure.code", "Encounter.reason-code", "Observation.value-concept",
+		"DocumentReference.type", "Immunization.vaccine-code", "MedicationRequest.code", "AllergyIntolerance.code", "DiagnosticReport.code"} {
 		typ, name, _ := strings.Cut(must, ".")
-		if p := typeParams[typ][name]; p == nil || !p.Code {
-			t.Errorf("%s is not a blind clinical code", must)
+		if p := typeParams[typ][name]; p == nil || !p.PHI {
+			t.Errorf("%s is not blind", must)
+		}
+	}
+	for _, must := range []string{"Patient.identifier", "DocumentReference.identifier", "ExplanationOfBenefit.identifier", "RelatedPerson.name", "RelatedPerson.birthdate", "Practitioner.name", "Location.address", "DocumentReference.description"} {
+		typ, name, _ := strings.Cut(must, ".")
+		if p := typeParams[typ][name]; p == nil || !p.PHI || p.Code {
+			t.Errorf("%s is not a blind non-code index", must)
 		}
 	}
 }

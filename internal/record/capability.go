@@ -115,12 +115,6 @@ var commonParams = []capParam{
 	{Name: "_lastUpdated", Type: "date", Documentation: "meta.lastUpdated; prefixes eq ne gt lt ge le sa eb ap."},
 }
 
-// specKinds are the spec's types of parameters this server indexes under
-// another kind: a PHI date is a blind-indexed token, matched exactly.
-var specKinds = map[string]Kind{
-	"Patient.birthdate": Date,
-}
-
 // CapabilityOptions tailor the CapabilityStatement to a configured server.
 type CapabilityOptions struct {
 	// Grants, when not nil, lists per resource type the actions (read,
@@ -258,7 +252,7 @@ func CapabilityStatementFor(version string, now time.Time, opts CapabilityOption
 		}
 		for _, p := range ps {
 			cp := capParam{Name: p.Name, Type: string(p.Kind), Documentation: p.Doc}
-			if spec, ok := specKinds[t+"."+p.Name]; ok && spec != p.Kind {
+			if spec := p.Spec; spec != "" && spec != p.Kind {
 				// The spec's type, and how this server matches it.
 				cp.Type = string(spec)
 				cp.Documentation = strings.TrimSpace(cp.Documentation + " Matched as one exact value through a blind index: no prefixes, no ranges, no partial dates.")

@@ -32,7 +32,16 @@
 // them. Each lookup is an index range scan on (type, param, value), so
 // search by identifier and read by id cost O(log n).
 //
-// Which values are PHI is decided in params.go, once:
+// The parameters are R4's own, generated from the pinned definitions
+// (fhir.SearchParams; params_r4.go): every SearchParameter of every type
+// whose expression resolves to element paths, composites and computed
+// conditions refused with a 400 naming them; one-link chains and _has run
+// the other type's criteria as a search by the same guard first
+// (search_chain.go), so every hop meets the access policy and the field
+// rules. A type whose
+// parameters change is re-indexed at start (reindex.go). Which values are
+// PHI is decided by one rule over the definitions, in params_r4.go; for
+// the parameters careflow had before, it gives:
 //
 //	value                                              stored as
 //	-------------------------------------------------  ------------------------------------------
@@ -72,9 +81,12 @@
 // stays plain when it is a record's state or kind in a small fixed value
 // set (status, class, gender, Observation.category): those say nothing of a
 // diagnosis, searches and lists lean on them, and a blind index of a
-// handful of values is undone by counting rows. Each parameter is marked in
-// params.go (clinical); TestPatientRecordsTokenParametersAreDecided makes
-// every new token of a patient record take a side. blindcodes.go says why
+// handful of values is undone by counting rows. params_r4.go writes the
+// rule as code: a token not bound to a required value set is clinical,
+// unless plainTokens names it with its reason;
+// TestPatientRecordsTokenParametersAreDecided checks every token of every
+// patient record (Patient, R4's Patient compartment, patientPaths) took
+// a side. blindcodes.go says why
 // the system stays plain and the HMAC covers the code alone, and
 // BlindLegacyCodes rewrites the rows of a database from before.
 //

@@ -130,7 +130,7 @@ func walk(doc any, path string) []any {
 
 func (rows *indexRows) add(ring *phi.Ring, typ string, p *Param, v any) error {
 	switch p.Kind {
-	case Token:
+	case Token, URI:
 		for _, t := range tokensOf(v) {
 			code := t.code
 			if p.PHI {
@@ -175,11 +175,15 @@ func (rows *indexRows) add(ring *phi.Ring, typ string, p *Param, v any) error {
 			rows.dates = append(rows.dates, dateRow{param: p.Name, low: low, high: high})
 		}
 	case Reference:
-		obj, ok := v.(map[string]any)
-		if !ok {
-			return nil
+		var s string
+		switch x := v.(type) {
+		case map[string]any:
+			s, _ = x["reference"].(string)
+		case string:
+			// A canonical (Questionnaire/x|1.0, or its URL): the
+			// resource it names, without the version.
+			s, _, _ = strings.Cut(x, "|")
 		}
-		s, _ := obj["reference"].(string)
 		t, id, ok := parseLiteralRef(s)
 		if !ok || (len(p.Targets) > 0 && !contains(p.Targets, t)) {
 			return nil

@@ -194,6 +194,14 @@ func patientPHI(raw []byte, public map[string]bool) []string {
 			if id, ok := x["id"].(string); ok {
 				public[id] = true
 			}
+			// A literal reference's target id is stored plain, as
+			// references are (doc.go); a client-chosen id such as
+			// RelatedPerson/peter is a public value of the record.
+			if ref, ok := x["reference"].(string); ok {
+				if _, id, ok := parseLiteralRef(ref); ok {
+					public[id] = true
+				}
+			}
 			if rt == "Organization" || rt == "Location" || rt == "InsurancePlan" {
 				for _, n := range append(walk(x, "name"), walk(x, "alias")...) {
 					if s, ok := n.(string); ok {

@@ -53,6 +53,8 @@ type Query struct {
 	// uses are the elements the search reads, checked against the
 	// caller's before it runs (search_fields.go).
 	uses []elementUse
+	// chains are resolved when the search runs (search_chain.go).
+	chains []chain
 }
 
 type include struct {
@@ -197,8 +199,19 @@ func (s *Service) parseParam(q *Query, key, value string) error {
 		q.Params.Add(key, value)
 		return nil
 	}
-	if strings.Contains(name, ".") {
-		return badParam(name, "chained search parameters are not supported")
+	if name == "_has" {
+		if err := s.parseHas(q, key, value); err != nil {
+			return err
+		}
+		q.Params.Add(key, value)
+		return nil
+	}
+	if strings.Contains(name, ".") || strings.Contains(modifier, ".") {
+		if err := s.parseChain(q, key, value); err != nil {
+			return err
+		}
+		q.Params.Add(key, value)
+		return nil
 	}
 	cond, err := s.condition(q, name, modifier, value)
 	if err != nil {
@@ -307,6 +320,9 @@ func (s *Service) condition(q *Query, name, modifier, value string) (string, err
 	}
 	p := typeParams[q.Type][name]
 	if p == nil {
+		if why := unsupportedParams[q.Type][name]; why != "" {
+			return "", badParam(name, "%s is an R4 search parameter of %s that this server does not answer: %s (see the CapabilityStatement)", name, q.Type, why)
+		}
 		return "", badParam(name, "%s is not a search parameter of %s on this server (see the CapabilityStatement)", safeName(name), q.Type)
 	}
 	q.useElements(name, q.Type, p)
@@ -324,6 +340,8 @@ func (s *Service) condition(q *Query, name, modifier, value string) (string, err
 	switch p.Kind {
 	case Token:
 		return s.tokenCond(q, p, modifier, value)
+	case URI:
+		return s.uriCond(q, p, modifier, value)
 	case String:
 		return s.stringCond(q, p, modifier, value)
 	case Date:
@@ -337,7 +355,7 @@ func (s *Service) condition(q *Query, name, modifier, value string) (string, err
 
 func tableOf(k Kind) string {
 	switch k {
-	case Token:
+	case Token, URI:
 		return "resource_tokens"
 	case String:
 		return "resource_strings"
@@ -397,10 +415,10 @@ func (s *Service) tokenCond(q *Query, p *Param, modifier, value string) (string,
 		var conds []string
 		if code != "" {
 			if p.PHI {
-				if p.Name == "birthdate" {
+				if p.Spec == Date {
 					code = strings.TrimPrefix(code, "eq")
 					if len(code) != 10 {
-						return "", badParam(p.Name, "birthdate is PHI and searched by exact date only (YYYY-MM-DD, optionally with the eq prefix)")
+						return "", badParam(p.Name, "%s is PHI and searched by exact date only (YYYY-MM-DD, optionally with the eq prefix)", p.Name)
 					}
 				}
 				h, err := tokenIndex(s.ring, q.Type, p, code)
@@ -743,6 +761,12 @@ func (s *Service) search(ctx context.Context, g Guard, rd store.Querier, q *Quer
 	if err := s.checkElements(ctx, g, q); err != nil {
 		return nil, err
 	}
+	if len(q.chains) > 0 {
+		var err error
+		if q, err = s.resolveChains(ctx, g, rd, q); err != nil {
+			return nil, err
+		}
+	}
 	c, err := s.confine(ctx, g, q.Type, listResources, false, q.whereSQL(), q.args)
 	if err != nil {
 		return nil, err
@@ -994,6 +1018,9 @@ func (s *Service) matchIDs(ctx context.Context, rd store.Querier, g Guard, typ, 
 	q, err := s.ParseQuery(typ, vals)
 	if err != nil {
 		return nil, err
+	}
+	if len(q.chains) > 0 {
+		return nil, badParam(q.chains[0].key, "chained parameters and _has are not offered in conditional criteria")
 	}
 	// Criteria are a search too: matching over a hidden element would tell
 	// the caller, by what the interaction does, what the element holds.

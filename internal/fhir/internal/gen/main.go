@@ -43,8 +43,8 @@ func main() {
 	if err := os.WriteFile(*out, data, 0o644); err != nil {
 		log.Fatal(err)
 	}
-	log.Printf("wrote %s: %d types, %d value sets (%d not expandable), %d invariants, %d bytes",
-		*out, len(table.Types), len(table.ValueSets), len(table.Unexpanded), len(table.Invariants), len(data))
+	log.Printf("wrote %s: %d types, %d value sets (%d not expandable), %d invariants, %d search parameters, %d bytes",
+		*out, len(table.Types), len(table.ValueSets), len(table.Unexpanded), len(table.Invariants), len(table.SearchParams), len(data))
 }
 
 // Table is the embedded file's shape; internal/fhir decodes the same layout.
@@ -63,6 +63,12 @@ type Table struct {
 	// define on themselves and their backbone elements (not the ones every
 	// element or resource inherits: ele-1, dom-*, ext-1).
 	Invariants []Invariant `json:"invariants"`
+	// SearchParams are R4's search parameters per resource type, resolved
+	// to element paths (search.go), sorted by type and name.
+	SearchParams []SearchParam `json:"searchParams"`
+	// PatientCompartment maps each resource type of R4's Patient
+	// compartment to the parameters that put a resource in it.
+	PatientCompartment map[string][]string `json:"patientCompartment"`
 }
 
 // Invariant is one constraint: where it applies (a definition path such as
@@ -269,6 +275,12 @@ func build(dir string) (*Table, error) {
 			continue
 		}
 		t.ValueSets[u] = codes.sorted()
+	}
+	if t.SearchParams, err = searchParams(dir, t); err != nil {
+		return nil, err
+	}
+	if t.PatientCompartment, err = patientCompartment(dir); err != nil {
+		return nil, err
 	}
 	return t, nil
 }
