@@ -27,7 +27,7 @@ func TestReindexChangedParams(t *testing.T) {
 func testReindexChangedParams(t *testing.T, d store.Dialect) {
 	ctx := context.Background()
 	db := storetest.OpenUnmigrated(t, d)
-	migrateTo(t, db, 12)
+	storetest.MigrateTo(t, db, 12)
 	s := newService(t, db)
 	const docs = reindexBatch + 30
 	var docIDs []string
