@@ -14,6 +14,9 @@ package auth
 //     the type (scope). Scopes only narrow the role. A careflow login
 //     session whose token names no resource scope acts with the policy's
 //     session_scopes.
+//     A create or update naming no patient is refused
+//     (unreachable_record) unless some role's none rule reads the type,
+//     so that no record is stored that no one can read (policy_served.go).
 //  5. The patient: a rule for records of no patient ("none") passes for
 //     types that are not patient data, and for patient-data types only
 //     when no patient is named; a rule for every patient ("any") passes; a compartment
@@ -213,6 +216,13 @@ func (a *Authorizer) Decide(ctx context.Context, p *Principal, req Request) Deci
 	}
 	if !scopesAllow(p.Kind, a.policy.effectiveScopes(p), req.ResourceType, req.Action) {
 		return deny(ReasonScope, purpose)
+	}
+	// A write of a record that names no patient stores something only a
+	// none rule can reach: without one, the record would be write-only
+	// (policy_served.go). Like the steps above, this looks at the type
+	// only, never at a patient.
+	if writesFields(req.Action) && req.PatientID == "" && !a.policy.ReadsPatientless(req.ResourceType) {
+		return deny(ReasonUnreachableRecord, purpose)
 	}
 
 	// Rules that need no patient relationship come first, so that a role
