@@ -84,6 +84,11 @@ func (s *Server) fhirHandler(h func(w http.ResponseWriter, r *http.Request, g *f
 			s.writeError(w, r, err)
 			return
 		}
+		// An unsupported type is unsupported for everyone: answered before
+		// anything about the caller is looked at (fhir_types.go).
+		if !s.checkServedType(w, r) {
+			return
+		}
 		inner(w, r)
 	}
 }
@@ -137,6 +142,9 @@ func (g *fhirGuard) Allow(_ context.Context, a record.Access) error {
 }
 
 func (g *fhirGuard) allow(a record.Access) error {
+	if !g.s.servesType(a.Type) {
+		return errUnsupportedType(a.Type)
+	}
 	if a.Action == record.ActSearch && a.ID != "" {
 		// A record a listing returns: the listing was decided as a search
 		// and confined to the caller's reach; visible decides the record
@@ -280,6 +288,9 @@ func (g *fhirGuard) reachOf(ctx context.Context, typ string, match bool) (record
 // hands the record the elements the write may touch, so that it keeps the
 // others from the stored version.
 func (g *fhirGuard) AllowTx(ctx context.Context, tx store.Tx, a record.Access, elements []string) (record.Grant, error) {
+	if !g.s.servesType(a.Type) {
+		return record.Grant{}, errUnsupportedType(a.Type)
+	}
 	acc := access{
 		req:        auth.Request{Action: auth.Action(a.Action), ResourceType: a.Type, PatientID: a.PatientID, Elements: elements},
 		resourceID: a.ID,
