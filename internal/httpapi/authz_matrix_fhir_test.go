@@ -65,6 +65,7 @@ var fhirMatrixBodies = map[string]struct {
 	"paymentnotice":     {body: `{"resourceType":"PaymentNotice","status":"active","created":"2026-01-02","payment":{"reference":"PaymentReconciliation/pr-1"},"recipient":{"reference":"Organization/org-1"},"amount":{"value":10,"currency":"SAR"}}`},
 	"task-org":          {body: `{"resourceType":"Task","status":"requested","intent":"order","description":"clean bed 4"}`},
 	"obs-contained":     {body: `{"resourceType":"Observation","status":"final","code":{"text":"Apgar 1 min"},"contained":[{"resourceType":"Patient","id":"newborn","gender":"male"}],"subject":{"reference":"#newborn"}}`},
+	"obs-nosubject":     {body: `{"resourceType":"Observation","id":"obs.{patient}","status":"amended","code":{"text":"x"}}`},
 	"consent-nopatient": {body: `{"resourceType":"Consent","status":"active","scope":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentscope","code":"patient-privacy"}]},"category":[{"text":"x"}],"policyRule":{"text":"x"}}`},
 }
 

@@ -35,7 +35,10 @@
 // records only by its "patients": "none" rules, and refuses to store one
 // of a type no rule reads (auth.ReasonUnreachableRecord); registering the
 // subject as a Patient and pointing the record at it moves it into that
-// patient's compartment on the next write. Which types the record serves
+// patient's compartment on the next write. The other way is refused: a
+// record in a patient's compartment keeps naming a patient (an update may
+// point it at another one), so nothing of a patient's reaches the rules
+// for records of none, which no relationship or consent narrows. Which types the record serves
 // at all is the policy's to say too (auth.Policy.Serves): the record
 // stores any R4 type, the FHIR surface and careflow import only the served
 // ones.
