@@ -20,6 +20,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/careflow/careflow/internal/audit"
+	"github.com/careflow/careflow/internal/auth"
 	"github.com/careflow/careflow/internal/errs"
 	"github.com/careflow/careflow/internal/fhir"
 	"github.com/careflow/careflow/internal/record"
@@ -199,10 +200,14 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	if err != nil {
 		return failed("cannot open the audit log: %v", err)
 	}
+	policy, err := loadPolicy(cfg)
+	if err != nil {
+		return failed("%v", err)
+	}
 
 	imp := &importer{
 		rec:      rec,
-		guard:    &importGuard{log: auditLog, requestID: "import-" + newRunID()},
+		guard:    &importGuard{log: auditLog, policy: policy, requestID: "import-" + newRunID()},
 		batch:    batch,
 		progress: progress,
 		work:     work,
@@ -262,7 +267,12 @@ func newRunID() string {
 
 // importGuard is the record.Guard of an import. The command works on the
 // database directly, with the operator's own access to it, so it allows
-// every record; what it adds is the audit: each write is appended to the
+// every record the server would serve to someone: a type the access policy
+// does not serve is refused as the API refuses it (not-supported), and so
+// is a record naming no patient of a type no role may read without one
+// (auth.Policy.ReadsPatientless), which the API refuses as
+// unreachable_record; an import stores nothing the API could not give
+// back. What it adds is the audit: each write is appended to the
 // audit log inside the write's transaction (AllowTx), so a record and its
 // entry commit or roll back together. Reads (a conditional create that
 // found its resource, a GET entry of a Bundle) are decided inside a
@@ -270,6 +280,7 @@ func newRunID() string {
 // writer), so they are kept and appended when the request is done.
 type importGuard struct {
 	log       *audit.Log
+	policy    *auth.Policy
 	requestID string
 
 	mu      sync.Mutex
@@ -290,8 +301,23 @@ func (g *importGuard) entry(a record.Access) audit.Entry {
 	}
 }
 
+// storable refuses what the API would: a type the policy does not serve,
+// and a write of a record no role could read back.
+func (g *importGuard) storable(a record.Access) error {
+	if !g.policy.Serves(a.Type) {
+		return errs.E(errs.UnsupportedType, "%s is not a resource type this server supports (the access policy serves it to no role)", a.Type).InField("resourceType")
+	}
+	if (a.Action == record.ActCreate || a.Action == record.ActUpdate) && a.PatientID == "" && !g.policy.ReadsPatientless(a.Type) {
+		return errs.E(errs.Forbidden, "this %s names no patient, and the access policy lets no role read a %s that names none; name its patient", a.Type, a.Type)
+	}
+	return nil
+}
+
 // Allow implements record.Guard for reads.
 func (g *importGuard) Allow(_ context.Context, a record.Access) error {
+	if err := g.storable(a); err != nil {
+		return err
+	}
 	g.mu.Lock()
 	g.pending = append(g.pending, g.entry(a))
 	g.mu.Unlock()
@@ -301,6 +327,9 @@ func (g *importGuard) Allow(_ context.Context, a record.Access) error {
 // AllowTx implements record.TxGuard: the write's audit entry goes into
 // the write's transaction. The operator's import writes every element.
 func (g *importGuard) AllowTx(ctx context.Context, tx store.Tx, a record.Access, _ []string) (record.Grant, error) {
+	if err := g.storable(a); err != nil {
+		return record.Grant{}, err
+	}
 	if _, err := g.log.AppendTx(ctx, tx, g.entry(a)); err != nil {
 		return record.Grant{}, errs.Wrap(errs.Unavailable, err, "the audit log is unavailable, so nothing was written")
 	}

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/careflow/careflow/internal/fhir"
 )
 
 // The access policy is data: a JSON document naming, per role, which
@@ -338,6 +340,9 @@ func ParsePolicy(b []byte) (*Policy, error) {
 		}
 		p.roles[role] = rp
 	}
+	if err := p.checkReadable(); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -463,43 +468,37 @@ func (p *Policy) VisibleFields(r Role, resourceType string, pu Purpose) []string
 	return out
 }
 
-// resourceTypes are the types a policy may name: the FHIR R4 resources
-// careflow stores or is about to, and careflow's own API records. A policy
-// naming anything else fails to load; adding a type here is a deliberate
-// act reviewed with the code that serves it.
-func resourceTypes() []string {
-	return []string{
-		// FHIR R4: administrative and clinical.
-		"Patient", "Practitioner", "PractitionerRole", "Organization", "Location",
-		"Encounter", "EpisodeOfCare", "Observation", "Condition", "Procedure",
-		"AllergyIntolerance", "MedicationRequest", "MedicationStatement",
-		"MedicationAdministration", "Medication", "Immunization", "DiagnosticReport",
-		"DocumentReference", "ServiceRequest", "CarePlan", "CareTeam", "Goal",
-		"Appointment", "Communication", "CommunicationRequest", "Consent",
-		"Provenance", "AuditEvent", "QuestionnaireResponse", "Task",
-		// FHIR R4: financial.
-		"Coverage", "CoverageEligibilityRequest", "CoverageEligibilityResponse",
-		"Claim", "ClaimResponse", "ExplanationOfBenefit", "PaymentNotice",
-		"PaymentReconciliation", "Account", "ChargeItem", "Invoice", "InsurancePlan",
-		// Terminology (not patient data).
-		"CodeSystem", "ValueSet",
-		// careflow API records.
-		"AuditLog", "BreakGlass", "User", "WorkflowRun", "AccessPolicy",
-	}
+// apiTypes are careflow's own API records, which a policy names beside the
+// FHIR R4 resource types.
+func apiTypes() []string {
+	return []string{"AuditLog", "BreakGlass", "User", "WorkflowRun", "AccessPolicy"}
 }
 
-// KnownResourceType reports whether the policy may name t.
-func KnownResourceType(t string) bool { return slices.Contains(resourceTypes(), t) }
+// KnownResourceType reports whether the policy may name t: every concrete
+// FHIR R4 resource type (fhir.IsResourceType, from the pinned definitions)
+// and careflow's API records. Which of them the server serves is the
+// policy's to say (Policy.Serves); a type no rule names is unsupported.
+func KnownResourceType(t string) bool {
+	return fhir.IsResourceType(t) || slices.Contains(apiTypes(), t)
+}
 
 // notPatientData are the known types that hold no patient's data:
-// directories, code systems, and careflow's own administrative records,
-// which name patients by id at most (the audit log; care teams, administered
-// as a whole; workflow runs, which by the engine's contract hold references
-// and codes, never readable PHI). Every other known type is patient data.
+// directories, definitions and code systems, and careflow's own
+// administrative records, which name patients by id at most (the audit log;
+// care teams, administered as a whole; workflow runs, which by the engine's
+// contract hold references and codes, never readable PHI). Every other
+// known type is patient data, so a type added to the policy is treated as
+// a patient's until it is listed here on purpose.
 func notPatientData() []string {
 	return []string{"Practitioner", "PractitionerRole", "Organization", "Location", "Medication",
 		"InsurancePlan", "CodeSystem", "ValueSet", "AuditLog", "AuditEvent", "BreakGlass", "User", "AccessPolicy", "CareTeam",
-		"WorkflowRun"}
+		"WorkflowRun",
+		// Directories and definitions: what the hospital offers and how its
+		// forms, devices and terminologies are defined, never a patient.
+		"HealthcareService", "Endpoint", "OrganizationAffiliation", "Questionnaire", "ConceptMap", "NamingSystem",
+		"DeviceDefinition", "ActivityDefinition", "PlanDefinition", "Library", "MedicationKnowledge",
+		"ObservationDefinition", "SpecimenDefinition", "StructureDefinition", "SearchParameter", "OperationDefinition",
+		"MessageDefinition", "CapabilityStatement"}
 }
 
 // PatientData reports whether records of type t belong to a patient, so

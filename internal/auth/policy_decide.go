@@ -14,6 +14,9 @@ package auth
 //     the type (scope). Scopes only narrow the role. A careflow login
 //     session whose token names no resource scope acts with the policy's
 //     session_scopes.
+//     A create or update naming no patient is refused
+//     (unreachable_record) unless some role's none rule reads the type,
+//     so that no record is stored that no one can read (policy_served.go).
 //  5. The patient: a rule for records of no patient ("none") passes for
 //     types that are not patient data, and for patient-data types only
 //     when no patient is named; a rule for every patient ("any") passes; a compartment
@@ -231,6 +234,14 @@ func (a *Authorizer) typeRules(ctx context.Context, p *Principal, req Request) (
 
 // decidePatient runs steps 5 to 7 over the rules typeRules found.
 func (a *Authorizer) decidePatient(ctx context.Context, p *Principal, req Request, purpose Purpose, rules []*Rule) Decision {
+	// A write of a record that names no patient stores something only a
+	// none rule can reach: without one, the record would be write-only
+	// (policy_served.go). This looks at the type only, but it needs to
+	// know that the record names no patient, so it is not part of the
+	// type question (DecideType), which is asked before the record is.
+	if writesFields(req.Action) && req.PatientID == "" && !a.policy.ReadsPatientless(req.ResourceType) {
+		return deny(ReasonUnreachableRecord, purpose)
+	}
 	// Rules that need no patient relationship come first, so that a role
 	// with an "any" rule never pays for a relationship lookup.
 	var denial Decision

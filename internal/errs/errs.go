@@ -33,6 +33,7 @@ const (
 	MethodNotAllowed   Kind = "method_not_allowed"  // the route exists for other methods
 	Unprocessable      Kind = "unprocessable"       // well-formed but semantically invalid (FHIR validation)
 	NotSupported       Kind = "not_supported"       // well-formed, but not offered to this caller (a search over an element its role may not see)
+	UnsupportedType    Kind = "unsupported_type"    // a resource type the server does not serve, to anyone (FHIR: 404 not-supported)
 )
 
 // Error is careflow's error value.

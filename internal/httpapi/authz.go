@@ -118,6 +118,9 @@ func denialError(d auth.Decision) error {
 		// client does not take it for a permanent no.
 		return errs.E(errs.Forbidden, "access denied (%s): the access policy could not be evaluated; try again", d.Reason)
 	}
+	if d.Reason == auth.ReasonUnreachableRecord {
+		return errs.E(errs.Forbidden, "access denied (%s): the record names no patient, and no role may read records of its type that name none; name its patient", d.Reason)
+	}
 	return errs.E(errs.Forbidden, "access denied (%s)", d.Reason)
 }
 

@@ -59,6 +59,14 @@ var fhirMatrixBodies = map[string]struct {
 	"narrative-tx":   {body: `{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"PUT","url":"Patient/{patient}"},"resource":{"resourceType":"Patient","id":"{patient}","name":[{"family":"{family}"}],"identifier":[{"system":"urn:eg:nid","value":"NID-{patient}"}],"gender":"female","text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">note</div>"}}}]}`},
 	"coverage":       {body: `{"resourceType":"Coverage","id":"cov.{patient}","status":"active","beneficiary":{"reference":"Patient/{patient}"},"payor":[{"reference":"Organization/org-1"}]}`},
 	"practitioner-1": {body: `{"resourceType":"Practitioner","id":"prac-1","name":[{"family":"Doc"}]}`},
+	// Records of no patient (issue #9): a PaymentNotice (none by design),
+	// a Task for a ward, an Observation whose subject is contained, and a
+	// Consent naming no patient, which no role may read and is refused.
+	"paymentnotice":     {body: `{"resourceType":"PaymentNotice","status":"active","created":"2026-01-02","payment":{"reference":"PaymentReconciliation/pr-1"},"recipient":{"reference":"Organization/org-1"},"amount":{"value":10,"currency":"SAR"}}`},
+	"task-org":          {body: `{"resourceType":"Task","status":"requested","intent":"order","description":"clean bed 4"}`},
+	"obs-contained":     {body: `{"resourceType":"Observation","status":"final","code":{"text":"Apgar 1 min"},"contained":[{"resourceType":"Patient","id":"newborn","gender":"male"}],"subject":{"reference":"#newborn"}}`},
+	"obs-nosubject":     {body: `{"resourceType":"Observation","id":"obs.{patient}","status":"amended","code":{"text":"x"}}`},
+	"consent-nopatient": {body: `{"resourceType":"Consent","status":"active","scope":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentscope","code":"patient-privacy"}]},"category":[{"text":"x"}],"policyRule":{"text":"x"}}`},
 }
 
 // fhirMatrixFamily is the family name each patient is seeded with (and
@@ -182,6 +190,8 @@ func newFHIRMatrixFixture(t testing.TB, db *store.DB) *fhirMatrixFixture {
 	put("Practitioner", "prac-1", `{"resourceType":"Practitioner","id":"prac-1","name":[{"family":"Doc"}]}`)
 	put("Organization", "org-1", `{"resourceType":"Organization","id":"org-1","name":"Payer"}`)
 	put("Observation", "obs-device", `{"resourceType":"Observation","id":"obs-device","status":"final","code":{"text":"x"}}`)
+	put("PaymentNotice", "pn-1", `{"resourceType":"PaymentNotice","id":"pn-1","status":"active","created":"2026-01-02","payment":{"reference":"PaymentReconciliation/pr-1"},"recipient":{"reference":"Organization/org-1"},"amount":{"value":10,"currency":"SAR"}}`)
+	put("Task", "task-org", `{"resourceType":"Task","id":"task-org","status":"requested","intent":"order"}`)
 	// pat-other alone has the elements field rules hide from billing or
 	// clinical_admin (finding 1 of issue #8): a general practitioner, an
 	// HIV reason on an Encounter and a Procedure, a Condition's asserter.
@@ -251,8 +261,30 @@ func runFHIRMatrixRow(t *testing.T, f *fhirMatrixFixture, i int, row fhirMatrixR
 			t.Fatalf("%s\nthe outcome echoes a search value of %s: %s", row, query, resp.body)
 		}
 	case http.StatusNotFound:
+		if row.reason == "not-supported" {
+			// A type the server does not serve (fhir_types.go).
+			var oo fhir.OperationOutcome
+			if err := json.Unmarshal(resp.body, &oo); err != nil || len(oo.Issue) != 1 || oo.Issue[0].Code != "not-supported" {
+				t.Fatalf("%s\noutcome %s is not not-supported", row, resp.body)
+			}
+			break
+		}
+		if row.reason == "patient_required" {
+			// A stored record of no patient that the role reaches only in
+			// a patient's compartment: exactly what an id that was never
+			// stored gets.
+			never := row
+			i := strings.LastIndex(never.path, "/")
+			never.path = never.path[:i+1] + "never-" + never.path[i+1:]
+			missing := f.doFHIR(t, who, never, patient)
+			id := never.path[i+1:]
+			if missing.status != resp.status || !bytes.Equal(bytes.ReplaceAll(missing.body, []byte(id), []byte(row.path[i+1:])), resp.body) {
+				t.Fatalf("%s\nout of reach: %d %s\nnever stored: %d %s", row, resp.status, resp.body, missing.status, missing.body)
+			}
+			break
+		}
 		if row.reason != "not_related" {
-			t.Fatalf("%s: a 404 row's reason is not_related", row)
+			t.Fatalf("%s: a 404 row's reason is not_related, patient_required or not-supported", row)
 		}
 		// Exactly what a patient that does not exist gets (for a PUT, a
 		// create for that patient).

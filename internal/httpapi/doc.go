@@ -21,7 +21,9 @@
 // careflow issues, as request ids are written verbatim into logs and audit
 // entries. JSON bodies are checked by fhir.CheckJSON before encoding/json
 // decodes them (decode.go): no duplicate keys, no lone surrogates, no
-// control characters.
+// control characters. A FHIR route naming a type the access policy does
+// not serve answers 404 not-supported before the caller's rules are looked
+// at (fhir_types.go), so the answer is the same for everyone.
 // The access log records method, route pattern, status, bytes and duration;
 // never query strings, bodies or headers, which may carry PHI.
 package httpapi

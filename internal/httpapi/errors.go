@@ -15,7 +15,7 @@ func statusOf(k errs.Kind) int {
 	switch k {
 	case errs.Invalid, errs.NotSupported:
 		return http.StatusBadRequest
-	case errs.NotFound:
+	case errs.NotFound, errs.UnsupportedType:
 		return http.StatusNotFound
 	case errs.Conflict:
 		return http.StatusConflict
@@ -61,7 +61,7 @@ func fhirIssueCode(k errs.Kind) string {
 		return "transient"
 	case errs.TooLarge:
 		return "too-long"
-	case errs.UnsupportedMedia, errs.MethodNotAllowed, errs.NotSupported:
+	case errs.UnsupportedMedia, errs.MethodNotAllowed, errs.NotSupported, errs.UnsupportedType:
 		return "not-supported"
 	case errs.Unprocessable:
 		return "processing"

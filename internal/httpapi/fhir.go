@@ -84,6 +84,11 @@ func (s *Server) fhirHandler(h func(w http.ResponseWriter, r *http.Request, g *f
 			s.writeError(w, r, err)
 			return
 		}
+		// An unsupported type is unsupported for everyone: answered before
+		// anything about the caller is looked at (fhir_types.go).
+		if !s.checkServedType(w, r) {
+			return
+		}
 		inner(w, r)
 	}
 }
@@ -137,6 +142,9 @@ func (g *fhirGuard) Allow(_ context.Context, a record.Access) error {
 }
 
 func (g *fhirGuard) allow(a record.Access) error {
+	if !g.s.servesType(a.Type) {
+		return errUnsupportedType(a.Type)
+	}
 	if a.Action == record.ActSearch && a.ID != "" {
 		// A record a listing returns: the listing was decided as a search
 		// and confined to the caller's reach; visible decides the record
@@ -175,9 +183,12 @@ func (g *fhirGuard) decidedPurpose() auth.Purpose {
 // known either: internal/record/existence.go). An update keeps "no such
 // patient": an update of a record out of reach must read like a create
 // for a patient out of reach, which is what the same request makes of an
-// id that does not exist.
+// id that does not exist. A stored record of no patient that the caller's
+// rules reach only in a patient's compartment (patient_required: an
+// organisational Task for a physician) is out of reach in the same way.
 func fhirDenial(a record.Access, d auth.Decision) error {
-	if d.Reason == auth.ReasonNotRelated && a.ID != "" && (a.Action == record.ActRead || a.Action == record.ActDelete) {
+	outOfReach := d.Reason == auth.ReasonNotRelated || (d.Reason == auth.ReasonPatientRequired && a.PatientID == "")
+	if outOfReach && a.ID != "" && (a.Action == record.ActRead || a.Action == record.ActDelete) {
 		return notKnown(a.Type, a.ID)
 	}
 	if d.Reason == auth.ReasonFieldNotWritable && d.Field != "" {
@@ -281,6 +292,9 @@ func (g *fhirGuard) reachOf(ctx context.Context, typ string, match bool) (record
 // hands the record the elements the write may touch, so that it keeps the
 // others from the stored version.
 func (g *fhirGuard) AllowTx(ctx context.Context, tx store.Tx, a record.Access, elements []string) (record.Grant, error) {
+	if !g.s.servesType(a.Type) {
+		return record.Grant{}, errUnsupportedType(a.Type)
+	}
 	acc := access{
 		req:        auth.Request{Action: auth.Action(a.Action), ResourceType: a.Type, PatientID: a.PatientID, Elements: elements},
 		resourceID: a.ID,

@@ -73,4 +73,19 @@ func TestMetadataFollowsTheAccessPolicy(t *testing.T) {
 			t.Errorf("%s is listed", typ)
 		}
 	}
+	// Exactly the served types: what is listed is answered, and every
+	// other type is 404 not-supported (fhir_types.go).
+	var types []string
+	for typ := range listed {
+		types = append(types, typ)
+	}
+	slices.Sort(types)
+	if served := policy.ServedTypes(); !slices.Equal(types, served) {
+		t.Errorf("listed %v\nserved %v", types, served)
+	}
+	for _, typ := range []string{"Bundle", "MessageHeader", "Composition", "CareTeam", "HealthcareService", "Flag", "Binary", "VisionPrescription", "Group", "ExplanationOfBenefit", "PaymentNotice"} {
+		if !listed[typ] {
+			t.Errorf("%s, which real exchanges carry, is not listed", typ)
+		}
+	}
 }

@@ -52,7 +52,7 @@ func TestFHIRSearchPagesAndAuditsWhatTheCallerMaySee(t *testing.T) {
 		doc := f.principal(t, "pager", auth.Physician, "")
 		f.relate(t, doc, "physician", "assigned", "pat-assigned")
 		f.relate(t, doc, "physician", "glass", "pat-glass")
-		url := f.ts.URL + "/fhir/R4/Observation?_count=1&_total=accurate"
+		url := f.ts.URL + "/fhir/R4/Procedure?_count=1&_total=accurate"
 		var seen []string
 		var requests []string
 		for url != "" {
@@ -76,10 +76,10 @@ func TestFHIRSearchPagesAndAuditsWhatTheCallerMaySee(t *testing.T) {
 		// The auditor finds each page under the patient it returned.
 		auditor := f.principal(t, "pager-auditor", auth.Auditor, "")
 		for i, p := range []string{"pat-assigned", "pat-glass", ownPatient} { // the pages' order
-			resp := f.do(t, auditor, "GET", "/api/v1/audit?action=search&resource_type=Observation&patient="+p, "")
+			resp := f.do(t, auditor, "GET", "/api/v1/audit?action=search&resource_type=Procedure&patient="+p, "")
 			var page audit.Page
 			decodeInto(t, resp, &page)
-			if len(page.Entries) != 1 || page.Entries[0].Actor != doc || page.Entries[0].ResourceID != "obs."+p || page.Entries[0].RequestID != requests[i] {
+			if len(page.Entries) != 1 || page.Entries[0].Actor != doc || page.Entries[0].ResourceID != "proc."+p || page.Entries[0].RequestID != requests[i] {
 				t.Fatalf("audit of patient %s (page %d, request %s): %+v", p, i, requests[i], page.Entries)
 			}
 		}

@@ -18,10 +18,30 @@
 // (Patient: itself; Encounter, Condition, Procedure, Observation,
 // Communication, CommunicationRequest, CareTeam: subject; Claim,
 // ClaimResponse, CoverageEligibilityRequest/Response, Consent: patient;
-// Coverage: beneficiary; Task: for; other types: the first of patient,
-// subject, beneficiary, for that is a literal Patient reference). It is an
-// opaque id, stored plain, so that the access policy decides per record
-// (Guard) before anything is decrypted.
+// Coverage: beneficiary; Task: for; Appointment: the participant that is a
+// Patient; other types: the first of patient, subject, beneficiary, for
+// that is a literal Patient reference). It is an opaque id, stored plain,
+// so that the access policy decides per record (Guard) before anything is
+// decrypted.
+//
+// A record with no such reference is in no compartment (patient_id NULL):
+// a PaymentNotice or PaymentReconciliation (between provider and payer by
+// design), a Task for a ward, a Bundle or MessageHeader as received, and a
+// record whose subject is a resource contained in it ("#newborn": a
+// newborn's Apgar score before the baby is registered). A contained
+// subject is not a stored patient: no care team holds it and no consent of
+// it is recorded, so the record cannot be put in a compartment, and it is
+// not guessed into one (the mother's, say). The access policy reaches such
+// records only by its "patients": "none" rules, and refuses to store one
+// of a type no rule reads (auth.ReasonUnreachableRecord); registering the
+// subject as a Patient and pointing the record at it moves it into that
+// patient's compartment on the next write. The other way is refused: a
+// record in a patient's compartment keeps naming a patient (an update may
+// point it at another one), so nothing of a patient's reaches the rules
+// for records of none, which no relationship or consent narrows. Which types the record serves
+// at all is the policy's to say too (auth.Policy.Serves): the record
+// stores any R4 type, the FHIR surface and careflow import only the served
+// ones.
 //
 // # Search indexes and PHI
 //

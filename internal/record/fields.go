@@ -140,6 +140,14 @@ func (s *Service) allowFields(ctx context.Context, tx store.Tx, g Guard, typ, id
 		// A kept element may be the one that names the patient.
 		patient = patientOf(typ, id, doc)
 	}
+	if cur.PatientID != "" && patient == "" {
+		// A patient's record never leaves every compartment: records of
+		// no patient are reached by rules that no relationship or consent
+		// narrows (auth.PatientsNone), so moving one there would hand it
+		// to every holder of such a rule, past the patient's consent.
+		// Pointing it at another patient stays possible (below).
+		return nil, nil, "", errs.E(errs.Forbidden, "access denied (patient_required): this %s is in a patient's compartment and must keep naming a patient; point it at the right patient instead of none", typ)
+	}
 	if patient != cur.PatientID {
 		// Moving a record between compartments needs the right on both,
 		// with the same fields: the merge above kept what the first grant

@@ -77,6 +77,10 @@ var patientPaths = map[string][]string{
 	"CommunicationRequest":        {"subject"},
 	"Task":                        {"for"},
 	"Consent":                     {"patient"},
+	// An Appointment names its patient among its participants (R4's
+	// patient compartment: actor); without this every Appointment was a
+	// record of no patient, out of reach of the clinicians' compartment.
+	"Appointment": {"participant.actor"},
 }
 
 // genericPatientPaths are tried on resource types this server stores but
