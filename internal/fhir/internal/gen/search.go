@@ -226,7 +226,6 @@ type resolved struct {
 	rel      string // the element path inside typ ("" at its root)
 	final    string // the type code of the element reached
 	required bool
-	choice   string // set when the last step expanded a choice
 	via      map[string]bool
 }
 
