@@ -17,14 +17,15 @@ import (
 // Authorization follows authz.go. A run is about its patient: every access
 // to a run is decided against the run's patient_id (resource WorkflowRun),
 // and every access to a task against the patient of the task's run
-// (resource Task). The policy actions are:
+// (resource WorkflowTask, apart from the FHIR Task resource: policy
+// version 2). The policy actions are:
 //
 //	WorkflowRun search  list runs, list definitions
 //	WorkflowRun read    a run, its history, steps and signals
 //	WorkflowRun create  start a run; send a run a signal (a new record in it)
 //	WorkflowRun update  cancel, pause, resume, retry; reassign its tasks
-//	Task search/read    list tasks, a task
-//	Task update         claim, complete
+//	WorkflowTask search/read  list tasks, a task
+//	WorkflowTask update       claim, complete
 //
 // Signals are "create" so that a role can be let feed runs (the payer
 // gateway's callbacks) without being let stop or restart them. The audit
@@ -45,7 +46,7 @@ import (
 
 const (
 	runType  = "WorkflowRun"
-	taskType = "Task"
+	taskType = auth.WorkflowTask
 
 	// maxWorkflowBody bounds the bodies of the workflow routes; the largest
 	// is a start with its input.

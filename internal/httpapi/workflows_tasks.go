@@ -23,7 +23,7 @@ type taskRequest struct {
 }
 
 // authorizeTask reads the task named by the path and its run, and decides
-// action on resourceType (Task, or WorkflowRun for managing the run)
+// action on resourceType (WorkflowTask, or WorkflowRun for managing the run)
 // against the run's patient.
 func (s *Server) authorizeTask(w http.ResponseWriter, r *http.Request, p *auth.Principal, resourceType string, action auth.Action, auditAction audit.Action) (taskRequest, bool) {
 	id, err := pathID(r)
