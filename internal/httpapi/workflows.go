@@ -37,12 +37,14 @@ import (
 // access is patient-bound, and a run that does not exist are all the same
 // 404; a caller whose role may never touch runs gets its 403 either way.
 //
-// Lists come from the engine, which does not know care teams; each page is
-// filtered to the records the caller may read (decided per patient, cached
-// for the request) and then passed through the response filter like every
-// other listing. Records left out by that filter are outside the caller's
-// query, not refused accesses, and are not audited one by one: the search
-// itself is.
+// Lists are confined to the caller's reach in the engine's query (the
+// runs of the patients the caller may read, auth.Authorizer.Reach; a task
+// joined to its run's patient), as FHIR searches are, so a page is full
+// whenever that many visible records exist and its next cursor says
+// nothing about the others. Each page is then passed through the response
+// filter like every other listing. Records outside the reach are outside
+// the caller's query, not refused accesses, and are not audited one by
+// one: the search itself is.
 
 const (
 	runType  = "WorkflowRun"
@@ -59,10 +61,6 @@ const (
 
 	defaultPage = 100
 	maxPage     = 500
-	// listScanBudget bounds the engine records one list request examines
-	// while filling a page for a caller whose access reaches few of them; the
-	// rest is left to the next cursor.
-	listScanBudget = 5000
 
 	// workflowTimeout is each workflow request's deadline.
 	workflowTimeout = 30 * time.Second

@@ -167,19 +167,27 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request, p *auth.Princi
 		s.writeError(w, r, err)
 		return
 	}
-	kept, next, err := scanReadable(f.Limit,
-		func() ([]*engine.Run, error) { return s.opts.Engine.ListRuns(r.Context(), f) },
-		func(run *engine.Run) string { f.After = run.ID; return run.ID },
-		func(run *engine.Run) (patientRecord, bool, error) {
-			if !s.mayRead(r, p, runType, run.PatientID, d.Purpose) {
-				return patientRecord{}, false, nil
-			}
-			rec, err := runRecord(run, run)
-			return rec, err == nil, err
-		})
+	if f.Reach, err = s.workflowReach(r, p, runType, d.Purpose); err != nil {
+		s.failAfterAuthorize(w, r, p, a, d, err)
+		return
+	}
+	runs, err := s.opts.Engine.ListRuns(r.Context(), f)
 	if err != nil {
 		s.failAfterAuthorize(w, r, p, a, d, err)
 		return
+	}
+	kept := make([]patientRecord, 0, len(runs))
+	for _, run := range runs {
+		rec, err := runRecord(run, run)
+		if err != nil {
+			s.failAfterAuthorize(w, r, p, a, d, err)
+			return
+		}
+		kept = append(kept, rec)
+	}
+	next := ""
+	if len(runs) == f.Limit {
+		next = runs[len(runs)-1].ID
 	}
 	out, err := s.recheckRecords(r, p, d.Purpose, kept)
 	if err != nil {

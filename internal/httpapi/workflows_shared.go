@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/careflow/careflow/internal/audit"
 	"github.com/careflow/careflow/internal/auth"
+	"github.com/careflow/careflow/internal/engine"
 	"github.com/careflow/careflow/internal/errs"
 )
 
@@ -136,8 +138,28 @@ func readWorkflowBody(w http.ResponseWriter, r *http.Request, dst any) error {
 	return decodeJSON(r, dst)
 }
 
-// mayRead is the list filter: whether the caller may read a record of the
-// patient for the purpose the search was decided for.
+// workflowReach is what a run or task listing of resourceType may return
+// to the caller for the purpose its search was decided for: the runs of the
+// patients the caller may read (a task's patient is its run's), confined in
+// the engine's query as a FHIR search is confined in the record's. An
+// authorizer whose sources cannot list patients (auth.ErrReachUnknown)
+// leaves the listing unconfined; every listed record is decided again by
+// recheckRecords either way, so such a page may come back short.
+func (s *Server) workflowReach(r *http.Request, p *auth.Principal, resourceType string, purpose auth.Purpose) (*engine.Reach, error) {
+	ar, err := s.opts.Access.Authorizer.Reach(r.Context(), p, auth.Request{Action: auth.ActionRead, ResourceType: resourceType, Purpose: purpose})
+	switch {
+	case errors.Is(err, auth.ErrReachUnknown):
+		return nil, nil
+	case err != nil:
+		return nil, errs.Wrap(errs.Unavailable, err, "the access policy could not be evaluated; try again")
+	}
+	reach := engine.Reach(ar)
+	return &reach, nil
+}
+
+// mayRead reports whether the caller may read a record of the type and
+// patient for the purpose its request was decided for (a start's
+// referenced records).
 func (s *Server) mayRead(r *http.Request, p *auth.Principal, resourceType, patientID string, purpose auth.Purpose) bool {
 	return s.opts.Access.Authorizer.Decide(r.Context(), p, auth.Request{
 		Action: auth.ActionRead, ResourceType: resourceType, PatientID: patientID, Purpose: purpose,
@@ -164,44 +186,4 @@ func cursor(q url.Values) (string, error) {
 		return "", errs.E(errs.Invalid, "must be the next cursor of a previous page").InField("after")
 	}
 	return v, nil
-}
-
-// scanReadable walks an engine listing page by page (pageSize records a
-// page; next is called with the last record of a full page to move the
-// cursor past it and returns that record's id) and keeps what keep admits,
-// until limit records are kept (the cursor is then the last kept record's
-// id), the listing ends (no cursor), or listScanBudget records were
-// examined (the cursor is where the scan stopped, so the caller can go on).
-// The engine does not know care teams, so filtering happens here, before
-// the response filter rechecks every kept record.
-func scanReadable[T any](pageSize int, fetch func() ([]T, error), next func(T) string, keep func(T) (patientRecord, bool, error)) ([]patientRecord, string, error) {
-	var kept []patientRecord
-	scanned := 0
-	for {
-		page, err := fetch()
-		if err != nil {
-			return nil, "", err
-		}
-		for _, item := range page {
-			scanned++
-			rec, ok, err := keep(item)
-			if err != nil {
-				return nil, "", err
-			}
-			if !ok {
-				continue
-			}
-			kept = append(kept, rec)
-			if len(kept) == pageSize {
-				return kept, next(item), nil
-			}
-		}
-		if len(page) < pageSize {
-			return kept, "", nil
-		}
-		cursor := next(page[len(page)-1])
-		if scanned >= listScanBudget {
-			return kept, cursor, nil
-		}
-	}
 }

@@ -134,36 +134,28 @@ func (s *Server) listTasks(w http.ResponseWriter, r *http.Request, p *auth.Princ
 		s.writeError(w, r, err)
 		return
 	}
-	// A task's patient is its run's; runs are read once per request.
-	patients := map[string]string{}
-	patientOf := func(runID string) (string, error) {
-		if pid, ok := patients[runID]; ok {
-			return pid, nil
-		}
-		run, err := s.opts.Engine.GetRun(r.Context(), runID)
-		if err != nil {
-			return "", err
-		}
-		patients[runID] = run.PatientID
-		return run.PatientID, nil
+	// A task's patient is its run's, read with it in the listing's query.
+	if f.Reach, err = s.workflowReach(r, p, taskType, d.Purpose); err != nil {
+		s.failAfterAuthorize(w, r, p, a, d, err)
+		return
 	}
-	kept, next, err := scanReadable(f.Limit,
-		func() ([]*engine.Task, error) { return s.opts.Engine.ListTasks(r.Context(), f) },
-		func(t *engine.Task) string { f.After = t.ID; return t.ID },
-		func(t *engine.Task) (patientRecord, bool, error) {
-			pid, err := patientOf(t.RunID)
-			if err != nil {
-				return patientRecord{}, false, err
-			}
-			if !s.mayRead(r, p, taskType, pid, d.Purpose) {
-				return patientRecord{}, false, nil
-			}
-			rec, err := taskRecord(t, pid)
-			return rec, err == nil, err
-		})
+	tasks, err := s.opts.Engine.ListTasks(r.Context(), f)
 	if err != nil {
 		s.failAfterAuthorize(w, r, p, a, d, err)
 		return
+	}
+	kept := make([]patientRecord, 0, len(tasks))
+	for _, t := range tasks {
+		rec, err := taskRecord(t.Task, t.PatientID)
+		if err != nil {
+			s.failAfterAuthorize(w, r, p, a, d, err)
+			return
+		}
+		kept = append(kept, rec)
+	}
+	next := ""
+	if len(tasks) == f.Limit {
+		next = tasks[len(tasks)-1].ID
 	}
 	out, err := s.recheckRecords(r, p, d.Purpose, kept)
 	if err != nil {
