@@ -18,6 +18,24 @@ import (
 // whether a next page exists says nothing about records out of reach. The
 // caller still decides every listed record again on the way out.
 
+// DefaultPageSize and MaxPageSize are the one page-size rule of run and
+// task listings: the API refuses a limit above MaxPageSize (naming it), and
+// a listing asked for none or more gets DefaultPageSize or MaxPageSize.
+const (
+	DefaultPageSize = 100
+	MaxPageSize     = 500
+)
+
+func pageLimit(n int) int {
+	switch {
+	case n <= 0:
+		return DefaultPageSize
+	case n > MaxPageSize:
+		return MaxPageSize
+	}
+	return n
+}
+
 // Reach is the part of the runs (and their tasks) a caller may see, by the
 // run's patient: store.Reach, into which auth.Reach converts.
 type Reach = store.Reach
@@ -35,8 +53,8 @@ type RunFilter struct {
 	// Reach confines the runs to those of the patients a caller may see;
 	// nil lists every run (the engine's own and an operator's listings).
 	Reach *Reach
-	// Limit caps the page (default 100, at most 1000); After is the last id
-	// of the previous page (ids are time-ordered).
+	// Limit caps the page (DefaultPageSize, at most MaxPageSize); After is
+	// the last id of the previous page (ids are time-ordered).
 	Limit int
 	After string
 }
@@ -126,8 +144,8 @@ type TaskFilter struct {
 	// Reach confines the tasks to those whose run's patient a caller may
 	// see; nil lists every task.
 	Reach *Reach
-	// Limit caps the page (default 100, at most 1000); After is the last id
-	// of the previous page.
+	// Limit caps the page (DefaultPageSize, at most MaxPageSize); After is
+	// the last id of the previous page.
 	Limit int
 	After string
 }

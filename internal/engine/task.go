@@ -204,16 +204,6 @@ func (e *Engine) GetTask(ctx context.Context, id string) (*Task, error) {
 	return e.getTask(ctx, e.db.Reader(), id)
 }
 
-func pageLimit(n int) int {
-	switch {
-	case n <= 0:
-		return 100
-	case n > 1000:
-		return 1000
-	}
-	return n
-}
-
 // taskOp runs fn on a task with its run locked (run first, then task: the
 // same order as every other writer).
 func (e *Engine) taskOp(ctx context.Context, id string, expectVersion int64, fn func(tx store.Tx, r *Run, t *Task, now time.Time) error) (*Task, error) {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/careflow/careflow/internal/auth"
+	"github.com/careflow/careflow/internal/engine"
 	"github.com/careflow/careflow/internal/errs"
 )
 
@@ -59,8 +60,10 @@ const (
 	// size is a mistake or an attempt to store what does not belong there.
 	maxJSONMember = 64 << 10
 
-	defaultPage = 100
-	maxPage     = 500
+	// defaultPage and maxPage are the engine's page-size rule, which the
+	// limit parameter is checked against.
+	defaultPage = engine.DefaultPageSize
+	maxPage     = engine.MaxPageSize
 
 	// workflowTimeout is each workflow request's deadline.
 	workflowTimeout = 30 * time.Second
