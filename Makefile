@@ -8,8 +8,10 @@ FUZZTIME    ?= 30s
 
 .PHONY: run build test lint bench fuzz soak clean
 
-run: ## run careflow on the embedded SQLite default
-	$(GO) run ./cmd/careflow serve
+run: ## build careflow (printing each package it compiles), then serve on the embedded SQLite default
+	@echo "make run: building bin/careflow; with an empty Go build cache the first build compiles every dependency and takes minutes"
+	$(GO) build -v -o bin/careflow ./cmd/careflow
+	./bin/careflow serve
 
 build:
 	$(GO) build -o bin/careflow ./cmd/careflow

@@ -240,8 +240,8 @@ func ParsePolicy(b []byte) (*Policy, error) {
 	if dec.More() {
 		return nil, fmt.Errorf("not a valid policy document: data after the object")
 	}
-	if doc.Version != 1 {
-		return nil, fmt.Errorf("version must be 1, not %d", doc.Version)
+	if err := checkVersion(&doc); err != nil {
+		return nil, err
 	}
 	p := &Policy{
 		purposes:    map[Purpose]purposeInfo{},
@@ -471,7 +471,7 @@ func (p *Policy) VisibleFields(r Role, resourceType string, pu Purpose) []string
 // apiTypes are careflow's own API records, which a policy names beside the
 // FHIR R4 resource types.
 func apiTypes() []string {
-	return []string{"AuditLog", "BreakGlass", "User", "WorkflowRun", "AccessPolicy"}
+	return []string{"AuditLog", "BreakGlass", "User", "WorkflowRun", WorkflowTask, "AccessPolicy"}
 }
 
 // KnownResourceType reports whether the policy may name t: every concrete

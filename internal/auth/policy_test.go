@@ -172,7 +172,7 @@ func TestPolicyValidationNamesWhatIsWrong(t *testing.T) {
 		{"an unknown kind of principal", func(d map[string]any) {
 			d["roles"].(map[string]any)["nurse"].(map[string]any)["principals"] = []any{"people", "robots"}
 		}, `roles.nurse.principals: "robots" is neither`},
-		{"a wrong version", func(d map[string]any) { d["version"] = 2 }, "version must be 1"},
+		{"a wrong version", func(d map[string]any) { d["version"] = 3 }, "version must be 2"},
 		{"system session scopes", func(d map[string]any) { d["session_scopes"] = []any{"system/*.cruds"} }, `session_scopes: "system/*.cruds"`},
 	}
 	for _, c := range cases {

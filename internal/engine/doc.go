@@ -53,6 +53,11 @@
 //     only to an enabled account holding its role (asked of Staff), and
 //     moves its role only to the definition's escalation role: whoever
 //     manages a run cannot make its decisions theirs (task_assign.go).
+//   - Listings are confined in their query: a RunFilter or TaskFilter with
+//     a Reach (the caller's, from auth.Authorizer.Reach) lists only the
+//     runs, and the tasks of runs, whose patient the caller may read; a
+//     task's patient is its run's, joined in the same statement. Pages and
+//     cursors therefore count nothing out of reach (lists.go).
 //
 // The package has no HTTP code; internal/httpapi calls the Engine's methods.
 package engine

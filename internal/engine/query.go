@@ -3,8 +3,6 @@ package engine
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"strings"
 	"time"
 
 	"github.com/careflow/careflow/internal/errs"
@@ -18,84 +16,6 @@ func (e *Engine) GetRun(ctx context.Context, id string) (*Run, error) {
 		return nil, errs.E(errs.NotFound, "workflow run not found")
 	}
 	return r, err
-}
-
-// RunFilter selects runs; zero fields do not filter.
-type RunFilter struct {
-	Status     Status
-	Definition string
-	PatientID  string
-	// StuckFor selects runs that should be moving but have not for this
-	// long: running with no transition, or waiting on a timer or deadline
-	// that passed this long ago. Runs waiting for a person or a payer
-	// without a deadline are not stuck, they are waiting.
-	StuckFor time.Duration
-	// Limit caps the page (default 100, at most 1000); After is the last id
-	// of the previous page (ids are time-ordered).
-	Limit int
-	After string
-}
-
-// ListRuns lists runs in creation order.
-func (e *Engine) ListRuns(ctx context.Context, f RunFilter) ([]*Run, error) {
-	var (
-		where []string
-		args  []any
-	)
-	arg := func(v any) string {
-		args = append(args, v)
-		return fmt.Sprintf("$%d", len(args))
-	}
-	if f.Status != "" {
-		if !f.Status.Valid() {
-			return nil, errs.E(errs.Invalid, "unknown run status %q", f.Status).InField("status")
-		}
-		where = append(where, "status = "+arg(string(f.Status)))
-	}
-	if f.Definition != "" {
-		where = append(where, "definition = "+arg(f.Definition))
-	}
-	if f.PatientID != "" {
-		where = append(where, "patient_id = "+arg(f.PatientID))
-	}
-	if f.StuckFor > 0 {
-		cutoff := arg(e.now().Add(-f.StuckFor))
-		where = append(where, "((status = 'running' AND updated_at < "+cutoff+") OR (status = 'waiting' AND wait_until < "+cutoff+"))")
-	}
-	if f.After != "" {
-		where = append(where, "id > "+arg(f.After))
-	}
-	q := `SELECT ` + runColumns + ` FROM engine_runs`
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	q += fmt.Sprintf(" ORDER BY id LIMIT %d", pageLimit(f.Limit))
-	rows, err := e.db.Reader().Query(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	var page []sealedRun
-	for rows.Next() {
-		sr, err := scanSealedRun(rows)
-		if err != nil {
-			rows.Close()
-			return nil, err
-		}
-		page = append(page, sr)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	out := make([]*Run, 0, len(page))
-	for _, sr := range page {
-		r, err := e.openRun(ctx, sr)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, nil
 }
 
 // CountRuns counts runs by status.

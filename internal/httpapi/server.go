@@ -61,7 +61,7 @@ type Options struct {
 	// surface (fhir_terminology.go); nil leaves those routes unregistered.
 	Terminology *terminology.Service
 	// Engine is the workflow engine served at /api/v1/workflow-runs and
-	// /api/v1/tasks (workflows.go); nil answers those routes with 503.
+	// /api/v1/tasks (workflows*.go); nil answers those routes with 503.
 	Engine *engine.Engine
 }
 

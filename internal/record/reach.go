@@ -3,8 +3,6 @@ package record
 import (
 	"context"
 	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/careflow/careflow/internal/store"
 )
@@ -12,14 +10,9 @@ import (
 // Reach is the part of one type's records a caller may see, by patient
 // compartment: Every record, or the union of the records of NoPatient,
 // of AllPatients but Except, and of Patients. The zero Reach is nothing.
-// It has the shape of auth.Reach, which converts to it.
-type Reach struct {
-	Every       bool
-	NoPatient   bool
-	AllPatients bool
-	Except      []string
-	Patients    []string
-}
+// It is store.Reach, the shape the workflow engine's lists are confined
+// by too; auth.Reach converts to it.
+type Reach = store.Reach
 
 // Reacher is a Guard that can say, before a query runs, which records of
 // a type its caller may see. Every query that lists records across
@@ -101,48 +94,12 @@ func (s *Service) confine(ctx context.Context, g Guard, typ string, l listing, m
 	}
 	d := s.db.Dialect()
 	n := len(c.args)
-	if cond := reachSQL(d, l.col, r, &c.args); cond != "" {
+	if cond := d.ReachCondition(l.col, r, &c.args); cond != "" {
 		c.where += " AND " + cond
 	}
 	c.lists = len(c.args) > n
-	if d == store.SQLite && l.index != "" && !r.Every && !r.NoPatient && !r.AllPatients && len(r.Patients) > 0 {
+	if d == store.SQLite && l.index != "" && r.OnlyPatients() {
 		c.from += " INDEXED BY " + l.index
 	}
 	return c, nil
-}
-
-// reachSQL is the condition that col is within r, binding its lists after
-// args; "" for a reach of every record. A patient list is one parameter
-// (store.Dialect.InList), so the statement does not grow with a care
-// team; one patient is a plain equality.
-func reachSQL(d store.Dialect, col string, r Reach, args *[]any) string {
-	if r.Every {
-		return ""
-	}
-	bind := func(v any) string {
-		*args = append(*args, v)
-		return "$" + strconv.Itoa(len(*args))
-	}
-	// IS NOT NULL states what the partial patient indexes require.
-	var ors []string
-	if r.NoPatient {
-		ors = append(ors, col+" IS NULL")
-	}
-	switch {
-	case r.AllPatients && len(r.Except) == 0:
-		ors = append(ors, col+" IS NOT NULL")
-	case r.AllPatients:
-		ors = append(ors, "("+col+" IS NOT NULL AND "+d.NotInList(col, bind(d.ListArg(r.Except)))+")")
-	case len(r.Patients) == 1:
-		ors = append(ors, "("+col+" IS NOT NULL AND "+col+" = "+bind(r.Patients[0])+")")
-	case len(r.Patients) > 1:
-		ors = append(ors, "("+col+" IS NOT NULL AND "+d.InList(col, bind(d.ListArg(r.Patients)))+")")
-	}
-	switch len(ors) {
-	case 0:
-		return "1 = 0"
-	case 1:
-		return ors[0]
-	}
-	return "(" + strings.Join(ors, " OR ") + ")"
 }
