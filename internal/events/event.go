@@ -31,9 +31,9 @@ const MaxPayload = 4096
 // codes (never PHI).
 type Event struct {
 	// ID is assigned by Write, increasing in insert order.
-	ID            int64           `json:"id"`
-	AggregateType string          `json:"aggregate_type"`
-	AggregateID   string          `json:"aggregate_id"`
+	ID            int64  `json:"id"`
+	AggregateType string `json:"aggregate_type"`
+	AggregateID   string `json:"aggregate_id"`
 	// Sequence numbers the aggregate's events from 1, assigned by Write.
 	Sequence   int64           `json:"sequence"`
 	Kind       string          `json:"kind"`
