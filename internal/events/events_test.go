@@ -252,3 +252,33 @@ func TestDeliveredEventsArePrunedAfterTheRetention(t *testing.T) {
 		}
 	})
 }
+
+// TestALeaseOfAStoppedNodeIsTakenOverAfterItsTTL: a node that holds the
+// lease and stops renewing it (it died) keeps the others out until the
+// lease expires; then another node delivers what is pending.
+func TestALeaseOfAStoppedNodeIsTakenOverAfterItsTTL(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		var mu sync.Mutex
+		now := time.Now()
+		clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+		dead := events.NewPublisher(db, events.Options{Node: "dead", Clock: clock, LeaseTTL: 30 * time.Second})
+		if _, err := dead.PublishOnce(ctx); err != nil { // takes the lease, then never runs again
+			t.Fatal(err)
+		}
+		write(t, db, "a", "k")
+		sink := &events.MemorySink{}
+		alive := events.NewPublisher(db, events.Options{Node: "alive", Clock: clock, LeaseTTL: 30 * time.Second})
+		alive.Register("test", sink)
+		if n, err := alive.PublishOnce(ctx); err != nil || n != 0 || sink.Calls() != 0 {
+			t.Fatalf("delivered %d (%d calls) while another node held the lease: %v", n, sink.Calls(), err)
+		}
+		mu.Lock()
+		now = now.Add(31 * time.Second)
+		mu.Unlock()
+		if n, err := alive.PublishOnce(ctx); err != nil || n != 1 {
+			t.Fatalf("after the lease expired: %d, %v", n, err)
+		}
+	})
+}
