@@ -113,3 +113,21 @@ func TestRecordWritesWriteTheirEventsInTheirTransaction(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkCreatePatientWithEvents is BenchmarkCreatePatient with the event
+// hook serve wires: the cost of the event rows in each create.
+func BenchmarkCreatePatientWithEvents(b *testing.B) {
+	for _, d := range []store.Dialect{store.SQLite, store.Postgres} {
+		b.Run(string(d), func(b *testing.B) {
+			s := newService(b, benchDB(b, d))
+			s.changes = []ChangeHook{EventHook{}}
+			ctx := context.Background()
+			b.ResetTimer()
+			for i := range b.N {
+				if _, _, err := s.Create(ctx, nil, "Patient", benchPatient(i), ""); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
