@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/careflow/careflow/internal/auth"
+	"github.com/careflow/careflow/internal/events"
 	"github.com/careflow/careflow/internal/httpapi"
 	"github.com/careflow/careflow/internal/phi"
 	"github.com/careflow/careflow/internal/record"
@@ -31,6 +32,8 @@ type serveHooks struct {
 	listening chan<- string
 	// wrap, when set, wraps the root handler.
 	wrap func(http.Handler) http.Handler
+	// sinks, when set, are registered with the events publisher.
+	sinks map[string]events.Sink
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
@@ -136,6 +139,11 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, hooks serveHooks) 
 			_ = stopEngine(context.WithoutCancel(ctx))
 		}
 	}()
+
+	// Events written by record writes and workflow transitions are handed
+	// to the sinks; stopped before the database closes.
+	stopPublisher := startPublisher(ctx, db, hooks.sinks, logger)
+	defer stopPublisher()
 
 	api := httpapi.New(httpapi.Options{
 		Access:       auth.NewAccess(db, policy, nil),
@@ -289,7 +297,11 @@ func openRecordRing(ctx context.Context, cfg Config, db *store.DB, logger *slog.
 	// FHIR Consent resources of scope patient-privacy are enforced: their
 	// decisions reach the consent store in the record's own transaction.
 	hooks := []record.WriteHook{auth.ConsentHook{Consents: auth.NewConsents(db, nil)}}
-	rec := record.New(db, ring, record.Options{Codes: codes, Hooks: hooks, Limits: cfg.Limits})
+	// Every create, update and delete writes its event (internal/events)
+	// in its own transaction, whichever command made it (serve, import):
+	// the publisher in serve delivers them.
+	changes := []record.ChangeHook{record.EventHook{}}
+	rec := record.New(db, ring, record.Options{Codes: codes, Hooks: hooks, Changes: changes, Limits: cfg.Limits})
 	// Before the record takes a request: clinical codes a database from
 	// before migration 0011 holds in plain text are blind-indexed in place
 	// (a no-op read on every later start), so searches by code find them.

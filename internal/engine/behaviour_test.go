@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/careflow/careflow/internal/errs"
+	"github.com/careflow/careflow/internal/events"
 	"github.com/careflow/careflow/internal/store"
 	"github.com/careflow/careflow/internal/store/storetest"
 )
@@ -490,10 +491,10 @@ func TestTasksEscalateAndOverdueOnTheInjectedClock(t *testing.T) {
 		if again, _ := n.EscalateDueTasks(ctx); again != 0 {
 			t.Fatalf("escalated twice")
 		}
-		evs, _ := UndeliveredEvents(ctx, db.Reader(), 0, 1000)
+		evs, _ := events.Since(ctx, db.Reader(), 0, 1000)
 		found := false
 		for _, ev := range evs {
-			if ev.Type == "workflow.task.escalated" && ev.RunID == r.ID {
+			if ev.Kind == "workflow.task.escalated" && ev.AggregateID == r.ID {
 				found = true
 			}
 		}

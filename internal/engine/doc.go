@@ -12,8 +12,8 @@
 // riversqlite and on PostgreSQL through riverpgxv5). Invariants:
 //
 //   - One transaction per step: the step's recorded execution, the run's
-//     transition (engine_runs, engine_transitions), its outbox event and the
-//     River job of the next step commit together. On PostgreSQL the finished
+//     transition (engine_runs, engine_transitions), its event (events.Write)
+//     and the River job of the next step commit together. On PostgreSQL the finished
 //     River job is completed in that same transaction (river.JobCompleteTx);
 //     on SQLite River's completer does it right after (see jobs.go for why),
 //     and the guard below makes a re-delivery in between harmless.

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/careflow/careflow/internal/events"
 	"github.com/careflow/careflow/internal/store"
 	"github.com/careflow/careflow/internal/store/storetest"
 )
@@ -39,12 +40,17 @@ func TestNoopRunCompletesWithHistoryAndOutbox(t *testing.T) {
 		if h[0].Event != "run.started" || h[len(h)-1].Event != "run.completed" || len(h) != 12 {
 			t.Fatalf("history: %+v", h)
 		}
-		evs, err := UndeliveredEvents(ctx, db.Reader(), 0, 100)
+		evs, err := events.Since(ctx, db.Reader(), 0, 100)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(evs) != 12 || evs[0].Type != "workflow.run.started" || evs[11].Type != "workflow.run.completed" {
-			t.Fatalf("outbox: %d events, first %v", len(evs), evs[0].Type)
+		if len(evs) != 12 || evs[0].Kind != "workflow.run.started" || evs[11].Kind != "workflow.run.completed" {
+			t.Fatalf("events: %d events, first %v", len(evs), evs[0].Kind)
+		}
+		for i, ev := range evs {
+			if ev.AggregateType != events.WorkflowRun || ev.AggregateID != r.ID || ev.Sequence != int64(i+1) {
+				t.Fatalf("event %d: %+v, want the run's event %d", i, ev, i+1)
+			}
 		}
 		byPatient, err := n.ListRuns(ctx, RunFilter{PatientID: "pat-1"})
 		if err != nil || len(byPatient) != 1 {
@@ -90,28 +96,24 @@ func TestMetricsAreExposed(t *testing.T) {
 	}
 }
 
-func TestOutboxDeliveryMarksEvents(t *testing.T) {
+// TestRunEventsCommitWithTheRunAndCarryNoInput: starting a run writes its
+// run.started event with the run (the run's aggregate, sequence 1), and
+// its payload names the run and carries no input.
+func TestRunEventsCommitWithTheRunAndCarryNoInput(t *testing.T) {
 	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		n := newNode(t, db, nodeOpts{noStart: true})
-		r, _, err := n.StartRun(ctx, StartOptions{Definition: NoopDefinition})
+		r, _, err := n.StartRun(ctx, StartOptions{Definition: NoopDefinition, PatientID: "pat-7731"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		evs, err := UndeliveredEvents(ctx, db.Reader(), 0, 10)
-		if err != nil || len(evs) != 1 || evs[0].RunID != r.ID || evs[0].Type != "workflow.run.started" {
+		evs, err := events.Since(ctx, db.Reader(), 0, 10)
+		if err != nil || len(evs) != 1 || evs[0].AggregateID != r.ID || evs[0].Kind != "workflow.run.started" || evs[0].Sequence != 1 {
 			t.Fatalf("events: %+v %v", evs, err)
 		}
 		if strings.Contains(string(evs[0].Payload), "input") {
 			t.Fatalf("event payload carries the run input: %s", evs[0].Payload)
-		}
-		if err := db.Tx(ctx, func(tx store.Tx) error { return MarkEventsDelivered(ctx, tx, time.Now(), evs[0].ID) }); err != nil {
-			t.Fatal(err)
-		}
-		evs, _ = UndeliveredEvents(ctx, db.Reader(), 0, 10)
-		if len(evs) != 0 {
-			t.Fatalf("%d undelivered after delivery", len(evs))
 		}
 	})
 }

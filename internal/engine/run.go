@@ -217,7 +217,7 @@ func nullable(s string) any {
 	return s
 }
 
-// transition records one entry of the run's history and its outbox event,
+// transition records one entry of the run's history and its event,
 // in the caller's transaction.
 func (e *Engine) transition(ctx context.Context, tx store.Tx, r *Run, event string, from Status, step string, attempt int, detail string, extra map[string]any) error {
 	now := e.now()
@@ -248,7 +248,7 @@ func (e *Engine) transition(ctx context.Context, tx store.Tx, r *Run, event stri
 	for k, v := range extra {
 		payload[k] = v
 	}
-	return writeOutbox(ctx, tx, "workflow."+event, r.ID, payload, now)
+	return writeEvent(ctx, tx, "workflow."+event, r.ID, payload, now)
 }
 
 // StartOptions says what run to start.

@@ -179,7 +179,7 @@ func (e *Engine) createTask(ctx context.Context, tx store.Tx, r *Run, step strin
 	if spec.Role != "" {
 		extra["role"] = spec.Role
 	}
-	if err := writeOutbox(ctx, tx, "workflow.task.created", r.ID, taskEventPayload(r, id.String(), extra), now); err != nil {
+	if err := writeEvent(ctx, tx, "workflow.task.created", r.ID, taskEventPayload(r, id.String(), extra), now); err != nil {
 		return "", err
 	}
 	return id.String(), nil

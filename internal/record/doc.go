@@ -173,6 +173,12 @@
 // one fsync for many creates, each still failing alone. A create far larger
 // than a real record commits alone, so no group waits for its rows.
 //
+// Write hooks (Options.Hooks: the consent store) and change hooks
+// (Options.Changes, changes.go: EventHook writes the event of each create,
+// update and delete) run inside the write's transaction after its rows, so
+// what they write commits or rolls back with the write; a change hook sees
+// type, id, version and patient, never the content.
+//
 // # Limits
 //
 // What one write may cost is bounded (Limits, limits.go): its elements,

@@ -95,6 +95,10 @@ type Options struct {
 	// record's rows); an error rolls the write back. The consent store
 	// uses one to enforce FHIR Consent resources.
 	Hooks []WriteHook
+	// Changes see every create, update and delete by ids alone, inside
+	// its transaction after Hooks (changes.go); EventHook writes them as
+	// events.
+	Changes []ChangeHook
 	// Codes checks the codes of every resource written (the terminology
 	// service: ICD-10-CM, CPT, HCPCS, LOINC, SNOMED CT on Claim and
 	// Condition); nil checks structure only.
@@ -129,11 +133,14 @@ type Service struct {
 	group committer
 	// limits has every field set (Limits.WithDefaults).
 	limits Limits
+
+	// changes are told of each write after hooks (changes.go).
+	changes []ChangeHook
 }
 
 // New returns the record over a migrated database and an open key ring.
 func New(db *store.DB, ring *phi.Ring, opts Options) *Service {
-	s := &Service{db: db, ring: ring, now: opts.Clock, newID: opts.NewID, codes: opts.Codes, hooks: opts.Hooks, limits: opts.Limits.WithDefaults()}
+	s := &Service{db: db, ring: ring, now: opts.Clock, newID: opts.NewID, codes: opts.Codes, hooks: opts.Hooks, changes: opts.Changes, limits: opts.Limits.WithDefaults()}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -470,6 +477,9 @@ func (s *Service) deleteTx(ctx context.Context, tx store.Tx, g Guard, typ, id st
 	if err := s.runHooks(ctx, tx, typ, id, nil); err != nil {
 		return Record{}, err
 	}
+	if err := s.runChanges(ctx, tx, Change{Kind: Deleted, Type: typ, ID: id, Version: v, PatientID: cur.PatientID, At: now}); err != nil {
+		return Record{}, err
+	}
 	return Record{Type: typ, ID: id, Version: v, LastUpdated: now, Deleted: true, PatientID: cur.PatientID}, nil
 }
 
@@ -583,6 +593,13 @@ func (s *Service) write(ctx context.Context, tx store.Tx, g Guard, typ, id strin
 		return Record{}, err
 	}
 	if err := s.runHooks(ctx, tx, typ, id, raw); err != nil {
+		return Record{}, err
+	}
+	kind := Created
+	if exists && !cur.Deleted {
+		kind = Updated
+	}
+	if err := s.runChanges(ctx, tx, Change{Kind: kind, Type: typ, ID: id, Version: version, PatientID: patient, At: now}); err != nil {
 		return Record{}, err
 	}
 	return Record{Type: typ, ID: id, Version: version, LastUpdated: now, PatientID: patient, JSON: raw, Method: o.method}, nil
