@@ -191,3 +191,24 @@ func mayRead() bool { return authz.Decide(ctx, p, req).Allowed }`, 1},
 		})
 	}
 }
+
+// TestAccessImports holds access to its row of docs/ARCHITECTURE.md's
+// package table: it stands on the policy, the audit log, the record's
+// interfaces, the store and errs, and on nothing that stands on it
+// (httpapi, cmd, engine), so every surface can use it.
+func TestAccessImports(t *testing.T) {
+	const module = "github.com/careflow/careflow/"
+	allowed := []string{"internal/auth", "internal/audit", "internal/record", "internal/store", "internal/errs"}
+	files, _ := moduleFiles(t)
+	for _, f := range files["internal/access"] {
+		for _, imp := range f.Imports {
+			path, err := strconv.Unquote(imp.Path.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rest, ok := strings.CutPrefix(path, module); ok && !slices.Contains(allowed, rest) {
+				t.Errorf("internal/access imports %s; docs/ARCHITECTURE.md allows %v", rest, allowed)
+			}
+		}
+	}
+}
