@@ -20,6 +20,10 @@ type Caller struct {
 	RequestID string
 	// ClientAddr is the client's IP address, for callers over a network.
 	ClientAddr string
+	// Purpose is the purpose of use the person states ("" is the role's
+	// default). A purpose already in the context (auth.WithPurpose) wins,
+	// so a surface may state it either way.
+	Purpose auth.Purpose
 }
 
 // System is the system acting on its own authority, as the audit log names

@@ -93,13 +93,22 @@ func (g *Guard) policy() *auth.Policy {
 	return g.svc.Authorizer.Policy()
 }
 
+// policyContext is ctx carrying the caller's stated purpose of use, which
+// the policy reads from the context (auth.PurposeFrom).
+func (g *Guard) policyContext(ctx context.Context) context.Context {
+	if g.caller.Purpose != "" && auth.PurposeFrom(ctx) == "" {
+		return auth.WithPurpose(ctx, g.caller.Purpose)
+	}
+	return ctx
+}
+
 // decide is the one call of the policy's decision for a principal. The
 // system is allowed every element of what the policy serves; what it may
 // store is checked by storable. A caller that is neither is refused.
 func (g *Guard) decide(ctx context.Context, req auth.Request) auth.Decision {
 	switch {
 	case g.caller.Principal != nil && g.svc.Authorizer != nil:
-		return g.svc.Authorizer.Decide(ctx, g.caller.Principal, req)
+		return g.svc.Authorizer.Decide(g.policyContext(ctx), g.caller.Principal, req)
 	case g.system():
 		return auth.Decision{Allowed: true}
 	}
@@ -110,7 +119,7 @@ func (g *Guard) decide(ctx context.Context, req auth.Request) auth.Decision {
 func (g *Guard) decideType(ctx context.Context, req auth.Request) auth.Decision {
 	switch {
 	case g.caller.Principal != nil && g.svc.Authorizer != nil:
-		return g.svc.Authorizer.DecideType(ctx, g.caller.Principal, req)
+		return g.svc.Authorizer.DecideType(g.policyContext(ctx), g.caller.Principal, req)
 	case g.system():
 		return auth.Decision{Allowed: true}
 	}
@@ -241,7 +250,7 @@ func (g *Guard) listingPurpose(ctx context.Context) auth.Purpose {
 	if p := g.decidedPurpose(); p != "" {
 		return p
 	}
-	if p := auth.PurposeFrom(ctx); p != "" {
+	if p := auth.PurposeFrom(g.policyContext(ctx)); p != "" {
 		return p
 	}
 	return g.policy().DefaultPurpose(g.caller.Principal.Role)
@@ -279,7 +288,7 @@ func (g *Guard) reachOf(ctx context.Context, typ string, match bool) (record.Rea
 	if match {
 		reach = g.svc.Authorizer.ReachBeforeConsent
 	}
-	ar, err := reach(ctx, g.caller.Principal, req)
+	ar, err := reach(g.policyContext(ctx), g.caller.Principal, req)
 	switch {
 	case errors.Is(err, auth.ErrReachUnknown):
 		g.mu.Lock()

@@ -166,3 +166,25 @@ func TestDenyByDefault(t *testing.T) {
 		}
 	})
 }
+
+// The purpose of use a caller states is the one decided for, whether the
+// surface states it in the Caller or in the context.
+func TestStatedPurpose(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		e := newEnv(t, db)
+		doc := &auth.Principal{Subject: "u-doc", Kind: auth.KindUser, Role: auth.Physician, Scopes: []string{"user/*.cruds"}}
+		req := auth.Request{Action: auth.ActionSearch, ResourceType: "Patient"}
+		if d := e.svc.For(Caller{Principal: doc}).Check(ctx, req); d.Reason == auth.ReasonPurposeNotAllowed {
+			t.Fatalf("the role's default purpose: %+v", d)
+		}
+		d := e.svc.For(Caller{Principal: doc, Purpose: auth.PurposeResearch}).Check(ctx, req)
+		if d.Allowed || d.Reason != auth.ReasonPurposeNotAllowed {
+			t.Fatalf("a physician stating research: %+v, want purpose_not_allowed", d)
+		}
+		d = e.svc.For(Caller{Principal: doc}).Check(auth.WithPurpose(ctx, auth.PurposeResearch), req)
+		if d.Allowed || d.Reason != auth.ReasonPurposeNotAllowed {
+			t.Fatalf("research stated in the context: %+v, want purpose_not_allowed", d)
+		}
+	})
+}

@@ -39,7 +39,7 @@ func (g *Guard) Visible(ctx context.Context, recs []record.Record, action audit.
 		for _, rec := range recs {
 			patients = append(patients, rec.PatientID)
 		}
-		g.svc.Authorizer.Prefetch(ctx, g.caller.Principal, purpose, patients)
+		g.svc.Authorizer.Prefetch(g.policyContext(ctx), g.caller.Principal, purpose, patients)
 	}
 	var bodies []json.RawMessage
 	var kept []record.Record

@@ -85,14 +85,14 @@ type access struct {
 }
 
 // accessFor is the request's access.Guard: the principal, with the request id
-// and the client address its audit entries carry. The stated purpose of
-// use travels in the request's context (purpose.go).
+// and the client address its audit entries carry, and the purpose of use
+// the request states (purpose.go).
 func (s *Server) accessFor(r *http.Request, p *auth.Principal) *careaccess.Guard {
 	svc := &careaccess.Services{Authorizer: s.opts.Access.Authorizer, Policy: s.opts.Access.Policy, Logger: s.logger}
 	if s.opts.Audit != nil {
 		svc.Audit = s.opts.Audit
 	}
-	return svc.For(careaccess.Caller{Principal: p, RequestID: RequestID(r.Context()), ClientAddr: clientAddr(r)})
+	return svc.For(careaccess.Caller{Principal: p, RequestID: RequestID(r.Context()), ClientAddr: clientAddr(r), Purpose: auth.PurposeFrom(r.Context())})
 }
 
 // action is a in internal/access's terms.
