@@ -14,11 +14,12 @@ import (
 
 // Authorization in the HTTP layer, an adapter over internal/access (which
 // decides, confines, audits and redacts for every caller): the request
-// becomes an access.Caller (s.accessFor). Every handler that touches patient data
-// (or the records that govern access to it: consents, care teams, the
-// audit log) runs inside withAccess and calls s.authorize before it reads
-// or writes anything, and passes every record it returns through
-// s.recheckRecords. Three rules hold:
+// becomes an access.Caller (s.accessFor). The package is imported as
+// careaccess, since the handlers' access type holds its name here. Every
+// handler that touches patient data (or the records that govern access to
+// it: consents, care teams, the audit log) runs inside withAccess and calls
+// s.authorize before it reads or writes anything, and passes every record
+// it returns through s.recheckRecords. Three rules hold:
 //
 //   - Deny by default. No principal is 401; no Access configured is 503;
 //     anything the policy does not grant is refused.
@@ -84,9 +85,9 @@ type access struct {
 	resourceID  string
 }
 
-// accessFor is the request's access.Guard: the principal, with the request id
-// and the client address its audit entries carry, and the purpose of use
-// the request states (purpose.go).
+// accessFor is the request's access.Guard: the principal, with the
+// request id and the client address its audit entries carry, and the
+// purpose of use the request states (purpose.go).
 func (s *Server) accessFor(r *http.Request, p *auth.Principal) *careaccess.Guard {
 	svc := &careaccess.Services{Authorizer: s.opts.Access.Authorizer, Policy: s.opts.Access.Policy, Logger: s.logger}
 	if s.opts.Audit != nil {
@@ -95,7 +96,7 @@ func (s *Server) accessFor(r *http.Request, p *auth.Principal) *careaccess.Guard
 	return svc.For(careaccess.Caller{Principal: p, RequestID: RequestID(r.Context()), ClientAddr: clientAddr(r), Purpose: auth.PurposeFrom(r.Context())})
 }
 
-// action is a in internal/access's terms.
+// action names a in internal/access's terms.
 func (a access) action() careaccess.Action {
 	return careaccess.Action{Req: a.req, AuditAction: a.auditAction, ResourceID: a.resourceID}
 }

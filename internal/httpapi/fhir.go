@@ -25,9 +25,10 @@ import (
 // The FHIR R4 REST surface over internal/record. Handlers are thin: check
 // the format, authorize, call the record, write FHIR JSON. Every record
 // goes through the request's access.Guard (the single point where the
-// access policy and the audit log plug in) before it is read or written, and every record a
-// response carries goes through the guard's Visible (per-record decision
-// and field redaction), so an _include or a history entry cannot leak.
+// access policy and the audit log plug in) before it is read or written,
+// and every record a response carries goes through the guard's Visible
+// (per-record decision and field redaction), so an _include or a history
+// entry cannot leak.
 //
 // Query strings may hold PHI (search values): they are never logged, never
 // put in an error message, and paging links carry a sealed token instead.
