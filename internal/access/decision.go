@@ -29,6 +29,37 @@ func (g *Guard) Authorize(ctx context.Context, a Action) (auth.Decision, error) 
 	return d, nil
 }
 
+// AuthorizeRecord is Authorize for an access to one stored record (a
+// workflow run, a task) whose patient is named in a.Req (or is none). A
+// grant that reaches patients one by one (a compartment rule answering a
+// request that names no patient) does not cover a record that names none:
+// that is refused as patient_required, as the policy refuses a read of such
+// a record.
+func (g *Guard) AuthorizeRecord(ctx context.Context, a Action) (auth.Decision, error) {
+	d := g.decide(ctx, a.Req)
+	if d.Allowed && d.RecheckRecords {
+		d = auth.Decision{Reason: auth.ReasonPatientRequired, Purpose: d.Purpose}
+	}
+	if err := g.AuditDecision(ctx, a, d); err != nil {
+		if d.Allowed {
+			return d, err
+		}
+		g.logger().Warn("audit of a denial failed", "request_id", g.caller.RequestID, "error", err.Error())
+	}
+	if !d.Allowed {
+		return d, DenialError(d)
+	}
+	return d, nil
+}
+
+// CheckType asks the type question (may the caller do req's action to some
+// record of the type at all) without auditing it: a surface answering an
+// id it does not hold asks it to answer exactly as for a held record out
+// of reach, and audits a refusal itself (AuditDecision).
+func (g *Guard) CheckType(ctx context.Context, req auth.Request) auth.Decision {
+	return g.decideType(ctx, req)
+}
+
 // Check decides an access without auditing it, for the two cases where
 // that is right: the caller's question about its own permissions
 // (GET /api/v1/access/check is not an access), and a decision whose

@@ -188,3 +188,38 @@ func TestStatedPurpose(t *testing.T) {
 		}
 	})
 }
+
+// A grant over patients one by one does not cover a stored record that
+// names no patient: AuthorizeRecord refuses it as patient_required and
+// audits the refusal, where Authorize lets the listing through.
+func TestAuthorizeRecordOfNoPatient(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		e := newEnv(t, db)
+		doc := &auth.Principal{Subject: "u-doc", Kind: auth.KindUser, Role: auth.Physician, Scopes: []string{"user/*.cruds"}}
+		g := e.svc.For(Caller{Principal: doc, RequestID: "r-2"})
+		a := Action{Req: auth.Request{Action: auth.ActionSearch, ResourceType: "Patient"}, ResourceID: "no-patient-record"}
+		if d, err := g.Authorize(ctx, a); err != nil || !d.RecheckRecords {
+			t.Fatalf("Authorize: %+v %v, want allowed to be rechecked per record", d, err)
+		}
+		d, err := g.AuthorizeRecord(ctx, a)
+		if !errs.Is(err, errs.Forbidden) || d.Reason != auth.ReasonPatientRequired {
+			t.Fatalf("AuthorizeRecord: %+v %v, want patient_required", d, err)
+		}
+		denied := e.entries(t, audit.Filter{Actor: "u-doc", Outcome: audit.OutcomeDenied})
+		if len(denied) != 1 || denied[0].ResourceID != "no-patient-record" || denied[0].RequestID != "r-2" {
+			t.Fatalf("denials %+v, want the record's", denied)
+		}
+		// The type question, unaudited: a physician may read Patients, and
+		// may not read the audit log.
+		if d := g.CheckType(ctx, auth.Request{Action: auth.ActionRead, ResourceType: "Patient"}); !d.Allowed {
+			t.Fatalf("CheckType Patient: %+v", d)
+		}
+		if d := g.CheckType(ctx, auth.Request{Action: auth.ActionRead, ResourceType: "AuditEvent"}); d.Allowed {
+			t.Fatalf("CheckType AuditEvent: %+v, want refused", d)
+		}
+		if n := len(e.entries(t, audit.Filter{Actor: "u-doc"})); n != 2 {
+			t.Fatalf("%d entries, want Authorize's and AuthorizeRecord's only", n)
+		}
+	})
+}
