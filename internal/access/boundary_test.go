@@ -29,8 +29,9 @@ var mayDecide = []string{"internal/auth", "internal/access"}
 
 // pendingMove are functions not yet moved onto access.Guard, by package and
 // enclosing function: the workflow handlers, in files being split by
-// another change of issue #10 at the time of writing. Each is to call the
-// guard (Authorize, Check, Recheck) instead; remove its line then.
+// another change of issue #10 at the time of writing: authorizeRecord is
+// to return Guard.AuthorizeRecord, missingRecord to ask Guard.CheckType,
+// mayRead Guard.Check. Remove each line as its function moves.
 var pendingMove = []string{
 	"internal/httpapi.authorizeRecord",
 	"internal/httpapi.missingRecord",
