@@ -19,12 +19,10 @@ import (
 	"github.com/google/uuid"
 	"golang.org/x/term"
 
-	"github.com/careflow/careflow/internal/audit"
-	"github.com/careflow/careflow/internal/auth"
+	"github.com/careflow/careflow/internal/access"
 	"github.com/careflow/careflow/internal/errs"
 	"github.com/careflow/careflow/internal/fhir"
 	"github.com/careflow/careflow/internal/record"
-	"github.com/careflow/careflow/internal/store"
 )
 
 // importUsage is the import command's argument synopsis.
@@ -33,9 +31,9 @@ const importUsage = "[--batch-size N] FILE|DIR..."
 // How the audit log names an import: the actor and role are the command,
 // the purpose is healthcare operations.
 const (
-	importActor   = "careflow-import"
-	importRole    = "import"
-	importPurpose = audit.PurposeOperations
+	importActor   = access.ImportActor
+	importRole    = access.ImportRole
+	importPurpose = access.ImportPurpose
 )
 
 // Batch sizes: resources per batch Bundle when reading NDJSON or a Bundle
@@ -207,7 +205,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer, get
 
 	imp := &importer{
 		rec:      rec,
-		guard:    &importGuard{log: auditLog, policy: policy, requestID: "import-" + newRunID()},
+		guard:    (&access.Services{Policy: policy, Audit: auditLog, Logger: logger}).For(access.Importer(newRunID())),
 		batch:    batch,
 		progress: progress,
 		work:     work,
@@ -265,90 +263,19 @@ func newRunID() string {
 	return u.String()
 }
 
-// importGuard is the record.Guard of an import. The command works on the
-// database directly, with the operator's own access to it, so it allows
-// every record the server would serve to someone: a type the access policy
-// does not serve is refused as the API refuses it (not-supported), and so
-// is a record naming no patient of a type no role may read without one
-// (auth.Policy.ReadsPatientless), which the API refuses as
+// The import's guard is an access.Guard for the importer (access.Importer).
+// The command works on the database directly, with the operator's own
+// access to it, so the guard allows every record the server would serve to
+// someone: a type the access policy does not serve is refused as the API
+// refuses it (not-supported), and so is a record naming no patient of a
+// type no role may read without one, which the API refuses as
 // unreachable_record; an import stores nothing the API could not give
-// back. What it adds is the audit: each write is appended to the
-// audit log inside the write's transaction (AllowTx), so a record and its
-// entry commit or roll back together. Reads (a conditional create that
-// found its resource, a GET entry of a Bundle) are decided inside a
-// transaction too, where a separate append cannot run (SQLite has one
-// writer), so they are kept and appended when the request is done.
-type importGuard struct {
-	log       *audit.Log
-	policy    *auth.Policy
-	requestID string
-
-	mu      sync.Mutex
-	pending []audit.Entry
-}
-
-func (g *importGuard) entry(a record.Access) audit.Entry {
-	return audit.Entry{
-		Actor:        importActor,
-		Role:         importRole,
-		Action:       audit.Action(a.Action),
-		ResourceType: a.Type,
-		ResourceID:   a.ID,
-		PatientID:    a.PatientID,
-		Purpose:      importPurpose,
-		Outcome:      audit.OutcomeSuccess,
-		RequestID:    g.requestID,
-	}
-}
-
-// storable refuses what the API would: a type the policy does not serve,
-// and a write of a record no role could read back.
-func (g *importGuard) storable(a record.Access) error {
-	if !g.policy.Serves(a.Type) {
-		return errs.E(errs.UnsupportedType, "%s is not a resource type this server supports (the access policy serves it to no role)", a.Type).InField("resourceType")
-	}
-	if (a.Action == record.ActCreate || a.Action == record.ActUpdate) && a.PatientID == "" && !g.policy.ReadsPatientless(a.Type) {
-		return errs.E(errs.Forbidden, "this %s names no patient, and the access policy lets no role read a %s that names none; name its patient", a.Type, a.Type)
-	}
-	return nil
-}
-
-// Allow implements record.Guard for reads.
-func (g *importGuard) Allow(_ context.Context, a record.Access) error {
-	if err := g.storable(a); err != nil {
-		return err
-	}
-	g.mu.Lock()
-	g.pending = append(g.pending, g.entry(a))
-	g.mu.Unlock()
-	return nil
-}
-
-// AllowTx implements record.TxGuard: the write's audit entry goes into
-// the write's transaction. The operator's import writes every element.
-func (g *importGuard) AllowTx(ctx context.Context, tx store.Tx, a record.Access, _ []string) (record.Grant, error) {
-	if err := g.storable(a); err != nil {
-		return record.Grant{}, err
-	}
-	if _, err := g.log.AppendTx(ctx, tx, g.entry(a)); err != nil {
-		return record.Grant{}, errs.Wrap(errs.Unavailable, err, "the audit log is unavailable, so nothing was written")
-	}
-	return record.Grant{}, nil
-}
-
-// flush appends the reads kept since the last flush.
-func (g *importGuard) flush(ctx context.Context) error {
-	g.mu.Lock()
-	pending := g.pending
-	g.pending = nil
-	g.mu.Unlock()
-	for _, e := range pending {
-		if _, err := g.log.Append(ctx, e); err != nil {
-			return errs.Wrap(errs.Unavailable, err, "the audit log could not record what the import read")
-		}
-	}
-	return nil
-}
+// back. What it adds is the audit: each write is appended to the audit log
+// inside the write's transaction, so a record and its entry commit or roll
+// back together. Reads (a conditional create that found its resource, a
+// GET entry of a Bundle) are decided inside a transaction too, where a
+// separate append cannot run (SQLite has one writer), so they are kept and
+// appended (Flush) when the request is done.
 
 // importTally counts what an import did.
 type importTally struct {
@@ -362,7 +289,7 @@ type importTally struct {
 // as it goes.
 type importer struct {
 	rec      *record.Service
-	guard    *importGuard
+	guard    *access.Guard
 	batch    int
 	progress *importProgress
 	work     context.Context // the database work; an interrupt does not cancel it
@@ -548,7 +475,7 @@ func (imp *importer) sendRequest(f importFile, req importRequest, mayDefer bool,
 		return nil
 	}
 	res, err := imp.rec.ProcessBundle(imp.work, imp.guard, req.body)
-	if ferr := imp.guard.flush(imp.work); ferr != nil && imp.fatal == nil {
+	if ferr := imp.guard.Flush(imp.work); ferr != nil && imp.fatal == nil {
 		imp.fatal = ferr
 	}
 	if err != nil {
@@ -793,7 +720,7 @@ func (imp *importer) summary(w io.Writer, files, skipped int, elapsed time.Durat
 		fmt.Fprintf(w, "skipped %s: not .json or .ndjson\n", count(skipped, "file"))
 	}
 	if written > 0 {
-		fmt.Fprintf(w, "audit: every write is in the audit log as %s, request id %s\n", importActor, imp.guard.requestID)
+		fmt.Fprintf(w, "audit: every write is in the audit log as %s, request id %s\n", importActor, imp.guard.Caller().RequestID)
 	}
 	if t.failed > 0 || t.failedFiles > 0 {
 		fmt.Fprintf(w, "failures are listed above (%s failed, %s could not be read); importing again after fixing them is safe: resources with an id are updated in place\n",

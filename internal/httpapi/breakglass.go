@@ -33,7 +33,7 @@ func (s *Server) breakGlass(w http.ResponseWriter, r *http.Request, p *auth.Prin
 		req:        auth.Request{Action: auth.ActionBreakGlass, ResourceType: "Patient", PatientID: id, Purpose: auth.PurposeTreatment},
 		resourceID: id,
 	}
-	d := s.opts.Access.Authorizer.Decide(r.Context(), p, a.req)
+	d := s.accessFor(r, p).Check(r.Context(), a.req)
 	if !d.Allowed {
 		// Refused attempts are evidence too: audit them (at warning), then
 		// answer.

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -11,25 +10,25 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
 
+	careaccess "github.com/careflow/careflow/internal/access"
 	"github.com/careflow/careflow/internal/audit"
 	"github.com/careflow/careflow/internal/auth"
 	"github.com/careflow/careflow/internal/errs"
 	"github.com/careflow/careflow/internal/fhir"
 	"github.com/careflow/careflow/internal/record"
-	"github.com/careflow/careflow/internal/store"
 )
 
 // The FHIR R4 REST surface over internal/record. Handlers are thin: check
 // the format, authorize, call the record, write FHIR JSON. Every record
-// goes through fhirGuard (the single point where the access policy and the
-// audit log plug in) before it is read or written, and every record a
-// response carries goes through recheckRecords (per-record decision and
-// field redaction), so an _include or a history entry cannot leak.
+// goes through the request's access.Guard (the single point where the
+// access policy and the audit log plug in) before it is read or written,
+// and every record a response carries goes through the guard's Visible
+// (per-record decision and field redaction), so an _include or a history
+// entry cannot leak.
 //
 // Query strings may hold PHI (search values): they are never logged, never
 // put in an error message, and paging links carry a sealed token instead.
@@ -73,9 +72,9 @@ func (s *Server) fhirPublic(h http.HandlerFunc) http.HandlerFunc {
 // fhirHandler checks the format, then requires the access services and a
 // principal (withAccess). The audit entries of the decisions the handler's
 // guard made are appended before the first byte of the response.
-func (s *Server) fhirHandler(h func(w http.ResponseWriter, r *http.Request, g *fhirGuard)) http.HandlerFunc {
+func (s *Server) fhirHandler(h func(w http.ResponseWriter, r *http.Request, g *careaccess.Guard)) http.HandlerFunc {
 	inner := s.withAccess(func(w http.ResponseWriter, r *http.Request, p *auth.Principal) {
-		g := newFHIRGuard(s, r, p)
+		g := s.accessFor(r, p)
 		aw := &auditingWriter{ResponseWriter: w, g: g, s: s, r: r}
 		h(aw, r, g)
 	})
@@ -93,252 +92,11 @@ func (s *Server) fhirHandler(h func(w http.ResponseWriter, r *http.Request, g *f
 	}
 }
 
-// fhirGuard is the FHIR surface's one call point into the access policy
-// and the audit log: record.Service calls Allow for every record before
-// opening or writing it, and Reach before it lists records across
-// patients. Writes are audited inside their own transaction (AllowTx).
-// Reads and denials may be decided inside a transaction too (a transaction
-// Bundle's GETs), where Append would wait for the writer the transaction
-// holds; their entries are kept until auditingWriter appends them, all in
-// one commit, before the response leaves. A failed append turns the
-// response into a 503 (fail closed).
-//
-// Listings (a search, its includes, a type history) are decided once as a
-// search and confined in SQL to the caller's reach (auth.Reach), so their
-// totals and pages count only what the caller may see; each record they
-// return is then decided once, as a read, by visible, which redacts it and
-// records in the audit log every patient whose data the response carries.
-type fhirGuard struct {
-	s *Server
-	r *http.Request
-	p *auth.Principal
-
-	mu sync.Mutex
-	// purpose is the purpose the last allowed decision was made for, used
-	// to re-decide the records of the response.
-	purpose auth.Purpose
-	pending []audit.Entry
-	// noted holds the entries kept or appended so far (action, type, id,
-	// patient, outcome), so that one decision about one record (every
-	// version of an instance history, say) is audited once per request;
-	// shown holds the records and patients whose reading is audited.
-	noted map[string]bool
-	shown map[string]bool
-	// reach caches the reach of each type this request listed.
-	reach map[string]record.Reach
-	// unconfined is set when a reach could not be computed (the policy's
-	// sources cannot list patients): listings then run unconfined, every
-	// record is still decided on the way out, and no total is reported.
-	unconfined bool
-}
-
-func newFHIRGuard(s *Server, r *http.Request, p *auth.Principal) *fhirGuard {
-	return &fhirGuard{s: s, r: r, p: p, noted: map[string]bool{}, shown: map[string]bool{}, reach: map[string]record.Reach{}}
-}
-
-// Allow implements record.Guard.
-func (g *fhirGuard) Allow(_ context.Context, a record.Access) error {
-	return g.allow(a)
-}
-
-func (g *fhirGuard) allow(a record.Access) error {
-	if !g.s.servesType(a.Type) {
-		return errUnsupportedType(a.Type)
-	}
-	if a.Action == record.ActSearch && a.ID != "" {
-		// A record a listing returns: the listing was decided as a search
-		// and confined to the caller's reach; visible decides the record
-		// itself, as a read, before it leaves.
-		return nil
-	}
-	acc := access{
-		req:        auth.Request{Action: auth.Action(a.Action), ResourceType: a.Type, PatientID: a.PatientID},
-		resourceID: a.ID,
-	}
-	d := g.s.opts.Access.Authorizer.Decide(g.r.Context(), g.p, acc.req)
-	g.note(g.s.auditEntry(g.r, g.p, acc, d))
-	if !d.Allowed {
-		return fhirDenial(a, d)
-	}
-	g.markShown(a)
-	g.setPurpose(d.Purpose)
-	return nil
-}
-
-func (g *fhirGuard) setPurpose(p auth.Purpose) {
-	g.mu.Lock()
-	g.purpose = p
-	g.mu.Unlock()
-}
-
-func (g *fhirGuard) decidedPurpose() auth.Purpose {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.purpose
-}
-
-// fhirDenial is the error for a refused record. A record out of reach
-// (not_related) reads exactly like one that does not exist, with the
-// record's own message, for a read and a delete (whose missing id is not
-// known either: internal/record/existence.go). An update keeps "no such
-// patient": an update of a record out of reach must read like a create
-// for a patient out of reach, which is what the same request makes of an
-// id that does not exist. A stored record of no patient that the caller's
-// rules reach only in a patient's compartment (patient_required: an
-// organisational Task for a physician) is out of reach in the same way.
-func fhirDenial(a record.Access, d auth.Decision) error {
-	outOfReach := d.Reason == auth.ReasonNotRelated || (d.Reason == auth.ReasonPatientRequired && a.PatientID == "")
-	if outOfReach && a.ID != "" && (a.Action == record.ActRead || a.Action == record.ActDelete) {
-		return notKnown(a.Type, a.ID)
-	}
-	if d.Reason == auth.ReasonFieldNotWritable && d.Field != "" {
-		// The element's path, never its value.
-		path := a.Type + "." + d.Field
-		return errs.E(errs.Forbidden, "access denied (%s): this role may not write %s; leave it out and the stored value is kept", d.Reason, path).InField(path)
-	}
-	return denialError(d)
-}
-
-// notKnown is the record's answer for a resource that does not exist.
-func notKnown(typ, id string) error {
-	if !auth.ValidPatientID(id) { // the FHIR id syntax
-		id = "(invalid id)"
-	}
-	return errs.E(errs.NotFound, "%s/%s is not known", typ, id)
-}
-
-// note keeps an audit entry for the response, unless the same one is
-// kept already.
-func (g *fhirGuard) note(e audit.Entry) {
-	key := strings.Join([]string{string(e.Action), e.ResourceType, e.ResourceID, e.PatientID, string(e.Outcome)}, "\x00")
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.noted[key] {
-		return
-	}
-	g.noted[key] = true
-	g.pending = append(g.pending, e)
-}
-
-// markShown records that an allowed decision about a record (or, for a
-// search naming a patient, about that patient's records of the type)
-// audited it, so that visible does not audit its reading twice.
-func (g *fhirGuard) markShown(a record.Access) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if a.ID != "" {
-		g.shown[recordKey(a.Type+"/"+a.ID)] = true
-	} else if a.PatientID != "" {
-		g.shown[patientKey(audit.Action(a.Action), a.Type, a.PatientID)] = true
-	}
-}
-
-func recordKey(ref string) string { return "rec\x00" + ref }
-
-func patientKey(action audit.Action, typ, patient string) string {
-	return "pat\x00" + string(action) + "\x00" + typ + "\x00" + patient
-}
-
-// Reach implements record.Reacher: the records of typ the caller may read
-// for the purpose decided.
-func (g *fhirGuard) Reach(ctx context.Context, typ string) (record.Reach, error) {
-	return g.reachOf(ctx, typ, false)
-}
-
-// MatchReach implements record.Reacher: the records of typ whose patient
-// the caller reaches, consent aside (see auth.ReachBeforeConsent).
-func (g *fhirGuard) MatchReach(ctx context.Context, typ string) (record.Reach, error) {
-	return g.reachOf(ctx, typ, true)
-}
-
-func (g *fhirGuard) reachOf(ctx context.Context, typ string, match bool) (record.Reach, error) {
-	purpose := g.decidedPurpose()
-	key := typ + "\x00" + string(purpose) + "\x00" + strconv.FormatBool(match)
-	g.mu.Lock()
-	r, ok := g.reach[key]
-	g.mu.Unlock()
-	if ok {
-		return r, nil
-	}
-	req := auth.Request{Action: auth.ActionRead, ResourceType: typ, Purpose: purpose}
-	reach := g.s.opts.Access.Authorizer.Reach
-	if match {
-		reach = g.s.opts.Access.Authorizer.ReachBeforeConsent
-	}
-	ar, err := reach(ctx, g.p, req)
-	switch {
-	case errors.Is(err, auth.ErrReachUnknown):
-		g.mu.Lock()
-		g.unconfined = true
-		g.mu.Unlock()
-		ar = auth.Reach{Every: true}
-	case err != nil:
-		return record.Reach{}, errs.Wrap(errs.Unavailable, err, "the access policy could not be evaluated; try again")
-	}
-	r = record.Reach(ar)
-	g.mu.Lock()
-	g.reach[key] = r
-	g.mu.Unlock()
-	return r, nil
-}
-
-// AllowTx implements record.TxGuard: an allowed write is audited inside
-// the write's own transaction (audit.Log.AppendTx), so the record and its
-// audit entry commit together and a rolled-back transaction leaves no
-// entry for what did not happen. A denial is kept for the response, since
-// the transaction it was decided in will roll back. The policy decides the
-// elements a create or update sets too (a body setting one outside the
-// allowing rule's fields is a field_not_writable denial), and the grant
-// hands the record the elements the write may touch, so that it keeps the
-// others from the stored version.
-func (g *fhirGuard) AllowTx(ctx context.Context, tx store.Tx, a record.Access, elements []string) (record.Grant, error) {
-	if !g.s.servesType(a.Type) {
-		return record.Grant{}, errUnsupportedType(a.Type)
-	}
-	acc := access{
-		req:        auth.Request{Action: auth.Action(a.Action), ResourceType: a.Type, PatientID: a.PatientID, Elements: elements},
-		resourceID: a.ID,
-	}
-	d := g.s.opts.Access.Authorizer.Decide(g.r.Context(), g.p, acc.req)
-	e := g.s.auditEntry(g.r, g.p, acc, d)
-	if !d.Allowed {
-		g.note(e)
-		return record.Grant{}, fhirDenial(a, d)
-	}
-	if g.s.opts.Audit == nil {
-		return record.Grant{}, errs.E(errs.Unavailable, "the audit log is not configured; access to audited records is refused")
-	}
-	if _, err := g.s.opts.Audit.AppendTx(ctx, tx, e); err != nil {
-		return record.Grant{}, errs.Wrap(errs.Unavailable, err, "the audit log is unavailable; try again")
-	}
-	g.markShown(a)
-	g.setPurpose(d.Purpose)
-	return record.Grant{Fields: g.s.opts.Access.Policy.WritableFields(d.Fields)}, nil
-}
-
-// flush appends the pending audit entries, in one commit.
-func (g *fhirGuard) flush() error {
-	g.mu.Lock()
-	pending := g.pending
-	g.pending = nil
-	g.mu.Unlock()
-	if len(pending) == 0 {
-		return nil
-	}
-	if g.s.opts.Audit == nil {
-		return errs.E(errs.Unavailable, "the audit log is not configured; access to audited records is refused")
-	}
-	if _, err := g.s.opts.Audit.AppendAll(g.r.Context(), pending); err != nil {
-		return errs.Wrap(errs.Unavailable, err, "the audit log is unavailable; try again")
-	}
-	return nil
-}
-
 // auditingWriter appends the guard's pending audit entries when the
 // response starts; if that fails, the client gets a 503 instead.
 type auditingWriter struct {
 	http.ResponseWriter
-	g       *fhirGuard
+	g       *careaccess.Guard
 	s       *Server
 	r       *http.Request
 	started bool
@@ -350,7 +108,7 @@ func (w *auditingWriter) WriteHeader(code int) {
 		return
 	}
 	w.started = true
-	if err := w.g.flush(); err != nil {
+	if err := w.g.Flush(w.r.Context()); err != nil {
 		w.failed = true
 		for _, h := range []string{"ETag", "Location", "Last-Modified", "Content-Length"} {
 			w.ResponseWriter.Header().Del(h)
@@ -373,90 +131,6 @@ func (w *auditingWriter) Write(b []byte) (int, error) {
 
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (w *auditingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// visible is the response filter of the FHIR surface: it decides every
-// record once (a read, for the purpose decided), drops those the caller
-// may not see (each audited as a denial), and returns the others' JSON,
-// redacted, in order (nil for a version that is a delete). The reading of
-// every patient's data it lets through is audited as action (search for a
-// search's matches, read otherwise): one entry per patient and type, with
-// the record's id when there is one record, unless an allowed decision of
-// this request (the read, the write, the search naming the patient)
-// audited it already.
-func (g *fhirGuard) visible(recs []record.Record, action audit.Action) ([]json.RawMessage, []record.Record, error) {
-	type group struct {
-		n     int
-		id    string
-		entry audit.Entry
-	}
-	purpose := g.decidedPurpose()
-	patients := make([]string, 0, len(recs))
-	for _, rec := range recs {
-		patients = append(patients, rec.PatientID)
-	}
-	g.s.opts.Access.Authorizer.Prefetch(g.r.Context(), g.p, purpose, patients)
-	var bodies []json.RawMessage
-	var kept []record.Record
-	groups := map[string]*group{}
-	var order []string
-	dropped := 0
-	for _, rec := range recs {
-		acc := access{req: auth.Request{Action: auth.ActionRead, ResourceType: rec.Type, PatientID: rec.PatientID, Purpose: purpose}, resourceID: rec.ID}
-		d := g.s.opts.Access.Authorizer.Decide(g.r.Context(), g.p, acc.req)
-		if !d.Allowed {
-			dropped++
-			g.note(g.s.auditEntry(g.r, g.p, acc, d))
-			continue
-		}
-		var body json.RawMessage
-		if rec.JSON != nil {
-			var err error
-			if body, err = g.s.opts.Access.Policy.RedactFields(d.Fields, rec.JSON); err != nil {
-				// A record we cannot parse cannot be shown safely.
-				return nil, nil, errs.Wrap(errs.Internal, err, "response filter")
-			}
-		}
-		bodies = append(bodies, body)
-		kept = append(kept, rec)
-		if rec.PatientID == "" {
-			continue
-		}
-		key := patientKey(action, rec.Type, rec.PatientID)
-		g.mu.Lock()
-		done := g.shown[recordKey(rec.Ref())] || g.shown[key]
-		g.mu.Unlock()
-		if done {
-			continue
-		}
-		grp := groups[key]
-		if grp == nil {
-			acc.auditAction = action
-			grp = &group{entry: g.s.auditEntry(g.r, g.p, acc, d)}
-			grp.entry.ResourceID = ""
-			groups[key] = grp
-			order = append(order, key)
-		}
-		grp.n++
-		grp.id = rec.ID
-	}
-	for _, key := range order {
-		grp := groups[key]
-		if grp.n == 1 {
-			grp.entry.ResourceID = grp.id
-		}
-		g.note(grp.entry)
-		g.mu.Lock()
-		g.shown[key] = true
-		g.mu.Unlock()
-	}
-	if dropped > 0 {
-		// The listing's reach or a handler let through records the caller
-		// may not see: a bug to fix (or a relationship that ended during
-		// the request), caught here. Counts only, no ids.
-		g.s.logger.Warn("response filter dropped records", "request_id", RequestID(g.r.Context()), "dropped", dropped, "kept", len(kept))
-	}
-	return bodies, kept, nil
-}
 
 // fhirNegotiate answers 415 for anything but JSON: the _format parameter,
 // the Accept header and, for bodies, the Content-Type.
@@ -578,8 +252,8 @@ func (s *Server) fhirMetadata(w http.ResponseWriter, r *http.Request) {
 
 // respondRecord writes one record as the response of a read or write,
 // through the response filter. Prefer: return=minimal omits the body.
-func (s *Server) respondRecord(w http.ResponseWriter, r *http.Request, g *fhirGuard, rec record.Record, status int, location bool) {
-	bodies, _, err := g.visible([]record.Record{rec}, audit.ActionRead)
+func (s *Server) respondRecord(w http.ResponseWriter, r *http.Request, g *careaccess.Guard, rec record.Record, status int, location bool) {
+	bodies, _, err := g.Visible(r.Context(), []record.Record{rec}, audit.ActionRead)
 	if err != nil {
 		s.fhirError(w, r, err)
 		return
@@ -597,7 +271,7 @@ func (s *Server) respondRecord(w http.ResponseWriter, r *http.Request, g *fhirGu
 	writeFHIR(w, status, bodies[0])
 }
 
-func (s *Server) fhirRead(w http.ResponseWriter, r *http.Request, g *fhirGuard) {
+func (s *Server) fhirRead(w http.ResponseWriter, r *http.Request, g *careaccess.Guard) {
 	if r.PathValue("type") == "AuditEvent" {
 		s.fhirAuditRead(w, r, g)
 		return
@@ -615,7 +289,7 @@ func (s *Server) fhirRead(w http.ResponseWriter, r *http.Request, g *fhirGuard) 
 	s.respondRecord(w, r, g, rec, http.StatusOK, false)
 }
 
-func (s *Server) fhirVRead(w http.ResponseWriter, r *http.Request, g *fhirGuard) {
+func (s *Server) fhirVRead(w http.ResponseWriter, r *http.Request, g *careaccess.Guard) {
 	typ, id, vid := r.PathValue("type"), r.PathValue("id"), r.PathValue("vid")
 	rec, err := s.opts.Record.VRead(r.Context(), g, typ, id, vid)
 	if err != nil {
@@ -637,6 +311,9 @@ func asMissing(err error, typ string, missing error) error {
 }
 
 // noVersion is the record's answer for a version that does not exist.
+// notKnown is the record's answer for a resource that does not exist.
+func notKnown(typ, id string) error { return careaccess.NotKnown(typ, id) }
+
 func noVersion(typ, id, vid string) error {
 	if !auth.ValidPatientID(id) {
 		id = "(invalid id)"
@@ -647,7 +324,7 @@ func noVersion(typ, id, vid string) error {
 	return errs.E(errs.NotFound, "%s/%s has no such version", typ, id)
 }
 
-func (s *Server) fhirCreate(w http.ResponseWriter, r *http.Request, g *fhirGuard) {
+func (s *Server) fhirCreate(w http.ResponseWriter, r *http.Request, g *careaccess.Guard) {
 	body, err := s.readFHIRBody(r, r.PathValue("type"))
 	if err != nil {
 		s.fhirError(w, r, err)
@@ -667,7 +344,7 @@ func (s *Server) fhirCreate(w http.ResponseWriter, r *http.Request, g *fhirGuard
 	s.respondRecord(w, r, g, rec, status, created)
 }
 
-func (s *Server) fhirUpdate(w http.ResponseWriter, r *http.Request, g *fhirGuard) {
+func (s *Server) fhirUpdate(w http.ResponseWriter, r *http.Request, g *careaccess.Guard) {
 	body, err := s.readFHIRBody(r, r.PathValue("type"))
 	if err != nil {
 		s.fhirError(w, r, err)
@@ -685,7 +362,7 @@ func (s *Server) fhirUpdate(w http.ResponseWriter, r *http.Request, g *fhirGuard
 	s.respondRecord(w, r, g, rec, status, created)
 }
 
-func (s *Server) fhirConditionalUpdate(w http.ResponseWriter, r *http.Request, g *fhirGuard) {
+func (s *Server) fhirConditionalUpdate(w http.ResponseWriter, r *http.Request, g *careaccess.Guard) {
 	if r.URL.RawQuery == "" {
 		s.fhirError(w, r, errs.E(errs.MethodNotAllowed, "PUT on a type needs search criteria (conditional update) or an id in the path"))
 		return
@@ -707,7 +384,7 @@ func (s *Server) fhirConditionalUpdate(w http.ResponseWriter, r *http.Request, g
 	s.respondRecord(w, r, g, rec, status, created)
 }
 
-func (s *Server) fhirDelete(w http.ResponseWriter, r *http.Request, g *fhirGuard) {
+func (s *Server) fhirDelete(w http.ResponseWriter, r *http.Request, g *careaccess.Guard) {
 	if err := s.opts.Record.Delete(r.Context(), g, r.PathValue("type"), r.PathValue("id")); err != nil {
 		s.fhirError(w, r, asMissing(err, r.PathValue("type"), notKnown(r.PathValue("type"), r.PathValue("id"))))
 		return
@@ -715,7 +392,7 @@ func (s *Server) fhirDelete(w http.ResponseWriter, r *http.Request, g *fhirGuard
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (s *Server) fhirConditionalDelete(w http.ResponseWriter, r *http.Request, g *fhirGuard) {
+func (s *Server) fhirConditionalDelete(w http.ResponseWriter, r *http.Request, g *careaccess.Guard) {
 	if r.URL.RawQuery == "" {
 		s.fhirError(w, r, errs.E(errs.MethodNotAllowed, "DELETE on a type needs search criteria (conditional delete)"))
 		return
@@ -760,7 +437,7 @@ func (s *Server) searchParams(r *http.Request, typ string) (url.Values, error) {
 	return vals, nil
 }
 
-func (s *Server) fhirSearch(w http.ResponseWriter, r *http.Request, g *fhirGuard) {
+func (s *Server) fhirSearch(w http.ResponseWriter, r *http.Request, g *careaccess.Guard) {
 	typ := r.PathValue("type")
 	if typ == "AuditEvent" && r.Method == http.MethodGet {
 		s.fhirAuditSearch(w, r, g)
@@ -795,7 +472,7 @@ func (s *Server) fhirSearch(w http.ResponseWriter, r *http.Request, g *fhirGuard
 // is the record's count of matches within the caller's reach; it is left
 // out when the response filter had to drop a match (the count included
 // it) or the search could not be confined: a total is exact or absent.
-func (s *Server) searchBundle(r *http.Request, g *fhirGuard, res *record.Result) (*fhir.Bundle, error) {
+func (s *Server) searchBundle(r *http.Request, g *careaccess.Guard, res *record.Result) (*fhir.Bundle, error) {
 	q := res.Query
 	base := baseURL(r)
 	b := fhir.NewBundle(fhir.BundleSearchset)
@@ -827,20 +504,18 @@ func (s *Server) searchBundle(r *http.Request, g *fhirGuard, res *record.Result)
 			}
 		}
 	}
-	matches, kept, err := g.visible(res.Matches, audit.ActionSearch)
+	matches, kept, err := g.Visible(r.Context(), res.Matches, audit.ActionSearch)
 	if err != nil {
 		return nil, err
 	}
-	g.mu.Lock()
-	exact := !g.unconfined
-	g.mu.Unlock()
+	exact := !g.Unconfined()
 	if res.Total != nil && exact && len(kept) == len(res.Matches) {
 		b.Total = res.Total
 	}
 	for i, body := range matches {
 		b.Entry = append(b.Entry, fhir.BundleEntry{FullURL: base + "/" + kept[i].Ref(), Resource: body, Search: &fhir.BundleEntrySearch{Mode: "match"}})
 	}
-	included, kept, err := g.visible(res.Included, audit.ActionRead)
+	included, kept, err := g.Visible(r.Context(), res.Included, audit.ActionRead)
 	if err != nil {
 		return nil, err
 	}
@@ -852,7 +527,7 @@ func (s *Server) searchBundle(r *http.Request, g *fhirGuard, res *record.Result)
 
 func newBundleID() string { return uuid.NewString() }
 
-func (s *Server) fhirHistory(w http.ResponseWriter, r *http.Request, g *fhirGuard) {
+func (s *Server) fhirHistory(w http.ResponseWriter, r *http.Request, g *careaccess.Guard) {
 	typ, id := r.PathValue("type"), r.PathValue("id")
 	vals, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
@@ -893,7 +568,7 @@ func (s *Server) fhirHistory(w http.ResponseWriter, r *http.Request, g *fhirGuar
 		b.Link = append(b.Link, fhir.BundleLink{Relation: "previous", URL: pageURL(max(0, page.Offset-page.Count))})
 	}
 	// Every version is decided, deletes too: a delete names its record.
-	bodies, kept, err := g.visible(page.Entries, audit.ActionRead)
+	bodies, kept, err := g.Visible(r.Context(), page.Entries, audit.ActionRead)
 	if err != nil {
 		s.fhirError(w, r, err)
 		return
@@ -927,7 +602,7 @@ func historyStatus(rec record.Record) string {
 	}
 }
 
-func (s *Server) fhirBundle(w http.ResponseWriter, r *http.Request, g *fhirGuard) {
+func (s *Server) fhirBundle(w http.ResponseWriter, r *http.Request, g *careaccess.Guard) {
 	body, err := s.readFHIRBody(r, "Bundle")
 	if err != nil {
 		s.fhirError(w, r, err)
@@ -974,7 +649,7 @@ func (s *Server) fhirBundle(w http.ResponseWriter, r *http.Request, g *fhirGuard
 				Status: status, Location: rec.Type + "/" + rec.ID + "/_history/" + strconv.Itoa(rec.Version),
 				Etag: rec.ETag(), LastModified: fhir.FormatInstant(rec.LastUpdated),
 			}
-			bodies, _, err := g.visible([]record.Record{rec}, audit.ActionRead)
+			bodies, _, err := g.Visible(r.Context(), []record.Record{rec}, audit.ActionRead)
 			if err != nil {
 				s.fhirError(w, r, err)
 				return

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	careaccess "github.com/careflow/careflow/internal/access"
 	"github.com/careflow/careflow/internal/audit"
 	"github.com/careflow/careflow/internal/errs"
 	"github.com/careflow/careflow/internal/fhir"
@@ -87,13 +88,13 @@ func auditEventOf(e audit.Entry) map[string]any {
 	return ev
 }
 
-func (s *Server) fhirAuditRead(w http.ResponseWriter, r *http.Request, g *fhirGuard) {
+func (s *Server) fhirAuditRead(w http.ResponseWriter, r *http.Request, g *careaccess.Guard) {
 	seq, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || seq < 0 {
 		s.fhirError(w, r, errs.E(errs.NotFound, "no such AuditEvent"))
 		return
 	}
-	if err := g.allow(record.Access{Action: record.ActRead, Type: "AuditEvent", ID: r.PathValue("id")}); err != nil {
+	if err := g.Allow(r.Context(), record.Access{Action: record.ActRead, Type: "AuditEvent", ID: r.PathValue("id")}); err != nil {
 		s.fhirError(w, r, err)
 		return
 	}
@@ -109,7 +110,7 @@ func (s *Server) fhirAuditRead(w http.ResponseWriter, r *http.Request, g *fhirGu
 // fhirAuditSearch supports date (ge, gt, le, lt; repeatable), patient,
 // agent (principal id), entity-type, outcome (0, 4, 8), _count, and the
 // keyset cursor _after that next links carry.
-func (s *Server) fhirAuditSearch(w http.ResponseWriter, r *http.Request, g *fhirGuard) {
+func (s *Server) fhirAuditSearch(w http.ResponseWriter, r *http.Request, g *careaccess.Guard) {
 	vals, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		s.fhirError(w, r, errs.E(errs.Invalid, "the query string is malformed"))
@@ -124,7 +125,7 @@ func (s *Server) fhirAuditSearch(w http.ResponseWriter, r *http.Request, g *fhir
 			}
 		}
 	}
-	if err := g.allow(record.Access{Action: record.ActSearch, Type: "AuditEvent", PatientID: f.PatientID}); err != nil {
+	if err := g.Allow(r.Context(), record.Access{Action: record.ActSearch, Type: "AuditEvent", PatientID: f.PatientID}); err != nil {
 		s.fhirError(w, r, err)
 		return
 	}

@@ -3,7 +3,7 @@ package httpapi
 import (
 	"net/http"
 
-	"github.com/careflow/careflow/internal/errs"
+	careaccess "github.com/careflow/careflow/internal/access"
 	"github.com/careflow/careflow/internal/fhir"
 )
 
@@ -14,7 +14,7 @@ import (
 // not-supported, the same for every caller: it is decided from the path
 // alone, before the principal's role, scopes or relationships are looked
 // at, so the answer tells a caller nothing about its own access. A
-// Bundle entry of an unsupported type gets the same outcome (fhirGuard).
+// Bundle entry of an unsupported type gets the same outcome (access.Guard).
 // The CapabilityStatement lists exactly the served types, and careflow
 // import refuses the others with the same policy.
 
@@ -28,26 +28,7 @@ func (s *Server) servesType(t string) bool {
 }
 
 // errUnsupportedType is the answer for a type the server does not serve.
-// The name is repeated only when it is shaped like a type name (a path
-// segment is the client's text and could hold anything).
-func errUnsupportedType(t string) error {
-	if !typeShaped(t) {
-		t = "the requested type"
-	}
-	return errs.E(errs.UnsupportedType, "%s is not a resource type this server supports", t).InField("resourceType")
-}
-
-func typeShaped(t string) bool {
-	if t == "" || len(t) > 64 || t[0] < 'A' || t[0] > 'Z' {
-		return false
-	}
-	for i := 0; i < len(t); i++ {
-		if c := t[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
-			return false
-		}
-	}
-	return true
-}
+func errUnsupportedType(t string) error { return careaccess.UnsupportedType(t) }
 
 // checkServedType answers an unsupported type in the request's path; it
 // reports whether the request may go on.

@@ -48,7 +48,7 @@ func (s *Server) accessCheck(w http.ResponseWriter, r *http.Request, p *auth.Pri
 		s.writeError(w, r, err)
 		return
 	}
-	d := s.opts.Access.Authorizer.Decide(r.Context(), p, req)
+	d := s.accessFor(r, p).Check(r.Context(), req)
 	if !d.Allowed {
 		s.writeError(w, r, denialError(d))
 		return

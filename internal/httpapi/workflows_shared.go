@@ -29,20 +29,7 @@ func errTaskNotFound() error { return errs.E(errs.NotFound, "task not found") }
 // names none: that is refused as patient_required, as the policy refuses a
 // read of such a record.
 func (s *Server) authorizeRecord(r *http.Request, p *auth.Principal, a access) (auth.Decision, error) {
-	d := s.opts.Access.Authorizer.Decide(r.Context(), p, a.req)
-	if d.Allowed && d.RecheckRecords {
-		d = auth.Decision{Reason: auth.ReasonPatientRequired, Purpose: d.Purpose}
-	}
-	if err := s.auditDecision(r, p, a, d); err != nil {
-		if d.Allowed {
-			return d, err
-		}
-		s.logger.Warn("audit of a denial failed", "request_id", RequestID(r.Context()), "error", err.Error())
-	}
-	if !d.Allowed {
-		return d, denialError(d)
-	}
-	return d, nil
+	return s.accessFor(r, p).AuthorizeRecord(r.Context(), a.action())
 }
 
 // recordDenial turns the error of a refused access to one run or task into
@@ -61,7 +48,7 @@ func recordDenial(d auth.Decision, err error, notFound func() error) error {
 // the role's own denial (403, audited as for an existing record).
 func (s *Server) missingRecord(r *http.Request, p *auth.Principal, resourceType string, action auth.Action, auditAction audit.Action, id string, notFound func() error) error {
 	a := access{req: auth.Request{Action: action, ResourceType: resourceType}, resourceID: id, auditAction: auditAction}
-	d := s.opts.Access.Authorizer.DecideType(r.Context(), p, a.req)
+	d := s.accessFor(r, p).CheckType(r.Context(), a.req)
 	if d.Allowed {
 		return notFound()
 	}
@@ -161,7 +148,7 @@ func (s *Server) workflowReach(r *http.Request, p *auth.Principal, resourceType 
 // patient for the purpose its request was decided for (a start's
 // referenced records).
 func (s *Server) mayRead(r *http.Request, p *auth.Principal, resourceType, patientID string, purpose auth.Purpose) bool {
-	return s.opts.Access.Authorizer.Decide(r.Context(), p, auth.Request{
+	return s.accessFor(r, p).Check(r.Context(), auth.Request{
 		Action: auth.ActionRead, ResourceType: resourceType, PatientID: patientID, Purpose: purpose,
 	}).Allowed
 }
