@@ -216,7 +216,7 @@ func options() []option {
 				return nil
 			}},
 		{name: "access-policy", arg: "FILE", commands: []string{"serve", "user", "client", "import"},
-			usage: "access policy JSON replacing the embedded default; validated at start (an unknown role, resource type, action or purpose is an error, and so is a type some role can write but none can read); user and client commands read it for which roles people and machine clients may have; import stores only the types it serves",
+			usage: "access policy JSON replacing the embedded default; validated at start (an unknown role, resource type, action or purpose is an error, and so is a type some role can write but none can read); user and client commands read it for which roles people and machine clients may have; import stores only the types it serves; format version 2: the workflow engine's human tasks are resource WorkflowTask and Task is the FHIR Task record only (a version 1 file naming Task is refused)",
 			def:   func(c Config) string { return "" },
 			set: func(c *Config, v string) error {
 				// Load it now so that a bad policy is a usage error naming

@@ -274,3 +274,55 @@ func TestWorkflowTaskPagesHoldOnlyTasksInReach(t *testing.T) {
 		}
 	})
 }
+
+// When the authorizer's sources cannot list patients (auth.ErrReachUnknown)
+// the listing runs unconfined and the response filter decides every run:
+// pages may come back short, but paging still walks to the caller's runs
+// and nothing else is shown.
+func TestWorkflowRunListWithoutAReachFiltersEachRun(t *testing.T) {
+	t.Parallel()
+	db := storetest.Open(t, store.SQLite)
+	f, eng := newIdleEngineServer(t, db)
+	doc := f.principal(t, "unlisted-runs", auth.Physician, "")
+	ctx := context.Background()
+	var want []string
+	for _, patient := range []string{otherPatient, otherPatient, otherPatient, ownPatient} {
+		run, _, err := eng.StartRun(ctx, engine.StartOptions{Definition: approvalDefinition, PatientID: patient})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if patient == ownPatient {
+			want = append(want, run.ID)
+		}
+	}
+	access := *f.access
+	access.Authorizer = auth.NewAuthorizer(f.access.Policy, perPatientRelations{auth.NewRelationships(db)},
+		perPatientConsents{f.access.Consents}, nil)
+	opts := f.srv.opts
+	opts.Access, opts.Registry = &access, nil
+	ts := httptest.NewServer(New(opts).Handler())
+	t.Cleanup(ts.Close)
+	g := &authzFixture{db: db, access: &access, log: f.log, ts: ts, principals: f.principals}
+	var got []string
+	path := "/api/v1/workflow-runs?limit=2"
+	for pages := 0; path != ""; pages++ {
+		if pages > 3 {
+			t.Fatalf("paging does not end: %v", got)
+		}
+		page := must[runPage](t, g.do(t, doc, "GET", path, ""), http.StatusOK)
+		for _, raw := range page.Runs {
+			var run engine.Run
+			if err := json.Unmarshal(raw, &run); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, run.ID)
+		}
+		path = ""
+		if page.Next != "" {
+			path = "/api/v1/workflow-runs?limit=2&after=" + page.Next
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("walked %v, want the caller's run %v", got, want)
+	}
+}
