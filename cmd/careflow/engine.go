@@ -27,12 +27,15 @@ import (
 // interfaces it declares: the role a user holds now, when a task is
 // reassigned to them (staff: the local accounts), and the patient of each
 // record a run's input references (records: the FHIR record's plain
-// patient_id column).
+// patient_id column). stepRecs, when not nil, is how a step's Apply writes
+// FHIR resources in its own transaction (stepRecords: record.CreateTx under
+// a guard acting for the run, step_records.go); it registers the
+// diagnostics.record definition.
 //
 // serve calls it after openDatabase, openRecordRing and buildIdentity and
 // before it starts listening, and calls stop after the HTTP server has
 // drained and before the database is closed.
-func startEngine(ctx context.Context, cfg Config, db *store.DB, ring *phi.Ring, staff engine.Staff, records engine.Records, logger *slog.Logger, reg prometheus.Registerer) (*engine.Engine, func(context.Context) error, error) {
+func startEngine(ctx context.Context, cfg Config, db *store.DB, ring *phi.Ring, staff engine.Staff, records engine.Records, stepRecs engine.StepRecords, logger *slog.Logger, reg prometheus.Registerer) (*engine.Engine, func(context.Context) error, error) {
 	applied, err := engine.MigrateRiver(ctx, db, logger.With("component", "rivermigrate"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("engine: %w", err)
@@ -41,7 +44,7 @@ func startEngine(ctx context.Context, cfg Config, db *store.DB, ring *phi.Ring, 
 		logger.Info("river migrations applied", "versions", applied)
 	}
 	defs := engine.NewRegistry()
-	if err := engine.RegisterBuiltins(defs, engine.BuiltinOptions{EffectHosts: cfg.DiagnosticsEffectHosts}); err != nil {
+	if err := engine.RegisterBuiltins(defs, engine.BuiltinOptions{EffectHosts: cfg.DiagnosticsEffectHosts, Records: stepRecs}); err != nil {
 		return nil, nil, fmt.Errorf("engine: %w", err)
 	}
 	e, err := engine.New(engine.Config{DB: db, Registry: defs, Ring: ring, Staff: staff, Records: records, Logger: logger.With("component", "engine"), Registerer: reg})
