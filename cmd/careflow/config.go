@@ -62,6 +62,11 @@ type Config struct {
 	// built-in diagnostics workflow's effect step may POST to; empty
 	// disables the step.
 	DiagnosticsEffectHosts []string
+
+	// DiagnosticsRecordWrites registers the built-in diagnostics.record
+	// workflow, whose step writes two marker Observations to its run's
+	// patient's record in the step's transaction.
+	DiagnosticsRecordWrites bool
 }
 
 func defaultConfig() Config {
@@ -242,6 +247,17 @@ func options() []option {
 					hosts = append(hosts, h)
 				}
 				c.DiagnosticsEffectHosts = hosts
+				return nil
+			}},
+		{name: "diagnostics-record-writes", arg: "BOOL", commands: cmdsServe,
+			usage: "register the built-in diagnostics.record workflow, whose step writes two marker Observations to its run's patient's record in the step's own transaction (audited as careflow-workflow)",
+			def:   func(c Config) string { return strconv.FormatBool(c.DiagnosticsRecordWrites) },
+			set: func(c *Config, v string) error {
+				b, err := strconv.ParseBool(v)
+				if err != nil {
+					return errors.New("must be true or false")
+				}
+				c.DiagnosticsRecordWrites = b
 				return nil
 			}},
 		durationOption("read-header-timeout", "time allowed to read request headers", func(c *Config) *time.Duration { return &c.ReadHeaderTimeout }),

@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/careflow/careflow/internal/engine"
+	"github.com/careflow/careflow/internal/jobs"
 	"github.com/careflow/careflow/internal/phi"
 	"github.com/careflow/careflow/internal/store"
 )
@@ -27,12 +29,15 @@ import (
 // interfaces it declares: the role a user holds now, when a task is
 // reassigned to them (staff: the local accounts), and the patient of each
 // record a run's input references (records: the FHIR record's plain
-// patient_id column).
+// patient_id column). stepRecs, when not nil, is how a step's Apply writes
+// FHIR resources in its own transaction (stepRecords: record.CreateTx under
+// a guard acting for the run, step_records.go); it registers the
+// diagnostics.record definition.
 //
 // serve calls it after openDatabase, openRecordRing and buildIdentity and
 // before it starts listening, and calls stop after the HTTP server has
 // drained and before the database is closed.
-func startEngine(ctx context.Context, cfg Config, db *store.DB, ring *phi.Ring, staff engine.Staff, records engine.Records, logger *slog.Logger, reg prometheus.Registerer) (*engine.Engine, func(context.Context) error, error) {
+func startEngine(ctx context.Context, cfg Config, db *store.DB, ring *phi.Ring, staff engine.Staff, records engine.Records, stepRecs engine.StepRecords, logger *slog.Logger, reg prometheus.Registerer) (*engine.Engine, func(context.Context) error, error) {
 	applied, err := engine.MigrateRiver(ctx, db, logger.With("component", "rivermigrate"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("engine: %w", err)
@@ -41,17 +46,38 @@ func startEngine(ctx context.Context, cfg Config, db *store.DB, ring *phi.Ring, 
 		logger.Info("river migrations applied", "versions", applied)
 	}
 	defs := engine.NewRegistry()
-	if err := engine.RegisterBuiltins(defs, engine.BuiltinOptions{EffectHosts: cfg.DiagnosticsEffectHosts}); err != nil {
+	if err := engine.RegisterBuiltins(defs, engine.BuiltinOptions{EffectHosts: cfg.DiagnosticsEffectHosts, Records: stepRecs}); err != nil {
 		return nil, nil, fmt.Errorf("engine: %w", err)
 	}
-	e, err := engine.New(engine.Config{DB: db, Registry: defs, Ring: ring, Staff: staff, Records: records, Logger: logger.With("component", "engine"), Registerer: reg})
+	// The process's one River client: the engine registers its worker and
+	// queue (event delivery registers with the same registry), then the
+	// client is built and, once the engine has rescued what a killed
+	// predecessor left running, started.
+	jobsReg := jobs.NewRegistry()
+	e, err := engine.New(engine.Config{DB: db, Registry: defs, Ring: ring, Staff: staff, Records: records, Jobs: jobsReg,
+		Logger: logger.With("component", "engine"), Registerer: reg})
+	if err != nil {
+		return nil, nil, err
+	}
+	client, err := jobsReg.Build(jobs.Config{DB: db, ID: e.NodeID(), Logger: logger.With("component", "river")})
 	if err != nil {
 		return nil, nil, err
 	}
 	if err := e.Start(ctx); err != nil {
 		return nil, nil, err
 	}
+	// River cancels running jobs when its start context ends; serve's
+	// context ends at SIGTERM, and stop drains instead.
+	if err := client.Start(context.WithoutCancel(ctx)); err != nil {
+		_ = e.Stop(context.WithoutCancel(ctx))
+		return nil, nil, fmt.Errorf("engine: start workers: %w", err)
+	}
 	logger.Info("workflow engine started", "node", e.NodeID(), "definitions", len(defs.List()),
 		"diagnostics_effect_hosts", len(cfg.DiagnosticsEffectHosts))
-	return e, e.Stop, nil
+	stop := func(ctx context.Context) error {
+		// The client drains first (running steps commit), then the engine
+		// stops its housekeeping and removes its node row.
+		return errors.Join(client.Stop(ctx), e.Stop(ctx))
+	}
+	return e, stop, nil
 }

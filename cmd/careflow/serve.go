@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/careflow/careflow/internal/auth"
+	"github.com/careflow/careflow/internal/engine"
 	"github.com/careflow/careflow/internal/events"
 	"github.com/careflow/careflow/internal/httpapi"
 	"github.com/careflow/careflow/internal/phi"
@@ -127,7 +128,11 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, hooks serveHooks) 
 		db.Collector(),
 	)
 
-	eng, stopEngine, err := startEngine(ctx, cfg, db, ring, auth.TaskStaff{Accounts: identity.http.Accounts}, fhirRecord, logger, reg)
+	var stepRecs engine.StepRecords
+	if cfg.DiagnosticsRecordWrites {
+		stepRecs = stepRecords{rec: fhirRecord, log: auditLog, policy: policy}
+	}
+	eng, stopEngine, err := startEngine(ctx, cfg, db, ring, auth.TaskStaff{Accounts: identity.http.Accounts}, fhirRecord, stepRecs, logger, reg)
 	if err != nil {
 		logger.Error("cannot start the workflow engine", "error", err.Error())
 		return 1

@@ -87,6 +87,10 @@ type BuiltinOptions struct {
 	// the intranet). Empty disables the effect step: a diagnostics run that
 	// names an effect_url is refused at start.
 	EffectHosts []string
+	// Records, when set, registers diagnostics.record, whose step writes
+	// two Observations to the run's patient's record through it, in the
+	// step's transaction. Nil leaves that definition out.
+	Records StepRecords
 }
 
 // RegisterBuiltins registers the built-in definitions.
@@ -163,6 +167,11 @@ func RegisterBuiltins(reg *Registry, opts BuiltinOptions) error {
 	}
 	if err := reg.Register(n); err != nil {
 		return err
+	}
+	if opts.Records != nil {
+		if err := reg.Register(diagnosticsRecord(opts.Records)); err != nil {
+			return err
+		}
 	}
 	return reg.Register(dischargeSignOff())
 }

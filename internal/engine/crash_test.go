@@ -91,8 +91,10 @@ type crashChild struct {
 	dir    string
 	// effectHosts is the serve's --diagnostics-effect-hosts.
 	effectHosts string
-	cmd         *exec.Cmd
-	exited      chan struct{}
+	// args are more serve flags.
+	args   []string
+	cmd    *exec.Cmd
+	exited chan struct{}
 }
 
 // serveBinaryOnce holds the careflow binary the crash tests run, built once
@@ -162,6 +164,7 @@ func (c *crashChild) start() {
 	if c.effectHosts != "" {
 		args = append(args, "--diagnostics-effect-hosts", c.effectHosts)
 	}
+	args = append(args, c.args...)
 	cmd := exec.Command(c.binary, args...)
 	// The same master key as this process's key ring, so both open the
 	// payloads the other sealed.

@@ -12,6 +12,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/careflow/careflow/internal/store"
 )
 
 // Definition is a workflow: an ordered graph of steps. Steps run in order;
@@ -33,14 +35,30 @@ type Definition struct {
 	RecordInputs []RecordInput
 }
 
-// Step is one step of a definition: exactly one of Do and Wait is set.
+// Step is one step of a definition: an action (Do, Apply or both) or a
+// Wait, never both.
 type Step struct {
 	Name string
 	// When decides whether the step runs; nil means always. It sees the run
 	// input and the outputs of the steps before it.
 	When func(in *Input) bool
-	// Do performs the step's work. Its error decides retries (see Retry).
+	// Do performs the step's work outside any transaction: calls to the
+	// outside world (a payer, a webhook), which carry the step's
+	// IdempotencyKey. Its error decides retries (see Retry).
 	Do func(ctx context.Context, sc *StepContext) (Result, error)
+	// Apply writes the step's effects on careflow's own database, in the
+	// transaction that records the step's result: the effects, the
+	// execution, the run's transition and the job of the next step commit
+	// together or not at all (see apply.go). It runs after Do succeeded (or
+	// alone when Do is nil), is handed Do's result and returns the step's
+	// result. It runs only while the run is still at this step, under the
+	// run's row lock, so a re-delivered step whose transaction rolled back
+	// applies again and a committed one never does: the effects are
+	// written once without an idempotency key. It holds the database's
+	// write transaction (on SQLite, the one writer): no outside calls and
+	// nothing slow here; those belong in Do. An error rolls its writes back
+	// and counts as a failed attempt of the step.
+	Apply func(ctx context.Context, sc *StepContext, tx store.Tx, done Result) (Result, error)
 	// Wait makes the step a wait: it returns what to wait for, computed once
 	// when the run reaches the step.
 	Wait func(in *Input) (Wait, error)
@@ -270,8 +288,8 @@ func (d *Definition) validate() error {
 			return fmt.Errorf("definition %s v%d: step %s appears twice", d.Name, d.Version, s.Name)
 		}
 		seen[s.Name] = true
-		if (s.Do == nil) == (s.Wait == nil) {
-			return fmt.Errorf("definition %s v%d: step %s must set exactly one of Do and Wait", d.Name, d.Version, s.Name)
+		if (s.Do == nil && s.Apply == nil) == (s.Wait == nil) {
+			return fmt.Errorf("definition %s v%d: step %s must set an action (Do, Apply or both) or a Wait, not both", d.Name, d.Version, s.Name)
 		}
 	}
 	return validateRecordInputs(d)

@@ -11,9 +11,15 @@
 // Each step of a run is one River job (riverqueue/river, on SQLite through
 // riversqlite and on PostgreSQL through riverpgxv5). Invariants:
 //
-//   - One transaction per step: the step's recorded execution, the run's
-//     transition (engine_runs, engine_transitions), its event (events.Write)
-//     and the River job of the next step commit together. On PostgreSQL the finished
+//   - One transaction per step: the step's writes to careflow's database
+//     (Step.Apply: FHIR resources through record's *Tx functions, with
+//     their index, hook and audit rows), the step's recorded execution, the
+//     run's transition (engine_runs, engine_transitions), its event (events.Write)
+//     and the River job of the next step commit together; a failed Apply
+//     rolls all of it back and its failure is recorded in a transaction of
+//     its own (apply.go). Step.Do runs before that transaction, outside any:
+//     it is where outside calls go, and Apply never waits on the outside
+//     world (SQLite has one writer). On PostgreSQL the finished
 //     River job is completed in that same transaction (river.JobCompleteTx);
 //     on SQLite River's completer does it right after (see jobs.go for why),
 //     and the guard below makes a re-delivery in between harmless.
@@ -21,6 +27,10 @@
 //     job's (step, visit, attempt). Anything else is a stale job (a run that
 //     was cancelled, a duplicate delivery after a crash) and is dropped, so a
 //     step's result commits at most once.
+//   - Apply runs only under the run's lock with the run still at the job's
+//     step, so its writes commit exactly once: a crash before the commit
+//     leaves nothing and the re-delivery applies again; a re-delivery after
+//     it is dropped before Apply runs. They need no idempotency key.
 //   - Outside effects carry IdempotencyKey: it is derived from the run, the
 //     step and the step's visit (the logical attempt: how many times the run
 //     entered the step on purpose), so a re-delivery after a crash and a

@@ -16,9 +16,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
-	"github.com/riverqueue/river/riverdriver/riversqlite"
 
+	"github.com/careflow/careflow/internal/jobs"
 	"github.com/careflow/careflow/internal/phi"
 	"github.com/careflow/careflow/internal/store"
 )
@@ -57,8 +56,17 @@ type Config struct {
 	// DeadNodeAfter is how long a node may miss heartbeats before its
 	// running jobs are handed to others; 0 means 20s.
 	DeadNodeAfter time.Duration
-	// FetchPollInterval overrides River's fallback poll; 0 keeps the default.
+	// FetchPollInterval overrides River's fallback poll of the engine's own
+	// client; 0 keeps the default (see internal/jobs). Unused with Jobs.
 	FetchPollInterval time.Duration
+	// Jobs, when set, is the process's River client registry (serve's):
+	// New registers the step worker and the engine's queue there, and the
+	// owner builds, starts and stops the client (Start then Stop the engine
+	// around it: the engine's Start rescues jobs before the client works
+	// any, and the client drains before the engine's Stop). Its client's ID
+	// must be NodeID. Nil gives the engine a client of its own, which Start
+	// and Stop run.
+	Jobs *jobs.Registry
 	// RandSeed seeds the retry jitter; 0 seeds from the runtime.
 	RandSeed uint64
 	// TimerPrecision is how often the node looks for due timers and retries;
@@ -77,6 +85,8 @@ type Engine struct {
 	clock    func() time.Time
 	nodeID   string
 	q        jobQueue
+	jobs     *jobs.Registry
+	ownsJobs bool
 	metrics  *metrics
 	interval time.Duration
 	deadAge  time.Duration
@@ -150,8 +160,13 @@ func New(cfg Config) (*Engine, error) {
 	}
 	e.metrics = m
 
-	workers := river.NewWorkers()
-	if err := river.AddWorkerSafely[stepArgs](workers, &stepWorker{e: e}); err != nil {
+	// The engine's jobs run on the process's River client when the caller
+	// shares one (serve, Config.Jobs), else on a client of its own.
+	e.jobs, e.ownsJobs = cfg.Jobs, cfg.Jobs == nil
+	if e.ownsJobs {
+		e.jobs = jobs.NewRegistry()
+	}
+	if err := river.AddWorkerSafely[stepArgs](e.jobs.Workers(), &stepWorker{e: e}); err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
 	maxWorkers := cfg.Workers
@@ -162,55 +177,22 @@ func New(cfg Config) (*Engine, error) {
 			maxWorkers = max(32, 8*runtime.GOMAXPROCS(0))
 		}
 	}
-	rc := &river.Config{
-		ID:      e.nodeID,
-		Logger:  e.logger.With("component", "river"),
-		Queues:  map[string]river.QueueConfig{queueName: {MaxWorkers: maxWorkers}},
-		Workers: workers,
-		// The engine completes jobs itself inside the step's transaction and
-		// bounds each step's action with the step's timeout; River's timeout
-		// only has to leave room for that plus the commit.
-		JobTimeout: -1,
-		// Backstop for a node that died without being noticed by the
-		// heartbeat rescue: no step may still be running by then.
-		RescueStuckJobsAfter: cfg.Registry.maxTimeout() + time.Minute,
-		FetchCooldown:        5 * time.Millisecond,
-		FetchPollInterval:    pollInterval(cfg),
-		// Completed step jobs are history we keep in engine tables; River's
-		// rows can go after a day.
-		CompletedJobRetentionPeriod: 24 * time.Hour,
+	if err := e.jobs.AddQueue(queueName, maxWorkers); err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
 	}
-	switch cfg.DB.Dialect() {
-	case store.SQLite:
-		c, err := river.NewClient(riversqlite.New(cfg.DB.SQLiteWriter()), rc)
-		if err != nil {
-			return nil, fmt.Errorf("engine: river client: %w", err)
+	// The engine completes jobs itself inside the step's transaction and
+	// bounds each step's action with the step's timeout. River's stuck-job
+	// rescue is the backstop for a node that died without being noticed by
+	// the heartbeat rescue: no step may still be running by then.
+	e.jobs.RescueAfter(cfg.Registry.maxTimeout() + time.Minute)
+	if e.ownsJobs {
+		if _, err := e.jobs.Build(jobs.Config{DB: cfg.DB, ID: e.nodeID, Logger: e.logger.With("component", "river"),
+			FetchPollInterval: cfg.FetchPollInterval}); err != nil {
+			return nil, fmt.Errorf("engine: %w", err)
 		}
-		e.q = sqliteQueue{c: c}
-	default:
-		c, err := river.NewClient(riverpgxv5.New(cfg.DB.Pool()), rc)
-		if err != nil {
-			return nil, fmt.Errorf("engine: river client: %w", err)
-		}
-		e.q = pgQueue{c: c}
 	}
+	e.q = riverQueue{jobs: e.jobs}
 	return e, nil
-}
-
-// pollInterval is River's fallback fetch poll. Insert notifications wake
-// producers at once most of the time, but one that lands while a fetch is
-// in flight is absorbed by it, and the job then waits for the next poll; on
-// SQLite notifications are themselves polled every 50ms. A short poll bounds
-// how long a step (the one after a signal, above all) can sit unnoticed. An
-// idle fetch is cheap: an indexed UPDATE that matches nothing.
-func pollInterval(cfg Config) time.Duration {
-	if cfg.FetchPollInterval > 0 {
-		return cfg.FetchPollInterval
-	}
-	if cfg.DB.Dialect() == store.SQLite {
-		return 10 * time.Millisecond
-	}
-	return 25 * time.Millisecond
 }
 
 // NodeID names this node.
@@ -294,8 +276,10 @@ func (e *Engine) Start(ctx context.Context) error {
 	// River cancels running jobs when its start context ends; the caller's
 	// context (often the signal context of serve) must not do that: Stop
 	// drains instead.
-	if err := e.q.start(context.WithoutCancel(ctx)); err != nil {
-		return fmt.Errorf("engine: start workers: %w", err)
+	if e.ownsJobs {
+		if err := e.jobs.Client().Start(context.WithoutCancel(ctx)); err != nil {
+			return fmt.Errorf("engine: start workers: %w", err)
+		}
 	}
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	e.stopHouse = cancel
@@ -310,7 +294,9 @@ func (e *Engine) Start(ctx context.Context) error {
 
 // Stop stops taking new steps and waits for running ones to commit. When
 // ctx ends first, running steps are cancelled (their jobs go back to River
-// and run again later, with the same idempotency keys).
+// and run again later, with the same idempotency keys). With a shared
+// River client (Config.Jobs) the owner stops the client first, which does
+// that, and Stop only ends the engine's own loops and node row.
 func (e *Engine) Stop(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -321,11 +307,9 @@ func (e *Engine) Stop(ctx context.Context) error {
 	e.stopHouse()
 	<-e.houseDone
 	<-e.timerDone
-	err := e.q.stop(ctx)
-	if err != nil && ctx.Err() != nil {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		err = errors.Join(err, e.q.stopAndCancel(cctx))
+	var err error
+	if e.ownsJobs {
+		err = e.jobs.Client().Stop(ctx)
 	}
 	// A clean stop removes the node row so that nobody waits DeadNodeAfter
 	// for it; its jobs are all finished or handed back.

@@ -34,6 +34,8 @@ type nodeOpts struct {
 	// staff and records are the engine's Staff and Records (nil: none).
 	staff   Staff
 	records Records
+	// stepRecords registers diagnostics.record over it (nil: not).
+	stepRecords StepRecords
 }
 
 // newNode builds (and unless told otherwise starts) an engine on db with
@@ -45,7 +47,7 @@ func newNode(t *testing.T, db *store.DB, o nodeOpts) *testNode {
 		t.Fatalf("river migrations: %v", err)
 	}
 	reg := NewRegistry()
-	if err := RegisterBuiltins(reg, BuiltinOptions{EffectHosts: o.effectHosts}); err != nil {
+	if err := RegisterBuiltins(reg, BuiltinOptions{EffectHosts: o.effectHosts, Records: o.stepRecords}); err != nil {
 		t.Fatal(err)
 	}
 	for _, d := range o.defs {

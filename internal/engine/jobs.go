@@ -2,19 +2,18 @@ package engine
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"github.com/riverqueue/river/rivermigrate"
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/careflow/careflow/internal/jobs"
 	"github.com/careflow/careflow/internal/store"
 )
 
@@ -59,15 +58,10 @@ func (stepArgs) InsertOpts() river.InsertOpts {
 	}
 }
 
-// jobQueue is the part of a River client the engine uses, for either
-// driver: River's client is generic over the transaction type, the engine
-// is not.
+// jobQueue is the part of the River client the engine uses.
 type jobQueue interface {
 	insertTx(ctx context.Context, tx store.Tx, args stepArgs, at time.Time) error
 	completeTx(ctx context.Context, tx store.Tx, job *river.Job[stepArgs]) error
-	start(ctx context.Context) error
-	stop(ctx context.Context) error
-	stopAndCancel(ctx context.Context) error
 }
 
 func insertOpts(at time.Time) *river.InsertOpts {
@@ -77,15 +71,16 @@ func insertOpts(at time.Time) *river.InsertOpts {
 	return &river.InsertOpts{ScheduledAt: at}
 }
 
-type sqliteQueue struct{ c *river.Client[*sql.Tx] }
+// riverQueue inserts through the process's one River client (internal/jobs)
+// and completes step jobs in the step's transaction.
+type riverQueue struct{ jobs *jobs.Registry }
 
-func (q sqliteQueue) insertTx(ctx context.Context, tx store.Tx, args stepArgs, at time.Time) error {
-	stx, ok := store.SQLTx(tx)
-	if !ok {
-		return errors.New("engine: not a SQLite transaction")
+func (q riverQueue) insertTx(ctx context.Context, tx store.Tx, args stepArgs, at time.Time) error {
+	c := q.jobs.Client()
+	if c == nil {
+		return errors.New("engine: the River client is not built yet")
 	}
-	_, err := q.c.InsertTx(ctx, stx, args, insertOpts(at))
-	return err
+	return c.InsertTx(ctx, tx, args, insertOpts(at))
 }
 
 // completeTx on SQLite leaves completion to River's completer, which runs
@@ -96,29 +91,10 @@ func (q sqliteQueue) insertTx(ctx context.Context, tx store.Tx, args stepArgs, a
 // the step's commit and the completer's re-delivers the job, which finds
 // its run moved on and is dropped (the at() guard), so the step still
 // commits once. PostgreSQL completes in the step's transaction.
-func (q sqliteQueue) completeTx(ctx context.Context, tx store.Tx, job *river.Job[stepArgs]) error {
-	if _, ok := store.SQLTx(tx); !ok {
-		return errors.New("engine: not a SQLite transaction")
+func (q riverQueue) completeTx(ctx context.Context, tx store.Tx, job *river.Job[stepArgs]) error {
+	if _, ok := store.SQLTx(tx); ok {
+		return nil
 	}
-	return nil
-}
-
-func (q sqliteQueue) start(ctx context.Context) error         { return q.c.Start(ctx) }
-func (q sqliteQueue) stop(ctx context.Context) error          { return q.c.Stop(ctx) }
-func (q sqliteQueue) stopAndCancel(ctx context.Context) error { return q.c.StopAndCancel(ctx) }
-
-type pgQueue struct{ c *river.Client[pgx.Tx] }
-
-func (q pgQueue) insertTx(ctx context.Context, tx store.Tx, args stepArgs, at time.Time) error {
-	ptx, ok := store.PgxTx(tx)
-	if !ok {
-		return errors.New("engine: not a PostgreSQL transaction")
-	}
-	_, err := q.c.InsertTx(ctx, ptx, args, insertOpts(at))
-	return err
-}
-
-func (q pgQueue) completeTx(ctx context.Context, tx store.Tx, job *river.Job[stepArgs]) error {
 	ptx, ok := store.PgxTx(tx)
 	if !ok {
 		return errors.New("engine: not a PostgreSQL transaction")
@@ -126,10 +102,6 @@ func (q pgQueue) completeTx(ctx context.Context, tx store.Tx, job *river.Job[ste
 	_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, ptx, job)
 	return err
 }
-
-func (q pgQueue) start(ctx context.Context) error         { return q.c.Start(ctx) }
-func (q pgQueue) stop(ctx context.Context) error          { return q.c.Stop(ctx) }
-func (q pgQueue) stopAndCancel(ctx context.Context) error { return q.c.StopAndCancel(ctx) }
 
 // riverMigrateLockKey serialises River's migrations across nodes: River's
 // migrator reads the applied versions and then applies the rest, so two

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -33,10 +32,11 @@ func errorText(err error) string {
 	return s
 }
 
-// work runs one step delivery. The action (if any) runs outside any
-// transaction; its outcome, the run's transition and the next job commit in
-// one transaction that first re-checks, under the run's lock, that the job
-// is still current.
+// work runs one step delivery. The step's Do (if any) runs outside any
+// transaction; its outcome, the step's Apply (its writes to careflow's own
+// database), the run's transition and the next job commit in one
+// transaction that first re-checks, under the run's lock, that the job is
+// still current.
 func (e *Engine) work(ctx context.Context, job *river.Job[stepArgs]) error {
 	a := job.Args
 	r, err := e.scanRun(ctx, e.db.Reader().QueryRow(ctx, `SELECT `+runColumns+` FROM engine_runs WHERE id = $1`, a.RunID))
@@ -98,76 +98,89 @@ func (e *Engine) runAction(ctx context.Context, job *river.Job[stepArgs], r *Run
 	labels := []string{def.Name, step.Name}
 	e.metrics.executions.WithLabelValues(append(labels, "started")...).Inc()
 
-	actx, cancel := context.WithTimeout(ctx, step.timeout())
-	res, aerr := callAction(actx, step, sc)
-	timedOut := actx.Err() == context.DeadlineExceeded
-	cancel()
-	if aerr != nil && ctx.Err() != nil {
-		// The node is stopping: not the step's fault. River hands the job
-		// back and the attempt runs again with the same key.
-		return ctx.Err()
-	}
-	if aerr != nil && timedOut {
-		aerr = fmt.Errorf("step timed out after %s: %w", step.timeout(), aerr)
-	}
-	var output []byte
-	if aerr == nil && res.Output != nil {
-		b, err := json.Marshal(res.Output)
-		if err != nil {
-			aerr = Permanent(fmt.Errorf("step output cannot be encoded as JSON: %w", err))
+	var res Result
+	var aerr error
+	if step.Do != nil {
+		actx, cancel := context.WithTimeout(ctx, step.timeout())
+		res, aerr = callAction(actx, step, sc)
+		timedOut := actx.Err() == context.DeadlineExceeded
+		cancel()
+		if aerr != nil && ctx.Err() != nil {
+			// The node is stopping: not the step's fault. River hands the job
+			// back and the attempt runs again with the same key.
+			return ctx.Err()
 		}
-		output = b
+		if aerr != nil && timedOut {
+			aerr = fmt.Errorf("step timed out after %s: %w", step.timeout(), aerr)
+		}
 	}
-	finished := e.now()
-	e.metrics.stepSeconds.WithLabelValues(labels...).Observe(finished.Sub(started).Seconds())
 
 	policy := step.Retry.normalised()
 	outcome := "stale"
-	err := e.commit(ctx, job, func(tx store.Tx, r *Run) error {
-		exec := stepExecution{runID: r.ID, step: step.Name, visit: a.Visit, attempt: a.Attempt, deliveries: job.Attempt,
-			node: e.nodeID, started: started, finished: finished, output: output}
-		switch {
-		case aerr == nil:
-			outcome = "succeeded"
-			exec.status = "succeeded"
-			if err := e.recordExecution(ctx, tx, exec); err != nil {
-				return err
+	// record commits the attempt's outcome: on success the step's Apply
+	// (when it has one) writes in the same transaction first, and an error
+	// of Apply (or an output that cannot be stored) rolls everything back
+	// as an *applyFailed, after which the failure is recorded in a second
+	// transaction without the step's writes.
+	record := func(aerr error) error {
+		return e.commit(ctx, job, func(tx store.Tx, r *Run) error {
+			exec := stepExecution{runID: r.ID, step: step.Name, visit: a.Visit, attempt: a.Attempt, deliveries: job.Attempt,
+				node: e.nodeID, started: started}
+			switch {
+			case aerr == nil:
+				res, err := e.applyStep(ctx, step, sc, tx, res)
+				if err != nil {
+					return err
+				}
+				outcome = "succeeded"
+				exec.status, exec.output, exec.finished = "succeeded", res.output, e.now()
+				if err := e.recordExecution(ctx, tx, exec); err != nil {
+					return err
+				}
+				return e.finishStep(ctx, tx, r, def, idx, res.output, res.Goto)
+			case policy.isPermanent(aerr) || a.Attempt >= policy.MaxAttempts:
+				outcome = "failed"
+				exec.status, exec.err, exec.finished = "failed", errorText(aerr), e.now()
+				if err := e.recordExecution(ctx, tx, exec); err != nil {
+					return err
+				}
+				reason := fmt.Sprintf("step %s failed: %s", step.Name, exec.err)
+				if !policy.isPermanent(aerr) {
+					reason = fmt.Sprintf("step %s failed after %d attempts: %s", step.Name, a.Attempt, exec.err)
+				}
+				return e.failRun(ctx, tx, r, reason)
+			default:
+				outcome = "retrying"
+				exec.status, exec.err, exec.finished = "retrying", errorText(aerr), e.now()
+				if err := e.recordExecution(ctx, tx, exec); err != nil {
+					return err
+				}
+				delay := e.backoff(policy, a.Attempt)
+				r.Attempt++
+				if err := e.saveRun(ctx, tx, r, exec.finished); err != nil {
+					return err
+				}
+				if err := e.transition(ctx, tx, r, "step.retry_scheduled", r.Status, step.Name, a.Attempt, exec.err,
+					map[string]any{"next_attempt": r.Attempt, "delay_ms": delay.Milliseconds()}); err != nil {
+					return err
+				}
+				e.metrics.retries.WithLabelValues(labels...).Inc()
+				// Scheduled on the wall clock: River wakes it.
+				return e.q.insertTx(ctx, tx, r.args(0), time.Now().Add(delay))
 			}
-			return e.finishStep(ctx, tx, r, def, idx, output, res.Goto)
-		case policy.isPermanent(aerr) || a.Attempt >= policy.MaxAttempts:
-			outcome = "failed"
-			exec.status, exec.err = "failed", errorText(aerr)
-			if err := e.recordExecution(ctx, tx, exec); err != nil {
-				return err
-			}
-			reason := fmt.Sprintf("step %s failed: %s", step.Name, exec.err)
-			if !policy.isPermanent(aerr) {
-				reason = fmt.Sprintf("step %s failed after %d attempts: %s", step.Name, a.Attempt, exec.err)
-			}
-			return e.failRun(ctx, tx, r, reason)
-		default:
-			outcome = "retrying"
-			exec.status, exec.err = "retrying", errorText(aerr)
-			if err := e.recordExecution(ctx, tx, exec); err != nil {
-				return err
-			}
-			delay := e.backoff(policy, a.Attempt)
-			r.Attempt++
-			if err := e.saveRun(ctx, tx, r, finished); err != nil {
-				return err
-			}
-			if err := e.transition(ctx, tx, r, "step.retry_scheduled", r.Status, step.Name, a.Attempt, exec.err,
-				map[string]any{"next_attempt": r.Attempt, "delay_ms": delay.Milliseconds()}); err != nil {
-				return err
-			}
-			e.metrics.retries.WithLabelValues(labels...).Inc()
-			// Scheduled on the wall clock: River wakes it.
-			return e.q.insertTx(ctx, tx, r.args(0), time.Now().Add(delay))
+		})
+	}
+	err := record(aerr)
+	if af := (*applyFailed)(nil); errors.As(err, &af) {
+		if ctx.Err() != nil {
+			return ctx.Err() // stopping: the attempt runs again, and applies again
 		}
-	})
+		err = record(af.err)
+	}
 	if err != nil {
 		return err
 	}
+	e.metrics.stepSeconds.WithLabelValues(labels...).Observe(e.now().Sub(started).Seconds())
 	e.metrics.executions.WithLabelValues(append(labels, outcome)...).Inc()
 	return nil
 }

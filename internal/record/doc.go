@@ -179,6 +179,14 @@
 // what they write commits or rolls back with the write; a change hook sees
 // type, id, version and patient, never the content.
 //
+// CreateTx, UpdateTx, ReadTx and SearchTx run the same interactions in a
+// transaction the caller owns (tx.go), for a domain write that must commit
+// with something else: a workflow step's Apply. What commits together is
+// the caller's whole transaction: each resource's version and history row,
+// its index rows, its hooks' rows and, through a TxGuard, its audit entry,
+// with the caller's own rows (for a step: its execution, the run's
+// transition and the next step's job). A rollback leaves none of them.
+//
 // # Limits
 //
 // What one write may cost is bounded (Limits, limits.go): its elements,

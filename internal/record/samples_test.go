@@ -265,6 +265,51 @@ func coincides(v string, public map[string]bool) bool {
 	return false
 }
 
+// leaks reports whether v stands in dump other than by the chance that an
+// index row puts next to each other: a random resource id ending in "ab"
+// stored just before the parameter name "based-on" reads "abbased-on",
+// which holds "abbas", a normalised family name, though no patient's data
+// is there. An occurrence is excused only when v's first bytes end a run of
+// at least 8 lowercase hex digits (an id) and what follows them in the dump
+// is the name of a search parameter; a name stored in plain text, in JSON or
+// as an index value, is not framed so.
+func leaks(dump []byte, v string) bool {
+	isHex := func(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c == '-' }
+	for off := 0; v != ""; {
+		i := bytes.Index(dump[off:], []byte(v))
+		if i < 0 {
+			return false
+		}
+		i += off
+		off = i + 1
+		before := 0
+		for j := i - 1; j >= 0 && isHex(dump[j]); j-- {
+			before++
+		}
+		excused := false
+		for k := 1; k < len(v) && isHex(v[k-1]) && before+k >= 8 && !excused; k++ {
+			excused = startsWithParamName(dump[i+k:])
+		}
+		if !excused {
+			return true
+		}
+	}
+	return false
+}
+
+// startsWithParamName reports whether b begins with the name of a search
+// parameter of some type.
+func startsWithParamName(b []byte) bool {
+	for _, ps := range typeParams {
+		for name := range ps {
+			if len(name) >= 3 && bytes.HasPrefix(b, []byte(name)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // TestSamplesRoundTripAndDump runs every sample through the record on each
 // backend, then reads the database as an attacker with a copy would (the
 // SQLite file and its WAL; pg_dump) and looks for the patients' PHI.
@@ -334,7 +379,7 @@ func TestSamplesRoundTripAndDump(t *testing.T) {
 				}
 				checked++
 				// The value as sent, and as a plain index would hold it.
-				if bytes.Contains(dump, []byte(v)) || bytes.Contains(dump, []byte(phi.Normalize(v))) {
+				if leaks(dump, v) || leaks(dump, phi.Normalize(v)) {
 					found++
 					t.Errorf("the dump contains a patient's PHI value of %d bytes", len(v))
 					if os.Getenv("RECORD_DEBUG_DUMP") != "" {
@@ -352,3 +397,22 @@ func TestSamplesRoundTripAndDump(t *testing.T) {
 }
 
 var byteaHex = regexp.MustCompile(`\\x([0-9a-f]{2})+`)
+
+func TestLeaksExcusesOnlyAnIdBeforeAParameterName(t *testing.T) {
+	id := "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f40ab"
+	for _, tc := range []struct {
+		dump string
+		want bool
+	}{
+		{`{"family":"abbas"}`, true},
+		{id + "based-on", false},
+		{id + "abbas", true},
+		{"family" + "abbas", true},
+		{id + "based-on" + `"abbas"`, true},
+		{"nothing here", false},
+	} {
+		if got := leaks([]byte(tc.dump), "abbas"); got != tc.want {
+			t.Errorf("leaks(%q) = %v, want %v", tc.dump, got, tc.want)
+		}
+	}
+}
