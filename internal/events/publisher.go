@@ -272,8 +272,13 @@ func (p *Publisher) deliver(ctx context.Context, s namedSink) (int, error) {
 		return 0, nil
 	}
 	n := 0
-	err = p.db.Tx(ctx, func(tx store.Tx) error {
-		held, err := tx.Exec(ctx, `UPDATE event_leases SET expires_at = $1 WHERE name = $2 AND holder = $3 AND expires_at >= $4`,
+	// What a sink accepted is recorded even when the publisher is being
+	// stopped meanwhile: a stop between the hand-over and this commit
+	// would otherwise hand the same events again after the restart.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	err = p.db.Tx(rctx, func(tx store.Tx) error {
+		held, err := tx.Exec(rctx, `UPDATE event_leases SET expires_at = $1 WHERE name = $2 AND holder = $3 AND expires_at >= $4`,
 			p.now().Add(p.opts.LeaseTTL), leaseName, p.opts.Node, p.now())
 		if err != nil {
 			return err
@@ -283,7 +288,7 @@ func (p *Publisher) deliver(ctx context.Context, s namedSink) (int, error) {
 		}
 		for _, g := range delivered {
 			last := g.events[len(g.events)-1]
-			if _, err := tx.Exec(ctx, `INSERT INTO event_sink_positions (sink, aggregate_type, aggregate_id, sequence) VALUES ($1, $2, $3, $4)
+			if _, err := tx.Exec(rctx, `INSERT INTO event_sink_positions (sink, aggregate_type, aggregate_id, sequence) VALUES ($1, $2, $3, $4)
 				ON CONFLICT (sink, aggregate_type, aggregate_id) DO UPDATE SET sequence = excluded.sequence
 				WHERE event_sink_positions.sequence < excluded.sequence`,
 				s.name, last.AggregateType, last.AggregateID, last.Sequence); err != nil {
