@@ -31,8 +31,8 @@ import (
 // record a run's input references (records: the FHIR record's plain
 // patient_id column). stepRecs, when not nil, is how a step's Apply writes
 // FHIR resources in its own transaction (stepRecords: record.CreateTx under
-// a guard acting for the run, step_records.go); it registers the
-// diagnostics.record definition.
+// the access guard of the step acting for its run, access.WorkflowStep,
+// step_records.go); it registers the diagnostics.record definition.
 //
 // serve calls it after openDatabase, openRecordRing and buildIdentity and
 // before it starts listening, and calls stop after the HTTP server has

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/careflow/careflow/internal/access"
 	"github.com/careflow/careflow/internal/auth"
 	"github.com/careflow/careflow/internal/engine"
 	"github.com/careflow/careflow/internal/events"
@@ -130,7 +131,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, hooks serveHooks) 
 
 	var stepRecs engine.StepRecords
 	if cfg.DiagnosticsRecordWrites {
-		stepRecs = stepRecords{rec: fhirRecord, log: auditLog, policy: policy}
+		stepRecs = stepRecords{rec: fhirRecord, access: &access.Services{Policy: policy, Audit: auditLog, Logger: logger}}
 	}
 	eng, stopEngine, err := startEngine(ctx, cfg, db, ring, auth.TaskStaff{Accounts: identity.http.Accounts}, fhirRecord, stepRecs, logger, reg)
 	if err != nil {
