@@ -60,9 +60,10 @@ type retryState struct {
 	next     time.Time
 }
 
-// Publisher hands stored events to the registered sinks (see doc.go). It
-// is a loop that publishes while it holds the lease; River's periodic jobs
-// could drive PublishOnce instead once the engine's River client is shared.
+// Publisher hands stored events to the registered sinks (see doc.go). Its
+// passes are PublishOnce; serve runs them as periodic jobs of the shared
+// River client (RegisterJobs), and Run is a loop of its own for a process
+// without one.
 type Publisher struct {
 	db     *store.DB
 	opts   Options
