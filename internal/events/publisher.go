@@ -272,8 +272,14 @@ func (p *Publisher) deliver(ctx context.Context, s namedSink) (int, error) {
 	if len(delivered) == 0 {
 		return 0, nil
 	}
+	// The sink has the events: recording that is what keeps the next pass
+	// from handing them again, so a pass stopped now (its context ended)
+	// still records it, bounded by a timeout of its own.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
 	n := 0
-	err = p.db.Tx(ctx, func(tx store.Tx) error {
+	err = p.db.Tx(rctx, func(tx store.Tx) error {
+		ctx := rctx
 		held, err := tx.Exec(ctx, `UPDATE event_leases SET expires_at = $1 WHERE name = $2 AND holder = $3 AND expires_at >= $4`,
 			p.now().Add(p.opts.LeaseTTL), leaseName, p.opts.Node, p.now())
 		if err != nil {
