@@ -31,13 +31,13 @@ import (
 // record a run's input references (records: the FHIR record's plain
 // patient_id column). stepRecs, when not nil, is how a step's Apply writes
 // FHIR resources in its own transaction (stepRecords: record.CreateTx under
-// a guard acting for the run, step_records.go); it registers the
-// diagnostics.record definition.
+// the access guard of the step acting for its run, access.WorkflowStep,
+// step_records.go); it registers the diagnostics.record definition.
 //
 // serve calls it after openDatabase, openRecordRing and buildIdentity and
 // before it starts listening, and calls stop after the HTTP server has
 // drained and before the database is closed.
-func startEngine(ctx context.Context, cfg Config, db *store.DB, ring *phi.Ring, staff engine.Staff, records engine.Records, stepRecs engine.StepRecords, logger *slog.Logger, reg prometheus.Registerer) (*engine.Engine, func(context.Context) error, error) {
+func startEngine(ctx context.Context, cfg Config, db *store.DB, ring *phi.Ring, staff engine.Staff, records engine.Records, stepRecs engine.StepRecords, jobsReg *jobs.Registry, logger *slog.Logger, reg prometheus.Registerer) (*engine.Engine, func(context.Context) error, error) {
 	applied, err := engine.MigrateRiver(ctx, db, logger.With("component", "rivermigrate"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("engine: %w", err)
@@ -49,11 +49,10 @@ func startEngine(ctx context.Context, cfg Config, db *store.DB, ring *phi.Ring, 
 	if err := engine.RegisterBuiltins(defs, engine.BuiltinOptions{EffectHosts: cfg.DiagnosticsEffectHosts, Records: stepRecs}); err != nil {
 		return nil, nil, fmt.Errorf("engine: %w", err)
 	}
-	// The process's one River client: the engine registers its worker and
-	// queue (event delivery registers with the same registry), then the
-	// client is built and, once the engine has rescued what a killed
-	// predecessor left running, started.
-	jobsReg := jobs.NewRegistry()
+	// The process's one River client, jobsReg (serve's): event delivery
+	// has registered with it, the engine registers its worker and queue,
+	// then the client is built and, once the engine has rescued what a
+	// killed predecessor left running, started.
 	e, err := engine.New(engine.Config{DB: db, Registry: defs, Ring: ring, Staff: staff, Records: records, Jobs: jobsReg,
 		Logger: logger.With("component", "engine"), Registerer: reg})
 	if err != nil {

@@ -18,7 +18,8 @@ import (
 // a real `careflow serve` then hands a sink (registered through
 // serveHooks) that event, the record.created of a Patient created over the
 // API, and every transition of a workflow run started over the API, each
-// aggregate's in sequence order.
+// aggregate's in sequence order, through periodic jobs of the River client
+// serve shares between the engine and event delivery.
 func TestImportAndServeWriteEventsServeDelivers(t *testing.T) {
 	t.Parallel()
 	for _, d := range storetest.Backends() {
@@ -88,6 +89,21 @@ func TestImportAndServeWriteEventsServeDelivers(t *testing.T) {
 					t.Fatalf("the sink got %v events per aggregate, want %v", counts, want)
 				}
 				time.Sleep(50 * time.Millisecond)
+			}
+			// Delivery is a periodic job of serve's one River client: the
+			// passes are jobs in River's table, fetched by the client (named
+			// by the engine's node id) that worked the run's steps. (The
+			// pass that delivered may still read as running: on SQLite
+			// River's completer marks it completed a moment later.)
+			db, _ := env.open(t)
+			var passes int
+			if err := db.Reader().QueryRow(context.Background(), `SELECT count(*) FROM river_job p
+				WHERE p.kind = 'events_publish'
+				AND p.attempted_by IN (SELECT s.attempted_by FROM river_job s WHERE s.kind <> 'events_publish')`).Scan(&passes); err != nil {
+				t.Fatal(err)
+			}
+			if passes == 0 {
+				t.Error("no publisher pass ran as a job of the client that worked the run's steps")
 			}
 			for k, n := range want {
 				evs := got[k]

@@ -16,10 +16,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/careflow/careflow/internal/access"
 	"github.com/careflow/careflow/internal/auth"
 	"github.com/careflow/careflow/internal/engine"
 	"github.com/careflow/careflow/internal/events"
 	"github.com/careflow/careflow/internal/httpapi"
+	"github.com/careflow/careflow/internal/jobs"
 	"github.com/careflow/careflow/internal/phi"
 	"github.com/careflow/careflow/internal/record"
 	"github.com/careflow/careflow/internal/store"
@@ -130,9 +132,21 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, hooks serveHooks) 
 
 	var stepRecs engine.StepRecords
 	if cfg.DiagnosticsRecordWrites {
-		stepRecs = stepRecords{rec: fhirRecord, log: auditLog, policy: policy}
+		stepRecs = stepRecords{rec: fhirRecord, access: &access.Services{Policy: policy, Audit: auditLog, Logger: logger}}
 	}
-	eng, stopEngine, err := startEngine(ctx, cfg, db, ring, auth.TaskStaff{Accounts: identity.http.Accounts}, fhirRecord, stepRecs, logger, reg)
+	// The process's one River client: event delivery registers its
+	// periodic passes, the engine its steps, and startEngine builds and
+	// starts it. Events written by record writes and workflow transitions
+	// are handed to the sinks by those passes; the lease is given up after
+	// the client has stopped (this defer runs after the engine's).
+	jobsReg := jobs.NewRegistry()
+	publisher, err := newPublisher(db, jobsReg, hooks.sinks, logger)
+	if err != nil {
+		logger.Error("cannot start the events publisher", "error", err.Error())
+		return 1
+	}
+	defer publisher.Release()
+	eng, stopEngine, err := startEngine(ctx, cfg, db, ring, auth.TaskStaff{Accounts: identity.http.Accounts}, fhirRecord, stepRecs, jobsReg, logger, reg)
 	if err != nil {
 		logger.Error("cannot start the workflow engine", "error", err.Error())
 		return 1
@@ -144,11 +158,6 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, hooks serveHooks) 
 			_ = stopEngine(context.WithoutCancel(ctx))
 		}
 	}()
-
-	// Events written by record writes and workflow transitions are handed
-	// to the sinks; stopped before the database closes.
-	stopPublisher := startPublisher(ctx, db, hooks.sinks, logger)
-	defer stopPublisher()
 
 	api := httpapi.New(httpapi.Options{
 		Access:       auth.NewAccess(db, policy, nil),

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/careflow/careflow/internal/access"
 	"github.com/careflow/careflow/internal/audit"
 	"github.com/careflow/careflow/internal/auth"
 	"github.com/careflow/careflow/internal/engine"
@@ -41,7 +42,8 @@ func TestStepRecordsWriteOnlyTheRunsPatientAndAuditInTheTransaction(t *testing.T
 		}
 		t.Cleanup(func() { _ = log.Close(context.Background()) })
 		rec := record.New(db, ring, record.Options{})
-		recs := stepRecords{rec: rec, log: log, policy: auth.DefaultPolicy()}
+		svc := &access.Services{Policy: auth.DefaultPolicy(), Audit: log}
+		recs := stepRecords{rec: rec, access: svc}
 		who := engine.RunActor{RunID: "run-a", Definition: "d", Step: "s", PatientID: "p1"}
 		obs := func(patient string) []byte {
 			return []byte(`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/` + patient + `"}}`)
@@ -63,7 +65,7 @@ func TestStepRecordsWriteOnlyTheRunsPatientAndAuditInTheTransaction(t *testing.T
 		}); err != nil {
 			t.Fatal(err)
 		}
-		if n := count(`SELECT count(*) FROM audit_entries WHERE request_id = $1 AND actor = $2 AND resource_id = $3 AND patient_id = 'p1'`, "run-run-a", stepActor, id); n != 1 {
+		if n := count(`SELECT count(*) FROM audit_entries WHERE request_id = $1 AND actor = $2 AND resource_id = $3 AND patient_id = 'p1'`, "run-run-a", "workflow-run:run-a", id); n != 1 {
 			t.Fatalf("%d audit entries for the step's write, want 1", n)
 		}
 
@@ -103,9 +105,39 @@ func TestStepRecordsWriteOnlyTheRunsPatientAndAuditInTheTransaction(t *testing.T
 		if n := count(`SELECT count(*) FROM audit_entries WHERE request_id = $1`, "run-run-a"); n != 1 {
 			t.Errorf("%d audit entries of the run, want the committed write's only", n)
 		}
-		// A step reads nothing through its guard.
-		if _, err := rec.Read(ctx, &stepGuard{log: log, policy: auth.DefaultPolicy(), who: who}, "Observation", id); !errs.Is(err, errs.Forbidden) {
-			t.Errorf("read through the step guard: %v", err)
+		// A step reads its run's patient's records, and no other
+		// patient's: the guard is bound to the run's patient.
+		other, _, err := rec.Create(ctx, svc.For(access.Importer("seed")), "Observation", obs("p2"), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := svc.For(stepCaller(who))
+		if _, err := rec.Read(ctx, g, "Observation", id); err != nil {
+			t.Errorf("the step reads its run's patient's Observation: %v", err)
+		}
+		if _, err := rec.Read(ctx, g, "Observation", other.ID); !errs.Is(err, errs.Forbidden) {
+			t.Errorf("the step reads another patient's Observation: %v, want forbidden", err)
+		}
+		// Its searches are confined to the run's patient.
+		q, err := rec.ParseQuery("Observation", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := rec.Search(ctx, g, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Matches) != 1 || res.Matches[0].ID != id {
+			t.Errorf("the step's search finds %d Observations, want its patient's one", len(res.Matches))
+		}
+		// A run of no patient touches no record.
+		none := stepRecords{rec: rec, access: svc}
+		err = db.Tx(ctx, func(tx store.Tx) error {
+			_, err := none.CreateTx(ctx, tx, engine.RunActor{RunID: "run-b", Step: "s"}, "Observation", obs("p1"))
+			return err
+		})
+		if !errs.Is(err, errs.Forbidden) {
+			t.Errorf("a run of no patient writes: %v, want forbidden", err)
 		}
 	})
 }

@@ -37,6 +37,13 @@ type System struct {
 	// Purpose is the purpose of use code the entries carry
 	// (audit.PurposeOperations for an import).
 	Purpose string
+	// OnePatient bounds the system to the records of Patient: every record
+	// it reads, lists or writes names that patient, and with Patient empty
+	// it touches none. A workflow step acting for a run works in its run's
+	// patient's record alone (WorkflowStep). Without it the system reaches
+	// every record the policy serves (the importer).
+	OnePatient bool
+	Patient    string
 }
 
 // How the audit log names careflow import: the actor and role are the
@@ -63,6 +70,17 @@ func WorkflowRun(runID, step string) Caller {
 		System:    &System{Actor: "workflow-run:" + runID, Role: "workflow", Purpose: audit.PurposeOperations},
 		RequestID: runID + "/" + step,
 	}
+}
+
+// WorkflowStep is the caller of a step of a run of patientID: the
+// WorkflowRun caller bound to that patient's records (System.OnePatient),
+// so that a step, whatever its definition asks, writes and reads nowhere
+// else; a run of no patient (patientID "") touches no record.
+func WorkflowStep(runID, step, patientID string) Caller {
+	c := WorkflowRun(runID, step)
+	c.System.OnePatient = true
+	c.System.Patient = patientID
+	return c
 }
 
 // Action names what a caller is about to do, for a decision and its audit

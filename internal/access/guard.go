@@ -130,11 +130,31 @@ func (g *Guard) decideType(ctx context.Context, req auth.Request) auth.Decision 
 // type the policy serves to no role, and a write of a record no role could
 // read back. The system stores nothing the API could not give back.
 func (g *Guard) storable(a record.Access) error {
+	if err := g.bounded(a); err != nil {
+		return err
+	}
 	if !g.serves(a.Type) {
 		return errs.E(errs.UnsupportedType, "%s is not a resource type this server supports (the access policy serves it to no role)", a.Type).InField("resourceType")
 	}
 	if (a.Action == record.ActCreate || a.Action == record.ActUpdate) && a.PatientID == "" && !g.policy().ReadsPatientless(a.Type) {
 		return errs.E(errs.Forbidden, "this %s names no patient, and the access policy lets no role read a %s that names none; name its patient", a.Type, a.Type)
+	}
+	return nil
+}
+
+// bounded refuses a system bound to one patient (System.OnePatient) any
+// record of another patient or of none. A search of the type, decided
+// before its records are known, is confined by Reach instead.
+func (g *Guard) bounded(a record.Access) error {
+	s := g.caller.System
+	if s == nil || !s.OnePatient {
+		return nil
+	}
+	if a.Action == record.ActSearch && a.ID == "" && (a.PatientID == "" || a.PatientID == s.Patient) {
+		return nil
+	}
+	if s.Patient == "" || a.PatientID != s.Patient {
+		return errs.E(errs.Forbidden, "this %s caller may %s only the records of its one patient", s.Role, a.Action)
 	}
 	return nil
 }
@@ -257,7 +277,8 @@ func (g *Guard) listingPurpose(ctx context.Context) auth.Purpose {
 }
 
 // Reach implements record.Reacher: the records of typ the caller may read
-// for the purpose decided. The system reaches every record.
+// for the purpose decided. The system reaches every record, or its one
+// patient's when it is bound to one (System.OnePatient).
 func (g *Guard) Reach(ctx context.Context, typ string) (record.Reach, error) {
 	return g.reachOf(ctx, typ, false)
 }
@@ -270,6 +291,12 @@ func (g *Guard) MatchReach(ctx context.Context, typ string) (record.Reach, error
 
 func (g *Guard) reachOf(ctx context.Context, typ string, match bool) (record.Reach, error) {
 	if g.system() {
+		if s := g.caller.System; s.OnePatient {
+			if s.Patient == "" {
+				return record.Reach{}, nil
+			}
+			return record.Reach{Patients: []string{s.Patient}}, nil
+		}
 		return record.Reach{Every: true}, nil
 	}
 	if g.caller.Principal == nil || g.svc.Authorizer == nil {

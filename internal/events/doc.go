@@ -29,6 +29,10 @@
 //     it holds the lease row in event_leases, renewed every pass and
 //     checked again in the transaction that moves the positions. The same
 //     code runs on SQLite, where the only contender is the one process.
+//     In serve the passes are periodic jobs of the process's one River
+//     client (RegisterJobs, jobs.go): River's leader inserts one per
+//     Interval and any node may work it, so the lease, not the job, says
+//     which node delivers.
 //   - Delivered events are pruned after a retention; with no sink
 //     registered, events are pruned after the retention all the same (a
 //     sink registered later starts from what is retained).

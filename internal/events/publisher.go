@@ -60,9 +60,10 @@ type retryState struct {
 	next     time.Time
 }
 
-// Publisher hands stored events to the registered sinks (see doc.go). It
-// is a loop that publishes while it holds the lease; River's periodic jobs
-// could drive PublishOnce instead once the engine's River client is shared.
+// Publisher hands stored events to the registered sinks (see doc.go). Its
+// passes are PublishOnce; serve runs them as periodic jobs of the shared
+// River client (RegisterJobs), and Run is a loop of its own for a process
+// without one.
 type Publisher struct {
 	db     *store.DB
 	opts   Options
@@ -271,12 +272,12 @@ func (p *Publisher) deliver(ctx context.Context, s namedSink) (int, error) {
 	if len(delivered) == 0 {
 		return 0, nil
 	}
-	n := 0
-	// What a sink accepted is recorded even when the publisher is being
-	// stopped meanwhile: a stop between the hand-over and this commit
-	// would otherwise hand the same events again after the restart.
+	// The sink has the events: recording that is what keeps the next pass
+	// from handing them again, so a pass stopped now (its context ended)
+	// still records it, bounded by a timeout of its own.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
+	n := 0
 	err = p.db.Tx(rctx, func(tx store.Tx) error {
 		held, err := tx.Exec(rctx, `UPDATE event_leases SET expires_at = $1 WHERE name = $2 AND holder = $3 AND expires_at >= $4`,
 			p.now().Add(p.opts.LeaseTTL), leaseName, p.opts.Node, p.now())

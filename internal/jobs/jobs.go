@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -45,6 +46,7 @@ type Registry struct {
 	mu          sync.Mutex
 	workers     *river.Workers
 	queues      map[string]river.QueueConfig
+	periodic    []*river.PeriodicJob
 	rescueAfter time.Duration
 	client      *Client
 }
@@ -70,6 +72,20 @@ func (r *Registry) AddQueue(name string, maxWorkers int) error {
 		return fmt.Errorf("jobs: queue %s is declared twice", name)
 	}
 	r.queues[name] = river.QueueConfig{MaxWorkers: maxWorkers}
+	return nil
+}
+
+// AddPeriodic declares a job River inserts on a schedule. River's elected
+// leader alone inserts periodic jobs, so across nodes there is one job per
+// tick, worked by whichever node fetches it: a component whose work must
+// stay on one node fences it itself (the events publisher's lease).
+func (r *Registry) AddPeriodic(job *river.PeriodicJob) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.client != nil {
+		return errors.New("jobs: periodic job declared after the client was built")
+	}
+	r.periodic = append(r.periodic, job)
 	return nil
 }
 
@@ -144,6 +160,7 @@ func (r *Registry) Build(cfg Config) (*Client, error) {
 		FetchCooldown:               5 * time.Millisecond,
 		FetchPollInterval:           poll,
 		CompletedJobRetentionPeriod: 24 * time.Hour,
+		PeriodicJobs:                slices.Clone(r.periodic),
 	}
 	c := &Client{}
 	var err error
