@@ -24,7 +24,9 @@ func TestRunTransitionsReachASinkInOrderAcrossAPublisherRestart(t *testing.T) {
 		// publish runs a publisher until the sink holds want events, then
 		// stops it (which gives its lease up, as serve's shutdown does).
 		publish := func(node string, want int) {
-			p := events.NewPublisher(db, events.Options{Node: node, Interval: 10 * time.Millisecond})
+			// A short lease: the restarted publisher takes over at once when
+			// the first gave the lease up, and within 2 s if a stop left it.
+			p := events.NewPublisher(db, events.Options{Node: node, Interval: 10 * time.Millisecond, LeaseTTL: 2 * time.Second})
 			p.Register("test", sink)
 			pctx, cancel := context.WithCancel(ctx)
 			done := make(chan struct{})
