@@ -19,7 +19,8 @@ import (
 	"github.com/careflow/careflow/internal/errs"
 )
 
-// Built-in definitions shipped in the binary.
+// Built-in definitions shipped in the binary: the engine's own checks,
+// with no clinical logic. Clinical definitions live in internal/clinical.
 const (
 	// DiagnosticsDefinition runs a few no-op steps, an optional outside
 	// effect (an HTTP POST with an Idempotency-Key header, to a host the
@@ -29,15 +30,6 @@ const (
 	DiagnosticsDefinition = "diagnostics"
 	// NoopDefinition is ten no-op steps: the engine's own overhead.
 	NoopDefinition = "diagnostics-noop"
-	// DischargeSignOffDefinition asks a physician of the patient's care
-	// team to sign off an encounter's discharge: one human task (sign_off or
-	// not_ready), due in 4 hours; after 2 hours an unfinished task is
-	// escalated: released from whoever claimed it and put back, flagged, on
-	// every physician's list. The run's last step records the outcome
-	// ({"encounter", "outcome", "decided_by"}), which is what a bed board
-	// or the discharge paperwork reads; the engine itself changes nothing in
-	// the record.
-	DischargeSignOffDefinition = "discharge.signoff"
 )
 
 // DiagnosticsInput is the input of the diagnostics definition.
@@ -57,23 +49,6 @@ type DiagnosticsInput struct {
 
 // maxDiagnosticsTimer bounds a diagnostics timer.
 const maxDiagnosticsTimer = 24 * time.Hour
-
-// DischargeSignOffInput is the input of the discharge sign-off definition.
-type DischargeSignOffInput struct {
-	// Encounter is the encounter being discharged, as a FHIR reference:
-	// "Encounter/" and its id.
-	Encounter string `json:"encounter"`
-}
-
-// encounterRef is a FHIR relative reference to an Encounter (the R4 id
-// rule: 1 to 64 letters, digits, - and .).
-var encounterRef = regexp.MustCompile(`^Encounter/[A-Za-z0-9\-.]{1,64}$`)
-
-// The discharge sign-off's task.
-const (
-	DischargeSignOff  = "sign_off"
-	DischargeNotReady = "not_ready"
-)
 
 // BuiltinOptions configures the built-in definitions.
 type BuiltinOptions struct {
@@ -169,30 +144,14 @@ func RegisterBuiltins(reg *Registry, opts BuiltinOptions) error {
 		return err
 	}
 	if opts.Records != nil {
-		if err := reg.Register(diagnosticsRecord(opts.Records)); err != nil {
-			return err
-		}
-	}
-	return reg.Register(dischargeSignOff())
-}
-
-// decodeStrict decodes a run input into v, refusing unknown members, with
-// an invalid error that names what the input may hold.
-func decodeStrict(in *Input, v any, members string) error {
-	dec := json.NewDecoder(bytes.NewReader(in.Raw()))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return errs.E(errs.Invalid, "must be an object with %s only", members)
-	}
-	if dec.More() {
-		return errs.E(errs.Invalid, "must be one JSON object")
+		return reg.Register(diagnosticsRecord(opts.Records))
 	}
 	return nil
 }
 
 func validateDiagnostics(in *Input, hosts []string) error {
 	var d DiagnosticsInput
-	if err := decodeStrict(in, &d, "effect_url, timer_ms, signal, fail_permanently"); err != nil {
+	if err := in.DecodeStrict(&d, "effect_url, timer_ms, signal, fail_permanently"); err != nil {
 		return err
 	}
 	if d.TimerMS < 0 || time.Duration(d.TimerMS)*time.Millisecond > maxDiagnosticsTimer {
@@ -310,58 +269,4 @@ func postEffect(ctx context.Context, client *http.Client, target string, sc *Ste
 		// Including a redirect, which is not followed.
 		return Result{}, Permanent(fmt.Errorf("effect call answered %d", resp.StatusCode))
 	}
-}
-
-// dischargeSignOff is DischargeSignOffDefinition, version 1.
-func dischargeSignOff() *Definition {
-	return &Definition{Name: DischargeSignOffDefinition, Version: 1,
-		// The encounter must be the run's patient's: the sign-off is the
-		// patient's discharge, decided by the patient's physician.
-		RecordInputs: []RecordInput{{Member: "encounter", Types: []string{"Encounter"}}},
-		Validate: func(in *Input) error {
-			if in.PatientID == "" {
-				return errs.E(errs.Invalid, "a discharge sign-off is about a patient: patient_id is required").InField("patient_id")
-			}
-			var d DischargeSignOffInput
-			if err := decodeStrict(in, &d, "encounter"); err != nil {
-				return err
-			}
-			if !encounterRef.MatchString(d.Encounter) {
-				return errs.E(errs.Invalid, "is required: a reference Encounter/<id>").InField("input.encounter")
-			}
-			return nil
-		},
-		Steps: []Step{
-			{Name: "sign-off", Wait: func(*Input) (Wait, error) {
-				return Wait{Task: &TaskSpec{
-					Title:     "Sign off the discharge",
-					Role:      "physician",
-					Decisions: []string{DischargeSignOff, DischargeNotReady},
-					Due:       4 * time.Hour,
-					// Escalation releases a claim someone sat on and flags
-					// the task on every physician's list: the sign-off stays
-					// a physician's decision.
-					EscalateAfter: 2 * time.Hour,
-					EscalateTo:    "physician",
-				}}, nil
-			}},
-			{Name: "record", Timeout: 5 * time.Second, Do: func(_ context.Context, sc *StepContext) (Result, error) {
-				var in DischargeSignOffInput
-				if err := sc.Decode(&in); err != nil {
-					return Result{}, Permanent(errors.New("input is not a discharge sign-off input"))
-				}
-				var task struct {
-					Decision    string `json:"decision"`
-					CompletedBy string `json:"completed_by"`
-				}
-				if ok, err := sc.Output("sign-off", &task); err != nil || !ok {
-					return Result{}, Permanent(errors.New("the sign-off step left no decision"))
-				}
-				outcome := "signed_off"
-				if task.Decision != DischargeSignOff {
-					outcome = DischargeNotReady
-				}
-				return Result{Output: map[string]any{"encounter": in.Encounter, "outcome": outcome, "decided_by": task.CompletedBy}}, nil
-			}},
-		}}
 }

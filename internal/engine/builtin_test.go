@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -134,37 +133,4 @@ func TestDiagnosticsEffectIsConfinedToTheAllowList(t *testing.T) {
 			t.Fatalf("the redirect was followed: the other host got %d calls", elsewhere.Load())
 		}
 	})
-}
-
-func TestDischargeSignOffInputIsChecked(t *testing.T) {
-	t.Parallel()
-	db := storetest.Open(t, store.SQLite)
-	n := newNode(t, db, nodeOpts{noStart: true, records: recordMap{"Encounter/enc-1": "pat-1"}})
-	ctx := context.Background()
-	for _, tc := range []struct {
-		name    string
-		patient string
-		input   string
-		field   string
-	}{
-		{"a patient is required", "", `{"encounter":"Encounter/enc-1"}`, "patient_id"},
-		{"the encounter is required", "pat-1", `{}`, "input.encounter"},
-		{"the encounter is a reference", "pat-1", `{"encounter":"enc-1"}`, "input.encounter"},
-		{"no other member", "pat-1", `{"encounter":"Encounter/enc-1","note":"x"}`, "input"},
-	} {
-		_, _, err := n.StartRun(ctx, StartOptions{Definition: DischargeSignOffDefinition, PatientID: tc.patient, Input: json.RawMessage(tc.input)})
-		if e, ok := errs.As(err); !ok || e.Kind != errs.Invalid || e.Field != tc.field {
-			t.Errorf("%s: %v, want invalid %s", tc.name, err, tc.field)
-		}
-	}
-	// The encounter must be the patient's (checkRecordInputs).
-	_, _, err := n.StartRun(ctx, StartOptions{Definition: DischargeSignOffDefinition, PatientID: "pat-2",
-		Input: map[string]string{"encounter": "Encounter/enc-1"}})
-	if e, ok := errs.As(err); !ok || e.Kind != errs.Unprocessable || e.Field != "input.encounter" {
-		t.Errorf("another patient's encounter: %v", err)
-	}
-	if _, _, err := n.StartRun(ctx, StartOptions{Definition: DischargeSignOffDefinition, PatientID: "pat-1",
-		Input: map[string]string{"encounter": "Encounter/enc-1"}}); err != nil {
-		t.Fatal(err)
-	}
 }
