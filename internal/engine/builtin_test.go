@@ -14,63 +14,6 @@ import (
 	"github.com/careflow/careflow/internal/store/storetest"
 )
 
-func TestEffectHostEntries(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		entry string
-		ok    bool
-	}{
-		{"payer.example", true},
-		{"payer.example:8443", true},
-		{"127.0.0.1:9000", true},
-		{"[::1]:9000", true},
-		{"::1", true},
-		{"payer.example:0", false},
-		{"payer.example:http", false},
-		{"http://payer.example", false},
-		{"payer example", false},
-		{"-payer.example", false},
-	} {
-		if err := ValidEffectHost(tc.entry); (err == nil) != tc.ok {
-			t.Errorf("ValidEffectHost(%q) = %v, want ok %v", tc.entry, err, tc.ok)
-		}
-	}
-}
-
-func TestEffectURLMustNameAnAllowedHost(t *testing.T) {
-	t.Parallel()
-	allowed := []string{"127.0.0.1:9000", "payer.example", "[::1]:9001"}
-	for _, tc := range []struct {
-		url string
-		ok  bool
-	}{
-		{"http://127.0.0.1:9000/effect", true},
-		{"http://payer.example/effect", true},
-		{"http://PAYER.example:80/effect", true},
-		{"https://payer.example/effect", true},
-		{"http://[::1]:9001/x", true},
-		{"http://127.0.0.1:9001/effect", false},        // another port
-		{"http://127.0.0.1/effect", false},             // loopback is not implied
-		{"http://localhost:9000/effect", false},        // nor is localhost
-		{"http://payer.example:8080/effect", false},    // a bare host is its scheme's port only
-		{"http://169.254.169.254/latest", false},       // cloud metadata
-		{"http://user:pw@payer.example/effect", false}, // credentials
-		{"ftp://payer.example/effect", false},
-		{"payer.example/effect", false},
-	} {
-		err := checkEffectURL(tc.url, allowed)
-		if (err == nil) != tc.ok {
-			t.Errorf("checkEffectURL(%q) = %v, want ok %v", tc.url, err, tc.ok)
-		}
-		if err != nil && strings.Contains(err.Error(), "example") {
-			t.Errorf("the error repeats the URL: %v", err)
-		}
-	}
-	if err := checkEffectURL("http://127.0.0.1:9000/effect", nil); err == nil || !strings.Contains(err.Error(), "disabled") {
-		t.Errorf("with no allowed hosts the effect step must be disabled, got %v", err)
-	}
-}
-
 // TestDiagnosticsEffectIsConfinedToTheAllowList drives the diagnostics
 // definition: a run naming a host off the list (or any host, when the list
 // is empty) is refused at start; an allowed host is called once; a
