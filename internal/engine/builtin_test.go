@@ -77,3 +77,34 @@ func TestDiagnosticsEffectIsConfinedToTheAllowList(t *testing.T) {
 		}
 	})
 }
+
+// The effect step's status decides its outcome even when the answer's body
+// is over the outbound client's 64 KiB limit: a 2xx completes the run (the
+// call was made and taken), a 4xx fails it, as when the body was discarded.
+func TestDiagnosticsEffectJudgesALargeAnswerByItsStatus(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		big := strings.Repeat("x", 64<<10+1)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/refused" {
+				w.WriteHeader(http.StatusUnprocessableEntity)
+			}
+			_, _ = w.Write([]byte(big))
+		}))
+		t.Cleanup(srv.Close)
+		n := newNode(t, db, nodeOpts{effectHosts: []string{strings.TrimPrefix(srv.URL, "http://")}})
+		ok, _, err := n.StartRun(ctx, StartOptions{Definition: DiagnosticsDefinition, Input: DiagnosticsInput{EffectURL: srv.URL + "/taken"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitStatus(t, n.Engine, ok.ID, StatusCompleted, 30*time.Second)
+		refused, _, err := n.StartRun(ctx, StartOptions{Definition: DiagnosticsDefinition, Input: DiagnosticsInput{EffectURL: srv.URL + "/refused"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := waitStatus(t, n.Engine, refused.ID, StatusFailed, 30*time.Second); !strings.Contains(r.Error, "answered 422") {
+			t.Fatalf("run error %q, want the 422 answer", r.Error)
+		}
+	})
+}
