@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/careflow/careflow/internal/auth"
-	"github.com/careflow/careflow/internal/engine"
+	"github.com/careflow/careflow/internal/outbound"
 	"github.com/careflow/careflow/internal/record"
 	"github.com/careflow/careflow/internal/store"
 )
@@ -241,7 +241,7 @@ func options() []option {
 					if h = strings.TrimSpace(h); h == "" {
 						continue
 					}
-					if err := engine.ValidEffectHost(h); err != nil {
+					if err := outbound.ValidHost(h); err != nil {
 						return fmt.Errorf("%q: %v", h, err)
 					}
 					hosts = append(hosts, h)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/careflow/careflow/internal/clinical"
 	"github.com/careflow/careflow/internal/engine"
 	"github.com/careflow/careflow/internal/jobs"
 	"github.com/careflow/careflow/internal/phi"
@@ -48,6 +49,9 @@ func startEngine(ctx context.Context, cfg Config, db *store.DB, ring *phi.Ring, 
 	defs := engine.NewRegistry()
 	if err := engine.RegisterBuiltins(defs, engine.BuiltinOptions{EffectHosts: cfg.DiagnosticsEffectHosts, Records: stepRecs}); err != nil {
 		return nil, nil, fmt.Errorf("engine: %w", err)
+	}
+	if err := clinical.Register(defs, clinical.Deps{}); err != nil {
+		return nil, nil, fmt.Errorf("clinical: %w", err)
 	}
 	// The process's one River client, jobsReg (serve's): event delivery
 	// has registered with it, the engine registers its worker and queue,

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/careflow/careflow/internal/clinical"
 	"github.com/careflow/careflow/internal/engine"
 	"github.com/careflow/careflow/internal/store"
 	"github.com/careflow/careflow/internal/store/storetest"
@@ -124,10 +125,10 @@ func TestDischargeSignOffOnARealServer(t *testing.T) {
 			}
 			encounter, theirs := encounterOf("pat-42"), encounterOf("pat-43")
 			doc.do("POST", "/api/v1/workflow-runs", map[string]any{
-				"definition": engine.DischargeSignOffDefinition, "patient_id": "pat-42",
+				"definition": clinical.DischargeSignOffDefinition, "patient_id": "pat-42",
 				"input": map[string]string{"encounter": theirs}}, 422)
 			run := decodeInto[engine.Run](t, doc.do("POST", "/api/v1/workflow-runs", map[string]any{
-				"definition": engine.DischargeSignOffDefinition, "patient_id": "pat-42",
+				"definition": clinical.DischargeSignOffDefinition, "patient_id": "pat-42",
 				"input": map[string]string{"encounter": encounter}}, 201))
 
 			var task engine.Task
@@ -161,8 +162,8 @@ func TestDischargeSignOffOnARealServer(t *testing.T) {
 				t.Fatalf("claimed %+v", claimed)
 			}
 			done := decodeInto[engine.Task](t, doc.do("POST", "/api/v1/tasks/"+task.ID+"/complete",
-				map[string]any{"version": claimed.RowVersion, "decision": engine.DischargeSignOff}, 200))
-			if done.Status != engine.TaskCompleted || done.Decision != engine.DischargeSignOff {
+				map[string]any{"version": claimed.RowVersion, "decision": clinical.DischargeSignOff}, 200))
+			if done.Status != engine.TaskCompleted || done.Decision != clinical.DischargeSignOff {
 				t.Fatalf("completed %+v", done)
 			}
 

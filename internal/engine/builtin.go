@@ -6,20 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
-	"net/url"
-	"regexp"
-	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/careflow/careflow/internal/errs"
+	"github.com/careflow/careflow/internal/outbound"
 )
 
-// Built-in definitions shipped in the binary.
+// Built-in definitions shipped in the binary: the engine's own checks,
+// with no clinical logic. Clinical definitions live in internal/clinical.
 const (
 	// DiagnosticsDefinition runs a few no-op steps, an optional outside
 	// effect (an HTTP POST with an Idempotency-Key header, to a host the
@@ -29,15 +24,6 @@ const (
 	DiagnosticsDefinition = "diagnostics"
 	// NoopDefinition is ten no-op steps: the engine's own overhead.
 	NoopDefinition = "diagnostics-noop"
-	// DischargeSignOffDefinition asks a physician of the patient's care
-	// team to sign off an encounter's discharge: one human task (sign_off or
-	// not_ready), due in 4 hours; after 2 hours an unfinished task is
-	// escalated: released from whoever claimed it and put back, flagged, on
-	// every physician's list. The run's last step records the outcome
-	// ({"encounter", "outcome", "decided_by"}), which is what a bed board
-	// or the discharge paperwork reads; the engine itself changes nothing in
-	// the record.
-	DischargeSignOffDefinition = "discharge.signoff"
 )
 
 // DiagnosticsInput is the input of the diagnostics definition.
@@ -58,34 +44,16 @@ type DiagnosticsInput struct {
 // maxDiagnosticsTimer bounds a diagnostics timer.
 const maxDiagnosticsTimer = 24 * time.Hour
 
-// DischargeSignOffInput is the input of the discharge sign-off definition.
-type DischargeSignOffInput struct {
-	// Encounter is the encounter being discharged, as a FHIR reference:
-	// "Encounter/" and its id.
-	Encounter string `json:"encounter"`
-}
-
-// encounterRef is a FHIR relative reference to an Encounter (the R4 id
-// rule: 1 to 64 letters, digits, - and .).
-var encounterRef = regexp.MustCompile(`^Encounter/[A-Za-z0-9\-.]{1,64}$`)
-
-// The discharge sign-off's task.
-const (
-	DischargeSignOff  = "sign_off"
-	DischargeNotReady = "not_ready"
-)
-
 // BuiltinOptions configures the built-in definitions.
 type BuiltinOptions struct {
-	// HTTPClient makes the effect step's call; nil uses a client with a 5s
-	// timeout. Redirects are never followed, whatever the client says.
-	HTTPClient *http.Client
 	// EffectHosts lists the only hosts the diagnostics effect step may
 	// call: "host:port", or "host" for the scheme's default port. The URL
 	// comes from run input, so without the list the engine would be a way
 	// to reach any host the server can (loopback services, cloud metadata,
 	// the intranet). Empty disables the effect step: a diagnostics run that
-	// names an effect_url is refused at start.
+	// names an effect_url is refused at start. The step calls through an
+	// outbound.Client on this list (no redirect followed, 5 s in all, the
+	// answer's body read up to 64 KiB).
 	EffectHosts []string
 	// Records, when set, registers diagnostics.record, whose step writes
 	// two Observations to the run's patient's record through it, in the
@@ -95,15 +63,11 @@ type BuiltinOptions struct {
 
 // RegisterBuiltins registers the built-in definitions.
 func RegisterBuiltins(reg *Registry, opts BuiltinOptions) error {
-	client := &http.Client{Timeout: 5 * time.Second}
-	if opts.HTTPClient != nil {
-		c := *opts.HTTPClient
-		client = &c
+	client, err := outbound.New(outbound.Config{Hosts: opts.EffectHosts, Timeout: 5 * time.Second, MaxResponse: 64 << 10})
+	if err != nil {
+		return err
 	}
-	// A redirect would send the POST (and its idempotency key) to a host
-	// nobody allowed; a 3xx is an answer like any other.
-	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	hosts := slices.Clone(opts.EffectHosts)
+	effects := effectPolicy{client: client, enabled: len(opts.EffectHosts) > 0}
 
 	noop := func(context.Context, *StepContext) (Result, error) { return Result{}, nil }
 	diag := func(in *Input) DiagnosticsInput {
@@ -113,7 +77,7 @@ func RegisterBuiltins(reg *Registry, opts BuiltinOptions) error {
 	}
 	fast := RetryPolicy{MaxAttempts: 10, Initial: 100 * time.Millisecond, Max: 2 * time.Second, Multiplier: 2, Jitter: 0.2}
 	d := &Definition{Name: DiagnosticsDefinition, Version: 1,
-		Validate: func(in *Input) error { return validateDiagnostics(in, hosts) },
+		Validate: func(in *Input) error { return validateDiagnostics(in, effects) },
 		Steps: []Step{
 			{Name: "check", Retry: fast, Timeout: 5 * time.Second, Do: func(ctx context.Context, sc *StepContext) (Result, error) {
 				var in DiagnosticsInput
@@ -126,7 +90,7 @@ func RegisterBuiltins(reg *Registry, opts BuiltinOptions) error {
 				if in.EffectURL != "" {
 					// Checked again: the run may have been started on a node
 					// with another list.
-					if err := checkEffectURL(in.EffectURL, hosts); err != nil {
+					if err := effects.check(in.EffectURL); err != nil {
 						return Result{}, Permanent(err)
 					}
 				}
@@ -137,7 +101,7 @@ func RegisterBuiltins(reg *Registry, opts BuiltinOptions) error {
 				When: func(in *Input) bool { return diag(in).EffectURL != "" },
 				Do: func(ctx context.Context, sc *StepContext) (Result, error) {
 					target := diag(sc.Input).EffectURL
-					if err := checkEffectURL(target, hosts); err != nil {
+					if err := effects.check(target); err != nil {
 						return Result{}, Permanent(err)
 					}
 					return postEffect(ctx, client, target, sc)
@@ -169,30 +133,14 @@ func RegisterBuiltins(reg *Registry, opts BuiltinOptions) error {
 		return err
 	}
 	if opts.Records != nil {
-		if err := reg.Register(diagnosticsRecord(opts.Records)); err != nil {
-			return err
-		}
-	}
-	return reg.Register(dischargeSignOff())
-}
-
-// decodeStrict decodes a run input into v, refusing unknown members, with
-// an invalid error that names what the input may hold.
-func decodeStrict(in *Input, v any, members string) error {
-	dec := json.NewDecoder(bytes.NewReader(in.Raw()))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return errs.E(errs.Invalid, "must be an object with %s only", members)
-	}
-	if dec.More() {
-		return errs.E(errs.Invalid, "must be one JSON object")
+		return reg.Register(diagnosticsRecord(opts.Records))
 	}
 	return nil
 }
 
-func validateDiagnostics(in *Input, hosts []string) error {
+func validateDiagnostics(in *Input, effects effectPolicy) error {
 	var d DiagnosticsInput
-	if err := decodeStrict(in, &d, "effect_url, timer_ms, signal, fail_permanently"); err != nil {
+	if err := in.DecodeStrict(&d, "effect_url, timer_ms, signal, fail_permanently"); err != nil {
 		return err
 	}
 	if d.TimerMS < 0 || time.Duration(d.TimerMS)*time.Millisecond > maxDiagnosticsTimer {
@@ -209,78 +157,35 @@ func validateDiagnostics(in *Input, hosts []string) error {
 		if in.PatientID != "" {
 			return errs.E(errs.Invalid, "a diagnostics run with an effect_url is an operator's check and names no patient").InField("input.effect_url")
 		}
-		if err := checkEffectURL(d.EffectURL, hosts); err != nil {
+		if err := effects.check(d.EffectURL); err != nil {
 			return errs.E(errs.Invalid, "%s", err.Error()).InField("input.effect_url")
 		}
 	}
 	return nil
 }
 
-// checkEffectURL allows an http(s) URL whose host (and port) is on the
-// list. Its errors never repeat the URL: it is input.
-func checkEffectURL(raw string, allowed []string) error {
-	if len(allowed) == 0 {
+// effectPolicy is where the effect step may call: the outbound client on
+// the operator's list, or nowhere when the list is empty.
+type effectPolicy struct {
+	client  *outbound.Client
+	enabled bool
+}
+
+// check allows an http(s) URL whose host (and port) is on the list. Its
+// errors never repeat the URL: it is input.
+func (p effectPolicy) check(raw string) error {
+	if !p.enabled {
 		return errors.New("the effect step is disabled on this server (no diagnostics effect hosts are configured)")
 	}
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
-		return errors.New("effect_url must be an http(s) URL without credentials")
-	}
-	port := u.Port()
-	if port == "" {
-		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
-	}
-	target := net.JoinHostPort(strings.ToLower(u.Hostname()), port)
-	for _, a := range allowed {
-		if effectHostMatches(a, target, u.Scheme) {
-			return nil
-		}
-	}
-	return errors.New("effect_url host is not one of the allowed diagnostics effect hosts")
-}
-
-// effectHostMatches reports whether an allow-list entry ("host:port", or
-// "host" for the scheme's default port) admits target ("host:port", host in
-// lower case).
-func effectHostMatches(entry, target, scheme string) bool {
-	entry = strings.ToLower(strings.TrimSpace(entry))
-	if _, _, err := net.SplitHostPort(entry); err != nil {
-		port := map[string]string{"http": "80", "https": "443"}[scheme]
-		entry = net.JoinHostPort(strings.Trim(entry, "[]"), port)
-	}
-	return entry == target
-}
-
-// ValidEffectHost checks an entry of BuiltinOptions.EffectHosts: a host
-// name or IP address, optionally with a port ("host:port", "[v6]:port").
-func ValidEffectHost(entry string) error {
-	if strings.ContainsAny(entry, "/@?#") {
-		return errors.New("must be a host or host:port, not a URL")
-	}
-	host, port := entry, ""
-	if h, p, err := net.SplitHostPort(entry); err == nil {
-		host, port = h, p
-	}
-	host = strings.Trim(host, "[]")
-	if port != "" {
-		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			return errors.New("port must be a number from 1 to 65535")
-		}
-	}
-	if net.ParseIP(host) != nil {
-		return nil
-	}
-	if !hostName.MatchString(host) || len(host) > 253 {
-		return errors.New("must be a host name or IP address, optionally with :port")
+	if err := p.client.Allowed(raw); err != nil {
+		return fmt.Errorf("effect_url: %w", err)
 	}
 	return nil
 }
 
-var hostName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
-
 // postEffect is the effect step: one POST that the receiver deduplicates on
 // the Idempotency-Key header.
-func postEffect(ctx context.Context, client *http.Client, target string, sc *StepContext) (Result, error) {
+func postEffect(ctx context.Context, client *outbound.Client, target string, sc *StepContext) (Result, error) {
 	body, _ := json.Marshal(map[string]any{"run_id": sc.RunID, "step": sc.Step, "attempt": sc.Attempt, "deliveries": sc.Deliveries})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
@@ -288,80 +193,32 @@ func postEffect(ctx context.Context, client *http.Client, target string, sc *Ste
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", sc.IdempotencyKey())
-	resp, err := client.Do(req)
-	if err != nil {
+	var status int
+	resp, err := client.Do(ctx, req)
+	var oe *outbound.Error
+	switch {
+	case err == nil:
+		status = resp.StatusCode
+	case errors.As(err, &oe) && oe.Kind == outbound.NotAllowed:
+		return Result{}, Permanent(fmt.Errorf("effect call refused: %w", err))
+	case errors.As(err, &oe):
+		// A redirect (not followed) or an answer whose body is over the
+		// limit: the call was answered, and its status decides, as before
+		// the body was read.
+		status = oe.StatusCode
+	default:
 		// Network errors are worth retrying; the key makes that safe. The
-		// URL is operator input, so the message leaves it out.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
+		// outbound client leaves the URL (operator input) out of them.
 		return Result{}, fmt.Errorf("effect call failed: %w", err)
 	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	switch {
-	case resp.StatusCode >= 200 && resp.StatusCode < 300:
-		return Result{Output: map[string]any{"status": resp.StatusCode, "idempotency_key": sc.IdempotencyKey()}}, nil
-	case resp.StatusCode == http.StatusRequestTimeout, resp.StatusCode == http.StatusConflict,
-		resp.StatusCode == http.StatusTooManyRequests, resp.StatusCode >= 500:
-		return Result{}, fmt.Errorf("effect call answered %d", resp.StatusCode)
+	case status >= 200 && status < 300:
+		return Result{Output: map[string]any{"status": status, "idempotency_key": sc.IdempotencyKey()}}, nil
+	case status == http.StatusRequestTimeout, status == http.StatusConflict,
+		status == http.StatusTooManyRequests, status >= 500:
+		return Result{}, fmt.Errorf("effect call answered %d", status)
 	default:
 		// Including a redirect, which is not followed.
-		return Result{}, Permanent(fmt.Errorf("effect call answered %d", resp.StatusCode))
+		return Result{}, Permanent(fmt.Errorf("effect call answered %d", status))
 	}
-}
-
-// dischargeSignOff is DischargeSignOffDefinition, version 1.
-func dischargeSignOff() *Definition {
-	return &Definition{Name: DischargeSignOffDefinition, Version: 1,
-		// The encounter must be the run's patient's: the sign-off is the
-		// patient's discharge, decided by the patient's physician.
-		RecordInputs: []RecordInput{{Member: "encounter", Types: []string{"Encounter"}}},
-		Validate: func(in *Input) error {
-			if in.PatientID == "" {
-				return errs.E(errs.Invalid, "a discharge sign-off is about a patient: patient_id is required").InField("patient_id")
-			}
-			var d DischargeSignOffInput
-			if err := decodeStrict(in, &d, "encounter"); err != nil {
-				return err
-			}
-			if !encounterRef.MatchString(d.Encounter) {
-				return errs.E(errs.Invalid, "is required: a reference Encounter/<id>").InField("input.encounter")
-			}
-			return nil
-		},
-		Steps: []Step{
-			{Name: "sign-off", Wait: func(*Input) (Wait, error) {
-				return Wait{Task: &TaskSpec{
-					Title:     "Sign off the discharge",
-					Role:      "physician",
-					Decisions: []string{DischargeSignOff, DischargeNotReady},
-					Due:       4 * time.Hour,
-					// Escalation releases a claim someone sat on and flags
-					// the task on every physician's list: the sign-off stays
-					// a physician's decision.
-					EscalateAfter: 2 * time.Hour,
-					EscalateTo:    "physician",
-				}}, nil
-			}},
-			{Name: "record", Timeout: 5 * time.Second, Do: func(_ context.Context, sc *StepContext) (Result, error) {
-				var in DischargeSignOffInput
-				if err := sc.Decode(&in); err != nil {
-					return Result{}, Permanent(errors.New("input is not a discharge sign-off input"))
-				}
-				var task struct {
-					Decision    string `json:"decision"`
-					CompletedBy string `json:"completed_by"`
-				}
-				if ok, err := sc.Output("sign-off", &task); err != nil || !ok {
-					return Result{}, Permanent(errors.New("the sign-off step left no decision"))
-				}
-				outcome := "signed_off"
-				if task.Decision != DischargeSignOff {
-					outcome = DischargeNotReady
-				}
-				return Result{Output: map[string]any{"encounter": in.Encounter, "outcome": outcome, "decided_by": task.CompletedBy}}, nil
-			}},
-		}}
 }

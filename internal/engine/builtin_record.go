@@ -46,7 +46,7 @@ func diagnosticsRecord(recs StepRecords) *Definition {
 	fast := RetryPolicy{MaxAttempts: 10, Initial: 100 * time.Millisecond, Max: 2 * time.Second, Multiplier: 2, Jitter: 0.2}
 	return &Definition{Name: DiagnosticsRecordDefinition, Version: 1,
 		Validate: func(in *Input) error {
-			if err := decodeStrict(in, &struct{}{}, "no members ({})"); err != nil {
+			if err := in.DecodeStrict(&struct{}{}, "no members ({})"); err != nil {
 				return err
 			}
 			if in.PatientID == "" {

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,63 +13,6 @@ import (
 	"github.com/careflow/careflow/internal/store"
 	"github.com/careflow/careflow/internal/store/storetest"
 )
-
-func TestEffectHostEntries(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		entry string
-		ok    bool
-	}{
-		{"payer.example", true},
-		{"payer.example:8443", true},
-		{"127.0.0.1:9000", true},
-		{"[::1]:9000", true},
-		{"::1", true},
-		{"payer.example:0", false},
-		{"payer.example:http", false},
-		{"http://payer.example", false},
-		{"payer example", false},
-		{"-payer.example", false},
-	} {
-		if err := ValidEffectHost(tc.entry); (err == nil) != tc.ok {
-			t.Errorf("ValidEffectHost(%q) = %v, want ok %v", tc.entry, err, tc.ok)
-		}
-	}
-}
-
-func TestEffectURLMustNameAnAllowedHost(t *testing.T) {
-	t.Parallel()
-	allowed := []string{"127.0.0.1:9000", "payer.example", "[::1]:9001"}
-	for _, tc := range []struct {
-		url string
-		ok  bool
-	}{
-		{"http://127.0.0.1:9000/effect", true},
-		{"http://payer.example/effect", true},
-		{"http://PAYER.example:80/effect", true},
-		{"https://payer.example/effect", true},
-		{"http://[::1]:9001/x", true},
-		{"http://127.0.0.1:9001/effect", false},        // another port
-		{"http://127.0.0.1/effect", false},             // loopback is not implied
-		{"http://localhost:9000/effect", false},        // nor is localhost
-		{"http://payer.example:8080/effect", false},    // a bare host is its scheme's port only
-		{"http://169.254.169.254/latest", false},       // cloud metadata
-		{"http://user:pw@payer.example/effect", false}, // credentials
-		{"ftp://payer.example/effect", false},
-		{"payer.example/effect", false},
-	} {
-		err := checkEffectURL(tc.url, allowed)
-		if (err == nil) != tc.ok {
-			t.Errorf("checkEffectURL(%q) = %v, want ok %v", tc.url, err, tc.ok)
-		}
-		if err != nil && strings.Contains(err.Error(), "example") {
-			t.Errorf("the error repeats the URL: %v", err)
-		}
-	}
-	if err := checkEffectURL("http://127.0.0.1:9000/effect", nil); err == nil || !strings.Contains(err.Error(), "disabled") {
-		t.Errorf("with no allowed hosts the effect step must be disabled, got %v", err)
-	}
-}
 
 // TestDiagnosticsEffectIsConfinedToTheAllowList drives the diagnostics
 // definition: a run naming a host off the list (or any host, when the list
@@ -136,35 +78,33 @@ func TestDiagnosticsEffectIsConfinedToTheAllowList(t *testing.T) {
 	})
 }
 
-func TestDischargeSignOffInputIsChecked(t *testing.T) {
+// The effect step's status decides its outcome even when the answer's body
+// is over the outbound client's 64 KiB limit: a 2xx completes the run (the
+// call was made and taken), a 4xx fails it, as when the body was discarded.
+func TestDiagnosticsEffectJudgesALargeAnswerByItsStatus(t *testing.T) {
 	t.Parallel()
-	db := storetest.Open(t, store.SQLite)
-	n := newNode(t, db, nodeOpts{noStart: true, records: recordMap{"Encounter/enc-1": "pat-1"}})
-	ctx := context.Background()
-	for _, tc := range []struct {
-		name    string
-		patient string
-		input   string
-		field   string
-	}{
-		{"a patient is required", "", `{"encounter":"Encounter/enc-1"}`, "patient_id"},
-		{"the encounter is required", "pat-1", `{}`, "input.encounter"},
-		{"the encounter is a reference", "pat-1", `{"encounter":"enc-1"}`, "input.encounter"},
-		{"no other member", "pat-1", `{"encounter":"Encounter/enc-1","note":"x"}`, "input"},
-	} {
-		_, _, err := n.StartRun(ctx, StartOptions{Definition: DischargeSignOffDefinition, PatientID: tc.patient, Input: json.RawMessage(tc.input)})
-		if e, ok := errs.As(err); !ok || e.Kind != errs.Invalid || e.Field != tc.field {
-			t.Errorf("%s: %v, want invalid %s", tc.name, err, tc.field)
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		big := strings.Repeat("x", 64<<10+1)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/refused" {
+				w.WriteHeader(http.StatusUnprocessableEntity)
+			}
+			_, _ = w.Write([]byte(big))
+		}))
+		t.Cleanup(srv.Close)
+		n := newNode(t, db, nodeOpts{effectHosts: []string{strings.TrimPrefix(srv.URL, "http://")}})
+		ok, _, err := n.StartRun(ctx, StartOptions{Definition: DiagnosticsDefinition, Input: DiagnosticsInput{EffectURL: srv.URL + "/taken"}})
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	// The encounter must be the patient's (checkRecordInputs).
-	_, _, err := n.StartRun(ctx, StartOptions{Definition: DischargeSignOffDefinition, PatientID: "pat-2",
-		Input: map[string]string{"encounter": "Encounter/enc-1"}})
-	if e, ok := errs.As(err); !ok || e.Kind != errs.Unprocessable || e.Field != "input.encounter" {
-		t.Errorf("another patient's encounter: %v", err)
-	}
-	if _, _, err := n.StartRun(ctx, StartOptions{Definition: DischargeSignOffDefinition, PatientID: "pat-1",
-		Input: map[string]string{"encounter": "Encounter/enc-1"}}); err != nil {
-		t.Fatal(err)
-	}
+		waitStatus(t, n.Engine, ok.ID, StatusCompleted, 30*time.Second)
+		refused, _, err := n.StartRun(ctx, StartOptions{Definition: DiagnosticsDefinition, Input: DiagnosticsInput{EffectURL: srv.URL + "/refused"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := waitStatus(t, n.Engine, refused.ID, StatusFailed, 30*time.Second); !strings.Contains(r.Error, "answered 422") {
+			t.Fatalf("run error %q, want the 422 answer", r.Error)
+		}
+	})
 }

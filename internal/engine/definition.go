@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/careflow/careflow/internal/errs"
 	"github.com/careflow/careflow/internal/store"
 )
 
@@ -137,6 +139,22 @@ type Input struct {
 func (in *Input) Decode(v any) error {
 	if err := json.Unmarshal(in.raw, v); err != nil {
 		return fmt.Errorf("decode run input: %w", err)
+	}
+	return nil
+}
+
+// DecodeStrict decodes the run input into v, refusing unknown members, with
+// an invalid error that names what the input may hold (members): a
+// definition's Validate uses it so a misspelt member is refused at start,
+// not ignored.
+func (in *Input) DecodeStrict(v any, members string) error {
+	dec := json.NewDecoder(bytes.NewReader(in.raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return errs.E(errs.Invalid, "must be an object with %s only", members)
+	}
+	if dec.More() {
+		return errs.E(errs.Invalid, "must be one JSON object")
 	}
 	return nil
 }

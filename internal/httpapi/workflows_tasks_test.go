@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/careflow/careflow/internal/auth"
+	"github.com/careflow/careflow/internal/clinical"
 	"github.com/careflow/careflow/internal/engine"
 	"github.com/careflow/careflow/internal/store"
 	"github.com/careflow/careflow/internal/store/storetest"
@@ -63,7 +64,7 @@ func (f *wfFixture) encounter(t *testing.T, patient string) string {
 // at version.
 func taskBody(op string, version int64) map[string]any {
 	if op == "complete" {
-		return map[string]any{"version": version, "decision": engine.DischargeSignOff}
+		return map[string]any{"version": version, "decision": clinical.DischargeSignOff}
 	}
 	return map[string]any{"version": version}
 }
@@ -73,7 +74,7 @@ func taskBody(op string, version int64) map[string]any {
 func (f *wfFixture) startSignOff(t *testing.T, who string) *engine.Task {
 	t.Helper()
 	run := must[engine.Run](t, f.call(t, who, "POST", "/api/v1/workflow-runs", map[string]any{
-		"definition": engine.DischargeSignOffDefinition, "patient_id": ownPatient,
+		"definition": clinical.DischargeSignOffDefinition, "patient_id": ownPatient,
 		"input": map[string]any{"encounter": f.encounter(t, ownPatient)}}), 201)
 	return f.taskOf(t, run.ID)
 }
@@ -149,9 +150,9 @@ func TestDischargeSignOffIsAPhysiciansDecision(t *testing.T) {
 		if moved.Assignee != colleague || moved.Role != "physician" || moved.Status != engine.TaskOpen {
 			t.Fatalf("reassigned %+v", moved)
 		}
-		problemOf(t, f.call(t, doc, "POST", path+"/complete", map[string]any{"version": moved.RowVersion, "decision": engine.DischargeSignOff}), 403)
+		problemOf(t, f.call(t, doc, "POST", path+"/complete", map[string]any{"version": moved.RowVersion, "decision": clinical.DischargeSignOff}), 403)
 		done := must[engine.Task](t, f.call(t, colleague, "POST", path+"/complete",
-			map[string]any{"version": moved.RowVersion, "decision": engine.DischargeSignOff}), 200)
+			map[string]any{"version": moved.RowVersion, "decision": clinical.DischargeSignOff}), 200)
 		if done.CompletedBy != colleague || done.Status != engine.TaskCompleted {
 			t.Fatalf("completed %+v", done)
 		}
@@ -189,7 +190,7 @@ func TestDischargeSignOffEncounterIsThePatients(t *testing.T) {
 		doc := f.account(t, "dr.amal", auth.Physician)
 		start := func(encounter string) authzResponse {
 			return f.call(t, doc, "POST", "/api/v1/workflow-runs", map[string]any{
-				"definition": engine.DischargeSignOffDefinition, "patient_id": ownPatient,
+				"definition": clinical.DischargeSignOffDefinition, "patient_id": ownPatient,
 				"input": map[string]any{"encounter": encounter}})
 		}
 		theirs := f.encounter(t, otherPatient)
@@ -212,7 +213,7 @@ func TestDischargeSignOffEncounterIsThePatients(t *testing.T) {
 				t.Errorf("another patient's encounter and a missing one are told apart: %+v vs %+v", p, answers[0])
 			}
 		}
-		runs, err := f.eng.ListRuns(context.Background(), engine.RunFilter{Definition: engine.DischargeSignOffDefinition})
+		runs, err := f.eng.ListRuns(context.Background(), engine.RunFilter{Definition: clinical.DischargeSignOffDefinition})
 		if err != nil || len(runs) != 0 {
 			t.Fatalf("refused starts left runs: %d %v", len(runs), err)
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/careflow/careflow/internal/audit"
 	"github.com/careflow/careflow/internal/auth"
+	"github.com/careflow/careflow/internal/clinical"
 	"github.com/careflow/careflow/internal/engine"
 	"github.com/careflow/careflow/internal/record"
 	"github.com/careflow/careflow/internal/store"
@@ -84,6 +85,9 @@ func newTestEngineWith(t *testing.T, db *store.DB, clock func() time.Time) (*eng
 	}
 	reg := engine.NewRegistry()
 	if err := engine.RegisterBuiltins(reg, engine.BuiltinOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := clinical.Register(reg, clinical.Deps{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := reg.Register(approvalDef()); err != nil {
@@ -771,9 +775,9 @@ func TestDischargeSignOffEscalatesAStaleClaim(t *testing.T) {
 		ops := f.principal(t, "so-ops", auth.ClinicalAdmin, "")
 
 		encounter := f.encounter(t, ownPatient)
-		start := map[string]any{"definition": engine.DischargeSignOffDefinition, "patient_id": ownPatient,
+		start := map[string]any{"definition": clinical.DischargeSignOffDefinition, "patient_id": ownPatient,
 			"input": map[string]any{"encounter": encounter}}
-		if p := problemOf(t, f.call(t, doc, "POST", "/api/v1/workflow-runs", map[string]any{"definition": engine.DischargeSignOffDefinition,
+		if p := problemOf(t, f.call(t, doc, "POST", "/api/v1/workflow-runs", map[string]any{"definition": clinical.DischargeSignOffDefinition,
 			"patient_id": ownPatient, "input": map[string]any{"encounter": "enc-7"}}), 400); p.Field != "input.encounter" {
 			t.Errorf("an encounter that is not a reference: %+v", p)
 		}
