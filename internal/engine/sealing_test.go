@@ -7,8 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -125,7 +123,7 @@ func TestDatabaseDumpHoldsNoWorkflowPayload(t *testing.T) {
 
 		// PostgreSQL prints BYTEA as hex, so the marker is looked for in hex
 		// too: a plain value in a BYTEA column is no less readable.
-		dump := databaseDump(t, db)
+		dump := storetest.Dump(t, db)
 		for _, m := range [][]byte{[]byte(mark), []byte(hex.EncodeToString([]byte(mark)))} {
 			if i := bytes.Index(dump, m); i >= 0 {
 				t.Fatalf("the database dump holds a workflow payload: …%q…", dump[max(0, i-80):min(len(dump), i+len(m)+40)])
@@ -136,70 +134,6 @@ func TestDatabaseDumpHoldsNoWorkflowPayload(t *testing.T) {
 			t.Fatalf("the dump (%d bytes) does not even hold the run's id", len(dump))
 		}
 	})
-}
-
-// databaseDump returns what someone holding a copy of the database sees:
-// on SQLite the file and its WAL; on PostgreSQL pg_dump's output (when
-// pg_dump is installed) and every row of every table in the schema as text.
-func databaseDump(t *testing.T, db *store.DB) []byte {
-	t.Helper()
-	ctx := context.Background()
-	var out bytes.Buffer
-	if db.Dialect() == store.SQLite {
-		for _, suffix := range []string{"", "-wal"} {
-			b, err := os.ReadFile(db.SQLitePath() + suffix)
-			if err != nil && suffix == "" {
-				t.Fatal(err)
-			}
-			out.Write(b)
-		}
-		return out.Bytes()
-	}
-	rows, err := db.Reader().Query(ctx, `SELECT table_name FROM information_schema.tables
-		WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tables []string
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			t.Fatal(err)
-		}
-		tables = append(tables, name)
-	}
-	rows.Close()
-	if len(tables) < 10 {
-		t.Fatalf("only %d tables in the schema: %v", len(tables), tables)
-	}
-	for _, table := range tables {
-		rows, err := db.Reader().Query(ctx, fmt.Sprintf(`SELECT t::text FROM %q t`, table))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for rows.Next() {
-			var line string
-			if err := rows.Scan(&line); err != nil {
-				t.Fatal(err)
-			}
-			out.WriteString(line + "\n")
-		}
-		rows.Close()
-	}
-	if path, err := exec.LookPath("pg_dump"); err == nil {
-		cc := db.Pool().Config().ConnConfig
-		cmd := exec.CommandContext(ctx, path, "--no-owner", "--host", cc.Host, "--port", fmt.Sprint(cc.Port),
-			"--username", cc.User, "--dbname", cc.Database)
-		cmd.Env = append(os.Environ(), "PGPASSWORD="+cc.Password)
-		b, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("pg_dump: %v", err)
-		}
-		out.Write(b)
-	} else {
-		t.Logf("pg_dump is not installed; the dump is every row of every table")
-	}
-	return out.Bytes()
 }
 
 // TestPlainPayloadsFromBeforeSealingAreSealedAtStart builds a database the

@@ -2,10 +2,7 @@ package record
 
 import (
 	"bytes"
-	"context"
 	"encoding/hex"
-	"os"
-	"os/exec"
 	"testing"
 
 	"github.com/careflow/careflow/internal/store"
@@ -22,49 +19,18 @@ import (
 func TestDatabaseDumpHoldsNoClinicalCode(t *testing.T) {
 	for _, d := range storetest.Backends() {
 		t.Run(string(d), func(t *testing.T) {
-			ctx := context.Background()
-			var db *store.DB
-			var pgURL string
-			if d == store.Postgres {
-				if _, err := exec.LookPath("pg_dump"); err != nil {
-					t.Skip("pg_dump not installed")
-				}
-				pgURL = storetest.NewPostgresDatabase(t)
-				var err error
-				if db, err = store.Open(ctx, store.Config{URL: pgURL}); err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { db.Close() })
-				if _, err := db.Migrate(ctx); err != nil {
-					t.Fatal(err)
-				}
-			} else {
-				db = storetest.Open(t, d)
-			}
+			db := storetest.Open(t, d)
 			s := newService(t, db)
 			ids := codeFixture(t, s)
 			mustCreate(t, s, "MedicationRequest", `{"resourceType":"MedicationRequest","status":"active","intent":"order","subject":{"reference":"Patient/p1"},
 "medicationCodeableConcept":{"coding":[{"system":"`+rxnorm+`","code":"197361"}]}}`)
 
-			var dump, raw []byte
-			if d == store.SQLite {
-				for _, suffix := range []string{"", "-wal"} {
-					b, err := os.ReadFile(db.SQLitePath() + suffix)
-					if err != nil && !os.IsNotExist(err) {
-						t.Fatal(err)
-					}
-					dump = append(dump, b...)
-				}
-				raw = dump
-			} else {
-				out, err := exec.Command("pg_dump", "--no-owner", pgURL).Output()
-				if err != nil {
-					t.Fatalf("pg_dump: %v", err)
-				}
-				raw = out
+			raw := storetest.Dump(t, db)
+			dump := raw
+			if d == store.Postgres {
 				// bytea columns are dumped as hex: decode them to their
 				// bytes, which is what the data is.
-				dump = byteaHex.ReplaceAllFunc(out, func(m []byte) []byte {
+				dump = byteaHex.ReplaceAllFunc(raw, func(m []byte) []byte {
 					b, err := hex.DecodeString(string(m[2:]))
 					if err != nil {
 						return m

@@ -4,11 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
-	"os"
-	"os/exec"
 	"testing"
 
-	"github.com/careflow/careflow/internal/store"
 	"github.com/careflow/careflow/internal/store/storetest"
 )
 
@@ -21,24 +18,7 @@ func TestDatabaseDumpWithEventsHoldsNoPHI(t *testing.T) {
 	for _, d := range storetest.Backends() {
 		t.Run(string(d), func(t *testing.T) {
 			ctx := context.Background()
-			var db *store.DB
-			var pgURL string
-			if d == store.Postgres {
-				if _, err := exec.LookPath("pg_dump"); err != nil {
-					t.Skip("pg_dump not installed")
-				}
-				pgURL = storetest.NewPostgresDatabase(t)
-				var err error
-				if db, err = store.Open(ctx, store.Config{URL: pgURL}); err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { db.Close() })
-				if _, err := db.Migrate(ctx); err != nil {
-					t.Fatal(err)
-				}
-			} else {
-				db = storetest.Open(t, d)
-			}
+			db := storetest.Open(t, d)
 			s := newService(t, db)
 			s.changes = []ChangeHook{EventHook{}}
 			pat, _, err := s.Create(ctx, nil, "Patient", []byte(`{"resourceType":"Patient","name":[{"family":"Zorvathiel","given":["Quillimina"]}],
@@ -51,22 +31,7 @@ func TestDatabaseDumpWithEventsHoldsNoPHI(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			var dump []byte
-			if d == store.SQLite {
-				for _, suffix := range []string{"", "-wal"} {
-					b, err := os.ReadFile(db.SQLitePath() + suffix)
-					if err != nil && !os.IsNotExist(err) {
-						t.Fatal(err)
-					}
-					dump = append(dump, b...)
-				}
-			} else {
-				out, err := exec.Command("pg_dump", "--no-owner", "--data-only", "--table=events", "--table=event_streams", pgURL).Output()
-				if err != nil {
-					t.Fatalf("pg_dump: %v", err)
-				}
-				dump = out
-			}
+			dump := storetest.Dump(t, db)
 			// Not vacuous: the events are in the dump, naming the patient.
 			for _, must := range []string{"record.created", pat.ID} {
 				if !bytes.Contains(dump, []byte(must)) {

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -317,22 +316,7 @@ func TestSamplesRoundTripAndDump(t *testing.T) {
 	sampleDir(t)
 	for _, d := range storetest.Backends() {
 		t.Run(string(d), func(t *testing.T) {
-			var db *store.DB
-			var pgURL string
-			if d == store.Postgres {
-				pgURL = storetest.NewPostgresDatabase(t)
-				var err error
-				db, err = store.Open(context.Background(), store.Config{URL: pgURL})
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { db.Close() })
-				if _, err := db.Migrate(context.Background()); err != nil {
-					t.Fatal(err)
-				}
-			} else {
-				db = storetest.Open(t, d)
-			}
+			db := storetest.Open(t, d)
 			s := newService(t, db)
 			run := runSamples(t, s)
 			t.Logf("%d samples round-tripped, %d invalid rejected with an OperationOutcome, %d batch/transaction Bundles processed, read-only (AuditEvent) skipped: %v",
@@ -340,27 +324,12 @@ func TestSamplesRoundTripAndDump(t *testing.T) {
 			if run.roundTripped < 100 || run.rejected < 20 {
 				t.Fatalf("too few samples: %+v", run)
 			}
-			var dump []byte
-			if d == store.SQLite {
-				for _, suffix := range []string{"", "-wal"} {
-					b, err := os.ReadFile(db.SQLitePath() + suffix)
-					if err != nil && !os.IsNotExist(err) {
-						t.Fatal(err)
-					}
-					dump = append(dump, b...)
-				}
-			} else {
-				if _, err := exec.LookPath("pg_dump"); err != nil {
-					t.Skip("pg_dump not installed")
-				}
-				out, err := exec.Command("pg_dump", "--no-owner", pgURL).Output()
-				if err != nil {
-					t.Fatalf("pg_dump: %v", err)
-				}
+			dump := storetest.Dump(t, db)
+			if d == store.Postgres {
 				// bytea columns are dumped as hex text, in which any short
 				// digit string occurs by chance: decode them to their bytes,
 				// which is what the data is.
-				dump = byteaHex.ReplaceAllFunc(out, func(m []byte) []byte {
+				dump = byteaHex.ReplaceAllFunc(dump, func(m []byte) []byte {
 					b, err := hex.DecodeString(string(m[2:]))
 					if err != nil {
 						return m

@@ -6,12 +6,14 @@
 package storetest
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -168,4 +170,70 @@ func MigrateTo(t testing.TB, db *store.DB, last int) {
 	if err != nil {
 		t.Fatalf("migrate to %d: %v", last, err)
 	}
+}
+
+// Dump returns what someone holding a copy of the database sees, for the
+// tests that look in it for PHI: on SQLite the file and its WAL, byte for
+// byte; on PostgreSQL every row of every table in the schema as text and,
+// when pg_dump is installed, its output too. Each test that proves the
+// database holds no readable PHI reads the database through this one view.
+func Dump(t testing.TB, db *store.DB) []byte {
+	t.Helper()
+	ctx := context.Background()
+	var out bytes.Buffer
+	if db.Dialect() == store.SQLite {
+		for _, suffix := range []string{"", "-wal"} {
+			b, err := os.ReadFile(db.SQLitePath() + suffix)
+			if err != nil && suffix == "" {
+				t.Fatal(err)
+			}
+			out.Write(b)
+		}
+		return out.Bytes()
+	}
+	rows, err := db.Reader().Query(ctx, `SELECT table_name FROM information_schema.tables
+		WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tables []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+		tables = append(tables, name)
+	}
+	rows.Close()
+	if len(tables) < 10 {
+		t.Fatalf("only %d tables in the schema: %v", len(tables), tables)
+	}
+	for _, table := range tables {
+		rows, err := db.Reader().Query(ctx, fmt.Sprintf(`SELECT t::text FROM %q t`, table))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var line string
+			if err := rows.Scan(&line); err != nil {
+				t.Fatal(err)
+			}
+			out.WriteString(line + "\n")
+		}
+		rows.Close()
+	}
+	if path, err := exec.LookPath("pg_dump"); err == nil {
+		cc := db.Pool().Config().ConnConfig
+		cmd := exec.CommandContext(ctx, path, "--no-owner", "--host", cc.Host, "--port", fmt.Sprint(cc.Port),
+			"--username", cc.User, "--dbname", cc.Database)
+		cmd.Env = append(os.Environ(), "PGPASSWORD="+cc.Password)
+		b, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("pg_dump: %v", err)
+		}
+		out.Write(b)
+	} else {
+		t.Logf("pg_dump is not installed; the dump is every row of every table")
+	}
+	return out.Bytes()
 }
