@@ -66,7 +66,7 @@ var plainTokens = map[string]string{
 // time (21 blind rows a part) to answer it with the name prefix match,
 // which is not what a phonetic match promises.
 var notOffered = map[string]string{
-	"phonetic": "phonetic matching is not implemented; search by name",
+	"phonetic": "sound-alike matching is not offered (names are blind-indexed by exact value and typed prefixes only); search by name",
 }
 
 // PlainTokenReason says why a token parameter of a patient record is
