@@ -238,7 +238,7 @@ func TestHeaderValidationRefusesWithTheProtocolCode(t *testing.T) {
 func craft(t *testing.T, alg jose.KeyAlgorithm, enc jose.ContentEncryption, key any, h Header) string {
 	t.Helper()
 	opts := &jose.EncrypterOptions{}
-	for k, v := range h.fields() {
+	for k, v := range h.Fields() {
 		opts.WithHeader(jose.HeaderKey(k), v)
 	}
 	e, err := jose.NewEncrypter(enc, jose.Recipient{Algorithm: alg, Key: key}, opts)
