@@ -156,9 +156,9 @@ func (h *handler) receive(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// authenticate verifies the gateway's bearer token. A token that fails
-// with the cached certificate is tried once more with a fresh one: the
-// gateway may have rotated its key.
+// authenticate verifies the gateway's bearer token. A signature that fails
+// with a cached certificate is checked once more with a fresh one (the
+// gateway may have rotated its key), at most every minRefresh.
 func (h *handler) authenticate(ctx context.Context, r *http.Request, now time.Time) error {
 	tok := BearerToken(r)
 	if tok == "" {
@@ -170,11 +170,10 @@ func (h *handler) authenticate(ctx context.Context, r *http.Request, now time.Ti
 		}
 		return h.registry.SigningKey(ctx, code)
 	}
-	if _, err := VerifyToken(ctx, tok, h.self.Code, now, keyOf); err == nil {
-		return nil
-	}
-	h.registry.Invalidate(h.gatewayCode)
 	_, err := VerifyToken(ctx, tok, h.self.Code, now, keyOf)
+	if errors.Is(err, ErrTokenSignature) && h.registry.Refresh(h.gatewayCode) {
+		_, err = VerifyToken(ctx, tok, h.self.Code, now, keyOf)
+	}
 	return err
 }
 
