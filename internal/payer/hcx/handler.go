@@ -42,6 +42,9 @@ const (
 	// message late (it retries), never from the future beyond clock skew.
 	maxFuture = 5 * time.Minute
 	maxAge    = 7 * 24 * time.Hour
+	// receiveTimeout bounds one inbound call: reading, the registry, the
+	// transaction.
+	receiveTimeout = 30 * time.Second
 )
 
 // handler receives the gateway's calls at POST /hcx/v1/{entity}/{op}.
@@ -70,6 +73,9 @@ func (h *handler) routes() http.Handler {
 // to the inbox in the same transaction. Every refusal is the protocol's
 // ProtocolResponse; nothing is stored unless the message is accepted.
 func (h *handler) receive(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), receiveTimeout)
+	defer cancel()
+	r = r.WithContext(ctx)
 	now := h.now()
 	action := payer.Action(r.PathValue("entity") + "/" + r.PathValue("op"))
 	var hdr Header
