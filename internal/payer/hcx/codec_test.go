@@ -2,6 +2,7 @@ package hcx
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
@@ -347,7 +348,10 @@ func nodeJose(t *testing.T) string {
 			nodeInstallErr = "npm is not installed"
 			return
 		}
-		cmd := exec.Command("npm", "install", "--no-save", "--no-package-lock", "--no-audit", "--no-fund", "jose@6")
+		// Offline, npm retries for minutes: give it one.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "npm", "install", "--no-save", "--no-package-lock", "--no-audit", "--no-fund", "jose@6")
 		cmd.Dir = dir
 		if out, err := cmd.CombinedOutput(); err != nil {
 			nodeInstallErr = "npm install jose failed: " + strings.TrimSpace(string(out))
