@@ -236,7 +236,7 @@ func communicationRequest(p *PayerRules, c *claimRequest, provider, question str
 		"resourceType": "CommunicationRequest", "id": uuid.NewString(), "status": "active",
 		"category": []obj{coding(systemCommCategory, "instruction", "")},
 		"subject":  c.Claim.Patient, "about": []obj{c.requestRef()},
-		"payload":  []obj{{"contentString": question}}, "authoredOn": fhirTime(now),
+		"payload": []obj{{"contentString": question}}, "authoredOn": fhirTime(now),
 		"requester": participantRef(p.Code, p.Name), "recipient": []obj{participantRef(provider, "")},
 	}
 }
@@ -249,11 +249,11 @@ func payment(p *PayerRules, claimIdent fhir.Identifier, provider string, benefit
 	payID := "PAY-" + strconv.FormatInt(now.UnixMilli(), 36) + "-" + reconID[:8]
 	recon = obj{
 		"resourceType": "PaymentReconciliation", "id": reconID, "status": "active",
-		"identifier":    []obj{{"system": systemParticipant + ":" + p.Code + ":payment", "value": payID}},
-		"created":       fhirTime(now), "paymentIssuer": participantRef(p.Code, p.Name),
-		"requestor":     participantRef(provider, ""), "outcome": "complete",
-		"disposition":   fmt.Sprintf("Payment of claim benefit by %s.", p.Name),
-		"paymentDate":   fhirDate(now), "paymentAmount": money(benefit, p.Currency),
+		"identifier": []obj{{"system": systemParticipant + ":" + p.Code + ":payment", "value": payID}},
+		"created":    fhirTime(now), "paymentIssuer": participantRef(p.Code, p.Name),
+		"requestor": participantRef(provider, ""), "outcome": "complete",
+		"disposition": fmt.Sprintf("Payment of claim benefit by %s.", p.Name),
+		"paymentDate": fhirDate(now), "paymentAmount": money(benefit, p.Currency),
 		"paymentIdentifier": obj{"system": systemParticipant + ":" + p.Code + ":payment", "value": payID},
 		"detail": []obj{{
 			"type":    coding(systemPaymentType, "payment", ""),
@@ -266,8 +266,8 @@ func payment(p *PayerRules, claimIdent fhir.Identifier, provider string, benefit
 		"request": obj{"type": "Claim", "identifier": claimIdent}, "created": fhirTime(now),
 		"provider": participantRef(p.Code, p.Name),
 		"payment":  obj{"reference": "urn:uuid:" + reconID}, "paymentDate": fhirDate(now),
-		"payee":    participantRef(provider, ""), "recipient": participantRef(provider, ""),
-		"amount":   money(benefit, p.Currency),
+		"payee": participantRef(provider, ""), "recipient": participantRef(provider, ""),
+		"amount": money(benefit, p.Currency),
 	}
 	return recon, notice
 }
