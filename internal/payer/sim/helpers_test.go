@@ -110,8 +110,15 @@ type harness struct {
 
 func startSim(t *testing.T, db *store.DB, r *sim.Rules) *harness {
 	t.Helper()
+	return newSim(t, db, r, true, t.TempDir())
+}
+
+// newSim starts a simulator on db; with deliver false its deliverer does
+// not run (the callbacks stay stored).
+func newSim(t *testing.T, db *store.DB, r *sim.Rules, deliver bool, masterDir string) *harness {
+	t.Helper()
 	ctx := context.Background()
-	master, err := phi.LoadOrCreateMasterKey(t.TempDir())
+	master, err := phi.LoadOrCreateMasterKey(masterDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,13 +131,19 @@ func startSim(t *testing.T, db *store.DB, r *sim.Rules) *harness {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(s.Handler())
-	s.Start(ctx)
-	t.Cleanup(func() {
-		srv.CloseClientConnections()
-		srv.Close()
-		_ = s.Stop(context.Background())
-	})
-	return &harness{t: t, sim: s, srv: srv, db: db}
+	if deliver {
+		s.Start(ctx)
+	}
+	h := &harness{t: t, sim: s, srv: srv, db: db}
+	t.Cleanup(h.stop)
+	return h
+}
+
+// stop stops the simulator and its server (again is harmless).
+func (h *harness) stop() {
+	h.srv.CloseClientConnections()
+	h.srv.Close()
+	_ = h.sim.Stop(context.Background())
 }
 
 // received is one callback a provider got.
@@ -407,9 +420,9 @@ func claimBundle(use, identifier, member string, related string, preAuthRef stri
 		"identifier": []map[string]any{{"system": "https://careflow.example/claim", "value": identifier}},
 		"type":       map[string]any{"coding": []map[string]any{{"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "professional"}}},
 		"use":        use, "patient": map[string]any{"reference": "urn:uuid:" + patID}, "created": "2026-01-05",
-		"insurer":  map[string]any{"identifier": map[string]any{"value": "payer-a"}},
-		"provider": map[string]any{"identifier": map[string]any{"value": "provider-1"}},
-		"priority": map[string]any{"coding": []map[string]any{{"system": "http://terminology.hl7.org/CodeSystem/processpriority", "code": "normal"}}},
+		"insurer":   map[string]any{"identifier": map[string]any{"value": "payer-a"}},
+		"provider":  map[string]any{"identifier": map[string]any{"value": "provider-1"}},
+		"priority":  map[string]any{"coding": []map[string]any{{"system": "http://terminology.hl7.org/CodeSystem/processpriority", "code": "normal"}}},
 		"insurance": []map[string]any{insurance}, "item": its,
 	}
 	if related != "" {

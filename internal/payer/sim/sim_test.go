@@ -102,7 +102,9 @@ func TestClaimsArePaidPartlyPaidOrDeniedAndPaymentsNameTheClaim(t *testing.T) {
 		}
 		for _, c := range cases {
 			t.Run(c.name, func(t *testing.T) {
-				ans := p.waitFor(1, func(r received) bool { return r.header.CorrelationID == corr[c.name] && r.action == payer.ClaimOnSubmit })[0]
+				ans := p.waitFor(1, func(r received) bool {
+					return r.header.CorrelationID == corr[c.name] && r.action == payer.ClaimOnSubmit
+				})[0]
 				cr := resources(t, ans.bundle, "ClaimResponse")[0]
 				total := cr["total"].([]any)[1].(map[string]any)["amount"].(map[string]any)["value"].(json.Number)
 				if string(total) != c.benefit || cr["outcome"] != "complete" {
@@ -121,7 +123,9 @@ func TestClaimsArePaidPartlyPaidOrDeniedAndPaymentsNameTheClaim(t *testing.T) {
 				if c.benefit == "0.00" {
 					return
 				}
-				pay := p.waitFor(1, func(r received) bool { return r.header.CorrelationID == corr[c.name] && r.action == payer.PaymentNoticeRequest })[0]
+				pay := p.waitFor(1, func(r received) bool {
+					return r.header.CorrelationID == corr[c.name] && r.action == payer.PaymentNoticeRequest
+				})[0]
 				if pay.header.WorkflowID != ans.header.WorkflowID {
 					t.Fatalf("the payment notice is on another workflow")
 				}
