@@ -141,9 +141,10 @@ func newSim(t *testing.T, db *store.DB, r *sim.Rules, deliver bool, masterDir st
 
 // stop stops the simulator and its server (again is harmless).
 func (h *harness) stop() {
+	_ = h.sim.Stop(context.Background())
 	h.srv.CloseClientConnections()
 	h.srv.Close()
-	_ = h.sim.Stop(context.Background())
+	_ = h.sim.Close()
 }
 
 // received is one callback a provider got.

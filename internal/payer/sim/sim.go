@@ -80,7 +80,7 @@ type Simulator struct {
 	// them go.
 	holdCtx    context.Context
 	holdCancel context.CancelFunc
-	stopOnce   sync.Once
+	closeOnce  sync.Once
 }
 
 // New opens (or creates) the simulator's identities and ledger and builds
@@ -181,19 +181,23 @@ func (s *Simulator) GatewayCode() string { return s.gateway.code }
 // Start runs the callback deliverer until Stop.
 func (s *Simulator) Start(ctx context.Context) { s.del.start(ctx) }
 
-// Stop stops the deliverer (a delivery in flight finishes or times out;
-// undelivered callbacks stay in the ledger for the next start), lets go of
-// requests held by the timeout fault, and closes the simulator's own
-// database.
+// Stop stops the deliverer (a delivery in flight finishes or is cut
+// short; undelivered callbacks stay in the ledger for the next start) and
+// lets go of the requests the timeout fault holds, so an HTTP server's
+// shutdown after it does not wait for them. Call Close after the HTTP
+// server has shut down.
 func (s *Simulator) Stop(ctx context.Context) error {
+	s.holdCancel()
+	return s.del.stop(ctx)
+}
+
+// Close closes the simulator's own database (not a Config.DB, which is the
+// caller's). Stop first.
+func (s *Simulator) Close() error {
 	var err error
-	s.stopOnce.Do(func() {
-		s.holdCancel()
-		err = s.del.stop(ctx)
+	s.closeOnce.Do(func() {
 		if s.ownDB {
-			if cerr := s.db.Close(); err == nil {
-				err = cerr
-			}
+			err = s.db.Close()
 		}
 	})
 	return err
