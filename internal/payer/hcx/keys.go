@@ -224,3 +224,57 @@ func writeSecret(path string, b []byte) error {
 	}
 	return nil
 }
+
+// Identity is careflow's own participant identity: its code, its private
+// keys (newest first: Keys[0] signs tokens and is the one its certificate
+// certifies and the registry publishes; the older ones still decrypt what
+// was encrypted for them during a rotation), and its certificate.
+type Identity struct {
+	Code string
+	Keys []*rsa.PrivateKey
+	Cert *x509.Certificate
+}
+
+// Validate checks that the identity can act: a code, a key, and a
+// certificate that certifies the newest key.
+func (id Identity) Validate() error {
+	if id.Code == "" {
+		return errors.New("hcx: the participant code is not set")
+	}
+	if len(id.Keys) == 0 || id.Keys[0] == nil {
+		return errors.New("hcx: no private key")
+	}
+	if id.Cert == nil {
+		return errors.New("hcx: no certificate")
+	}
+	if pub, ok := id.Cert.PublicKey.(*rsa.PublicKey); !ok || !pub.Equal(&id.Keys[0].PublicKey) {
+		return errors.New("hcx: the certificate does not certify the newest private key")
+	}
+	return nil
+}
+
+// LoadIdentity reads an identity from files: keyFiles newest first (each
+// may hold several PEM keys, also newest first) and the certificate of the
+// newest key.
+func LoadIdentity(code string, keyFiles []string, certFile string) (Identity, error) {
+	id := Identity{Code: code}
+	for _, f := range keyFiles {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return Identity{}, fmt.Errorf("hcx: read key file: %w", err)
+		}
+		keys, err := ParsePrivateKeysPEM(b)
+		if err != nil {
+			return Identity{}, fmt.Errorf("hcx: key file %s: %w", filepath.Base(f), err)
+		}
+		id.Keys = append(id.Keys, keys...)
+	}
+	b, err := os.ReadFile(certFile)
+	if err != nil {
+		return Identity{}, fmt.Errorf("hcx: read certificate file: %w", err)
+	}
+	if id.Cert, err = ParseCertificatePEM(b); err != nil {
+		return Identity{}, err
+	}
+	return id, id.Validate()
+}

@@ -95,16 +95,22 @@ func writeResponse(w http.ResponseWriter, status int, body ProtocolResponse) {
 // maxResponse bounds what ReadError reads of an answer body.
 const maxResponse = 64 << 10
 
-// ReadError reads a gateway's or participant's answer. A 2xx answer is
-// the acknowledgement (nil error; the body's ids when it has them). Any
-// other answer carrying a ProtocolResponse error is a *payer.Error with the
-// answer's status; an answer without one (a proxy's 502 page, an empty
-// 503) returns ErrNoProtocolError, which the caller treats as transient.
+// ReadError reads a gateway's or participant's answer (ReadAnswer of its
+// status and body, at most 64 KiB of it).
 func ReadError(resp *http.Response) (ProtocolResponse, error) {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	return ReadAnswer(resp.StatusCode, b)
+}
+
+// ReadAnswer reads an answer's status and body. A 2xx answer is the
+// acknowledgement (nil error; the body's ids when it has them). Any other
+// answer carrying a ProtocolResponse error is a *payer.Error with the
+// answer's status; an answer without one (a proxy's 502 page, an empty
+// 503) returns ErrNoProtocolError, which the caller treats as transient.
+func ReadAnswer(status int, body []byte) (ProtocolResponse, error) {
 	var pr ProtocolResponse
-	decodeErr := json.Unmarshal(b, &pr)
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+	decodeErr := json.Unmarshal(body, &pr)
+	if status >= 200 && status < 300 {
 		if decodeErr != nil {
 			pr = ProtocolResponse{}
 		}
@@ -113,7 +119,7 @@ func ReadError(resp *http.Response) (ProtocolResponse, error) {
 	if decodeErr != nil || pr.Error == nil || pr.Error.Code == "" {
 		return ProtocolResponse{}, ErrNoProtocolError
 	}
-	return pr, &payer.Error{Code: pr.Error.Code, Message: pr.Error.Message, HTTPStatus: resp.StatusCode}
+	return pr, &payer.Error{Code: pr.Error.Code, Message: pr.Error.Message, HTTPStatus: status}
 }
 
 // ErrNoProtocolError is an unsuccessful answer that is not a protocol
