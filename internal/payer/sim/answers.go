@@ -172,7 +172,6 @@ type eligibilityRequest struct {
 	Item []struct {
 		ProductOrService *fhir.CodeableConcept `json:"productOrService"`
 	} `json:"item"`
-	fullURL string
 }
 
 // eligibilityResponse answers an eligibility check with the member's plan
@@ -182,13 +181,9 @@ func eligibilityResponse(p *PayerRules, req *eligibilityRequest, pl *Plan, used 
 	if len(purpose) == 0 {
 		purpose = []string{"benefits"}
 	}
-	request := obj{"reference": req.fullURL}
-	if req.fullURL == "" {
-		if len(req.Identifier) > 0 {
-			request = obj{"type": "CoverageEligibilityRequest", "identifier": req.Identifier[0]}
-		} else {
-			request = obj{"reference": "CoverageEligibilityRequest/" + req.ID}
-		}
+	request := obj{"reference": "CoverageEligibilityRequest/" + req.ID}
+	if len(req.Identifier) > 0 {
+		request = obj{"type": "CoverageEligibilityRequest", "identifier": req.Identifier[0]}
 	}
 	insurance := obj{"inforce": pl != nil}
 	if len(req.Insurance) > 0 {

@@ -11,7 +11,6 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/careflow/careflow/internal/fhir"
 	"github.com/careflow/careflow/internal/payer"
 	"github.com/careflow/careflow/internal/payer/hcx"
 	"github.com/careflow/careflow/internal/phi"
@@ -83,14 +82,8 @@ func (s *Simulator) process(ctx context.Context, tx store.Tx, action payer.Actio
 	return &payer.Error{Code: de.code, Message: de.rule, HTTPStatus: http.StatusBadRequest}
 }
 
-// bundle reads the message's payload as a FHIR Bundle.
-func (x *exchange) bundle() (*requestBundle, error) {
-	b, err := fhir.ParseBundle(x.payload)
-	if err != nil {
-		return nil, domainError("the payload is not a FHIR Bundle")
-	}
-	return indexBundle(b), nil
-}
+// bundle reads the message's payload.
+func (x *exchange) bundle() (*requestBundle, error) { return readRequest(x.payload) }
 
 func (s *Simulator) memberIndex(p *payerState, member string) (string, error) {
 	if member == "" {
@@ -273,11 +266,11 @@ func (s *Simulator) openClaim(ctx context.Context, id string, sealed []byte) (*c
 	if err != nil {
 		return nil, err
 	}
-	b, err := fhir.ParseBundle(raw)
+	rb, err := readRequest(raw)
 	if err != nil {
 		return nil, err
 	}
-	return indexBundle(b).claim()
+	return rb.claim()
 }
 
 // informationReceived takes the Communication answering a payer's
@@ -288,7 +281,7 @@ func (s *Simulator) informationReceived(ctx context.Context, tx store.Tx, x *exc
 	if err != nil {
 		return err
 	}
-	if raw, _ := rb.first("Communication"); raw == nil {
+	if raw := rb.first("Communication"); raw == nil {
 		return wrongDomain("the Bundle holds no Communication")
 	}
 	row := claimRow{provider: x.h.SenderCode}

@@ -478,3 +478,5 @@ func communicationBundle() []byte {
 }
 
 func timeNow() time.Time { return time.Now() }
+
+func encodeCert(p *provider) []byte { return hcx.EncodeCertificatePEM(p.cert) }

@@ -5,66 +5,56 @@ import (
 	"strings"
 
 	"github.com/careflow/careflow/internal/fhir"
+	"github.com/careflow/careflow/internal/payer/hcx"
 )
 
-// requestBundle is a provider's Bundle as the payer reads it: resources by
-// type, and by the references that reach them (fullUrl, Type/id).
+// requestBundle is a provider's payload as the payer reads it, through
+// the hcx package's lenient reader (an HCX v0.7 document, a v0.7.1
+// collection, a NPHIES message Bundle or a bare resource): the main
+// resource and the others by type. References inside it are resolved by
+// the referenced type and id.
 type requestBundle struct {
-	byType map[string][]entry
-	byRef  map[string]json.RawMessage
+	hcx.Reading
 }
 
-// entry is one resource of the Bundle and the fullUrl it came with.
-type entry struct {
-	raw     json.RawMessage
-	fullURL string
-}
-
-// indexBundle indexes the resources of a parsed Bundle (document or
-// collection: HCX v0.7 and v0.7.1 both).
-func indexBundle(b *fhir.Bundle) *requestBundle {
-	rb := &requestBundle{byType: map[string][]entry{}, byRef: map[string]json.RawMessage{}}
-	for _, e := range b.Entry {
-		if len(e.Resource) == 0 {
-			continue
-		}
-		var head struct {
-			ResourceType string `json:"resourceType"`
-			ID           string `json:"id"`
-		}
-		if json.Unmarshal(e.Resource, &head) != nil || head.ResourceType == "" {
-			continue
-		}
-		rb.byType[head.ResourceType] = append(rb.byType[head.ResourceType], entry{raw: e.Resource, fullURL: e.FullURL})
-		if e.FullURL != "" {
-			rb.byRef[e.FullURL] = e.Resource
-		}
-		if head.ID != "" {
-			rb.byRef[head.ResourceType+"/"+head.ID] = e.Resource
-		}
+func readRequest(payload []byte) (*requestBundle, error) {
+	r, err := hcx.ReadBundle(payload)
+	if err != nil {
+		return nil, domainError("the payload is not a FHIR Bundle the payer can read")
 	}
-	return rb
+	return &requestBundle{Reading: r}, nil
 }
 
-// first is the Bundle's first resource of a type, and its fullUrl.
-func (rb *requestBundle) first(typ string) (json.RawMessage, string) {
-	if l := rb.byType[typ]; len(l) > 0 {
-		return l[0].raw, l[0].fullURL
+// first is the main resource when it is of typ, else the first of typ.
+func (rb *requestBundle) first(typ string) json.RawMessage {
+	if rb.MainType == typ {
+		return rb.Main
 	}
-	return nil, ""
+	if l := rb.Entries[typ]; len(l) > 0 {
+		return l[0]
+	}
+	return nil
 }
 
-// resolve finds a referenced resource in the Bundle: by fullUrl, by
-// Type/id, or by the last two segments of an absolute URL.
-func (rb *requestBundle) resolve(ref string) json.RawMessage {
+// resolve finds the resource a reference points at: "Type/id", an
+// absolute URL ending so, or "urn:uuid:id" (the HCX habit of naming an
+// entry by its resource's id), matched by id among the Bundle's resources
+// of that type (any type for urn:uuid).
+func (rb *requestBundle) resolve(ref, typ string) json.RawMessage {
 	if ref == "" {
 		return nil
 	}
-	if r, ok := rb.byRef[ref]; ok {
-		return r
+	id := strings.TrimPrefix(ref, "urn:uuid:")
+	if parts := strings.Split(id, "/"); len(parts) >= 2 {
+		typ, id = parts[len(parts)-2], parts[len(parts)-1]
 	}
-	if parts := strings.Split(ref, "/"); len(parts) >= 2 {
-		return rb.byRef[parts[len(parts)-2]+"/"+parts[len(parts)-1]]
+	for _, raw := range rb.Entries[typ] {
+		var head struct {
+			ID string `json:"id"`
+		}
+		if json.Unmarshal(raw, &head) == nil && head.ID == id {
+			return raw
+		}
 	}
 	return nil
 }
@@ -73,7 +63,7 @@ func (rb *requestBundle) resolve(ref string) json.RawMessage {
 // Coverage.subscriberId, else its first identifier; or fallback (an
 // insurance's own identifier) when the coverage is not in the Bundle.
 func (rb *requestBundle) memberID(coverage fhir.Reference, fallback *fhir.Identifier) string {
-	if raw := rb.resolve(coverage.Reference); raw != nil {
+	if raw := rb.resolve(coverage.Reference, "Coverage"); raw != nil {
 		if c, err := fhir.ParseCoverage(raw); err == nil {
 			if c.SubscriberID != "" {
 				return c.SubscriberID
@@ -94,11 +84,12 @@ func (rb *requestBundle) memberID(coverage fhir.Reference, fallback *fhir.Identi
 	return ""
 }
 
-// claim reads the Bundle's Claim (the first one): its identity, member
-// and lines. A Claim without an identifier value, a use or items is
-// refused with a field-naming rule.
+// claim reads the Bundle's Claim (the main resource): its identity
+// (Claim.identifier's value, else its id), member and lines. A Claim
+// without identity, use or items is refused with a field-naming rule; an
+// item without an amount is read as 0.
 func (rb *requestBundle) claim() (*claimRequest, error) {
-	raw, _ := rb.first("Claim")
+	raw := rb.first("Claim")
 	if raw == nil {
 		return nil, domainError("the Bundle holds no Claim")
 	}
@@ -113,8 +104,11 @@ func (rb *requestBundle) claim() (*claimRequest, error) {
 			break
 		}
 	}
+	if cr.Identifier.Value == "" && c.ID != "" {
+		cr.Identifier = fhir.Identifier{Value: c.ID}
+	}
 	if cr.Identifier.Value == "" {
-		return nil, domainError("Claim.identifier: a value is required")
+		return nil, domainError("Claim.identifier: a value (or Claim.id) is required")
 	}
 	if c.Use != useClaim && c.Use != usePreauth {
 		return nil, domainError("Claim.use: claim or preauthorization is expected")
@@ -153,7 +147,7 @@ func (rb *requestBundle) claim() (*claimRequest, error) {
 		if l.Code == "" {
 			return nil, domainError("Claim.item.productOrService: a coded product or service is required")
 		}
-		var ok bool
+		ok := false
 		if it.Net != nil {
 			l.Net, ok = amountOf(it.Net.Value)
 		}
@@ -169,7 +163,7 @@ func (rb *requestBundle) claim() (*claimRequest, error) {
 			}
 		}
 		if !ok {
-			return nil, domainError("Claim.item.net: an amount (net, or unitPrice) is required")
+			l.Net = 0 // nothing claimed for the line: it pays nothing
 		}
 		cr.Lines = append(cr.Lines, l)
 	}
@@ -179,7 +173,7 @@ func (rb *requestBundle) claim() (*claimRequest, error) {
 // eligibility reads the Bundle's CoverageEligibilityRequest and the
 // member it asks about.
 func (rb *requestBundle) eligibility() (*eligibilityRequest, string, error) {
-	raw, fullURL := rb.first("CoverageEligibilityRequest")
+	raw := rb.first("CoverageEligibilityRequest")
 	if raw == nil {
 		return nil, "", domainError("the Bundle holds no CoverageEligibilityRequest")
 	}
@@ -187,7 +181,6 @@ func (rb *requestBundle) eligibility() (*eligibilityRequest, string, error) {
 	if err := json.Unmarshal(raw, &req); err != nil {
 		return nil, "", domainError("the CoverageEligibilityRequest cannot be read")
 	}
-	req.fullURL = fullURL
 	member := ""
 	if len(req.Insurance) > 0 {
 		member = rb.memberID(req.Insurance[0].Coverage, nil)
