@@ -80,7 +80,7 @@ func TestPayerSimServesItsRegistryAndKeepsItsKeysAcrossRestarts(t *testing.T) {
 	if code := stop(); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	for _, code := range []string{"hcx-gateway-sim", "payer-nile", "payer-delta"} {
+	for _, code := range []string{"hcx-gateway", "payer-nile", "payer-delta"} {
 		if !strings.Contains(first[code], "BEGIN CERTIFICATE") {
 			t.Fatalf("the registry does not list %s with its certificate: %v", code, first)
 		}

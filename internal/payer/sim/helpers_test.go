@@ -102,10 +102,11 @@ func rules(t testing.TB, mutate func(r *sim.Rules)) *sim.Rules {
 
 // harness is a simulator on an httptest server.
 type harness struct {
-	t   *testing.T
-	sim *sim.Simulator
-	srv *httptest.Server
-	db  *store.DB
+	t    *testing.T
+	sim  *sim.Simulator
+	srv  *httptest.Server
+	db   *store.DB
+	ring *phi.Ring
 }
 
 func startSim(t *testing.T, db *store.DB, r *sim.Rules) *harness {
@@ -134,7 +135,7 @@ func newSim(t *testing.T, db *store.DB, r *sim.Rules, deliver bool, masterDir st
 	if deliver {
 		s.Start(ctx)
 	}
-	h := &harness{t: t, sim: s, srv: srv, db: db}
+	h := &harness{t: t, sim: s, srv: srv, db: db, ring: ring}
 	t.Cleanup(h.stop)
 	return h
 }

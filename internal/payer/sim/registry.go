@@ -185,6 +185,10 @@ func parseRegistration(rec participantRecord) (*registered, *payer.Error) {
 	if err := outbound.ValidHost(u.Host); err != nil && outbound.ValidHost(u.Hostname()) != nil {
 		return nil, bad("endpoint_url", "the host is not a valid host")
 	}
+	if strings.TrimSpace(rec.SigningCert) == "" {
+		// One key for both, as small participants do.
+		rec.SigningCert = rec.EncryptionCert
+	}
 	reg := &registered{rec: rec}
 	for _, c := range []struct {
 		field string

@@ -14,6 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/careflow/careflow/internal/errs"
+	"github.com/careflow/careflow/internal/payer/hcx"
 )
 
 // Rules is what the simulated payers decide and how the gateway misbehaves.
@@ -235,7 +236,9 @@ func ParseRules(data []byte) (*Rules, error) {
 
 func (r *Rules) setDefaults() {
 	if r.Gateway.Code == "" {
-		r.Gateway.Code = "hcx-gateway-sim"
+		// careflow's default gateway code (hcx.DefaultGatewayCode), so
+		// `careflow serve --hcx-gateway URL` needs no other setting.
+		r.Gateway.Code = hcx.DefaultGatewayCode
 	}
 	if r.Gateway.Name == "" {
 		r.Gateway.Name = "HCX gateway (careflow simulator)"

@@ -51,7 +51,7 @@ payers:
 		{"a partial fraction of one", base + "    partial_payments:\n      - {codes: [\"1\"], fraction: 1}\n", "rules line 10: payers[0].partial_payments[0].fraction"},
 		{"a denial without reason", base + "    denials:\n      - {codes: [\"1\"]}\n", "payers[0].denials[0].reason"},
 		{"a code with a space", base + "    preauth_refused: [\"a b\"]\n", "rules line 9: payers[0].preauth_refused[0]"},
-		{"the gateway's code taken by a payer", strings.Replace(base, "code: p1", "code: hcx-gateway-sim", 1), "payers[0].code: the code is used twice"},
+		{"the gateway's code taken by a payer", strings.Replace(base, "code: p1", "code: hcx-gateway", 1), "payers[0].code: the code is used twice"},
 		{"no payers", "seed: 1\n", "payers: at least one payer"},
 	}
 	for _, c := range cases {
