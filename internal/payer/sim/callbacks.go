@@ -2,6 +2,7 @@ package sim
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -78,9 +79,9 @@ func (s *Simulator) enqueue(ctx context.Context, tx store.Tx, o outgoing) error 
 }
 
 // deliverer posts stored callbacks to the providers' endpoints: due ones
-// in id order, one correlation's callbacks in the order they were stored
-// (an undelivered one holds back those after it), retrying failures with
-// a doubling backoff. Callbacks live in sim_callbacks, so they survive a
+// in id order, a few at once, one correlation's callbacks in the order
+// they were stored (an undelivered one holds back those after it),
+// retrying failures with a doubling backoff. Callbacks live in sim_callbacks, so they survive a
 // restart and a provider that was down gets its answers when it is back.
 type deliverer struct {
 	s          *Simulator
@@ -201,16 +202,37 @@ func (d *deliverer) pass(ctx context.Context) (int, error) {
 	if err := rows.Err(); err != nil {
 		return 0, err
 	}
+	// The query picks at most one callback per correlation (the first one
+	// not yet delivered), so delivering the batch concurrently keeps each
+	// correlation's order, and a slow provider holds back only its own.
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+		sem      = make(chan struct{}, deliveryWorkers)
+	)
 	for _, p := range due {
-		if ctx.Err() != nil {
-			return 0, nil
-		}
-		if err := d.deliver(ctx, p); err != nil {
-			return 0, err
-		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := d.deliver(ctx, p); err != nil {
+				mu.Lock()
+				firstErr = cmp.Or(firstErr, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil || ctx.Err() != nil {
+		return 0, firstErr
 	}
 	return len(due), nil
 }
+
+// deliveryWorkers bounds the callbacks delivered at once.
+const deliveryWorkers = 4
 
 // deliver posts one callback and records the outcome: delivered (a 2xx),
 // given up (a 4xx refusal other than 408/429: sending it again cannot
