@@ -59,6 +59,7 @@ func (in *recordingInbox) waitFor(t *testing.T, n int) []payer.Message {
 // one claim sent with Client.Send comes back as the claim response and
 // the payment through Handler, and a retried send is not a second claim.
 func TestCareflowsParticipantAndTheSimulatorSpeakOneProtocol(t *testing.T) {
+	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		h := startSim(t, db, rules(t, nil))

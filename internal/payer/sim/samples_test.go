@@ -34,6 +34,7 @@ func sharedData(t *testing.T, rel string) []byte {
 // (Composition first), HCX sample payloads, NPHIES message Bundles; each
 // answer is valid R4 (the provider checks every one).
 func TestThePayersAnswerRealParticipantsBundles(t *testing.T) {
+	t.Parallel()
 	db := storetest.Open(t, store.SQLite)
 	h := startSim(t, db, rules(t, nil))
 	p := newProvider(t, h, "provider-1")
@@ -68,6 +69,7 @@ func TestThePayersAnswerRealParticipantsBundles(t *testing.T) {
 // A dump of the simulator's database holds none of the patient's data:
 // the bundles are sealed, the member id is a blind index.
 func TestTheLedgerHoldsNoReadablePHI(t *testing.T) {
+	t.Parallel()
 	db := storetest.Open(t, store.SQLite)
 	h := startSim(t, db, rules(t, nil))
 	p := newProvider(t, h, "provider-1")
@@ -101,6 +103,7 @@ func TestTheLedgerHoldsNoReadablePHI(t *testing.T) {
 }
 
 func TestTheLedgerEndpointCountsAndFilters(t *testing.T) {
+	t.Parallel()
 	db := storetest.Open(t, store.SQLite)
 	h := startSim(t, db, rules(t, nil))
 	p := newProvider(t, h, "provider-1")
@@ -138,6 +141,7 @@ func TestTheLedgerEndpointCountsAndFilters(t *testing.T) {
 }
 
 func TestTheRegistryRefusesBadRegistrationsAndTheSimulatorsOwnCodes(t *testing.T) {
+	t.Parallel()
 	db := storetest.Open(t, store.SQLite)
 	h := startSim(t, db, rules(t, nil))
 	p := newProvider(t, h, "provider-1")

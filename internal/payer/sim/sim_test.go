@@ -43,6 +43,7 @@ func adjudication(t *testing.T, cr map[string]any, item int, category string) st
 }
 
 func TestEligibilityAnswersWithThePlanOrNotInforce(t *testing.T) {
+	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		h := startSim(t, db, rules(t, nil))
 		p := newProvider(t, h, "provider-1")
@@ -75,6 +76,7 @@ func TestEligibilityAnswersWithThePlanOrNotInforce(t *testing.T) {
 }
 
 func TestClaimsArePaidPartlyPaidOrDeniedAndPaymentsNameTheClaim(t *testing.T) {
+	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		h := startSim(t, db, rules(t, nil))
 		p := newProvider(t, h, "provider-1")
@@ -156,6 +158,7 @@ func TestClaimsArePaidPartlyPaidOrDeniedAndPaymentsNameTheClaim(t *testing.T) {
 }
 
 func TestPreauthorizationApprovedRefusedAndHonouredByTheClaim(t *testing.T) {
+	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		h := startSim(t, db, rules(t, nil))
 		p := newProvider(t, h, "provider-1")
@@ -197,6 +200,7 @@ func TestPreauthorizationApprovedRefusedAndHonouredByTheClaim(t *testing.T) {
 }
 
 func TestAnAppealOfAFirstSubmissionDenialIsPaid(t *testing.T) {
+	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		h := startSim(t, db, rules(t, nil))
 		p := newProvider(t, h, "provider-1")
@@ -215,6 +219,7 @@ func TestAnAppealOfAFirstSubmissionDenialIsPaid(t *testing.T) {
 }
 
 func TestACommunicationRequestIsAnsweredBeforeTheClaimIsDecided(t *testing.T) {
+	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		h := startSim(t, db, rules(t, nil))
 		p := newProvider(t, h, "provider-1")
@@ -259,6 +264,7 @@ func TestACommunicationRequestIsAnsweredBeforeTheClaimIsDecided(t *testing.T) {
 }
 
 func TestAnIdenticalResendIsAcknowledgedAndNotProcessedAgain(t *testing.T) {
+	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		h := startSim(t, db, rules(t, nil))
 		p := newProvider(t, h, "provider-1")
@@ -291,6 +297,7 @@ func TestAnIdenticalResendIsAcknowledgedAndNotProcessedAgain(t *testing.T) {
 }
 
 func TestRefusalsCarryTheProtocolsErrorCodes(t *testing.T) {
+	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		h := startSim(t, db, rules(t, nil))
 		p := newProvider(t, h, "provider-1")
