@@ -242,7 +242,8 @@ func (r *registry) serveCreate(w http.ResponseWriter, req *http.Request) {
 		hcx.WriteError(w, hcx.Header{}, &payer.Error{Code: hcx.ErrAccessDenied, Message: "participant_code: the code is the simulator's own", HTTPStatus: http.StatusConflict}, now)
 		return
 	}
-	if err := r.store(req.Context(), reg); err == nil {
+	err = r.store(req.Context(), reg)
+	if err == nil {
 		err = r.rebuildClient()
 	}
 	if err != nil {
