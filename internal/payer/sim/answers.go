@@ -81,6 +81,18 @@ func (c *claimRequest) requestRef() obj {
 	return obj{"type": "Claim", "identifier": c.Identifier}
 }
 
+// unnamedPatient stands for a patient the request did not reference, so
+// that an answer keeps its required patient element.
+var unnamedPatient = obj{"display": "the patient the request did not name"}
+
+// patientRef is the Claim's patient reference, as the provider sent it.
+func (c *claimRequest) patientRef() any {
+	if p := c.Claim.Patient; p.Reference != "" || p.Identifier != nil || p.Display != "" {
+		return p
+	}
+	return unnamedPatient
+}
+
 // claimType is the claim's type, required on the ClaimResponse too.
 func (c *claimRequest) claimType() any {
 	if c.Claim.Type != nil {
@@ -96,7 +108,7 @@ func claimResponse(p *PayerRules, c *claimRequest, d *decision, preAuthRef strin
 	cr := obj{
 		"resourceType": "ClaimResponse", "id": uuid.NewString(), "status": "active",
 		"identifier": []obj{{"system": systemParticipant + ":" + p.Code + ":claimresponse", "value": uuid.NewString()}},
-		"type":       c.claimType(), "use": use, "patient": c.Claim.Patient, "created": fhirTime(now),
+		"type":       c.claimType(), "use": use, "patient": c.patientRef(), "created": fhirTime(now),
 		"insurer": participantRef(p.Code, p.Name), "request": c.requestRef(),
 	}
 	if d == nil {
@@ -182,11 +194,14 @@ func eligibilityResponse(p *PayerRules, req *eligibilityRequest, pl *Plan, used 
 		purpose = []string{"benefits"}
 	}
 	request := obj{"reference": "CoverageEligibilityRequest/" + req.ID}
-	if len(req.Identifier) > 0 {
+	if req.ID == "" {
+		request = obj{"type": "CoverageEligibilityRequest", "display": "the request of this exchange"}
+	}
+	if len(req.Identifier) > 0 && req.Identifier[0].Value != "" {
 		request = obj{"type": "CoverageEligibilityRequest", "identifier": req.Identifier[0]}
 	}
 	insurance := obj{"inforce": pl != nil}
-	if len(req.Insurance) > 0 {
+	if len(req.Insurance) > 0 && req.Insurance[0].Coverage != (fhir.Reference{}) {
 		insurance["coverage"] = req.Insurance[0].Coverage
 	}
 	if pl != nil {
@@ -213,10 +228,15 @@ func eligibilityResponse(p *PayerRules, req *eligibilityRequest, pl *Plan, used 
 	out := obj{
 		"resourceType": "CoverageEligibilityResponse", "id": uuid.NewString(), "status": "active",
 		"purpose": purpose, "created": fhirTime(now), "request": request, "outcome": "complete",
-		"insurer": participantRef(p.Code, p.Name), "insurance": []obj{insurance},
+		"insurer": participantRef(p.Code, p.Name), "patient": unnamedPatient,
 	}
-	if len(req.Patient) > 0 {
+	if len(req.Patient) > 0 && string(req.Patient) != "{}" && string(req.Patient) != "null" {
 		out["patient"] = req.Patient
+	}
+	// insurance.coverage is required: without the request's coverage the
+	// answer says what it knows in the disposition alone.
+	if _, ok := insurance["coverage"]; ok {
+		out["insurance"] = []obj{insurance}
 	}
 	if pl == nil {
 		out["disposition"] = "The payer does not know this member."
@@ -230,7 +250,7 @@ func communicationRequest(p *PayerRules, c *claimRequest, provider, question str
 	return obj{
 		"resourceType": "CommunicationRequest", "id": uuid.NewString(), "status": "active",
 		"category": []obj{coding(systemCommCategory, "instruction", "")},
-		"subject":  c.Claim.Patient, "about": []obj{c.requestRef()},
+		"subject":  c.patientRef(), "about": []obj{c.requestRef()},
 		"payload": []obj{{"contentString": question}}, "authoredOn": fhirTime(now),
 		"requester": participantRef(p.Code, p.Name), "recipient": []obj{participantRef(provider, "")},
 	}

@@ -185,3 +185,33 @@ func TestTheRegistryRefusesBadRegistrationsAndTheSimulatorsOwnCodes(t *testing.T
 		t.Fatalf("payers: %d %s", status, body)
 	}
 }
+
+// A sparse request (a bare resource, no patient, no coverage, no id) is
+// still answered with valid R4: the provider validates every answer.
+func TestSparseRequestsGetValidAnswers(t *testing.T) {
+	t.Parallel()
+	db := storetest.Open(t, store.SQLite)
+	h := startSim(t, db, rules(t, nil))
+	p := newProvider(t, h, "provider-1")
+	for name, c := range map[string]struct {
+		action  payer.Action
+		payload string
+		answer  string
+	}{
+		"an eligibility request with nothing but its purpose": {payer.EligibilityCheck,
+			`{"resourceType":"CoverageEligibilityRequest","status":"active","purpose":["validation"]}`, "CoverageEligibilityResponse"},
+		"a claim without patient or insurance": {payer.ClaimSubmit,
+			`{"resourceType":"Claim","id":"c9","use":"claim","item":[{"sequence":1,"productOrService":{"coding":[{"code":"99213"}]}}]}`, "ClaimResponse"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			corr := uuid.NewString()
+			if status, code := p.send(message{action: c.action, recipient: "payer-a", correlation: corr, bundle: []byte(c.payload)}); status != http.StatusAccepted {
+				t.Fatalf("%d %s", status, code)
+			}
+			got := p.waitFor(1, onCorrelation(corr))[0]
+			if got.header.Status != payer.StatusResponseComplete || len(resources(t, got.bundle, c.answer)) != 1 {
+				t.Fatalf("answered %s %s", got.action, got.header.Status)
+			}
+		})
+	}
+}
