@@ -60,6 +60,9 @@ func (s *Simulator) enqueue(ctx context.Context, tx store.Tx, o outgoing) error 
 	if err != nil {
 		return fmt.Errorf("payer-sim: callback to %s: %w", o.provider, err)
 	}
+	if o.kind != "payment" {
+		o.due = o.due.Add(s.dice.latency(o.payer.rules.Faults.AnswerDelay))
+	}
 	copies := 1
 	if s.dice.chance(o.payer.rules.Faults.DuplicateCallbacks) {
 		copies = 2

@@ -160,3 +160,19 @@ func TestErrorAndTimeoutRatesAreMetStatistically(t *testing.T) {
 		t.Fatalf("ledger holds %d messages, %d were acknowledged", s.Messages, accepted)
 	}
 }
+
+func TestThePayerTakesItsAnswerDelay(t *testing.T) {
+	t.Parallel()
+	db := storetest.Open(t, store.SQLite)
+	h := startSim(t, db, rules(t, func(r *sim.Rules) {
+		r.Payers[0].Faults.AnswerDelay = sim.Latency{Kind: "fixed", Value: 300 * time.Millisecond}
+	}))
+	p := newProvider(t, h, "provider-1")
+	corr := uuid.NewString()
+	sent := time.Now()
+	p.send(message{action: payer.EligibilityCheck, recipient: "payer-a", correlation: corr, bundle: eligibilityBundle("GOLD-1")})
+	p.waitFor(1, onCorrelation(corr))
+	if took := time.Since(sent); took < 300*time.Millisecond {
+		t.Fatalf("the answer came after %v, before the payer's 300ms", took)
+	}
+}

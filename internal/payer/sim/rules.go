@@ -120,6 +120,10 @@ type InformationRequest struct {
 type Faults struct {
 	// Latency delays the gateway's synchronous answer.
 	Latency Latency `yaml:"latency"`
+	// AnswerDelay is how long the payer takes to answer: the delay of
+	// each callback (answers, requests for information) after the message
+	// that caused it. A payment notice waits PaymentDelay instead.
+	AnswerDelay Latency `yaml:"answer_delay"`
 	// ErrorRate is the fraction of requests answered 503 (nothing kept:
 	// the sender retries).
 	ErrorRate float64 `yaml:"error_rate"`
@@ -396,27 +400,38 @@ func (f Faults) validate(at []any) error {
 	if f.TimeoutHold < 0 {
 		return bad("must not be negative", sub("timeout_hold")...)
 	}
-	l := f.Latency
-	lat := func(name string) []any { return sub("latency", name) }
+	for _, l := range []struct {
+		name string
+		l    Latency
+	}{{"latency", f.Latency}, {"answer_delay", f.AnswerDelay}} {
+		if err := l.l.validate(sub(l.name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (l Latency) validate(at []any) error {
+	field := func(name string) []any { return append(append([]any{}, at...), name) }
 	switch l.Kind {
 	case "":
 		if l.Value != 0 || l.Min != 0 || l.Max != 0 || l.P50 != 0 || l.P99 != 0 {
-			return bad("a latency needs a kind: fixed, uniform or lognormal", lat("kind")...)
+			return bad("a latency needs a kind: fixed, uniform or lognormal", field("kind")...)
 		}
 	case "fixed":
 		if l.Value < 0 {
-			return bad("must not be negative", lat("value")...)
+			return bad("must not be negative", field("value")...)
 		}
 	case "uniform":
 		if l.Min < 0 || l.Max < l.Min {
-			return bad("needs 0 <= min <= max", lat("max")...)
+			return bad("needs 0 <= min <= max", field("max")...)
 		}
 	case "lognormal":
 		if l.P50 <= 0 || l.P99 < l.P50 {
-			return bad("needs 0 < p50 <= p99", lat("p99")...)
+			return bad("needs 0 < p50 <= p99", field("p99")...)
 		}
 	default:
-		return bad("must be fixed, uniform or lognormal", lat("kind")...)
+		return bad("must be fixed, uniform or lognormal", field("kind")...)
 	}
 	return nil
 }

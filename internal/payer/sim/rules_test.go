@@ -48,6 +48,7 @@ payers:
 		{"a rate above one", base + "    faults:\n      error_rate: 1.5\n", "rules line 10: payers[0].faults.error_rate: a rate is a fraction between 0 and 1"},
 		{"a latency without its kind", base + "    faults:\n      latency: {p50: 10ms}\n", "payers[0].faults.latency.kind"},
 		{"a log-normal p99 below p50", base + "    faults:\n      latency: {kind: lognormal, p50: 10ms, p99: 5ms}\n", "payers[0].faults.latency.p99"},
+		{"an answer delay of an unknown kind", base + "    faults:\n      answer_delay: {kind: normal}\n", "rules line 10: payers[0].faults.answer_delay.kind: must be fixed, uniform or lognormal"},
 		{"a partial fraction of one", base + "    partial_payments:\n      - {codes: [\"1\"], fraction: 1}\n", "rules line 10: payers[0].partial_payments[0].fraction"},
 		{"a denial without reason", base + "    denials:\n      - {codes: [\"1\"]}\n", "payers[0].denials[0].reason"},
 		{"a code with a space", base + "    preauth_refused: [\"a b\"]\n", "rules line 9: payers[0].preauth_refused[0]"},
