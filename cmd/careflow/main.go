@@ -43,6 +43,7 @@ func commands() []command {
 		{name: "client", summary: "add, list or disable machine clients (OAuth2 client credentials)", usage: clientUsage, run: runClient},
 		{name: "import", summary: "load FHIR Bundles and NDJSON files into the record, audited, with a progress bar", usage: importUsage, run: runImport, help: printImportHelp},
 		{name: "keys", summary: "show the PHI key ring or rotate the data key (re-encrypting every row)", usage: keysUsage, run: runKeys},
+		{name: "hcx", summary: "decrypt or encrypt an HCX message (compact JWE with the x-hcx-* headers) by hand", usage: hcxUsage, run: runHcx, help: printHcxHelp},
 		{name: "audit", summary: "verify the audit log against its signed checkpoints", usage: auditUsage, run: runAudit},
 		{name: "payer-sim", summary: "run an HCX gateway with simulated payers (development and tests)", run: runPayerSim, help: printPayerSimHelp},
 		{name: "version", summary: "print the version", run: runVersion},

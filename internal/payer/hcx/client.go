@@ -60,10 +60,9 @@ func (c *Client) Send(ctx context.Context, req payer.Request) (payer.Ack, error)
 	}
 	ack, err := c.post(ctx, req, h)
 	var pe *payer.Error
-	if errors.As(err, &pe) && pe.Code == ErrInvalidEncryption {
+	if errors.As(err, &pe) && pe.Code == ErrInvalidEncryption && c.registry.Refresh(req.Recipient) {
 		// The recipient may have rotated its key: ask the registry again,
 		// once.
-		c.registry.Invalidate(req.Recipient)
 		ack, err = c.post(ctx, req, h)
 	}
 	if errors.As(err, &pe) {

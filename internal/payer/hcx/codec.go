@@ -50,7 +50,7 @@ func Encrypt(h Header, payload []byte, recipient crypto.PublicKey) (string, erro
 		return "", fmt.Errorf("hcx: encrypt: the recipient's RSA key is shorter than 2048 bits")
 	}
 	opts := &jose.EncrypterOptions{}
-	for k, v := range h.fields() {
+	for k, v := range h.Fields() {
 		opts.WithHeader(jose.HeaderKey(k), v)
 	}
 	enc, err := jose.NewEncrypter(jose.A256GCM, jose.Recipient{Algorithm: jose.RSA_OAEP_256, Key: pub}, opts)
@@ -106,7 +106,7 @@ func Decrypt(compact string, keys []*rsa.PrivateKey) (Header, []byte, error) {
 	}
 	// The protected header is the AEAD's associated data: now that the
 	// ciphertext opened, it is authenticated.
-	h, err := parseHeader(protected)
+	h, err := ParseHeaderFields(protected)
 	if err != nil {
 		return Header{}, nil, err
 	}

@@ -238,7 +238,7 @@ func TestHeaderValidationRefusesWithTheProtocolCode(t *testing.T) {
 func craft(t *testing.T, alg jose.KeyAlgorithm, enc jose.ContentEncryption, key any, h Header) string {
 	t.Helper()
 	opts := &jose.EncrypterOptions{}
-	for k, v := range h.fields() {
+	for k, v := range h.Fields() {
 		opts.WithHeader(jose.HeaderKey(k), v)
 	}
 	e, err := jose.NewEncrypter(enc, jose.Recipient{Algorithm: alg, Key: key}, opts)
@@ -483,5 +483,43 @@ func TestDevIdentityIsWrittenOwnerOnlyAndReused(t *testing.T) {
 	}
 	if !k3.Equal(k1) || bytes.Equal(c3.Raw, c1.Raw) {
 		t.Error("an expiring certificate was not renewed for the same key")
+	}
+}
+
+func TestAnIdentityFromFilesKeepsItsRotationOrder(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	newest, older := testKeys()[0], testKeys()[1]
+	cert, err := selfSign(newest, "provider.careflow@hcx", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	keysFile, oldFile, certFile := filepath.Join(dir, "new.pem"), filepath.Join(dir, "old.pem"), filepath.Join(dir, "cert.pem")
+	_ = os.WriteFile(keysFile, EncodePrivateKeyPEM(newest), 0o600)
+	_ = os.WriteFile(oldFile, EncodePrivateKeyPEM(older), 0o600)
+	_ = os.WriteFile(certFile, EncodeCertificatePEM(cert), 0o600)
+	id, err := LoadIdentity("provider.careflow@hcx", []string{keysFile, oldFile}, certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(id.Keys) != 2 || !id.Keys[0].Equal(newest) || !id.Keys[1].Equal(older) {
+		t.Fatal("the keys are not newest first")
+	}
+	// A message encrypted for the older key (a sender with a stale
+	// certificate) still opens.
+	compact, err := Encrypt(sampleHeader(), []byte(`{}`), &older.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Decrypt(compact, id.Keys); err != nil {
+		t.Fatalf("a message for the older key: %v", err)
+	}
+	// The certificate must certify the newest key.
+	if _, err := LoadIdentity("provider.careflow@hcx", []string{oldFile, keysFile}, certFile); err == nil {
+		t.Error("an identity whose certificate is not the newest key's was accepted")
+	}
+	dev, err := LoadDevIdentity(filepath.Join(dir, "dev"), "provider.careflow@hcx", time.Now())
+	if err != nil || dev.Validate() != nil {
+		t.Errorf("development identity: %v", err)
 	}
 }

@@ -42,6 +42,9 @@ const (
 	// message late (it retries), never from the future beyond clock skew.
 	maxFuture = 5 * time.Minute
 	maxAge    = 7 * 24 * time.Hour
+	// receiveTimeout bounds one inbound call: reading, the registry, the
+	// transaction.
+	receiveTimeout = 30 * time.Second
 )
 
 // handler receives the gateway's calls at POST /hcx/v1/{entity}/{op}.
@@ -70,6 +73,9 @@ func (h *handler) routes() http.Handler {
 // to the inbox in the same transaction. Every refusal is the protocol's
 // ProtocolResponse; nothing is stored unless the message is accepted.
 func (h *handler) receive(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), receiveTimeout)
+	defer cancel()
+	r = r.WithContext(ctx)
 	now := h.now()
 	action := payer.Action(r.PathValue("entity") + "/" + r.PathValue("op"))
 	var hdr Header
@@ -156,9 +162,9 @@ func (h *handler) receive(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// authenticate verifies the gateway's bearer token. A token that fails
-// with the cached certificate is tried once more with a fresh one: the
-// gateway may have rotated its key.
+// authenticate verifies the gateway's bearer token. A signature that fails
+// with a cached certificate is checked once more with a fresh one (the
+// gateway may have rotated its key), at most every minRefresh.
 func (h *handler) authenticate(ctx context.Context, r *http.Request, now time.Time) error {
 	tok := BearerToken(r)
 	if tok == "" {
@@ -170,11 +176,10 @@ func (h *handler) authenticate(ctx context.Context, r *http.Request, now time.Ti
 		}
 		return h.registry.SigningKey(ctx, code)
 	}
-	if _, err := VerifyToken(ctx, tok, h.self.Code, now, keyOf); err == nil {
-		return nil
-	}
-	h.registry.Invalidate(h.gatewayCode)
 	_, err := VerifyToken(ctx, tok, h.self.Code, now, keyOf)
+	if errors.Is(err, ErrTokenSignature) && h.registry.Refresh(h.gatewayCode) {
+		_, err = VerifyToken(ctx, tok, h.self.Code, now, keyOf)
+	}
 	return err
 }
 

@@ -131,10 +131,10 @@ func isJSONObject(b []byte) bool {
 	return json.Unmarshal(b, &m) == nil
 }
 
-// fields returns the header as JWE protected header entries (the x-hcx-*
+// Fields returns the header as JWE protected header entries (the x-hcx-*
 // names); absent optional headers are left out. The timestamp is written
 // ISO-8601 with its zone offset, to the millisecond.
-func (h Header) fields() map[string]any {
+func (h Header) Fields() map[string]any {
 	m := map[string]any{
 		HeaderSenderCode:    h.SenderCode,
 		HeaderRecipientCode: h.RecipientCode,
@@ -209,9 +209,9 @@ func isDigits(s string) bool {
 	return s != ""
 }
 
-// parseHeader reads the x-hcx-* entries of a decoded protected header. It
+// ParseHeaderFields reads the x-hcx-* entries of a decoded protected header. It
 // does not validate (Validate does): it reports only what cannot be read.
-func parseHeader(m map[string]json.RawMessage) (Header, error) {
+func ParseHeaderFields(m map[string]json.RawMessage) (Header, error) {
 	var h Header
 	str := func(name string, dst *string) error {
 		raw, ok := m[name]

@@ -278,3 +278,12 @@ func LoadIdentity(code string, keyFiles []string, certFile string) (Identity, er
 	}
 	return id, id.Validate()
 }
+
+// LoadDevIdentity is DevIdentity as an Identity of one key.
+func LoadDevIdentity(dir, code string, now time.Time) (Identity, error) {
+	k, c, err := DevIdentity(dir, code, now)
+	if err != nil {
+		return Identity{}, err
+	}
+	return Identity{Code: code, Keys: []*rsa.PrivateKey{k}, Cert: c}, nil
+}

@@ -150,9 +150,6 @@ type fakeInbox struct {
 	mu       sync.Mutex
 	received []payer.Message
 	fail     error
-	// write, when set, writes in the receiving transaction, to show that a
-	// refusal rolls it back.
-	write bool
 }
 
 func (f *fakeInbox) Receive(ctx context.Context, tx store.Tx, msg payer.Message) error {

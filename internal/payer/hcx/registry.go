@@ -159,6 +159,26 @@ func (r *Registry) Invalidate(code string) {
 	r.mu.Unlock()
 }
 
+// minRefresh is how old a cached participant must be before a failure may
+// drop it: a stream of forged tokens or broken messages cannot turn into a
+// stream of registry calls.
+const minRefresh = 30 * time.Second
+
+// Refresh drops a participant from the cache after a failure its keys may
+// explain (a token that does not verify, a message the recipient could not
+// decrypt), unless it was fetched less than minRefresh ago. It reports
+// whether it dropped it, i.e. whether trying again may help.
+func (r *Registry) Refresh(code string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, ok := r.byCode[code]
+	if !ok || r.now().Sub(c.fetched) < minRefresh {
+		return false
+	}
+	delete(r.byCode, code)
+	return true
+}
+
 // participant returns the cached entry of an active participant, fetching
 // it when absent or stale. errs.NotFound: the registry has no such active
 // participant.

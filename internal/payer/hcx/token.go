@@ -81,7 +81,7 @@ func VerifyToken(ctx context.Context, token, aud string, now time.Time, keyOf Si
 	}
 	var c jwt.Claims
 	if err := tok.Claims(pub, &c); err != nil {
-		return TokenClaims{}, errors.New("hcx: the bearer token's signature does not verify with its issuer's key")
+		return TokenClaims{}, ErrTokenSignature
 	}
 	if c.Expiry == nil || c.IssuedAt == nil || c.ID == "" {
 		return TokenClaims{}, errors.New("hcx: the bearer token lacks exp, iat or jti")
@@ -94,6 +94,11 @@ func VerifyToken(ctx context.Context, token, aud string, now time.Time, keyOf Si
 	}
 	return TokenClaims{Issuer: c.Issuer, Audience: aud, ID: c.ID, IssuedAt: c.IssuedAt.Time(), Expiry: c.Expiry.Time()}, nil
 }
+
+// ErrTokenSignature is a token whose signature does not verify with the
+// issuer's registered key: the one failure a fresher certificate (a
+// rotation) may cure.
+var ErrTokenSignature = errors.New("hcx: the bearer token's signature does not verify with its issuer's key")
 
 // BearerToken returns the token of a request's Authorization header, or
 // "" when it has none.
