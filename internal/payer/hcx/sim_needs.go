@@ -21,7 +21,7 @@ func PeekHeader(compact string) (Header, error) {
 	if err != nil {
 		return Header{}, err
 	}
-	h, err := parseHeader(protected)
+	h, err := ParseHeaderFields(protected)
 	if err != nil {
 		return Header{}, err
 	}
