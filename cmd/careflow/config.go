@@ -67,6 +67,9 @@ type Config struct {
 	// workflow, whose step writes two marker Observations to its run's
 	// patient's record in the step's transaction.
 	DiagnosticsRecordWrites bool
+
+	// PayerSim is `careflow payer-sim`'s settings (payer_sim_cmd.go).
+	PayerSim PayerSimConfig
 }
 
 func defaultConfig() Config {
@@ -82,6 +85,7 @@ func defaultConfig() Config {
 		IdleTimeout:       120 * time.Second,
 		ShutdownTimeout:   30 * time.Second,
 		Auth:              defaultAuthConfig(),
+		PayerSim:          defaultPayerSimConfig(),
 	}
 }
 
@@ -108,6 +112,9 @@ var (
 	// sign its checkpoints.
 	cmdsAuditSign = []string{"serve", "import", "user"}
 	cmdsServe     = []string{"serve"}
+	// cmdsLog are the commands that log: the database commands and
+	// payer-sim.
+	cmdsLog = []string{"serve", "migrate", "user", "client", "codes", "keys", "audit", "import", "payer-sim"}
 )
 
 // options lists every setting. It is a function, not a package variable, so
@@ -134,7 +141,7 @@ func options() []option {
 				c.Database = v
 				return nil
 			}},
-		{name: "log-level", arg: "LEVEL", commands: cmdsDB,
+		{name: "log-level", arg: "LEVEL", commands: cmdsLog,
 			usage: "debug, info, warn or error",
 			def:   func(c Config) string { return strings.ToLower(c.LogLevel.String()) },
 			set: func(c *Config, v string) error {
@@ -152,7 +159,7 @@ func options() []option {
 				}
 				return nil
 			}},
-		{name: "log-format", arg: "FORMAT", commands: cmdsDB,
+		{name: "log-format", arg: "FORMAT", commands: cmdsLog,
 			usage: "json (one object per line) or text",
 			def:   func(c Config) string { return c.LogFormat },
 			set: func(c *Config, v string) error {
@@ -265,7 +272,7 @@ func options() []option {
 		durationOption("write-timeout", "time allowed to write a response", func(c *Config) *time.Duration { return &c.WriteTimeout }),
 		durationOption("idle-timeout", "how long an idle keep-alive connection stays open", func(c *Config) *time.Duration { return &c.IdleTimeout }),
 		durationOption("shutdown-timeout", "how long SIGTERM waits for in-flight requests before giving up", func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
-	}, append(authOptions(), limitOptions()...)...)
+	}, append(append(authOptions(), limitOptions()...), payerSimOptions()...)...)
 }
 
 func durationOption(name, usage string, field func(*Config) *time.Duration) option {
