@@ -22,6 +22,14 @@ const (
 	DefinitionAppeal    = "rcm.appeal"
 )
 
+// The decisions of a journey's billing tasks: the payer's request for
+// information is answered (the task's result is the answer: {"text",
+// "attachment"}); a stopped journey's work item is resolved.
+const (
+	DecisionAnswered = "answered"
+	DecisionResolved = "resolved"
+)
+
 // The signals a journey waits for; Receive names each payer message by
 // the phase it answers.
 const (
@@ -231,7 +239,7 @@ func (s *Service) claimTail() []engine.Step {
 		s.paymentResultStep(),
 		{Name: stepInfo, When: never, Wait: func(*engine.Input) (engine.Wait, error) {
 			return engine.Wait{Task: &engine.TaskSpec{Title: "More information requested by the payer", Role: "billing",
-				Due: s.waits.Attention}}, nil
+				Decisions: []string{DecisionAnswered}, Due: s.waits.Attention}}, nil
 		}},
 		s.infoRecordStep(), s.sendStep(stepInfoSend, stepInfoRecord, stepInfoResume, nil),
 		{Name: stepInfoResume, Apply: func(ctx context.Context, sc *engine.StepContext, tx store.Tx, _ engine.Result) (engine.Result, error) {
@@ -249,7 +257,8 @@ func (s *Service) claimTail() []engine.Step {
 			return engine.Result{Goto: next}, nil
 		}},
 		{Name: stepAttention, When: never, Wait: func(in *engine.Input) (engine.Wait, error) {
-			return engine.Wait{Task: &engine.TaskSpec{Title: attentionTitle(in), Role: "billing", Due: s.waits.Attention}}, nil
+			return engine.Wait{Task: &engine.TaskSpec{Title: attentionTitle(in), Role: "billing", Decisions: []string{DecisionResolved},
+				Due: s.waits.Attention}}, nil
 		}},
 		{Name: stepDone, Retry: fast, Apply: func(ctx context.Context, sc *engine.StepContext, tx store.Tx, _ engine.Result) (engine.Result, error) {
 			j, err := change(ctx, tx, sc.RunID, sc.Now, func(j *journeyRow) {

@@ -2,7 +2,9 @@ package rcm
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -150,7 +152,10 @@ func (s *Service) StartJourney(ctx context.Context, g Guard, req JourneyRequest,
 	_ = service
 	scoped := ""
 	if opts.IdempotencyKey != "" {
-		scoped = callerKey(g) + "\x00" + opts.IdempotencyKey
+		// Scoped to the caller: the same key from two callers names two
+		// journeys. Kept as a digest, so the column names no user.
+		sum := sha256.Sum256([]byte(callerKey(g) + "\x00" + opts.IdempotencyKey))
+		scoped = hex.EncodeToString(sum[:])
 	}
 	if scoped != "" {
 		if j, err := s.byIdempotencyKey(ctx, s.cfg.DB.Reader(), scoped); err == nil {
@@ -170,7 +175,7 @@ func (s *Service) StartJourney(ctx context.Context, g Guard, req JourneyRequest,
 		row     *journeyRow
 		created = true
 	)
-	err = s.cfg.DB.Tx(ctx, func(tx store.Tx) error {
+	start := func(tx store.Tx) error {
 		if scoped != "" {
 			if _, err := loadByKey(ctx, tx, scoped); err == nil {
 				created = false
@@ -198,7 +203,24 @@ func (s *Service) StartJourney(ctx context.Context, g Guard, req JourneyRequest,
 		row = &journeyRow{ID: run.ID, Kind: req.Kind, PatientID: patient, Payer: req.Insurance.Payer, Status: StatusActive,
 			Currency: currency, BatchID: opts.BatchID, Refs: map[string]string{"patient": "Patient/" + patient}, StartedAt: now}
 		return insertJourney(ctx, tx, row, scoped)
-	})
+	}
+	// A start that finds the patient's identifier locked by another rolls
+	// back, waits a little and tries again, holding no connection while
+	// it waits.
+	backoff := 5 * time.Millisecond
+	for {
+		created = true
+		err = s.cfg.DB.Tx(ctx, start)
+		if !errors.Is(err, errRegistrationBusy) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, false, errs.Wrap(errs.Unavailable, ctx.Err(), "the patient is being registered by another request; try again")
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 200*time.Millisecond)
+	}
 	if err != nil {
 		return nil, false, err
 	}
@@ -322,10 +344,14 @@ func (s *Service) checkRequest(ctx context.Context, req *JourneyRequest, now tim
 	return service, nil
 }
 
+// errRegistrationBusy: another start is registering the same identifier;
+// StartJourney rolls back and tries again.
+var errRegistrationBusy = errors.New("the patient is being registered by another start")
+
 // register finds the patient by identifier or creates them, as the caller.
 // Two registrations of the same new patient are serialised by a lock on
-// the identifier's keyed index (store.LockKeyTx), so the second finds what
-// the first created.
+// the identifier's keyed index (store.TryLockKeyTx), so the second finds
+// what the first created.
 func (s *Service) register(ctx context.Context, tx store.Tx, g Guard, p PatientInput) (string, bool, error) {
 	system, value := SystemNationalID, p.NationalID
 	if value == "" {
@@ -337,8 +363,12 @@ func (s *Service) register(ctx context.Context, tx store.Tx, g Guard, p PatientI
 	}
 	h := fnv.New64a()
 	h.Write([]byte(idx))
-	if err := store.LockKeyTx(ctx, tx, int64(binary.BigEndian.Uint64(h.Sum(nil)))); err != nil {
+	got, err := store.TryLockKeyTx(ctx, tx, int64(binary.BigEndian.Uint64(h.Sum(nil))))
+	if err != nil {
 		return "", false, fmt.Errorf("registration lock: %w", err)
+	}
+	if !got {
+		return "", false, errRegistrationBusy
 	}
 	body, err := json.Marshal(patientResource(p))
 	if err != nil {
@@ -391,15 +421,26 @@ func (s *Service) Cancel(ctx context.Context, g Guard, id string, reason string)
 	if row.Status == StatusCancelled || row.Status == StatusClosed {
 		return nil, errs.E(errs.Conflict, "the journey has ended (%s)", row.Status)
 	}
-	run, err := s.cfg.Engine.GetRun(ctx, id)
-	if err != nil {
-		return nil, err
-	}
 	if len(reason) > 500 {
 		return nil, errs.E(errs.Invalid, "at most 500 characters").InField("reason")
 	}
-	if _, err := s.cfg.Engine.Cancel(ctx, id, run.RowVersion, "cancelled by billing"); err != nil {
-		return nil, err
+	// The run moves on its own (a callback, a timer) between the read and
+	// the cancel; a few tries with its newest version settle it.
+	for try := 0; ; try++ {
+		run, err := s.cfg.Engine.GetRun(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if run.Status.Final() {
+			break
+		}
+		_, err = s.cfg.Engine.Cancel(ctx, id, run.RowVersion, "cancelled by billing")
+		if err == nil {
+			break
+		}
+		if e, ok := errs.As(err); !ok || (e.Kind != errs.PreconditionFailed && e.Kind != errs.Conflict) || try == 4 {
+			return nil, err
+		}
 	}
 	err = s.cfg.DB.Tx(ctx, func(tx store.Tx) error {
 		var submitted int
