@@ -44,6 +44,7 @@ type Guard interface {
 	record.TxGuard
 	Caller() access.Caller
 	CheckType(ctx context.Context, req auth.Request) auth.Decision
+	AuditDecision(ctx context.Context, a access.Action, d auth.Decision) error
 	Authorize(ctx context.Context, a access.Action) (auth.Decision, error)
 	AuthorizeRecord(ctx context.Context, a access.Action) (auth.Decision, error)
 	AuthorizeRecordTx(ctx context.Context, tx store.Tx, a access.Action) (auth.Decision, error)

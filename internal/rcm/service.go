@@ -138,7 +138,9 @@ func (s *Service) StartJourney(ctx context.Context, g Guard, req JourneyRequest,
 	// The type question first (may the caller start journeys at all),
 	// unaudited; the decision on the patient, audited, once registration
 	// has found or created them.
-	if d := g.CheckType(ctx, auth.Request{Action: auth.ActionCreate, ResourceType: JourneyType}); !d.Allowed {
+	typeReq := access.Action{Req: auth.Request{Action: auth.ActionCreate, ResourceType: JourneyType}}
+	if d := g.CheckType(ctx, typeReq.Req); !d.Allowed {
+		_ = g.AuditDecision(ctx, typeReq, d) // the refusal stands whether or not it was recorded
 		return nil, false, access.DenialError(d)
 	}
 	if opts.IdempotencyKey != "" && !idemKey.MatchString(opts.IdempotencyKey) {
@@ -383,15 +385,26 @@ func (s *Service) register(ctx context.Context, tx store.Tx, g Guard, p PatientI
 }
 
 // authorizeJourney reads a journey and decides action on it against its
-// patient; a journey out of reach is not found, like a missing one.
+// patient (audited). Ids cannot be probed: a journey out of the caller's
+// reach and a journey that does not exist are the same not-found for a
+// role that may touch journeys at all; a role that may not gets its own
+// refusal either way.
 func (s *Service) authorizeJourney(ctx context.Context, g Guard, id string, action auth.Action, auditAction audit.Action) (*journeyRow, error) {
+	a := access.Action{Req: auth.Request{Action: action, ResourceType: JourneyType}, AuditAction: auditAction, ResourceID: id}
 	row, err := loadJourney(ctx, s.cfg.DB.Reader(), id, "")
+	if errs.Is(err, errs.NotFound) {
+		if d := g.CheckType(ctx, a.Req); !d.Allowed {
+			_ = g.AuditDecision(ctx, a, d) // the refusal stands whether or not it was recorded
+			return nil, access.DenialError(d)
+		}
+		return nil, err
+	}
 	if err != nil {
 		return nil, err
 	}
-	if _, err := g.AuthorizeRecord(ctx, access.Action{Req: auth.Request{Action: action, ResourceType: JourneyType, PatientID: row.PatientID},
-		AuditAction: auditAction, ResourceID: row.ID}); err != nil {
-		if e, ok := errs.As(err); ok && e.Kind == errs.Forbidden {
+	a.Req.PatientID = row.PatientID
+	if d, err := g.AuthorizeRecord(ctx, a); err != nil {
+		if d.Reason == auth.ReasonNotRelated || d.Reason == auth.ReasonPatientRequired {
 			return nil, errs.E(errs.NotFound, "no such journey")
 		}
 		return nil, err
