@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/careflow/careflow/internal/engine"
 	"github.com/careflow/careflow/internal/errs"
@@ -124,6 +125,15 @@ func TestJourneyScenarios(t *testing.T) {
 			check: func(t *testing.T, e *env, j *Journey) {
 				if j.Amounts.Variance != "180.00" || j.Amounts.Approved != "900.00" {
 					t.Errorf("amounts %+v", j.Amounts)
+				}
+				// The payment is on the claim's ClaimResponse in the record.
+				if j.References["payment"] != j.References["claim_response"] ||
+					!strings.Contains(string(readResource(t, e, j.References["payment"])), `"payment":{"amount":{"currency":"EGP","value":720.00}`) {
+					t.Errorf("the ClaimResponse does not record the partial payment: %s", readResource(t, e, j.References["payment"]))
+				}
+				page, err := e.svc.Worklist(context.Background(), billing(e), WorklistFilter{Queue: QueueShortPaid})
+				if err != nil || len(page.Journeys) != 1 || page.Journeys[0].ID != j.ID {
+					t.Errorf("short-paid worklist: %v %+v", err, page)
 				}
 			}},
 		{name: "duplicated and reordered callbacks (payment before the claim response) change nothing",
@@ -419,6 +429,17 @@ func TestRefusalsNameNoPHI(t *testing.T) {
 		}
 		if n := count(t, db, `SELECT count(*) FROM engine_signals WHERE run_id = $1`, j.ID); n != signals {
 			t.Errorf("refused messages left %d signals", n-signals)
+		}
+		// Submitted and unanswered: on the waiting list once the payer has
+		// been quiet longer than asked, not before.
+		for _, tc := range []struct {
+			quiet time.Duration
+			want  int
+		}{{time.Nanosecond, 1}, {time.Hour, 0}} {
+			page, err := e.svc.Worklist(ctx, billing(e), WorklistFilter{Queue: QueueWaiting, WaitingLonger: tc.quiet})
+			if err != nil || len(page.Journeys) != tc.want {
+				t.Errorf("waiting longer than %s: %v, %d journeys, want %d", tc.quiet, err, len(page.Journeys), tc.want)
+			}
 		}
 		// Cancelled after submission: recorded as such.
 		c, err := e.svc.Cancel(ctx, billing(e), j.ID, "patient withdrew")

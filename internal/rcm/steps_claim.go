@@ -363,15 +363,49 @@ func (s *Service) paymentResultStep() engine.Step {
 			if variance > 0 {
 				outcome = OutcomePartiallyPaid
 			}
+			// The payment is recorded on the claim's ClaimResponse
+			// (ClaimResponse.payment), in the patient's record: a
+			// PaymentNotice or PaymentReconciliation names no patient, and
+			// a step writes only in its run's patient's record.
+			crRef := j.Refs["claim_response"]
+			if crRef != "" && kind != "" {
+				if err := s.recordPayment(ctx, tx, sc, crRef, paid, variance, j.Currency); err != nil {
+					return engine.Result{}, err
+				}
+			}
 			if err := s.answered(ctx, tx, sc, "", func(j *journeyRow) {
 				j.Paid, j.Variance = &paid, &variance
-				j.Refs["payment"] = kind
+				if crRef != "" && kind != "" {
+					j.Refs["payment"] = crRef
+				}
 				stop(j, outcome, "", false)
 			}); err != nil {
 				return engine.Result{}, err
 			}
 			return engine.Result{Output: map[string]any{"outcome": outcome, "paid": formatMinor(paid), "variance": formatMinor(variance)}, Goto: stepDone}, nil
 		}}
+}
+
+// recordPayment adds the payment to the stored ClaimResponse: its amount,
+// its date, and complete or partial.
+func (s *Service) recordPayment(ctx context.Context, tx store.Tx, sc *engine.StepContext, crRef string, paid, variance int64, currency string) error {
+	raw, err := s.readRaw(ctx, tx, sc, crRef)
+	if err != nil {
+		return err
+	}
+	var cr map[string]any
+	if err := json.Unmarshal(raw, &cr); err != nil {
+		return engine.Permanent(fmt.Errorf("stored %s is not JSON", crRef))
+	}
+	delete(cr, "meta")
+	kind := "complete"
+	if variance > 0 {
+		kind = "partial"
+	}
+	cr["payment"] = obj{"type": coding("http://terminology.hl7.org/CodeSystem/ex-paymenttype", kind),
+		"date": sc.Now.Format("2006-01-02"), "amount": obj{"value": minorJSON(paid), "currency": currency}}
+	body, _ := json.Marshal(cr)
+	return s.cfg.Records.UpdateTx(ctx, tx, actor(sc), "ClaimResponse", idOf(crRef), body)
 }
 
 // paidAmount is what a payment message pays on claim: the matching
