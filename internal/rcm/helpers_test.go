@@ -97,6 +97,9 @@ type fakePayer struct {
 	loseAck map[payer.Action]bool
 	// deliveries counts every Send of a claim/submit, duplicates included.
 	deliveries int
+	// onResend runs when a claim/submit arrives again with a key already
+	// seen (a re-delivered step).
+	onResend func()
 }
 
 func (f *fakePayer) requests(action payer.Action, workflow string) []payer.Request {
@@ -124,7 +127,11 @@ func (f *fakePayer) Send(ctx context.Context, req payer.Request) (payer.Ack, err
 	// Payer-side deduplication by the api_call_id (here: the key).
 	for _, r := range f.sent {
 		if r.IdempotencyKey == req.IdempotencyKey {
+			resend := f.onResend
 			f.mu.Unlock()
+			if resend != nil && req.Action == payer.ClaimSubmit {
+				resend()
+			}
 			return payer.Ack{APICallID: req.IdempotencyKey, CorrelationID: req.CorrelationID}, nil
 		}
 	}

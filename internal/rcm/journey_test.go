@@ -330,6 +330,62 @@ func TestCrashRedeliveryMakesNoSecondClaim(t *testing.T) {
 	})
 }
 
+// The submission step's Apply fails after its Do sent the claim (the
+// process dying between the send and the commit): the re-delivered step
+// sends again with the same api_call_id, which the payer applies once,
+// and the journey goes on to payment.
+func TestCrashBetweenSendAndCommitSendsOnce(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		e := newEnv(t, db, plan{inforce: true, claim: "approve", approvedPct: 100, paidPct: 100})
+		ctx := context.Background()
+		// A trigger refuses to mark the claim's exchange sent until the
+		// payer has seen the claim twice: the first Apply rolls back.
+		create, drop := []string{
+			`CREATE TRIGGER crash_after_send BEFORE UPDATE OF state ON rcm_exchanges
+				WHEN NEW.state = 'sent' AND OLD.action = 'claim/submit' BEGIN SELECT RAISE(ABORT, 'killed before commit'); END`,
+		}, `DROP TRIGGER crash_after_send`
+		if db.Dialect() == store.Postgres {
+			create = []string{
+				`CREATE FUNCTION crash_after_send() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+					IF NEW.state = 'sent' AND OLD.action = 'claim/submit' THEN RAISE EXCEPTION 'killed before commit'; END IF;
+					RETURN NEW; END $$`,
+				`CREATE TRIGGER crash_after_send BEFORE UPDATE ON rcm_exchanges FOR EACH ROW EXECUTE FUNCTION crash_after_send()`,
+			}
+			drop = `DROP TRIGGER crash_after_send ON rcm_exchanges`
+		}
+		for _, q := range create {
+			if _, err := db.Writer().Exec(ctx, q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var once sync.Once
+		e.payer.mu.Lock()
+		e.payer.onResend = func() {
+			once.Do(func() {
+				if _, err := db.Writer().Exec(ctx, drop); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		e.payer.mu.Unlock()
+		j, _, err := e.svc.StartJourney(ctx, billing(e), request(KindStandard, nidMona, []string{"E11.9"}, []string{"99213"}), StartOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		j = e.wait(t, j.ID, "payment", final)
+		e.payer.mu.Lock()
+		deliveries := e.payer.deliveries
+		e.payer.mu.Unlock()
+		if j.Outcome != OutcomePaid || deliveries != 2 || len(e.payer.requests(payer.ClaimSubmit, j.ID)) != 1 {
+			t.Fatalf("outcome %s; %d deliveries of %d distinct claims", j.Outcome, deliveries, len(e.payer.requests(payer.ClaimSubmit, j.ID)))
+		}
+		if n := count(t, db, `SELECT count(*) FROM resources WHERE type = 'Claim' AND patient_id = $1`, j.Patient); n != 1 {
+			t.Fatalf("%d Claims", n)
+		}
+	})
+}
+
 // Two registrations of the same new patient at once make one Patient;
 // the Idempotency-Key of a caller returns its first journey.
 func TestRegistrationAndIdempotency(t *testing.T) {
