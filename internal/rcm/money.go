@@ -3,6 +3,7 @@ package rcm
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -33,7 +34,8 @@ func parseMinor(raw json.RawMessage) (int64, bool) {
 		return 0, false
 	}
 	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
+	if err != nil || math.IsNaN(f) || math.Abs(f) > 1e13 {
+		// Beyond a trillion in any currency is not an amount a payer pays.
 		return 0, false
 	}
 	scaled := f * 100

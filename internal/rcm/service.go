@@ -116,7 +116,10 @@ type StartOptions struct {
 	BatchID string
 }
 
-var idemKey = regexp.MustCompile(`^[A-Za-z0-9._:\-]{1,200}$`)
+var (
+	idemKey    = regexp.MustCompile(`^[A-Za-z0-9._:\-]{1,200}$`)
+	reasonCode = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
+)
 
 // journeyInput is a journey run's input (sealed by the engine).
 type journeyInput struct {
@@ -147,11 +150,9 @@ func (s *Service) StartJourney(ctx context.Context, g Guard, req JourneyRequest,
 		return nil, false, errs.E(errs.Invalid, "must be 1-200 letters, digits, '.', '_', ':' or '-'").InField("Idempotency-Key")
 	}
 	now := s.now()
-	service, err := s.checkRequest(ctx, &req, now)
-	if err != nil {
+	if err := s.checkRequest(ctx, &req, now); err != nil {
 		return nil, false, err
 	}
-	_ = service
 	scoped := ""
 	if opts.IdempotencyKey != "" {
 		// Scoped to the caller: the same key from two callers names two
@@ -281,69 +282,68 @@ func serviceDate(start string) (time.Time, error) {
 
 // checkRequest refuses a request that could never make a claim, naming the
 // field and the rule, never the value.
-func (s *Service) checkRequest(ctx context.Context, req *JourneyRequest, now time.Time) (time.Time, error) {
+func (s *Service) checkRequest(ctx context.Context, req *JourneyRequest, now time.Time) error {
 	if !slices.Contains([]string{KindStandard, KindEmergency, KindScheduled}, req.Kind) {
-		return time.Time{}, errs.E(errs.Invalid, "must be standard, emergency or scheduled").InField("kind")
+		return errs.E(errs.Invalid, "must be standard, emergency or scheduled").InField("kind")
 	}
 	p := &req.Patient
 	if strings.TrimSpace(p.Family) == "" {
-		return time.Time{}, errs.E(errs.Invalid, "is required").InField("patient.family")
+		return errs.E(errs.Invalid, "is required").InField("patient.family")
 	}
 	if p.NationalID == "" && len(p.Identifiers) == 0 {
-		return time.Time{}, errs.E(errs.Invalid, "a national ID or another identifier is required to find or register the patient").InField("patient.national_id")
+		return errs.E(errs.Invalid, "a national ID or another identifier is required to find or register the patient").InField("patient.national_id")
 	}
 	for i, id := range p.Identifiers {
 		if u, err := url.Parse(id.System); err != nil || u.Scheme == "" || strings.TrimSpace(id.Value) == "" {
-			return time.Time{}, errs.E(errs.Invalid, "needs a system URI and a value").InField(fmt.Sprintf("patient.identifiers[%d]", i))
+			return errs.E(errs.Invalid, "needs a system URI and a value").InField(fmt.Sprintf("patient.identifiers[%d]", i))
 		}
 	}
 	if p.BirthDate != "" && !isoDate.MatchString(p.BirthDate) {
-		return time.Time{}, errs.E(errs.Invalid, "must be YYYY-MM-DD").InField("patient.birth_date")
+		return errs.E(errs.Invalid, "must be YYYY-MM-DD").InField("patient.birth_date")
 	}
 	if p.Gender != "" && !slices.Contains(genders, p.Gender) {
-		return time.Time{}, errs.E(errs.Invalid, "must be male, female, other or unknown").InField("patient.gender")
+		return errs.E(errs.Invalid, "must be male, female, other or unknown").InField("patient.gender")
 	}
 	if p.NationalID != "" {
 		nid, err := terminology.ParseEgyptianNationalID(p.NationalID, now)
 		if err != nil {
-			return time.Time{}, errs.E(errs.Invalid, "is not an Egyptian national ID: %s", err.Error()).InField("patient.national_id")
+			return errs.E(errs.Invalid, "is not an Egyptian national ID: %s", err.Error()).InField("patient.national_id")
 		}
 		if p.BirthDate != "" && nid.BirthDate.Format("2006-01-02") != p.BirthDate {
-			return time.Time{}, errs.E(errs.Invalid, "the national ID's birth date and birth_date disagree").InField("patient.national_id")
+			return errs.E(errs.Invalid, "the national ID's birth date and birth_date disagree").InField("patient.national_id")
 		}
 		if (p.Gender == "male" || p.Gender == "female") && string(nid.Sex) != p.Gender {
-			return time.Time{}, errs.E(errs.Invalid, "the national ID's sex and gender disagree").InField("patient.national_id")
+			return errs.E(errs.Invalid, "the national ID's sex and gender disagree").InField("patient.national_id")
 		}
 	}
-	service, err := serviceDate(req.Encounter.Start)
-	if err != nil {
-		return time.Time{}, errs.E(errs.Invalid, "must be a date (YYYY-MM-DD) or an RFC 3339 time").InField("encounter.start")
+	if _, err := serviceDate(req.Encounter.Start); err != nil {
+		return errs.E(errs.Invalid, "must be a date (YYYY-MM-DD) or an RFC 3339 time").InField("encounter.start")
 	}
 	if req.Encounter.Class != "" && !slices.Contains([]string{"AMB", "EMER", "IMP", "SS"}, req.Encounter.Class) {
-		return time.Time{}, errs.E(errs.Invalid, "must be AMB, EMER, IMP or SS").InField("encounter.class")
+		return errs.E(errs.Invalid, "must be AMB, EMER, IMP or SS").InField("encounter.class")
 	}
 	if len(req.DiagnosisCodes) == 0 {
-		return time.Time{}, errs.E(errs.Invalid, "at least one diagnosis is required").InField("diagnosis_codes")
+		return errs.E(errs.Invalid, "at least one diagnosis is required").InField("diagnosis_codes")
 	}
 	if len(req.ProcedureCodes) == 0 {
-		return time.Time{}, errs.E(errs.Invalid, "at least one procedure is required").InField("procedure_codes")
+		return errs.E(errs.Invalid, "at least one procedure is required").InField("procedure_codes")
 	}
 	in := req.Insurance
 	if !payerCode.MatchString(in.Payer) {
-		return time.Time{}, errs.E(errs.Invalid, "is required: the payer's participant code").InField("insurance.payer")
+		return errs.E(errs.Invalid, "is required: the payer's participant code").InField("insurance.payer")
 	}
 	if strings.TrimSpace(in.MemberID) == "" {
-		return time.Time{}, errs.E(errs.Invalid, "is required").InField("insurance.member_id")
+		return errs.E(errs.Invalid, "is required").InField("insurance.member_id")
 	}
 	if !slices.Contains(relations, in.Relationship) {
-		return time.Time{}, errs.E(errs.Invalid, "must be self, spouse, child or other").InField("insurance.relationship")
+		return errs.E(errs.Invalid, "must be self, spouse, child or other").InField("insurance.relationship")
 	}
 	if _, ok, err := s.cfg.Directory.Lookup(ctx, in.Payer); err != nil {
-		return time.Time{}, errs.Wrap(errs.Unavailable, err, "the payer registry could not be asked; try again")
+		return errs.Wrap(errs.Unavailable, err, "the payer registry could not be asked; try again")
 	} else if !ok {
-		return time.Time{}, errs.E(errs.Invalid, "is not a payer careflow can reach (see GET /api/v1/rcm/payers)").InField("insurance.payer")
+		return errs.E(errs.Invalid, "is not a payer careflow can reach (see GET /api/v1/rcm/payers)").InField("insurance.payer")
 	}
-	return service, nil
+	return nil
 }
 
 // errRegistrationBusy: another start is registering the same identifier;
@@ -447,7 +447,12 @@ func (s *Service) Cancel(ctx context.Context, g Guard, id string, reason string)
 		if run.Status.Final() {
 			break
 		}
-		_, err = s.cfg.Engine.Cancel(ctx, id, run.RowVersion, "cancelled by billing")
+		why := "cancelled"
+		if reasonCode.MatchString(reason) {
+			// A code is kept with the run's history; free text never is.
+			why = reason
+		}
+		_, err = s.cfg.Engine.Cancel(ctx, id, run.RowVersion, why)
 		if err == nil {
 			break
 		}
