@@ -360,7 +360,7 @@ type failingRecords struct {
 	env *env
 }
 
-func (f failingRecords) CreateTx(ctx context.Context, tx store.Tx, who engine.RunActor, typ string, body []byte) (string, error) {
+func (f failingRecords) CreateTx(ctx context.Context, tx store.Tx, who access.RunStep, typ string, body []byte) (string, error) {
 	if v, ok := f.env.failAp.Load(who.Step); ok && v.(int) > 0 {
 		f.env.failAp.Store(who.Step, v.(int)-1)
 		return "", fmt.Errorf("simulated crash in step %s", who.Step)

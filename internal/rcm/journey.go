@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/careflow/careflow/internal/access"
 	"github.com/careflow/careflow/internal/engine"
 	"github.com/careflow/careflow/internal/payer"
 	"github.com/careflow/careflow/internal/store"
@@ -59,8 +60,8 @@ func correlationID(sc *engine.StepContext) string {
 	return uuid.NewSHA1(correlationNS, []byte(sc.IdempotencyKey())).String()
 }
 
-func actor(sc *engine.StepContext) engine.RunActor {
-	return engine.RunActor{RunID: sc.RunID, Definition: sc.Definition, Step: sc.Step, PatientID: sc.PatientID}
+func actor(sc *engine.StepContext) access.RunStep {
+	return access.RunStep{RunID: sc.RunID, Step: sc.Step, PatientID: sc.PatientID}
 }
 
 func input(in *engine.Input) (journeyInput, error) {
