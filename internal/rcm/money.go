@@ -11,7 +11,6 @@ import (
 // Amounts are kept as integer minor units (piastres for EGP) and read from
 // and written to FHIR Money and the API as decimals with two places: every
 // currency careflow's payers use (EGP, SAR, AED, USD) has two.
-const minorDigits = 2
 
 // formatMinor is the decimal string of an amount in minor units.
 func formatMinor(v int64) string {
