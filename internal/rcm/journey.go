@@ -182,6 +182,7 @@ const (
 	stepStatusSend   = "status-check-send"
 	stepPaymentWait  = "reconciliation"
 	stepPaymentRes   = "payment-result"
+	stepPaymentAck   = "payment-acknowledgement"
 	stepInfo         = "information-requested"
 	stepInfoRecord   = "information"
 	stepInfoSend     = "information-send"
@@ -237,7 +238,7 @@ func (s *Service) claimTail() []engine.Step {
 		{Name: stepPaymentWait, Wait: func(*engine.Input) (engine.Wait, error) {
 			return engine.Wait{Signal: signalPayment, Timeout: s.waits.Payment}, nil
 		}},
-		s.paymentResultStep(),
+		s.paymentResultStep(), s.sendStep(stepPaymentAck, stepPaymentRes, stepDone, never),
 		{Name: stepInfo, When: never, Wait: func(*engine.Input) (engine.Wait, error) {
 			return engine.Wait{Task: &engine.TaskSpec{Title: "More information requested by the payer", Role: "billing",
 				Decisions: []string{DecisionAnswered}, Due: s.waits.Attention}}, nil

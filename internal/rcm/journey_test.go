@@ -55,6 +55,15 @@ func TestJourneyScenarios(t *testing.T) {
 				if n := len(e.payer.requests(payer.PreauthSubmit, j.ID)); n != 0 {
 					t.Errorf("%d pre-authorizations sent for a visit that needs none", n)
 				}
+				// The acknowledgement follows the outcome, in the next step.
+				e.wait(t, j.ID, "the run's end", func(*Journey) bool {
+					run, err := e.eng.GetRun(context.Background(), j.ID)
+					return err == nil && run.Status.Final()
+				})
+				acks := e.payer.requests(payer.PaymentNoticeOnRequest, j.ID)
+				if len(acks) != 1 || acks[0].Status != payer.StatusResponseComplete || !strings.Contains(string(acks[0].Bundle), `"PaymentNotice"`) {
+					t.Errorf("the payment was not acknowledged once: %d acknowledgements", len(acks))
+				}
 			}},
 		{name: "a cardiac emergency (I21.9, 99285) is billed without pre-authorization", plan: paid,
 			req: func() JourneyRequest {

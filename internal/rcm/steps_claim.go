@@ -331,9 +331,18 @@ func (s *Service) statusCheckStep() engine.Step {
 				return engine.Result{}, err
 			}
 			// The status request names the claim's exchange: it carries the
-			// claim submission's correlation id, as the protocol asks.
+			// claim submission's correlation id, as the protocol asks, and the
+			// Claim it is about.
 			corr := refOut(sc.Input, stepClaim, "correlation_id")
-			return engine.Result{Output: outgoing{Correlation: corr, Action: payer.StatusCheck, Focus: "Claim/" + j.ClaimID}}, nil
+			claim, err := s.readRaw(ctx, tx, sc, "Claim/"+j.ClaimID)
+			if err != nil {
+				return engine.Result{}, err
+			}
+			b, err := bundle(claim)
+			if err != nil {
+				return engine.Result{}, err
+			}
+			return engine.Result{Output: outgoing{Correlation: corr, Action: payer.StatusCheck, Bundle: b, Focus: "Claim/" + j.ClaimID}}, nil
 		}}
 }
 
@@ -382,7 +391,25 @@ func (s *Service) paymentResultStep() engine.Step {
 			}); err != nil {
 				return engine.Result{}, err
 			}
-			return engine.Result{Output: map[string]any{"outcome": outcome, "paid": formatMinor(paid), "variance": formatMinor(variance)}, Goto: stepDone}, nil
+			out := map[string]any{"outcome": outcome, "paid": formatMinor(paid), "variance": formatMinor(variance)}
+			// The payment is acknowledged (paymentnotice/on_request) on the
+			// payer's exchange, when the notice came on one.
+			if a.Correlation == "" || j.ClaimID == "" {
+				out["skip"] = true
+			} else {
+				ji, _ := input(sc.Input)
+				ack := obj{"resourceType": "PaymentNotice", "status": "active", "request": ref("Claim", j.ClaimID),
+					"created": sc.Now.Format("2006-01-02"), "provider": participant(s.cfg.Provider.Code, s.cfg.Provider.Name),
+					"payment": obj{"display": "payment on claim " + j.ClaimID}, "recipient": participant(ji.Request.Insurance.Payer, ""),
+					"amount": obj{"value": minorJSON(paid), "currency": j.Currency}, "paymentStatus": coding("http://terminology.hl7.org/CodeSystem/paymentstatus", "cleared")}
+				b, err := bundle(withID(ack, "ack-"+j.ClaimID))
+				if err != nil {
+					return engine.Result{}, err
+				}
+				out["correlation_id"], out["action"], out["status"], out["bundle"] = a.Correlation, payer.PaymentNoticeOnRequest,
+					payer.StatusResponseComplete, json.RawMessage(b)
+			}
+			return engine.Result{Output: out, Goto: stepPaymentAck}, nil
 		}}
 }
 
