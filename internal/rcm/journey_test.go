@@ -516,3 +516,28 @@ func TestRefusalsNameNoPHI(t *testing.T) {
 		}
 	})
 }
+
+// A database dump after a whole journey holds none of the patient's
+// demographics, identifiers or member id in readable form: the record,
+// the run's input and outputs, the signals and the exchange Bundles are
+// sealed, and the journey's own tables hold ids, codes and amounts.
+func TestDumpHoldsNoReadablePHI(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		e := newEnv(t, db, plan{inforce: true, claim: "approve", approvedPct: 100, paidPct: 100})
+		req := request(KindStandard, nidMona, []string{"E11.9"}, []string{"99213"})
+		req.Patient.Family, req.Insurance.MemberID = "Zanzibarian", "MEMBER-778899"
+		j, _, err := e.svc.StartJourney(context.Background(), billing(e), req, StartOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.wait(t, j.ID, "payment", final)
+		dump := storetest.Dump(t, db)
+		for _, v := range []string{nidMona, "Zanzibarian", "MEMBER-778899", "+201000000000"} {
+			if strings.Contains(string(dump), v) {
+				t.Errorf("the dump holds a readable %s", map[string]string{nidMona: "national ID", "Zanzibarian": "family name",
+					"MEMBER-778899": "member id", "+201000000000": "phone"}[v])
+			}
+		}
+	})
+}
