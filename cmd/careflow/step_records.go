@@ -5,35 +5,23 @@ import (
 
 	"github.com/careflow/careflow/internal/access"
 	"github.com/careflow/careflow/internal/engine"
-	"github.com/careflow/careflow/internal/record"
 	"github.com/careflow/careflow/internal/store"
 )
 
-// stepRecords is engine.StepRecords over the FHIR record: a step's Apply
-// creates resources in the step's own transaction (record.CreateTx), each
-// decided and audited by the access guard of the step acting for its run
-// (access.WorkflowStep): the system, bound to the run's patient's record,
-// so that a step writes nowhere else, and each write's audit entry is
-// appended in the step's transaction, committing or rolling back with the
-// resource and the step's result.
+// stepRecords is engine.StepRecords over the FHIR record: access.RunRecords
+// (a step's reads and writes in the step's own transaction, decided and
+// audited by the guard of the step acting for its run,
+// access.WorkflowStep), named by the engine's RunActor. Its RunRecords is
+// what the revenue cycle's steps use (rcm.Records).
 type stepRecords struct {
-	rec    *record.Service
-	access *access.Services
+	access.RunRecords
 }
 
-// stepCaller is the caller of one step's writes. Its entries carry the
-// request id "run-<run id>", as every entry of a run's steps has, so that
-// the audit log is asked for a run's writes by that id alone.
-func stepCaller(who engine.RunActor) access.Caller {
-	c := access.WorkflowStep(who.RunID, who.Step, who.PatientID)
-	c.RequestID = "run-" + who.RunID
-	return c
+func runStep(who engine.RunActor) access.RunStep {
+	return access.RunStep{RunID: who.RunID, Step: who.Step, PatientID: who.PatientID}
 }
 
+// CreateTx implements engine.StepRecords.
 func (s stepRecords) CreateTx(ctx context.Context, tx store.Tx, who engine.RunActor, typ string, body []byte) (string, error) {
-	rec, _, err := s.rec.CreateTx(ctx, tx, s.access.For(stepCaller(who)), typ, body, "")
-	if err != nil {
-		return "", err
-	}
-	return rec.ID, nil
+	return s.RunRecords.CreateTx(ctx, tx, runStep(who), typ, body)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/careflow/careflow/internal/auth"
 	"github.com/careflow/careflow/internal/engine"
 	"github.com/careflow/careflow/internal/ratelimit"
+	"github.com/careflow/careflow/internal/rcm"
 	"github.com/careflow/careflow/internal/record"
 	"github.com/careflow/careflow/internal/store"
 	"github.com/careflow/careflow/internal/terminology"
@@ -63,6 +64,9 @@ type Options struct {
 	// Engine is the workflow engine served at /api/v1/workflow-runs and
 	// /api/v1/tasks (workflows*.go); nil answers those routes with 503.
 	Engine *engine.Engine
+	// RCM is the revenue cycle served at /api/v1/rcm (rcm_journeys.go); nil
+	// answers those routes with 503.
+	RCM *rcm.Service
 }
 
 // Server holds the routes and their dependencies.
@@ -125,6 +129,7 @@ func (s *Server) routes() {
 	s.accessRoutes()
 	s.fhirRoutes()
 	s.workflowRoutes()
+	s.rcmRoutes()
 	s.terminologyRoutes()
 }
 

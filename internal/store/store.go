@@ -183,3 +183,20 @@ func (d Dialect) ForUpdate() string {
 	}
 	return ""
 }
+
+// TryLockKeyTx takes, until tx ends, the lock named key, if no other
+// transaction holds it: a transaction-scoped advisory lock on PostgreSQL
+// (pg_try_advisory_xact_lock); always true on SQLite, whose write
+// transaction already holds the database's one write lock. It guards a
+// find-or-create that a unique index cannot (a record whose natural key is
+// sealed). It never waits: a caller that did not get the lock rolls back
+// and tries again, so that no transaction holds a pooled connection while
+// it waits on another that may need one from the same pool.
+func TryLockKeyTx(ctx context.Context, tx Tx, key int64) (bool, error) {
+	if tx.Dialect() != Postgres {
+		return true, nil
+	}
+	var got bool
+	err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, key).Scan(&got)
+	return got, err
+}
