@@ -61,47 +61,15 @@ type releaseFlags struct {
 }
 
 // splitCodesArgs separates the release flags from the settings (--data-dir,
-// --database, ...) and the positional arguments. Flags may come anywhere, as
-// in `careflow codes load icd10cm FILE --version 2026`; every flag careflow
-// has takes a value, so a flag without "=" consumes the next argument.
+// --database, ...) and the positional arguments, and checks them.
 func splitCodesArgs(args []string) (rel releaseFlags, settings, positional []string, err error) {
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if a == "--" {
-			positional = append(positional, args[i+1:]...)
-			break
-		}
-		if !strings.HasPrefix(a, "-") || a == "-" {
-			positional = append(positional, a)
-			continue
-		}
-		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		if name == "h" || name == "help" {
-			return rel, nil, nil, errHelp
-		}
-		release := name == "version" || name == "valid-from" || name == "valid-to"
-		// A release flag never takes a value that looks like a flag: in
-		// `--version --data-dir x` the version was forgotten.
-		if !hasValue && i+1 < len(args) && !(release && strings.HasPrefix(args[i+1], "-")) {
-			value, hasValue = args[i+1], true
-			i++
-		}
-		if !release {
-			settings = append(settings, "--"+name)
-			if hasValue {
-				settings = append(settings, value)
-			}
-			continue
-		}
-		if !hasValue {
-			return rel, nil, nil, usageError{fmt.Sprintf("flag --%s needs a value", name)}
-		}
-		for _, g := range rel.given {
-			if g == name {
-				return rel, nil, nil, usageError{fmt.Sprintf("flag --%s is given twice", name)}
-			}
-		}
-		rel.given = append(rel.given, name)
+	own, settings, positional, err := splitOwnFlags(args, "version", "valid-from", "valid-to")
+	if err != nil {
+		return rel, nil, nil, err
+	}
+	rel.given = own.given
+	for _, name := range own.given {
+		value := own.values[name]
 		switch name {
 		case "version":
 			rel.version = strings.TrimSpace(value)

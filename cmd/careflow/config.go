@@ -101,7 +101,7 @@ func envName(flagName string) string {
 }
 
 var (
-	cmdsDB    = []string{"serve", "migrate", "user", "client", "codes", "keys", "audit", "import"}
+	cmdsDB    = []string{"serve", "migrate", "user", "client", "codes", "fees", "keys", "audit", "import"}
 	cmdsKeys  = []string{"serve", "keys", "import"}
 	cmdsAudit = []string{"serve", "audit", "import", "user"}
 	// cmdsAuditSign are the commands that append to the audit log and so
