@@ -59,7 +59,7 @@ func runFees(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 			return 2
 		}
 		if !rcm.ValidPayerCode(pos[1]) {
-			fmt.Fprintln(stderr, "careflow fees load: PAYER must be the payer's participant code (letters, digits and . _ @ : + -).")
+			fmt.Fprintln(stderr, "careflow fees load: PAYER must be the payer's participant code (letters, digits and @ . _ : -).")
 			return 2
 		}
 		l := rcm.FeeLoad{Payer: pos[1], Version: own.values["version"], Currency: own.values["currency"], Name: own.values["name"]}

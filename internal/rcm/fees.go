@@ -82,7 +82,7 @@ type PayerSettings struct {
 // every problem.
 func (f *Fees) Load(ctx context.Context, r io.Reader, l FeeLoad) (ScheduleVersion, bool, error) {
 	if !payerCode.MatchString(l.Payer) {
-		return ScheduleVersion{}, false, errs.E(errs.Invalid, "must be a payer's participant code (letters, digits and . _ @ : + -, up to 128)").InField("payer")
+		return ScheduleVersion{}, false, errs.E(errs.Invalid, "must be a payer's participant code (letters, digits and @ . _ : -, up to 100)").InField("payer")
 	}
 	if l.Version != "" && !scheduleVersion.MatchString(l.Version) {
 		return ScheduleVersion{}, false, errs.E(errs.Invalid, "must be 1-64 letters, digits and . _ : + -, starting with a letter or digit").InField("version")

@@ -62,10 +62,6 @@ var (
 )
 
 var (
-	// payerCode is an HCX participant code (1-29482df3-...-592b6f565782,
-	// payer01@hcx): stored plain, put in URLs, so it is an identifier's
-	// characters.
-	payerCode = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@:+-]{0,127}$`)
 	// scheduleVersion is a schedule version's name.
 	scheduleVersion = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:+-]{0,63}$`)
 	// localCode is a code of a local system: no spaces or control
@@ -74,7 +70,8 @@ var (
 )
 
 // ValidPayerCode reports whether s has the form of a payer's participant
-// code.
+// code (service.go's payerCode: 1-29482df3-...-592b6f565782, payer01@hcx),
+// as journeys and fee schedules both require.
 func ValidPayerCode(s string) bool { return payerCode.MatchString(s) }
 
 // FeeProblem is one thing wrong with a fee schedule file: where, and the

@@ -183,3 +183,17 @@ func (d Dialect) ForUpdate() string {
 	}
 	return ""
 }
+
+// LockKeyTx serialises, until tx ends, the transactions that take the same
+// key: a transaction-scoped advisory lock on PostgreSQL, and nothing on
+// SQLite, whose write transaction already holds the database's one write
+// lock. It guards a find-or-create that a unique index cannot (a record
+// whose natural key is sealed): the second transaction waits and then
+// finds what the first created.
+func LockKeyTx(ctx context.Context, tx Tx, key int64) error {
+	if tx.Dialect() != Postgres {
+		return nil
+	}
+	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, key)
+	return err
+}
