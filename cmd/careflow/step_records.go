@@ -8,4 +8,3 @@ import "github.com/careflow/careflow/internal/access"
 // acting for its run (access.WorkflowStep). The type lives in access so
 // that serve and the revenue cycle's tests share one mechanism.
 type stepRecords = access.RunRecords
-

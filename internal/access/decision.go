@@ -7,6 +7,7 @@ import (
 	"github.com/careflow/careflow/internal/auth"
 	"github.com/careflow/careflow/internal/errs"
 	"github.com/careflow/careflow/internal/record"
+	"github.com/careflow/careflow/internal/store"
 )
 
 // Authorize decides an access for the JSON API's handlers and appends its
@@ -49,6 +50,31 @@ func (g *Guard) AuthorizeRecord(ctx context.Context, a Action) (auth.Decision, e
 	if !d.Allowed {
 		return d, DenialError(d)
 	}
+	return d, nil
+}
+
+// AuthorizeRecordTx is AuthorizeRecord for an access that is one
+// transaction's work with record writes (a revenue-cycle journey started
+// with its patient's registration): an allowed decision's entry is
+// appended in tx, so it commits or rolls back with what it allowed; a
+// denial is kept for Flush, since tx will roll back.
+func (g *Guard) AuthorizeRecordTx(ctx context.Context, tx store.Tx, a Action) (auth.Decision, error) {
+	d := g.decide(ctx, a.Req)
+	if d.Allowed && d.RecheckRecords {
+		d = auth.Decision{Reason: auth.ReasonPatientRequired, Purpose: d.Purpose}
+	}
+	e := g.Entry(a, d)
+	if !d.Allowed {
+		g.note(e)
+		return d, DenialError(d)
+	}
+	if g.svc.Audit == nil {
+		return d, errNoAudit()
+	}
+	if _, err := g.svc.Audit.AppendTx(ctx, tx, e); err != nil {
+		return d, errs.Wrap(errs.Unavailable, err, "the audit log is unavailable, so nothing was written; try again")
+	}
+	g.setPurpose(d.Purpose)
 	return d, nil
 }
 

@@ -38,12 +38,15 @@ type Blind interface {
 
 // Guard is what the journeys need of the caller's access guard
 // (*access.Guard): a decision on a Journey (audited), the caller's reach
-// for listings, and the record guard registration writes the Patient with.
+// for listings, and the record guard registration writes the Patient with
+// (a TxGuard, whose decisions are audited in the start's transaction).
 type Guard interface {
-	record.Guard
+	record.TxGuard
 	Caller() access.Caller
+	CheckType(ctx context.Context, req auth.Request) auth.Decision
 	Authorize(ctx context.Context, a access.Action) (auth.Decision, error)
 	AuthorizeRecord(ctx context.Context, a access.Action) (auth.Decision, error)
+	AuthorizeRecordTx(ctx context.Context, tx store.Tx, a access.Action) (auth.Decision, error)
 	Reach(ctx context.Context, typ string) (record.Reach, error)
 }
 

@@ -133,8 +133,11 @@ type journeyInput struct {
 // A patient already registered with the same national ID (or, without one,
 // the first other identifier) is reused. bool reports a new journey.
 func (s *Service) StartJourney(ctx context.Context, g Guard, req JourneyRequest, opts StartOptions) (*Journey, bool, error) {
-	if _, err := g.Authorize(ctx, access.Action{Req: auth.Request{Action: auth.ActionCreate, ResourceType: JourneyType}}); err != nil {
-		return nil, false, err
+	// The type question first (may the caller start journeys at all),
+	// unaudited; the decision on the patient, audited, once registration
+	// has found or created them.
+	if d := g.CheckType(ctx, auth.Request{Action: auth.ActionCreate, ResourceType: JourneyType}); !d.Allowed {
+		return nil, false, access.DenialError(d)
 	}
 	if opts.IdempotencyKey != "" && !idemKey.MatchString(opts.IdempotencyKey) {
 		return nil, false, errs.E(errs.Invalid, "must be 1-200 letters, digits, '.', '_', ':' or '-'").InField("Idempotency-Key")
@@ -178,6 +181,13 @@ func (s *Service) StartJourney(ctx context.Context, g Guard, req JourneyRequest,
 		}
 		patient, reused, err := s.register(ctx, tx, g, req.Patient)
 		if err != nil {
+			return err
+		}
+		// The decision on the journey's patient is audited in this
+		// transaction, with the Patient's: a start that rolls back leaves
+		// no entry claiming it happened.
+		if _, err := g.AuthorizeRecordTx(ctx, tx, access.Action{Req: auth.Request{Action: auth.ActionCreate, ResourceType: JourneyType,
+			PatientID: patient}}); err != nil {
 			return err
 		}
 		run, _, err := s.cfg.Engine.StartRunTx(ctx, tx, engine.StartOptions{Definition: definitionOf(req.Kind),

@@ -139,11 +139,13 @@ func recordExchange(ctx context.Context, tx store.Tx, corr, journey string, acti
 }
 
 func markExchange(ctx context.Context, tx store.Tx, corr, state string, now time.Time) error {
-	col := "sent_at"
+	// A fast answer may be recorded before the sending step commits: sent
+	// never overwrites answered.
+	q := `UPDATE rcm_exchanges SET state = $2, sent_at = $3 WHERE correlation_id = $1 AND state = 'recorded'`
 	if state == "answered" {
-		col = "answered_at"
+		q = `UPDATE rcm_exchanges SET state = $2, answered_at = $3 WHERE correlation_id = $1`
 	}
-	_, err := tx.Exec(ctx, `UPDATE rcm_exchanges SET state = $2, `+col+` = $3 WHERE correlation_id = $1`, corr, state, now)
+	_, err := tx.Exec(ctx, q, corr, state, now)
 	return err
 }
 
