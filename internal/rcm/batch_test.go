@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/careflow/careflow/internal/errs"
 	"github.com/careflow/careflow/internal/store"
@@ -296,4 +297,64 @@ func (c cancellingAt) StartEntry(ctx context.Context, req JourneyRequest, opts B
 		c.cancel()
 	}
 	return id, err
+}
+
+// A batch through the real journeys: the service starts each entry as the
+// billing clerk's own start, the fake payer pays, and the batch's counts
+// follow the journeys to their outcomes.
+func TestBatchOfFiveClaimsThroughTheJourneys(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		e := newEnv(t, db, plan{inforce: true, claim: "approve", approvedPct: 100, paidPct: 100})
+		ctx := context.Background()
+		var lines []string
+		for i, nid := range []string{"29001011234567", "28502151234561", "29911221234568", "30005051234563", "29203031234565"} {
+			req := request(KindStandard, nid, []string{"E11.9"}, []string{"99213"})
+			req.Patient.Family = fmt.Sprintf("حسن-%d", i)
+			switch i {
+			case 1:
+				req.Insurance.Payer = "nobody@hcx" // refused at the start
+			case 3:
+				req.ProcedureCodes = []string{"99285"}
+			}
+			b, _ := json.Marshal(req)
+			lines = append(lines, string(b))
+		}
+		batch, err := DecodeBatch(strings.NewReader(strings.Join(lines, "\n")), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bs := NewBatches(db, nil)
+		sub := BatchSubmission{CreatedBy: "u-billing", IdempotencyKey: "five", Batch: batch}
+		id, created, err := bs.Submit(ctx, sub, e.svc.BatchJourneys(billing(e)))
+		if err != nil || !created {
+			t.Fatalf("submit: %v %v", created, err)
+		}
+		// Sent again, the batch starts no second journey.
+		if again, created, err := bs.Submit(ctx, sub, e.svc.BatchJourneys(billing(e))); err != nil || created || again != id {
+			t.Fatalf("resubmit: %s %v %v", again, created, err)
+		}
+		page, err := e.svc.Journeys(ctx, billing(e), JourneyFilter{BatchID: id})
+		if err != nil || len(page.Journeys) != 4 {
+			t.Fatalf("journeys of the batch: %d %v", len(page.Journeys), err)
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		var st *BatchStatus
+		for {
+			st, err = bs.Status(ctx, id, e.svc.BatchJourneys(billing(e)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Done || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if !st.Done || st.Started != 4 || st.Refused != 1 || st.States[OutcomePaid] != 4 || st.Final != 4 {
+			t.Fatalf("status %+v", st)
+		}
+		if len(st.Failures) != 1 || st.Failures[0].Index != 1 || st.Failures[0].Field != "insurance.payer" || strings.Contains(st.Failures[0].Reason, "nobody") {
+			t.Errorf("failures %+v", st.Failures)
+		}
+	})
 }

@@ -150,7 +150,7 @@ func (s *Service) StartJourney(ctx context.Context, g Guard, req JourneyRequest,
 	_ = service
 	scoped := ""
 	if opts.IdempotencyKey != "" {
-		scoped = callerKey(g) + "\x00" + opts.IdempotencyKey
+		scoped = callerKey(g) + "|" + opts.IdempotencyKey
 	}
 	if scoped != "" {
 		if j, err := s.byIdempotencyKey(ctx, s.cfg.DB.Reader(), scoped); err == nil {
