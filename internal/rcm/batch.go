@@ -94,10 +94,15 @@ func EntryKey(batchID string, index int) string {
 type BatchSubmission struct {
 	// CreatedBy is the submitting principal's id.
 	CreatedBy string
-	// IdempotencyKey is the client's Idempotency-Key ("" for none): the
-	// same key from the same principal names the same batch.
+	// IdempotencyKey is the client's Idempotency-Key: the same key from
+	// the same principal names the same batch. Without one the batch's id
+	// is its key (Submit returns it), so any batch can be resumed.
 	IdempotencyKey string
 	Batch          DecodedBatch
+	// StopAfter: no entry is started after this time (zero: no limit). The
+	// entries left are pending; the same submission again continues. A
+	// request bounds its work this way, below the server's write timeout.
+	StopAfter time.Time
 }
 
 // idempotencyKey is the form of a client's Idempotency-Key: stored plain,
@@ -106,10 +111,10 @@ var idempotencyKey = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,200}$`)
 
 // Submit creates the batch (or, for an Idempotency-Key already used by
 // the same principal with the same content, finds it) and starts every
-// entry that has no outcome yet. It returns the batch's id and whether
-// this call created it. The context bounds the work: when it ends, what
-// was done is recorded and the error returned; the same submission again
-// resumes.
+// entry that has no outcome yet, until s.StopAfter. It returns the
+// batch's id and whether this call created it. When the context ends,
+// what was done is recorded and the error returned; the same submission
+// again resumes.
 func (b *Batches) Submit(ctx context.Context, s BatchSubmission, j BatchJourneys) (string, bool, error) {
 	if s.IdempotencyKey != "" && !idempotencyKey.MatchString(s.IdempotencyKey) {
 		return "", false, errs.E(errs.Invalid, "must be 1-200 letters, digits, '.', '_', ':' or '-'").InField("Idempotency-Key")
@@ -137,6 +142,10 @@ func (b *Batches) Submit(ctx context.Context, s BatchSubmission, j BatchJourneys
 		outcomes := make([]entryOutcome, 0, len(chunk))
 		var stop error
 		for _, i := range chunk {
+			if !s.StopAfter.IsZero() && !b.now().Before(s.StopAfter) {
+				pending = nil
+				break
+			}
 			if err := ctx.Err(); err != nil {
 				stop = errs.Wrap(errs.Unavailable, err, "the batch stopped before every entry was started; send it again with the same Idempotency-Key to resume")
 				break
@@ -233,8 +242,12 @@ func (b *Batches) open(ctx context.Context, s BatchSubmission) (string, bool, er
 			return fmt.Errorf("batch id: %w", err)
 		}
 		id = u.String()
+		key := s.IdempotencyKey
+		if key == "" {
+			key = id
+		}
 		if _, err := tx.Exec(ctx, `INSERT INTO rcm_batches (id, created_by, created_at, total, source_hash, idempotency_key) VALUES ($1, $2, $3, $4, $5, $6)`,
-			id, s.CreatedBy, b.now().UTC(), len(s.Batch.Entries), s.Batch.SourceHash, nullString(s.IdempotencyKey)); err != nil {
+			id, s.CreatedBy, b.now().UTC(), len(s.Batch.Entries), s.Batch.SourceHash, key); err != nil {
 			if store.IsUniqueViolation(err) {
 				return errs.E(errs.Conflict, "a batch with this key is being created; send it again").InField("Idempotency-Key")
 			}

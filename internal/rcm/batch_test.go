@@ -358,3 +358,46 @@ func TestBatchOfFiveClaimsThroughTheJourneys(t *testing.T) {
 		}
 	})
 }
+
+func TestBatchStopsStartingAtItsDeadlineAndContinues(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		var mu sync.Mutex
+		now := day("2026-03-01")
+		clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+		bs := NewBatches(db, clock)
+		j := newRecordingJourneys()
+		// Each start takes a minute of the clock; the request may start
+		// entries for two and a half.
+		ticking := tickingJourneys{recordingJourneys: j, tick: func() { mu.Lock(); now = now.Add(time.Minute); mu.Unlock() }}
+		sub := BatchSubmission{CreatedBy: "u", Batch: batchOf(t, 5, func(int) string { return "payer-misr@hcx" }), StopAfter: clock().Add(150 * time.Second)}
+		id, created, err := bs.Submit(ctx, sub, ticking)
+		if err != nil || !created {
+			t.Fatal(err)
+		}
+		st, _ := bs.Status(ctx, id, j)
+		if st.Started != 3 || st.Pending != 2 {
+			t.Fatalf("after the deadline: %+v", st)
+		}
+		// Without a client key the batch's id is its key.
+		sub.IdempotencyKey, sub.StopAfter = id, time.Time{}
+		again, created, err := bs.Submit(ctx, sub, ticking)
+		if err != nil || created || again != id {
+			t.Fatalf("continue: %s %v %v", again, created, err)
+		}
+		if st, _ = bs.Status(ctx, id, j); st.Started != 5 || st.Pending != 0 || len(j.byKey) != 5 {
+			t.Fatalf("after continuing: %+v", st)
+		}
+	})
+}
+
+type tickingJourneys struct {
+	*recordingJourneys
+	tick func()
+}
+
+func (tj tickingJourneys) StartEntry(ctx context.Context, req JourneyRequest, opts BatchEntryOptions) (string, error) {
+	tj.tick()
+	return tj.recordingJourneys.StartEntry(ctx, req, opts)
+}

@@ -3,8 +3,8 @@
 -- here, only each entry's outcome: the journey it started, or why it was
 -- refused, as the field and the rule (never the value).
 --
--- idempotency_key is the client's Idempotency-Key, unique per creator, so
--- a retried POST finds its batch; source_hash is the SHA-256 of the
+-- idempotency_key is the client's Idempotency-Key (else the batch's own
+-- id), unique per creator, so a retried POST finds its batch; source_hash is the SHA-256 of the
 -- entries as received, so the same key with other content is refused.
 -- total is the number of entries; an entry row exists once the entry has
 -- been started or refused, so fewer rows than total means the POST that
@@ -15,7 +15,7 @@ CREATE TABLE rcm_batches (
 	created_at      TEXT NOT NULL,
 	total           INTEGER NOT NULL,
 	source_hash     TEXT NOT NULL,
-	idempotency_key TEXT,
+	idempotency_key TEXT NOT NULL,
 	UNIQUE (created_by, idempotency_key)
 );
 CREATE INDEX rcm_batches_created ON rcm_batches (created_at);
