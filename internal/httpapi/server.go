@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -14,6 +15,7 @@ import (
 	"github.com/careflow/careflow/internal/auth"
 	"github.com/careflow/careflow/internal/engine"
 	"github.com/careflow/careflow/internal/ratelimit"
+	"github.com/careflow/careflow/internal/rcm"
 	"github.com/careflow/careflow/internal/record"
 	"github.com/careflow/careflow/internal/store"
 	"github.com/careflow/careflow/internal/terminology"
@@ -63,6 +65,28 @@ type Options struct {
 	// Engine is the workflow engine served at /api/v1/workflow-runs and
 	// /api/v1/tasks (workflows*.go); nil answers those routes with 503.
 	Engine *engine.Engine
+	// RCM is the revenue cycle served under /api/v1/rcm (rcm.go); without
+	// its Fees, Batches and Journeys those routes answer 503.
+	RCM RCMOptions
+	// Clock is the time (nil: time.Now).
+	Clock func() time.Time
+}
+
+// RCMOptions are the revenue cycle's services the rcm routes call.
+type RCMOptions struct {
+	Fees    *rcm.Fees
+	Batches *rcm.Batches
+	// Journeys is the journeys' service (*rcm.Service).
+	Journeys RCMJourneys
+	// Directory is the participant registry (payer/hcx's client); nil
+	// lists every payer careflow knows as unreachable.
+	Directory rcm.Directory
+}
+
+// RCMJourneys is what the rcm routes need of *rcm.Service.
+type RCMJourneys interface {
+	BatchJourneys(g rcm.Guard) rcm.BatchJourneys
+	Worklist(ctx context.Context, g rcm.Guard, f rcm.WorklistFilter) (rcm.WorklistPage, error)
 }
 
 // Server holds the routes and their dependencies.
@@ -126,6 +150,15 @@ func (s *Server) routes() {
 	s.fhirRoutes()
 	s.workflowRoutes()
 	s.terminologyRoutes()
+	s.rcmRoutes()
+}
+
+// now is the server's clock.
+func (s *Server) now() time.Time {
+	if s.opts.Clock != nil {
+		return s.opts.Clock()
+	}
+	return time.Now()
 }
 
 // handle registers h under a Go 1.22 method pattern and records the pattern
