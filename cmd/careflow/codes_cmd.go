@@ -344,45 +344,19 @@ const (
 // the loading goroutine only (the reads and the code counts both happen
 // there), so it needs no lock.
 type loadProgress struct {
-	w        io.Writer
-	terminal bool
-	now      func() time.Time
-	label    string
-	total    int64 // file size; 0 when unknown
-	every    time.Duration
-	next     time.Time // no output before this
-	bytes    int64
-	count    int
-	drawn    bool // a redrawable line is on the terminal
+	*statusLine
+	label string
+	total int64 // file size; 0 when unknown
+	bytes int64
+	count int
 }
 
 func newLoadProgress(w io.Writer, terminal bool, now func() time.Time, label string, total int64) *loadProgress {
-	p := &loadProgress{w: w, terminal: terminal, now: now, label: label, total: total, every: progressLogEvery}
-	if terminal {
-		p.every = progressTerminalEvery
-	}
-	p.next = now().Add(p.every)
-	return p
+	return &loadProgress{statusLine: newStatusLine(w, terminal, now), label: label, total: total}
 }
 
-func (p *loadProgress) read(total int64) { p.bytes = total; p.tick() }
-func (p *loadProgress) codes(n int)      { p.count = n; p.tick() }
-
-func (p *loadProgress) tick() {
-	t := p.now()
-	if t.Before(p.next) {
-		return
-	}
-	p.next = t.Add(p.every)
-	if p.terminal {
-		// \r returns to the start of the line and ESC[K clears what a
-		// longer previous line left behind.
-		fmt.Fprintf(p.w, "\r\033[K%s", p.line())
-		p.drawn = true
-		return
-	}
-	fmt.Fprintln(p.w, p.line())
-}
+func (p *loadProgress) read(total int64) { p.bytes = total; p.show(p.line) }
+func (p *loadProgress) codes(n int)      { p.count = n; p.show(p.line) }
 
 func (p *loadProgress) line() string {
 	mb := func(n int64) string { return fmt.Sprintf("%.1f", float64(n)/(1<<20)) }
@@ -393,10 +367,3 @@ func (p *loadProgress) line() string {
 	return fmt.Sprintf("loading %s: %s MB read, %d codes", p.label, mb(p.bytes), p.count)
 }
 
-// finish clears the progress line, so the result or the error stands alone.
-func (p *loadProgress) finish() {
-	if p.drawn {
-		fmt.Fprint(p.w, "\r\033[K")
-		p.drawn = false
-	}
-}
