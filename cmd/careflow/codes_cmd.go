@@ -366,4 +366,3 @@ func (p *loadProgress) line() string {
 	}
 	return fmt.Sprintf("loading %s: %s MB read, %d codes", p.label, mb(p.bytes), p.count)
 }
-
