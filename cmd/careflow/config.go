@@ -72,6 +72,9 @@ type Config struct {
 	// workflow, whose step writes two marker Observations to its run's
 	// patient's record in the step's transaction.
 	DiagnosticsRecordWrites bool
+
+	// PayerSim is `careflow payer-sim`'s settings (payer_sim_cmd.go).
+	PayerSim PayerSimConfig
 }
 
 // ClientConfig is a running careflow as a client command calls it.
@@ -95,6 +98,7 @@ func defaultConfig() Config {
 		IdleTimeout:       120 * time.Second,
 		ShutdownTimeout:   30 * time.Second,
 		Auth:              defaultAuthConfig(),
+		PayerSim:          defaultPayerSimConfig(),
 	}
 }
 
@@ -123,6 +127,9 @@ var (
 	cmdsServe     = []string{"serve"}
 	// cmdsAPIClient are the commands that call a running careflow's API.
 	cmdsAPIClient = []string{"claims"}
+	// cmdsLog are the commands that log: the database commands and
+	// payer-sim.
+	cmdsLog = []string{"serve", "migrate", "user", "client", "codes", "fees", "keys", "audit", "import", "payer-sim"}
 )
 
 // options lists every setting. It is a function, not a package variable, so
@@ -149,7 +156,7 @@ func options() []option {
 				c.Database = v
 				return nil
 			}},
-		{name: "log-level", arg: "LEVEL", commands: cmdsDB,
+		{name: "log-level", arg: "LEVEL", commands: cmdsLog,
 			usage: "debug, info, warn or error",
 			def:   func(c Config) string { return strings.ToLower(c.LogLevel.String()) },
 			set: func(c *Config, v string) error {
@@ -167,7 +174,7 @@ func options() []option {
 				}
 				return nil
 			}},
-		{name: "log-format", arg: "FORMAT", commands: cmdsDB,
+		{name: "log-format", arg: "FORMAT", commands: cmdsLog,
 			usage: "json (one object per line) or text",
 			def:   func(c Config) string { return c.LogFormat },
 			set: func(c *Config, v string) error {
@@ -301,7 +308,7 @@ func options() []option {
 		durationOption("write-timeout", "time allowed to write a response", func(c *Config) *time.Duration { return &c.WriteTimeout }),
 		durationOption("idle-timeout", "how long an idle keep-alive connection stays open", func(c *Config) *time.Duration { return &c.IdleTimeout }),
 		durationOption("shutdown-timeout", "how long SIGTERM waits for in-flight requests before giving up", func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
-	}, append(authOptions(), limitOptions()...)...)
+	}, append(append(authOptions(), limitOptions()...), payerSimOptions()...)...)
 }
 
 func durationOption(name, usage string, field func(*Config) *time.Duration) option {

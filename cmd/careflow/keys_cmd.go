@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/careflow/careflow/internal/engine"
+	"github.com/careflow/careflow/internal/payer/hcx"
 	"github.com/careflow/careflow/internal/phi"
 	"github.com/careflow/careflow/internal/record"
 	"github.com/careflow/careflow/internal/store"
@@ -20,13 +21,17 @@ const keysUsage = "status | rotate [--wait]"
 // phiColumns lists every table column that holds PHI ciphertext, so the
 // re-encryptor (in serve and in `keys rotate --wait`) moves them all to the
 // primary key. A package that seals PHI registers its columns here: the
-// FHIR record's resources and the workflow engine's payloads.
+// FHIR record's resources, the workflow engine's payloads and the HCX
+// exchange log's payloads.
 func phiColumns() (*phi.Registry, error) {
 	reg := &phi.Registry{}
 	if err := record.Register(reg); err != nil {
 		return nil, err
 	}
 	if err := engine.Register(reg); err != nil {
+		return nil, err
+	}
+	if err := hcx.Register(reg); err != nil {
 		return nil, err
 	}
 	return reg, nil

@@ -45,7 +45,9 @@ func commands() []command {
 		{name: "claims", summary: "submit a file of claims as one batch to a running careflow and follow it with a progress bar", usage: claimsUsage, run: runClaims, help: printClaimsHelp},
 		{name: "import", summary: "load FHIR Bundles and NDJSON files into the record, audited, with a progress bar", usage: importUsage, run: runImport, help: printImportHelp},
 		{name: "keys", summary: "show the PHI key ring or rotate the data key (re-encrypting every row)", usage: keysUsage, run: runKeys},
+		{name: "hcx", summary: "decrypt or encrypt an HCX message (compact JWE with the x-hcx-* headers) by hand", usage: hcxUsage, run: runHcx, help: printHcxHelp},
 		{name: "audit", summary: "verify the audit log against its signed checkpoints", usage: auditUsage, run: runAudit},
+		{name: "payer-sim", summary: "run an HCX gateway with simulated payers (development and tests)", run: runPayerSim, help: printPayerSimHelp},
 		{name: "version", summary: "print the version", run: runVersion},
 		{name: "help", summary: "show help for careflow or a command", usage: "[COMMAND]", run: nil},
 	}
