@@ -191,7 +191,6 @@ func parseFeeFile(r io.Reader, payerCurrency string) (parsedFees, error) {
 		if err == io.EOF {
 			break
 		}
-		line, _ := cr.FieldPos(0)
 		var pe *csv.ParseError
 		if errors.As(err, &pe) {
 			add(pe.Line, "", "is not valid CSV (%s)", pe.Err)
@@ -200,6 +199,8 @@ func parseFeeFile(r io.Reader, payerCurrency string) (parsedFees, error) {
 		if err != nil {
 			return out, errs.Wrap(errs.Invalid, err, "cannot read the fee schedule")
 		}
+		// Only a record read without error has field positions.
+		line, _ := cr.FieldPos(0)
 		if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
 			continue // a blank line
 		}
