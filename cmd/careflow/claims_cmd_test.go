@@ -17,6 +17,7 @@ import (
 	"github.com/careflow/careflow/internal/audit"
 	"github.com/careflow/careflow/internal/auth"
 	"github.com/careflow/careflow/internal/engine"
+	"github.com/careflow/careflow/internal/errs"
 	"github.com/careflow/careflow/internal/httpapi"
 	"github.com/careflow/careflow/internal/payer"
 	"github.com/careflow/careflow/internal/phi"
@@ -187,8 +188,17 @@ func TestClaimsBatchSubmitsAndFollowsTheJourneys(t *testing.T) {
 		case <-time.After(100 * time.Millisecond):
 		}
 		for _, id := range ids {
-			if _, err := s.svc.Cancel(ctx, s.guard, id, "duplicate_order"); err != nil {
-				t.Fatal(err)
+			// A journey still moving between steps changes under the
+			// cancel (a stale version): billing tries again.
+			for try := 0; ; try++ {
+				_, err := s.svc.Cancel(ctx, s.guard, id, "duplicate_order")
+				if err == nil {
+					break
+				}
+				if try == 100 || !(errs.Is(err, errs.PreconditionFailed) || errs.Is(err, errs.Conflict)) {
+					t.Fatalf("cancel %s: %v", id, err)
+				}
+				time.Sleep(20 * time.Millisecond)
 			}
 		}
 		var code int
