@@ -113,7 +113,7 @@ func newClaimsServer(t *testing.T, db *store.DB) *claimsServer {
 	clerk := &auth.Principal{Subject: "clerk-1", Kind: auth.KindUser, Role: auth.Billing, Scopes: []string{"user/*.cruds"}}
 	const token = "test-token-of-the-billing-clerk"
 	srv := httpapi.New(httpapi.Options{DB: db, Access: acc, Audit: log, Engine: eng,
-		RCM: httpapi.RCMOptions{Fees: fees, Batches: rcm.NewBatches(db, nil), Journeys: svc, Directory: oneRegistry{}},
+		RCM: svc, Fees: fees, Batches: rcm.NewBatches(db, nil), Payers: oneRegistry{},
 		// The test's authenticator: the one token is the clerk.
 		TestPrincipal: func(r *http.Request) *auth.Principal {
 			if r.Header.Get("Authorization") == "Bearer "+token {

@@ -132,7 +132,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, hooks serveHooks) 
 
 	var stepRecs engine.StepRecords
 	if cfg.DiagnosticsRecordWrites {
-		stepRecs = stepRecords{Record: fhirRecord, Access: &access.Services{Policy: policy, Audit: auditLog, Logger: logger}}
+		stepRecs = stepRecords{access.RunRecords{Record: fhirRecord, Access: &access.Services{Policy: policy, Audit: auditLog, Logger: logger}}}
 	}
 	// The process's one River client: event delivery registers its
 	// periodic passes, the engine its steps, and startEngine builds and

@@ -43,7 +43,7 @@ func TestStepRecordsWriteOnlyTheRunsPatientAndAuditInTheTransaction(t *testing.T
 		t.Cleanup(func() { _ = log.Close(context.Background()) })
 		rec := record.New(db, ring, record.Options{})
 		svc := &access.Services{Policy: auth.DefaultPolicy(), Audit: log}
-		recs := stepRecords{Record: rec, Access: svc}
+		recs := stepRecords{access.RunRecords{Record: rec, Access: svc}}
 		who := engine.RunActor{RunID: "run-a", Definition: "d", Step: "s", PatientID: "p1"}
 		obs := func(patient string) []byte {
 			return []byte(`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/` + patient + `"}}`)
@@ -111,7 +111,7 @@ func TestStepRecordsWriteOnlyTheRunsPatientAndAuditInTheTransaction(t *testing.T
 		if err != nil {
 			t.Fatal(err)
 		}
-		g := svc.For(access.StepCaller(who))
+		g := svc.For(access.StepCaller(runStep(who)))
 		if _, err := rec.Read(ctx, g, "Observation", id); err != nil {
 			t.Errorf("the step reads its run's patient's Observation: %v", err)
 		}
@@ -131,7 +131,7 @@ func TestStepRecordsWriteOnlyTheRunsPatientAndAuditInTheTransaction(t *testing.T
 			t.Errorf("the step's search finds %d Observations, want its patient's one", len(res.Matches))
 		}
 		// A run of no patient touches no record.
-		none := stepRecords{Record: rec, Access: svc}
+		none := stepRecords{access.RunRecords{Record: rec, Access: svc}}
 		err = db.Tx(ctx, func(tx store.Tx) error {
 			_, err := none.CreateTx(ctx, tx, engine.RunActor{RunID: "run-b", Step: "s"}, "Observation", obs("p1"))
 			return err

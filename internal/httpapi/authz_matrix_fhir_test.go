@@ -53,10 +53,13 @@ var fhirMatrixBodies = map[string]struct {
 	// demographics as seeded (family from fhirMatrixFamily), the same with
 	// an element clinical_admin may not write, a transaction holding that
 	// PUT, a Coverage and a Practitioner as seeded.
-	"demographics":   {body: `{"resourceType":"Patient","id":"{patient}","name":[{"family":"{family}"}],"identifier":[{"system":"urn:eg:nid","value":"NID-{patient}"}],"gender":"female"}`},
-	"deceased":       {body: `{"resourceType":"Patient","id":"{patient}","name":[{"family":"{family}"}],"identifier":[{"system":"urn:eg:nid","value":"NID-{patient}"}],"gender":"female","deceasedBoolean":true}`},
-	"narrative":      {body: `{"resourceType":"Patient","id":"{patient}","name":[{"family":"{family}"}],"identifier":[{"system":"urn:eg:nid","value":"NID-{patient}"}],"gender":"female","text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">note</div>"}}`},
-	"narrative-tx":   {body: `{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"PUT","url":"Patient/{patient}"},"resource":{"resourceType":"Patient","id":"{patient}","name":[{"family":"{family}"}],"identifier":[{"system":"urn:eg:nid","value":"NID-{patient}"}],"gender":"female","text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">note</div>"}}}]}`},
+	"demographics": {body: `{"resourceType":"Patient","id":"{patient}","name":[{"family":"{family}"}],"identifier":[{"system":"urn:eg:nid","value":"NID-{patient}"}],"gender":"female"}`},
+	"deceased":     {body: `{"resourceType":"Patient","id":"{patient}","name":[{"family":"{family}"}],"identifier":[{"system":"urn:eg:nid","value":"NID-{patient}"}],"gender":"female","deceasedBoolean":true}`},
+	"narrative":    {body: `{"resourceType":"Patient","id":"{patient}","name":[{"family":"{family}"}],"identifier":[{"system":"urn:eg:nid","value":"NID-{patient}"}],"gender":"female","text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">note</div>"}}`},
+	"narrative-tx": {body: `{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"PUT","url":"Patient/{patient}"},"resource":{"resourceType":"Patient","id":"{patient}","name":[{"family":"{family}"}],"identifier":[{"system":"urn:eg:nid","value":"NID-{patient}"}],"gender":"female","text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">note</div>"}}}]}`},
+	// A patient registered by billing (a revenue-cycle journey's
+	// registration).
+	"registration":   {body: `{"resourceType":"Patient","name":[{"family":"Registered"}],"identifier":[{"system":"urn:eg:nid","value":"NID-registered"}],"gender":"female"}`},
 	"coverage":       {body: `{"resourceType":"Coverage","id":"cov.{patient}","status":"active","beneficiary":{"reference":"Patient/{patient}"},"payor":[{"reference":"Organization/org-1"}]}`},
 	"practitioner-1": {body: `{"resourceType":"Practitioner","id":"prac-1","name":[{"family":"Doc"}]}`},
 	// Records of no patient (issue #9): a PaymentNotice (none by design),
@@ -295,7 +298,12 @@ func runFHIRMatrixRow(t *testing.T, f *fhirMatrixFixture, i int, row fhirMatrixR
 			}
 		}
 	}
-	repl := strings.NewReplacer("{patient}", patient)
+	// {created} is the id of the resource a POST created.
+	var created struct {
+		ID string `json:"id"`
+	}
+	_ = json.Unmarshal(resp.body, &created)
+	repl := strings.NewReplacer("{patient}", patient, "{created}", created.ID)
 	if row.expect < 300 {
 		checkFHIRMatrixBody(t, row, repl, resp.body)
 	}

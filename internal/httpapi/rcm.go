@@ -33,9 +33,6 @@ import (
 // it stopped: a journey is never started twice, by its key.
 
 const (
-	// rcmTimeout is the deadline of the rcm routes other than a batch's
-	// POST.
-	rcmTimeout = 30 * time.Second
 	// batchBudget is how long a POST of a batch starts entries before it
 	// answers with the rest pending; well below the server's default write
 	// timeout (60 s).
@@ -51,19 +48,19 @@ const (
 
 func errBatchNotFound() error { return errs.E(errs.NotFound, "batch not found") }
 
-func (s *Server) rcmRoutes() {
-	s.handleFunc("GET /api/v1/rcm/payers", s.withRCM(rcmTimeout, s.listPayers))
-	s.handleFunc("POST /api/v1/rcm/batches", s.withRCM(batchTimeout, s.postBatch))
-	s.handleFunc("GET /api/v1/rcm/batches/{id}", s.withRCM(rcmTimeout, s.getBatch))
-	s.handleFunc("GET /api/v1/rcm/worklist", s.withRCM(rcmTimeout, s.worklist))
+func (s *Server) rcmBillingRoutes() {
+	s.handleFunc("GET /api/v1/rcm/payers", s.withRCMBilling(rcmTimeout, s.listPayers))
+	s.handleFunc("POST /api/v1/rcm/batches", s.withRCMBilling(batchTimeout, s.postBatch))
+	s.handleFunc("GET /api/v1/rcm/batches/{id}", s.withRCMBilling(rcmTimeout, s.getBatch))
+	s.handleFunc("GET /api/v1/rcm/worklist", s.withRCMBilling(rcmTimeout, s.worklist))
 }
 
-// withRCM is withAccess for the rcm routes: they exist on every server
-// (the API document is the same everywhere) and answer 503 where the
-// revenue cycle is not wired. Each request gets its deadline.
-func (s *Server) withRCM(timeout time.Duration, h func(w http.ResponseWriter, r *http.Request, p *auth.Principal)) http.HandlerFunc {
+// withRCMBilling is withAccess for these routes: they exist on every
+// server (the API document is the same everywhere) and answer 503 where
+// the revenue cycle is not wired. Each request gets its deadline.
+func (s *Server) withRCMBilling(timeout time.Duration, h func(w http.ResponseWriter, r *http.Request, p *auth.Principal)) http.HandlerFunc {
 	return s.withAccess(func(w http.ResponseWriter, r *http.Request, p *auth.Principal) {
-		if s.opts.RCM.Fees == nil || s.opts.RCM.Journeys == nil || s.opts.RCM.Batches == nil {
+		if s.opts.RCM == nil || s.opts.Fees == nil || s.opts.Batches == nil {
 			s.writeError(w, r, errs.E(errs.Unavailable, "the revenue cycle is not running on this server"))
 			return
 		}
@@ -97,7 +94,7 @@ func (s *Server) listPayers(w http.ResponseWriter, r *http.Request, p *auth.Prin
 		s.writeError(w, r, err)
 		return
 	}
-	ls, err := s.opts.RCM.Fees.Payers(r.Context(), s.opts.RCM.Directory, on)
+	ls, err := s.opts.Fees.Payers(r.Context(), s.opts.Payers, on)
 	if err != nil {
 		s.failAfterAuthorize(w, r, p, a, d, err)
 		return
@@ -134,16 +131,16 @@ func (s *Server) postBatch(w http.ResponseWriter, r *http.Request, p *auth.Princ
 		return
 	}
 	g := s.accessFor(r, p)
-	journeys := s.opts.RCM.Journeys.BatchJourneys(g)
+	journeys := s.opts.RCM.BatchJourneys(g)
 	key := r.Header.Get("Idempotency-Key")
-	id, created, err := s.opts.RCM.Batches.Submit(r.Context(), rcm.BatchSubmission{
+	id, created, err := s.opts.Batches.Submit(r.Context(), rcm.BatchSubmission{
 		CreatedBy: p.Subject, IdempotencyKey: key, Batch: batch, StopAfter: s.now().Add(batchBudget),
 	}, journeys)
 	if err != nil {
 		fail(err)
 		return
 	}
-	st, err := s.opts.RCM.Batches.Status(r.Context(), id, journeys)
+	st, err := s.opts.Batches.Status(r.Context(), id, journeys)
 	if err != nil {
 		fail(err)
 		return
@@ -194,7 +191,7 @@ func (s *Server) getBatch(w http.ResponseWriter, r *http.Request, p *auth.Princi
 		s.failAfterAuthorize(w, r, p, a, d, errBatchNotFound())
 		return
 	}
-	st, err := s.opts.RCM.Batches.Status(r.Context(), id, s.opts.RCM.Journeys.BatchJourneys(s.accessFor(r, p)))
+	st, err := s.opts.Batches.Status(r.Context(), id, s.opts.RCM.BatchJourneys(s.accessFor(r, p)))
 	if err != nil {
 		s.failAfterAuthorize(w, r, p, a, d, err)
 		return
@@ -231,7 +228,7 @@ func (s *Server) worklist(w http.ResponseWriter, r *http.Request, p *auth.Princi
 		return
 	}
 	// rcm decides (and audits) the search and confines it to the reach.
-	page, err := s.opts.RCM.Journeys.Worklist(r.Context(), s.accessFor(r, p), f)
+	page, err := s.opts.RCM.Worklist(r.Context(), s.accessFor(r, p), f)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -1,127 +1,23 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	careaccess "github.com/careflow/careflow/internal/access"
 	"github.com/careflow/careflow/internal/audit"
 	"github.com/careflow/careflow/internal/auth"
-	"github.com/careflow/careflow/internal/engine"
-	"github.com/careflow/careflow/internal/payer"
 	"github.com/careflow/careflow/internal/rcm"
-	"github.com/careflow/careflow/internal/record"
 	"github.com/careflow/careflow/internal/store"
 	"github.com/careflow/careflow/internal/store/storetest"
-	"github.com/careflow/careflow/internal/terminology"
 )
-
-const rcmPayer = "payer-misr@hcx"
-
-// quietPayer acknowledges every message and never answers: the journeys a
-// test starts go as far as their first wait on the payer and stay there.
-type quietPayer struct {
-	mu   sync.Mutex
-	sent int
-}
-
-func (q *quietPayer) Send(ctx context.Context, req payer.Request) (payer.Ack, error) {
-	q.mu.Lock()
-	q.sent++
-	q.mu.Unlock()
-	return payer.Ack{APICallID: req.IdempotencyKey, CorrelationID: req.CorrelationID, Timestamp: time.Now()}, nil
-}
-
-// registry is the participant registry as payer/hcx's client answers it.
-type registry []payer.Participant
-
-func (r registry) Payers(context.Context) ([]payer.Participant, error) { return r, nil }
-func (r registry) Lookup(_ context.Context, code string) (payer.Participant, bool, error) {
-	for _, p := range r {
-		if p.Code == code {
-			return p, true, nil
-		}
-	}
-	return payer.Participant{}, false, nil
-}
-
-// rcmFixture is the authorization fixture served by a server with the
-// real revenue cycle: the journeys' service on a real engine, the fee
-// schedules and the batches, with a payer that never answers.
-type rcmFixture struct {
-	*authzFixture
-	svc     *rcm.Service
-	fees    *rcm.Fees
-	batches *rcm.Batches
-	payer   *quietPayer
-}
-
-func newRCMFixture(t *testing.T, db *store.DB) *rcmFixture {
-	t.Helper()
-	ctx := context.Background()
-	f := newAuthzFixture(t, db, nil)
-	ring := newTestRing(t, db)
-	rec := record.New(db, ring, record.Options{})
-	if _, err := engine.MigrateRiver(ctx, db, nil); err != nil {
-		t.Fatal(err)
-	}
-	reg := engine.NewRegistry()
-	eng, err := engine.New(engine.Config{DB: db, Registry: reg, Ring: ring, HousekeepingInterval: 200 * time.Millisecond, Records: rec})
-	if err != nil {
-		t.Fatal(err)
-	}
-	acc := &careaccess.Services{Authorizer: f.access.Authorizer, Policy: f.access.Policy, Audit: f.log}
-	fees := rcm.NewFees(db, nil)
-	dir := registry{{Code: rcmPayer, Name: "Misr Insurance", Status: "Active", Roles: []string{"payor"}}}
-	qp := &quietPayer{}
-	svc, err := rcm.New(rcm.Config{DB: db, Engine: eng, Records: careaccess.RunRecords{Record: rec, Access: acc},
-		Terms: terminology.NewService(db, terminology.Options{}), Payer: qp, Directory: dir, Fees: fees,
-		Provider: rcm.Provider{Code: "provider-1@hcx", Name: "Test Hospital"}, Blind: ring})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rcm.Register(reg, svc); err != nil {
-		t.Fatal(err)
-	}
-	if err := eng.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		_ = eng.Stop(sctx)
-	})
-	file, err := os.Open("../../examples/fee-schedule.csv")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer file.Close()
-	if _, _, err := fees.Load(ctx, file, rcm.FeeLoad{Payer: rcmPayer, Version: "2026.1"}); err != nil {
-		t.Fatal(err)
-	}
-	batches := rcm.NewBatches(db, nil)
-	f.srv = New(Options{
-		DB: db, Access: f.access, Audit: f.log, Engine: eng,
-		RCM: RCMOptions{Fees: fees, Batches: batches, Journeys: svc, Directory: dir},
-		TestPrincipal: func(r *http.Request) *auth.Principal {
-			f.mu.Lock()
-			defer f.mu.Unlock()
-			return f.principals[r.Header.Get(testPrincipalHeader)]
-		},
-	})
-	f.ts = httptest.NewServer(f.srv.Handler())
-	t.Cleanup(f.ts.Close)
-	return &rcmFixture{authzFixture: f, svc: svc, fees: fees, batches: batches, payer: qp}
-}
 
 // entry is one batch entry: a journey for an outpatient visit.
 func entry(nationalID, payerCode, member string) string {
@@ -156,10 +52,10 @@ func TestBatchThroughTheAPI(t *testing.T) {
 		f := newRCMFixture(t, db)
 		clerk := f.principal(t, "clerk", auth.Billing, "")
 		body := strings.Join([]string{
-			entry("29001011234567", rcmPayer, "M-1"),
+			entry("29001011234567", rcmTestPayer, "M-1"),
 			entry("28502151234561", "nobody@hcx", "M-2"),
 			`{"kind":"standard","colour":"blue"}`,
-			entry("29911221234568", rcmPayer, "M-3"),
+			entry("29911221234568", rcmTestPayer, "M-3"),
 		}, "\n") + "\n"
 		resp := f.post(t, clerk, "application/x-ndjson", "upload-1", body)
 		st := must[rcm.BatchStatus](t, resp, http.StatusAccepted)
@@ -204,7 +100,7 @@ func TestBatchThroughTheAPI(t *testing.T) {
 			t.Fatalf("journeys of the batch: %d %v", len(page.Journeys), err)
 		}
 		// Another body under the key is refused.
-		problemOf(t, f.post(t, clerk, "application/x-ndjson", "upload-1", entry("29001011234567", rcmPayer, "M-9")+"\n"), http.StatusConflict)
+		problemOf(t, f.post(t, clerk, "application/x-ndjson", "upload-1", entry("29001011234567", rcmTestPayer, "M-9")+"\n"), http.StatusConflict)
 
 		got := must[rcm.BatchStatus](t, f.do(t, clerk, "GET", "/api/v1/rcm/batches/"+st.ID, ""), http.StatusOK)
 		if got.ID != st.ID || got.Started != 2 || got.States["unknown"] != 0 || len(got.States) == 0 {
@@ -214,7 +110,7 @@ func TestBatchThroughTheAPI(t *testing.T) {
 		problemOf(t, f.do(t, clerk, "GET", "/api/v1/rcm/batches/not-an-id", ""), http.StatusNotFound)
 
 		// A JSON array works the same; without a key the batch's id is its key.
-		arr := f.post(t, clerk, "application/json", "", "["+entry("30005051234563", rcmPayer, "M-4")+"]")
+		arr := f.post(t, clerk, "application/json", "", "["+entry("30005051234563", rcmTestPayer, "M-4")+"]")
 		st3 := must[rcm.BatchStatus](t, arr, http.StatusAccepted)
 		if arr.header.Get("Idempotency-Key") != st3.ID || st3.Started != 1 {
 			t.Errorf("array batch: %+v %v", st3, arr.header)
@@ -224,7 +120,7 @@ func TestBatchThroughTheAPI(t *testing.T) {
 			want     int
 		}{
 			"a form":             {"application/x-www-form-urlencoded", "a=b", http.StatusUnsupportedMediaType},
-			"an object":          {"application/json", entry("30005051234563", rcmPayer, "M-4"), http.StatusBadRequest},
+			"an object":          {"application/json", entry("30005051234563", rcmTestPayer, "M-4"), http.StatusBadRequest},
 			"an empty array":     {"application/json", "[]", http.StatusBadRequest},
 			"broken JSON":        {"application/json", "[{", http.StatusBadRequest},
 			"a bad key":          {"application/json", "[]", http.StatusBadRequest},
@@ -257,6 +153,13 @@ func TestPayersJoinTheRegistryAndTheSchedules(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		f := newRCMFixture(t, db)
 		ctx := context.Background()
+		example, err := os.ReadFile("../../examples/fee-schedule.csv")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := f.fees.Load(ctx, bytes.NewReader(example), rcm.FeeLoad{Payer: rcmTestPayer, Version: "2026.1"}); err != nil {
+			t.Fatal(err)
+		}
 		if _, _, err := f.fees.Load(ctx, strings.NewReader("system,code,price,preauth,effective_from\nCPT,99213,100,yes,2026-01-01\n"),
 			rcm.FeeLoad{Payer: "gone@hcx", Currency: "SAR", Name: "Old Payer"}); err != nil {
 			t.Fatal(err)
@@ -266,13 +169,13 @@ func TestPayersJoinTheRegistryAndTheSchedules(t *testing.T) {
 		if len(page.Payers) != 2 {
 			t.Fatalf("payers %+v", page.Payers)
 		}
-		gone, misr := page.Payers[0], page.Payers[1]
+		gone, one := page.Payers[0], page.Payers[1]
 		if gone.Code != "gone@hcx" || gone.Reachable || gone.Status != rcm.StatusUnreachable || gone.Currency != "SAR" {
 			t.Errorf("unreachable payer %+v", gone)
 		}
-		if misr.Code != rcmPayer || !misr.Reachable || misr.Name != "Misr Insurance" || misr.Currency != "EGP" ||
-			len(misr.Schedules) != 1 || misr.Schedules[0].Version != "2026.1" || misr.Schedules[0].Items != 14 || len(misr.PreauthRequired) != 3 {
-			t.Errorf("registered payer %+v", misr)
+		if one.Code != rcmTestPayer || !one.Reachable || one.Name != "Test Payer" || one.Currency != "EGP" ||
+			len(one.Schedules) != 1 || one.Schedules[0].Version != "2026.1" || one.Schedules[0].Items != 14 || len(one.PreauthRequired) != 3 {
+			t.Errorf("registered payer %+v", one)
 		}
 		problemOf(t, f.do(t, clerk, "GET", "/api/v1/rcm/payers?date=March", ""), http.StatusBadRequest)
 		problemOf(t, f.do(t, clerk, "GET", "/api/v1/rcm/payers?payer=x", ""), http.StatusBadRequest)
@@ -298,11 +201,11 @@ func TestWorklistAsksTheJourneys(t *testing.T) {
 			{"0190d6a4-0000-7000-8000-000000000002", otherPatient, rcm.StatusClosed, rcm.OutcomePartiallyPaid},
 		} {
 			if _, err := db.Writer().Exec(context.Background(), `INSERT INTO rcm_journeys (id, kind, patient_id, payer, status, outcome, currency, started_at, updated_at)
-				VALUES ($1, 'standard', $2, $3, $4, $5, 'EGP', $6, $6)`, j.id, j.patient, rcmPayer, j.status, j.outcome, now); err != nil {
+				VALUES ($1, 'standard', $2, $3, $4, $5, 'EGP', $6, $6)`, j.id, j.patient, rcmTestPayer, j.status, j.outcome, now); err != nil {
 				t.Fatal(err)
 			}
 		}
-		denied := must[worklistPage](t, f.do(t, clerk, "GET", "/api/v1/rcm/worklist?kind=denied&payer="+rcmPayer, ""), http.StatusOK)
+		denied := must[worklistPage](t, f.do(t, clerk, "GET", "/api/v1/rcm/worklist?kind=denied&payer="+rcmTestPayer, ""), http.StatusOK)
 		short := must[worklistPage](t, f.do(t, clerk, "GET", "/api/v1/rcm/worklist?kind=short_paid", ""), http.StatusOK)
 		if len(denied.Journeys) != 1 || !strings.Contains(string(denied.Journeys[0]), "000000000001") || len(short.Journeys) != 1 {
 			t.Errorf("billing's queues: denied %s short %s", denied.Journeys, short.Journeys)
@@ -337,11 +240,12 @@ func TestRCMRoutesAnswer503WithoutTheRevenueCycle(t *testing.T) {
 	})
 }
 
-// rcmMatrixRows reads testdata/authz_matrix_rcm.csv (the columns of
-// authz_matrix.csv; {batch} in a path is a batch the fixture made).
-func TestRCMAuthorizationMatrix(t *testing.T) {
+// TestRCMBillingAuthorizationMatrix drives testdata/authz_matrix_rcm_billing.csv
+// (the columns of authz_matrix.csv; {batch} in a path is a batch the test
+// made) through the real server and journeys.
+func TestRCMBillingAuthorizationMatrix(t *testing.T) {
 	t.Parallel()
-	rows := readMatrixFile(t, "testdata/authz_matrix_rcm.csv")
+	rows := readMatrixFile(t, "testdata/authz_matrix_rcm_billing.csv")
 	covered := map[string]bool{}
 	for _, r := range rows {
 		covered[r.role] = true
@@ -349,18 +253,18 @@ func TestRCMAuthorizationMatrix(t *testing.T) {
 	}
 	for _, role := range auth.Roles() {
 		if !covered[string(role)] {
-			t.Errorf("role %s has no row in the rcm matrix", role)
+			t.Errorf("role %s has no row in the rcm billing matrix", role)
 		}
 	}
 	for _, p := range New(Options{}).Patterns() {
-		if strings.Contains(p, " /api/v1/rcm/") && !covered[p] {
-			t.Errorf("route %s has no row in the rcm matrix", p)
+		if strings.Contains(p, " /api/v1/rcm/") && !strings.Contains(p, " /api/v1/rcm/journeys") && !covered[p] {
+			t.Errorf("route %s has no row in the rcm billing matrix", p)
 		}
 	}
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		f := newRCMFixture(t, db)
 		clerk := f.principal(t, "matrix-clerk", auth.Billing, "")
-		st := must[rcm.BatchStatus](t, f.post(t, clerk, "application/x-ndjson", "", entry("29001011234567", rcmPayer, "M-1")), http.StatusAccepted)
+		st := must[rcm.BatchStatus](t, f.post(t, clerk, "application/x-ndjson", "", entry("29001011234567", rcmTestPayer, "M-1")), http.StatusAccepted)
 		for i, row := range rows {
 			row.path = strings.ReplaceAll(row.path, "{batch}", st.ID)
 			t.Run(fmt.Sprintf("line%03d_%s_%s", row.line, row.role, row.method), func(t *testing.T) {
@@ -369,5 +273,3 @@ func TestRCMAuthorizationMatrix(t *testing.T) {
 		}
 	})
 }
-
-var _ = json.Marshal

@@ -65,28 +65,19 @@ type Options struct {
 	// Engine is the workflow engine served at /api/v1/workflow-runs and
 	// /api/v1/tasks (workflows*.go); nil answers those routes with 503.
 	Engine *engine.Engine
-	// RCM is the revenue cycle served under /api/v1/rcm (rcm.go); without
-	// its Fees, Batches and Journeys those routes answer 503.
-	RCM RCMOptions
-	// Clock is the time (nil: time.Now).
-	Clock func() time.Time
-}
-
-// RCMOptions are the revenue cycle's services the rcm routes call.
-type RCMOptions struct {
+	// RCM is the revenue cycle served at /api/v1/rcm (rcm_journeys.go); nil
+	// answers those routes with 503.
+	RCM *rcm.Service
+	// Fees are the payers' settings and fee schedules (GET
+	// /api/v1/rcm/payers), Batches the batches of journeys, Payers the
+	// participant registry (payer/hcx's; nil lists every payer careflow
+	// knows as unreachable). The payers, batches and worklist routes
+	// (rcm.go) answer 503 without RCM, Fees and Batches.
 	Fees    *rcm.Fees
 	Batches *rcm.Batches
-	// Journeys is the journeys' service (*rcm.Service).
-	Journeys RCMJourneys
-	// Directory is the participant registry (payer/hcx's client); nil
-	// lists every payer careflow knows as unreachable.
-	Directory rcm.Directory
-}
-
-// RCMJourneys is what the rcm routes need of *rcm.Service.
-type RCMJourneys interface {
-	BatchJourneys(g rcm.Guard) rcm.BatchJourneys
-	Worklist(ctx context.Context, g rcm.Guard, f rcm.WorklistFilter) (rcm.WorklistPage, error)
+	Payers  rcm.Directory
+	// Clock is the time (nil: time.Now).
+	Clock func() time.Time
 }
 
 // Server holds the routes and their dependencies.
@@ -149,8 +140,9 @@ func (s *Server) routes() {
 	s.accessRoutes()
 	s.fhirRoutes()
 	s.workflowRoutes()
-	s.terminologyRoutes()
 	s.rcmRoutes()
+	s.rcmBillingRoutes()
+	s.terminologyRoutes()
 }
 
 // now is the server's clock.

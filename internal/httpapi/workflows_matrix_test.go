@@ -25,7 +25,16 @@ import (
 // the columns of authz_matrix.csv.
 func readWorkflowMatrix(t *testing.T) []matrixRow {
 	t.Helper()
-	fh, err := os.Open("testdata/authz_matrix_workflows.csv")
+	return readRecordMatrix(t, "authz_matrix_workflows.csv", "{run}", "{task}")
+}
+
+// readRecordMatrix reads a matrix of the record routes (workflow runs,
+// journeys) from testdata: the columns of authz_matrix.csv; a row that
+// names a patient reaches it through {patient} or one of the record
+// placeholders (a run, a journey) made for it.
+func readRecordMatrix(t *testing.T, name string, recordPlaceholders ...string) []matrixRow {
+	t.Helper()
+	fh, err := os.Open("testdata/" + name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +44,7 @@ func readWorkflowMatrix(t *testing.T) []matrixRow {
 	cr.FieldsPerRecord = 9
 	header, err := cr.Read()
 	if err != nil || strings.Join(header, ",") != "role,method,path,patient,consent,scopes,expect,reason,body" {
-		t.Fatalf("authz_matrix_workflows.csv header %v (%v)", header, err)
+		t.Fatalf("%s header %v (%v)", name, header, err)
 	}
 	var rows []matrixRow
 	for {
@@ -44,7 +53,7 @@ func readWorkflowMatrix(t *testing.T) []matrixRow {
 			break
 		}
 		if err != nil {
-			t.Fatalf("authz_matrix_workflows.csv: %v", err)
+			t.Fatalf("%s: %v", name, err)
 		}
 		line, _ := cr.FieldPos(0)
 		r := matrixRow{line: line, role: rec[0], method: rec[1], path: rec[2], patient: rec[3],
@@ -57,8 +66,10 @@ func readWorkflowMatrix(t *testing.T) []matrixRow {
 		default:
 			t.Fatalf("%s: patient must be own, assigned, glass, expired, other or none", r)
 		}
-		names := strings.Contains(r.path, "{patient}") || strings.Contains(r.body, "{patient}") ||
-			strings.Contains(r.path, "{run}") || strings.Contains(r.path, "{task}")
+		names := strings.Contains(r.path, "{patient}") || strings.Contains(r.body, "{patient}")
+		for _, p := range recordPlaceholders {
+			names = names || strings.Contains(r.path, p)
+		}
 		if r.patient != "none" && !names {
 			t.Fatalf("%s: the row names a patient but neither the path nor the body reaches it", r)
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/careflow/careflow/internal/auth"
 	"github.com/careflow/careflow/internal/clinical"
 	"github.com/careflow/careflow/internal/engine"
+	"github.com/careflow/careflow/internal/phi"
 	"github.com/careflow/careflow/internal/record"
 	"github.com/careflow/careflow/internal/store"
 	"github.com/careflow/careflow/internal/store/storetest"
@@ -65,6 +66,7 @@ func (c *offsetClock) Advance(d time.Duration) {
 type engineDeps struct {
 	accounts *auth.Accounts
 	rec      *record.Service
+	ring     *phi.Ring
 }
 
 // newTestEngine starts a real engine on db with the built-in definitions
@@ -77,7 +79,11 @@ func newTestEngine(t *testing.T, db *store.DB, clock func() time.Time) *engine.E
 
 // newTestEngineWith is newTestEngine returning the accounts and record it
 // checks against.
-func newTestEngineWith(t *testing.T, db *store.DB, clock func() time.Time) (*engine.Engine, engineDeps) {
+//
+// before, if any, run after the engine is built and before it starts: a
+// module whose definitions need the engine (the revenue cycle) registers
+// them there.
+func newTestEngineWith(t *testing.T, db *store.DB, clock func() time.Time, before ...func(*engine.Registry, *engine.Engine, engineDeps)) (*engine.Engine, engineDeps) {
 	t.Helper()
 	ctx := context.Background()
 	if _, err := engine.MigrateRiver(ctx, db, nil); err != nil {
@@ -98,11 +104,14 @@ func newTestEngineWith(t *testing.T, db *store.DB, clock func() time.Time) (*eng
 	if err != nil {
 		t.Fatal(err)
 	}
-	deps := engineDeps{accounts: accounts, rec: record.New(db, ring, record.Options{})}
+	deps := engineDeps{accounts: accounts, rec: record.New(db, ring, record.Options{}), ring: ring}
 	e, err := engine.New(engine.Config{DB: db, Registry: reg, Ring: ring, Clock: clock, HousekeepingInterval: 200 * time.Millisecond,
 		Staff: auth.TaskStaff{Accounts: accounts}, Records: deps.rec})
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, fn := range before {
+		fn(reg, e, deps)
 	}
 	if err := e.Start(ctx); err != nil {
 		t.Fatal(err)

@@ -66,14 +66,6 @@ func (n node) list(k string) []node {
 	return l
 }
 
-func (n node) strs(k string) []string {
-	var l []string
-	if n == nil || json.Unmarshal(n[k], &l) != nil {
-		return nil
-	}
-	return l
-}
-
 // code is the first coding's code of a CodeableConcept member.
 func (n node) code(k string) string {
 	cc := n.obj(k)

@@ -5,7 +5,6 @@ import (
 
 	"github.com/careflow/careflow/internal/access"
 	"github.com/careflow/careflow/internal/auth"
-	"github.com/careflow/careflow/internal/engine"
 	"github.com/careflow/careflow/internal/record"
 	"github.com/careflow/careflow/internal/store"
 	"github.com/careflow/careflow/internal/terminology"
@@ -17,9 +16,9 @@ import (
 // person registering (g), whom the audit log names. access.RunRecords
 // implements it.
 type Records interface {
-	CreateTx(ctx context.Context, tx store.Tx, who engine.RunActor, typ string, body []byte) (string, error)
-	ReadTx(ctx context.Context, tx store.Tx, who engine.RunActor, typ, id string) ([]byte, error)
-	UpdateTx(ctx context.Context, tx store.Tx, who engine.RunActor, typ, id string, body []byte) error
+	CreateTx(ctx context.Context, tx store.Tx, who access.RunStep, typ string, body []byte) (string, error)
+	ReadTx(ctx context.Context, tx store.Tx, who access.RunStep, typ, id string) ([]byte, error)
+	UpdateTx(ctx context.Context, tx store.Tx, who access.RunStep, typ, id string, body []byte) error
 	// CreateAsTx creates as the caller g, conditionally with ifNoneExist
 	// (a FHIR If-None-Exist query): a match is returned, created false.
 	CreateAsTx(ctx context.Context, tx store.Tx, g record.Guard, typ string, body []byte, ifNoneExist string) (id string, created bool, err error)
@@ -44,6 +43,7 @@ type Guard interface {
 	record.TxGuard
 	Caller() access.Caller
 	CheckType(ctx context.Context, req auth.Request) auth.Decision
+	AuditDecision(ctx context.Context, a access.Action, d auth.Decision) error
 	Authorize(ctx context.Context, a access.Action) (auth.Decision, error)
 	AuthorizeRecord(ctx context.Context, a access.Action) (auth.Decision, error)
 	AuthorizeRecordTx(ctx context.Context, tx store.Tx, a access.Action) (auth.Decision, error)

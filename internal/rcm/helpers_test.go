@@ -39,7 +39,9 @@ func (f feeMap) PreauthRequired(_ context.Context, _ store.Querier, _, _, code s
 	return f.preauth[code], nil
 }
 
-func (f feeMap) Currency(context.Context, store.Querier, string) (string, error) { return f.currency, nil }
+func (f feeMap) Currency(context.Context, store.Querier, string) (string, error) {
+	return f.currency, nil
+}
 
 type directory map[string]payer.Participant
 
@@ -70,6 +72,9 @@ type plan struct {
 	paymentFirst bool
 	// twice sends every answer twice (the second must change nothing).
 	twice bool
+	// denyOriginal denies a claim without related (an appeal's new claim
+	// is then approved in full).
+	denyOriginal bool
 }
 
 // fakePayer answers like a payer: every request is answered through
@@ -87,6 +92,14 @@ type fakePayer struct {
 	claims   map[string]int // api_call_id (idempotency key) → claim/submit count
 	preauths map[string]string
 	failOnce map[payer.Action]bool
+	// loseAck: the payer receives the message but the acknowledgement is
+	// lost (a transient error after the fact), once per action.
+	loseAck map[payer.Action]bool
+	// deliveries counts every Send of a claim/submit, duplicates included.
+	deliveries int
+	// onResend runs when a claim/submit arrives again with a key already
+	// seen (a re-delivered step).
+	onResend func()
 }
 
 func (f *fakePayer) requests(action payer.Action, workflow string) []payer.Request {
@@ -108,10 +121,17 @@ func (f *fakePayer) Send(ctx context.Context, req payer.Request) (payer.Ack, err
 		f.mu.Unlock()
 		return payer.Ack{}, fmt.Errorf("gateway answered 503")
 	}
+	if req.Action == payer.ClaimSubmit {
+		f.deliveries++
+	}
 	// Payer-side deduplication by the api_call_id (here: the key).
 	for _, r := range f.sent {
 		if r.IdempotencyKey == req.IdempotencyKey {
+			resend := f.onResend
 			f.mu.Unlock()
+			if resend != nil && req.Action == payer.ClaimSubmit {
+				resend()
+			}
 			return payer.Ack{APICallID: req.IdempotencyKey, CorrelationID: req.CorrelationID}, nil
 		}
 	}
@@ -160,6 +180,12 @@ func (f *fakePayer) Send(ctx context.Context, req payer.Request) (payer.Ack, err
 		f.claims[focus.id]++
 		f.mu.Unlock()
 		var cr payer.Message
+		if p.denyOriginal {
+			p.claim, p.approvedPct, p.paidPct = "approve", 100, 100
+			if !focus.related {
+				p.claim = "deny"
+			}
+		}
 		switch p.claim {
 		case "approve":
 			cr = msg(payer.ClaimOnSubmit, req.CorrelationID, claimResponse("complete", "", focus.total*p.approvedPct/100))
@@ -196,12 +222,20 @@ func (f *fakePayer) Send(ctx context.Context, req payer.Request) (payer.Ack, err
 			}
 		}
 	}
+	f.mu.Lock()
+	lost := f.loseAck[req.Action]
+	delete(f.loseAck, req.Action)
+	f.mu.Unlock()
+	if lost {
+		return payer.Ack{}, fmt.Errorf("connection reset after the request was sent")
+	}
 	return payer.Ack{APICallID: req.IdempotencyKey, CorrelationID: req.CorrelationID, Timestamp: time.Now()}, nil
 }
 
 type focus struct {
-	id    string
-	total int64
+	id      string
+	total   int64
+	related bool
 }
 
 // focusOf is the first resource of a Bundle careflow sent: its id and total.
@@ -213,6 +247,7 @@ func focusOf(b []byte) focus {
 				Total struct {
 					Value json.RawMessage `json:"value"`
 				} `json:"total"`
+				Related []any `json:"related"`
 			} `json:"resource"`
 		} `json:"entry"`
 	}
@@ -221,7 +256,7 @@ func focusOf(b []byte) focus {
 	}
 	r := bundle.Entry[0].Resource
 	t, _ := parseMinor(r.Total.Value)
-	return focus{id: r.ID, total: t}
+	return focus{id: r.ID, total: t, related: len(r.Related) > 0}
 }
 
 func money(minor int64) map[string]any {
@@ -285,7 +320,7 @@ func newEnv(t *testing.T, db *store.DB, deflt plan) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.payer = &fakePayer{db: db, claims: map[string]int{}, preauths: map[string]string{}, failOnce: map[payer.Action]bool{},
+	e.payer = &fakePayer{db: db, claims: map[string]int{}, preauths: map[string]string{}, failOnce: map[payer.Action]bool{}, loseAck: map[payer.Action]bool{},
 		plan: func(w string) plan {
 			if p, ok := e.plans.Load(w); ok {
 				return p.(plan)
@@ -325,7 +360,7 @@ type failingRecords struct {
 	env *env
 }
 
-func (f failingRecords) CreateTx(ctx context.Context, tx store.Tx, who engine.RunActor, typ string, body []byte) (string, error) {
+func (f failingRecords) CreateTx(ctx context.Context, tx store.Tx, who access.RunStep, typ string, body []byte) (string, error) {
 	if v, ok := f.env.failAp.Load(who.Step); ok && v.(int) > 0 {
 		f.env.failAp.Store(who.Step, v.(int)-1)
 		return "", fmt.Errorf("simulated crash in step %s", who.Step)

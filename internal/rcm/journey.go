@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/careflow/careflow/internal/access"
 	"github.com/careflow/careflow/internal/engine"
 	"github.com/careflow/careflow/internal/payer"
 	"github.com/careflow/careflow/internal/store"
@@ -20,6 +21,14 @@ const (
 	DefinitionEmergency = "rcm.journey.emergency"
 	DefinitionScheduled = "rcm.journey.scheduled"
 	DefinitionAppeal    = "rcm.appeal"
+)
+
+// The decisions of a journey's billing tasks: the payer's request for
+// information is answered (the task's result is the answer: {"text",
+// "attachment"}); a stopped journey's work item is resolved.
+const (
+	DecisionAnswered = "answered"
+	DecisionResolved = "resolved"
 )
 
 // The signals a journey waits for; Receive names each payer message by
@@ -51,8 +60,8 @@ func correlationID(sc *engine.StepContext) string {
 	return uuid.NewSHA1(correlationNS, []byte(sc.IdempotencyKey())).String()
 }
 
-func actor(sc *engine.StepContext) engine.RunActor {
-	return engine.RunActor{RunID: sc.RunID, Definition: sc.Definition, Step: sc.Step, PatientID: sc.PatientID}
+func actor(sc *engine.StepContext) access.RunStep {
+	return access.RunStep{RunID: sc.RunID, Step: sc.Step, PatientID: sc.PatientID}
 }
 
 func input(in *engine.Input) (journeyInput, error) {
@@ -173,6 +182,7 @@ const (
 	stepStatusSend   = "status-check-send"
 	stepPaymentWait  = "reconciliation"
 	stepPaymentRes   = "payment-result"
+	stepPaymentAck   = "payment-acknowledgement"
 	stepInfo         = "information-requested"
 	stepInfoRecord   = "information"
 	stepInfoSend     = "information-send"
@@ -228,10 +238,10 @@ func (s *Service) claimTail() []engine.Step {
 		{Name: stepPaymentWait, Wait: func(*engine.Input) (engine.Wait, error) {
 			return engine.Wait{Signal: signalPayment, Timeout: s.waits.Payment}, nil
 		}},
-		s.paymentResultStep(),
+		s.paymentResultStep(), s.sendStep(stepPaymentAck, stepPaymentRes, stepDone, never),
 		{Name: stepInfo, When: never, Wait: func(*engine.Input) (engine.Wait, error) {
 			return engine.Wait{Task: &engine.TaskSpec{Title: "More information requested by the payer", Role: "billing",
-				Due: s.waits.Attention}}, nil
+				Decisions: []string{DecisionAnswered}, Due: s.waits.Attention}}, nil
 		}},
 		s.infoRecordStep(), s.sendStep(stepInfoSend, stepInfoRecord, stepInfoResume, nil),
 		{Name: stepInfoResume, Apply: func(ctx context.Context, sc *engine.StepContext, tx store.Tx, _ engine.Result) (engine.Result, error) {
@@ -249,7 +259,8 @@ func (s *Service) claimTail() []engine.Step {
 			return engine.Result{Goto: next}, nil
 		}},
 		{Name: stepAttention, When: never, Wait: func(in *engine.Input) (engine.Wait, error) {
-			return engine.Wait{Task: &engine.TaskSpec{Title: attentionTitle(in), Role: "billing", Due: s.waits.Attention}}, nil
+			return engine.Wait{Task: &engine.TaskSpec{Title: attentionTitle(in), Role: "billing", Decisions: []string{DecisionResolved},
+				Due: s.waits.Attention}}, nil
 		}},
 		{Name: stepDone, Retry: fast, Apply: func(ctx context.Context, sc *engine.StepContext, tx store.Tx, _ engine.Result) (engine.Result, error) {
 			j, err := change(ctx, tx, sc.RunID, sc.Now, func(j *journeyRow) {

@@ -3,6 +3,7 @@ package rcm
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -10,7 +11,6 @@ import (
 // Amounts are kept as integer minor units (piastres for EGP) and read from
 // and written to FHIR Money and the API as decimals with two places: every
 // currency careflow's payers use (EGP, SAR, AED, USD) has two.
-const minorDigits = 2
 
 // formatMinor is the decimal string of an amount in minor units.
 func formatMinor(v int64) string {
@@ -33,7 +33,8 @@ func parseMinor(raw json.RawMessage) (int64, bool) {
 		return 0, false
 	}
 	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
+	if err != nil || math.IsNaN(f) || math.Abs(f) > 1e13 {
+		// Beyond a trillion in any currency is not an amount a payer pays.
 		return 0, false
 	}
 	scaled := f * 100

@@ -2,7 +2,9 @@ package rcm
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -114,7 +116,10 @@ type StartOptions struct {
 	BatchID string
 }
 
-var idemKey = regexp.MustCompile(`^[A-Za-z0-9._:\-]{1,200}$`)
+var (
+	idemKey    = regexp.MustCompile(`^[A-Za-z0-9._:\-]{1,200}$`)
+	reasonCode = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
+)
 
 // journeyInput is a journey run's input (sealed by the engine).
 type journeyInput struct {
@@ -136,21 +141,24 @@ func (s *Service) StartJourney(ctx context.Context, g Guard, req JourneyRequest,
 	// The type question first (may the caller start journeys at all),
 	// unaudited; the decision on the patient, audited, once registration
 	// has found or created them.
-	if d := g.CheckType(ctx, auth.Request{Action: auth.ActionCreate, ResourceType: JourneyType}); !d.Allowed {
+	typeReq := access.Action{Req: auth.Request{Action: auth.ActionCreate, ResourceType: JourneyType}}
+	if d := g.CheckType(ctx, typeReq.Req); !d.Allowed {
+		_ = g.AuditDecision(ctx, typeReq, d) // the refusal stands whether or not it was recorded
 		return nil, false, access.DenialError(d)
 	}
 	if opts.IdempotencyKey != "" && !idemKey.MatchString(opts.IdempotencyKey) {
 		return nil, false, errs.E(errs.Invalid, "must be 1-200 letters, digits, '.', '_', ':' or '-'").InField("Idempotency-Key")
 	}
 	now := s.now()
-	service, err := s.checkRequest(ctx, &req, now)
-	if err != nil {
+	if err := s.checkRequest(ctx, &req, now); err != nil {
 		return nil, false, err
 	}
-	_ = service
 	scoped := ""
 	if opts.IdempotencyKey != "" {
-		scoped = callerKey(g) + "|" + opts.IdempotencyKey
+		// Scoped to the caller: the same key from two callers names two
+		// journeys. Kept as a digest, so the column names no user.
+		sum := sha256.Sum256([]byte(callerKey(g) + "\x00" + opts.IdempotencyKey))
+		scoped = hex.EncodeToString(sum[:])
 	}
 	if scoped != "" {
 		if j, err := s.byIdempotencyKey(ctx, s.cfg.DB.Reader(), scoped); err == nil {
@@ -170,7 +178,7 @@ func (s *Service) StartJourney(ctx context.Context, g Guard, req JourneyRequest,
 		row     *journeyRow
 		created = true
 	)
-	err = s.cfg.DB.Tx(ctx, func(tx store.Tx) error {
+	start := func(tx store.Tx) error {
 		if scoped != "" {
 			if _, err := loadByKey(ctx, tx, scoped); err == nil {
 				created = false
@@ -198,7 +206,24 @@ func (s *Service) StartJourney(ctx context.Context, g Guard, req JourneyRequest,
 		row = &journeyRow{ID: run.ID, Kind: req.Kind, PatientID: patient, Payer: req.Insurance.Payer, Status: StatusActive,
 			Currency: currency, BatchID: opts.BatchID, Refs: map[string]string{"patient": "Patient/" + patient}, StartedAt: now}
 		return insertJourney(ctx, tx, row, scoped)
-	})
+	}
+	// A start that finds the patient's identifier locked by another rolls
+	// back, waits a little and tries again, holding no connection while
+	// it waits.
+	backoff := 5 * time.Millisecond
+	for {
+		created = true
+		err = s.cfg.DB.Tx(ctx, start)
+		if !errors.Is(err, errRegistrationBusy) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, false, errs.Wrap(errs.Unavailable, ctx.Err(), "the patient is being registered by another request; try again")
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 200*time.Millisecond)
+	}
 	if err != nil {
 		return nil, false, err
 	}
@@ -257,75 +282,78 @@ func serviceDate(start string) (time.Time, error) {
 
 // checkRequest refuses a request that could never make a claim, naming the
 // field and the rule, never the value.
-func (s *Service) checkRequest(ctx context.Context, req *JourneyRequest, now time.Time) (time.Time, error) {
+func (s *Service) checkRequest(ctx context.Context, req *JourneyRequest, now time.Time) error {
 	if !slices.Contains([]string{KindStandard, KindEmergency, KindScheduled}, req.Kind) {
-		return time.Time{}, errs.E(errs.Invalid, "must be standard, emergency or scheduled").InField("kind")
+		return errs.E(errs.Invalid, "must be standard, emergency or scheduled").InField("kind")
 	}
 	p := &req.Patient
 	if strings.TrimSpace(p.Family) == "" {
-		return time.Time{}, errs.E(errs.Invalid, "is required").InField("patient.family")
+		return errs.E(errs.Invalid, "is required").InField("patient.family")
 	}
 	if p.NationalID == "" && len(p.Identifiers) == 0 {
-		return time.Time{}, errs.E(errs.Invalid, "a national ID or another identifier is required to find or register the patient").InField("patient.national_id")
+		return errs.E(errs.Invalid, "a national ID or another identifier is required to find or register the patient").InField("patient.national_id")
 	}
 	for i, id := range p.Identifiers {
 		if u, err := url.Parse(id.System); err != nil || u.Scheme == "" || strings.TrimSpace(id.Value) == "" {
-			return time.Time{}, errs.E(errs.Invalid, "needs a system URI and a value").InField(fmt.Sprintf("patient.identifiers[%d]", i))
+			return errs.E(errs.Invalid, "needs a system URI and a value").InField(fmt.Sprintf("patient.identifiers[%d]", i))
 		}
 	}
 	if p.BirthDate != "" && !isoDate.MatchString(p.BirthDate) {
-		return time.Time{}, errs.E(errs.Invalid, "must be YYYY-MM-DD").InField("patient.birth_date")
+		return errs.E(errs.Invalid, "must be YYYY-MM-DD").InField("patient.birth_date")
 	}
 	if p.Gender != "" && !slices.Contains(genders, p.Gender) {
-		return time.Time{}, errs.E(errs.Invalid, "must be male, female, other or unknown").InField("patient.gender")
+		return errs.E(errs.Invalid, "must be male, female, other or unknown").InField("patient.gender")
 	}
 	if p.NationalID != "" {
 		nid, err := terminology.ParseEgyptianNationalID(p.NationalID, now)
 		if err != nil {
-			return time.Time{}, errs.E(errs.Invalid, "is not an Egyptian national ID: %s", err.Error()).InField("patient.national_id")
+			return errs.E(errs.Invalid, "is not an Egyptian national ID: %s", err.Error()).InField("patient.national_id")
 		}
 		if p.BirthDate != "" && nid.BirthDate.Format("2006-01-02") != p.BirthDate {
-			return time.Time{}, errs.E(errs.Invalid, "the national ID's birth date and birth_date disagree").InField("patient.national_id")
+			return errs.E(errs.Invalid, "the national ID's birth date and birth_date disagree").InField("patient.national_id")
 		}
 		if (p.Gender == "male" || p.Gender == "female") && string(nid.Sex) != p.Gender {
-			return time.Time{}, errs.E(errs.Invalid, "the national ID's sex and gender disagree").InField("patient.national_id")
+			return errs.E(errs.Invalid, "the national ID's sex and gender disagree").InField("patient.national_id")
 		}
 	}
-	service, err := serviceDate(req.Encounter.Start)
-	if err != nil {
-		return time.Time{}, errs.E(errs.Invalid, "must be a date (YYYY-MM-DD) or an RFC 3339 time").InField("encounter.start")
+	if _, err := serviceDate(req.Encounter.Start); err != nil {
+		return errs.E(errs.Invalid, "must be a date (YYYY-MM-DD) or an RFC 3339 time").InField("encounter.start")
 	}
 	if req.Encounter.Class != "" && !slices.Contains([]string{"AMB", "EMER", "IMP", "SS"}, req.Encounter.Class) {
-		return time.Time{}, errs.E(errs.Invalid, "must be AMB, EMER, IMP or SS").InField("encounter.class")
+		return errs.E(errs.Invalid, "must be AMB, EMER, IMP or SS").InField("encounter.class")
 	}
 	if len(req.DiagnosisCodes) == 0 {
-		return time.Time{}, errs.E(errs.Invalid, "at least one diagnosis is required").InField("diagnosis_codes")
+		return errs.E(errs.Invalid, "at least one diagnosis is required").InField("diagnosis_codes")
 	}
 	if len(req.ProcedureCodes) == 0 {
-		return time.Time{}, errs.E(errs.Invalid, "at least one procedure is required").InField("procedure_codes")
+		return errs.E(errs.Invalid, "at least one procedure is required").InField("procedure_codes")
 	}
 	in := req.Insurance
 	if !payerCode.MatchString(in.Payer) {
-		return time.Time{}, errs.E(errs.Invalid, "is required: the payer's participant code").InField("insurance.payer")
+		return errs.E(errs.Invalid, "is required: the payer's participant code").InField("insurance.payer")
 	}
 	if strings.TrimSpace(in.MemberID) == "" {
-		return time.Time{}, errs.E(errs.Invalid, "is required").InField("insurance.member_id")
+		return errs.E(errs.Invalid, "is required").InField("insurance.member_id")
 	}
 	if !slices.Contains(relations, in.Relationship) {
-		return time.Time{}, errs.E(errs.Invalid, "must be self, spouse, child or other").InField("insurance.relationship")
+		return errs.E(errs.Invalid, "must be self, spouse, child or other").InField("insurance.relationship")
 	}
 	if _, ok, err := s.cfg.Directory.Lookup(ctx, in.Payer); err != nil {
-		return time.Time{}, errs.Wrap(errs.Unavailable, err, "the payer registry could not be asked; try again")
+		return errs.Wrap(errs.Unavailable, err, "the payer registry could not be asked; try again")
 	} else if !ok {
-		return time.Time{}, errs.E(errs.Invalid, "is not a payer careflow can reach (see GET /api/v1/rcm/payers)").InField("insurance.payer")
+		return errs.E(errs.Invalid, "is not a payer careflow can reach (see GET /api/v1/rcm/payers)").InField("insurance.payer")
 	}
-	return service, nil
+	return nil
 }
+
+// errRegistrationBusy: another start is registering the same identifier;
+// StartJourney rolls back and tries again.
+var errRegistrationBusy = errors.New("the patient is being registered by another start")
 
 // register finds the patient by identifier or creates them, as the caller.
 // Two registrations of the same new patient are serialised by a lock on
-// the identifier's keyed index (store.LockKeyTx), so the second finds what
-// the first created.
+// the identifier's keyed index (store.TryLockKeyTx), so the second finds
+// what the first created.
 func (s *Service) register(ctx context.Context, tx store.Tx, g Guard, p PatientInput) (string, bool, error) {
 	system, value := SystemNationalID, p.NationalID
 	if value == "" {
@@ -337,8 +365,12 @@ func (s *Service) register(ctx context.Context, tx store.Tx, g Guard, p PatientI
 	}
 	h := fnv.New64a()
 	h.Write([]byte(idx))
-	if err := store.LockKeyTx(ctx, tx, int64(binary.BigEndian.Uint64(h.Sum(nil)))); err != nil {
+	got, err := store.TryLockKeyTx(ctx, tx, int64(binary.BigEndian.Uint64(h.Sum(nil))))
+	if err != nil {
 		return "", false, fmt.Errorf("registration lock: %w", err)
+	}
+	if !got {
+		return "", false, errRegistrationBusy
 	}
 	body, err := json.Marshal(patientResource(p))
 	if err != nil {
@@ -353,15 +385,26 @@ func (s *Service) register(ctx context.Context, tx store.Tx, g Guard, p PatientI
 }
 
 // authorizeJourney reads a journey and decides action on it against its
-// patient; a journey out of reach is not found, like a missing one.
+// patient (audited). Ids cannot be probed: a journey out of the caller's
+// reach and a journey that does not exist are the same not-found for a
+// role that may touch journeys at all; a role that may not gets its own
+// refusal either way.
 func (s *Service) authorizeJourney(ctx context.Context, g Guard, id string, action auth.Action, auditAction audit.Action) (*journeyRow, error) {
+	a := access.Action{Req: auth.Request{Action: action, ResourceType: JourneyType}, AuditAction: auditAction, ResourceID: id}
 	row, err := loadJourney(ctx, s.cfg.DB.Reader(), id, "")
+	if errs.Is(err, errs.NotFound) {
+		if d := g.CheckType(ctx, a.Req); !d.Allowed {
+			_ = g.AuditDecision(ctx, a, d) // the refusal stands whether or not it was recorded
+			return nil, access.DenialError(d)
+		}
+		return nil, err
+	}
 	if err != nil {
 		return nil, err
 	}
-	if _, err := g.AuthorizeRecord(ctx, access.Action{Req: auth.Request{Action: action, ResourceType: JourneyType, PatientID: row.PatientID},
-		AuditAction: auditAction, ResourceID: row.ID}); err != nil {
-		if e, ok := errs.As(err); ok && e.Kind == errs.Forbidden {
+	a.Req.PatientID = row.PatientID
+	if d, err := g.AuthorizeRecord(ctx, a); err != nil {
+		if d.Reason == auth.ReasonNotRelated || d.Reason == auth.ReasonPatientRequired {
 			return nil, errs.E(errs.NotFound, "no such journey")
 		}
 		return nil, err
@@ -391,15 +434,31 @@ func (s *Service) Cancel(ctx context.Context, g Guard, id string, reason string)
 	if row.Status == StatusCancelled || row.Status == StatusClosed {
 		return nil, errs.E(errs.Conflict, "the journey has ended (%s)", row.Status)
 	}
-	run, err := s.cfg.Engine.GetRun(ctx, id)
-	if err != nil {
-		return nil, err
-	}
 	if len(reason) > 500 {
 		return nil, errs.E(errs.Invalid, "at most 500 characters").InField("reason")
 	}
-	if _, err := s.cfg.Engine.Cancel(ctx, id, run.RowVersion, "cancelled by billing"); err != nil {
-		return nil, err
+	// The run moves on its own (a callback, a timer) between the read and
+	// the cancel; a few tries with its newest version settle it.
+	for try := 0; ; try++ {
+		run, err := s.cfg.Engine.GetRun(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if run.Status.Final() {
+			break
+		}
+		why := "cancelled"
+		if reasonCode.MatchString(reason) {
+			// A code is kept with the run's history; free text never is.
+			why = reason
+		}
+		_, err = s.cfg.Engine.Cancel(ctx, id, run.RowVersion, why)
+		if err == nil {
+			break
+		}
+		if e, ok := errs.As(err); !ok || (e.Kind != errs.PreconditionFailed && e.Kind != errs.Conflict) || try == 4 {
+			return nil, err
+		}
 	}
 	err = s.cfg.DB.Tx(ctx, func(tx store.Tx) error {
 		var submitted int

@@ -331,9 +331,18 @@ func (s *Service) statusCheckStep() engine.Step {
 				return engine.Result{}, err
 			}
 			// The status request names the claim's exchange: it carries the
-			// claim submission's correlation id, as the protocol asks.
+			// claim submission's correlation id, as the protocol asks, and the
+			// Claim it is about.
 			corr := refOut(sc.Input, stepClaim, "correlation_id")
-			return engine.Result{Output: outgoing{Correlation: corr, Action: payer.StatusCheck, Focus: "Claim/" + j.ClaimID}}, nil
+			claim, err := s.readRaw(ctx, tx, sc, "Claim/"+j.ClaimID)
+			if err != nil {
+				return engine.Result{}, err
+			}
+			b, err := bundle(claim)
+			if err != nil {
+				return engine.Result{}, err
+			}
+			return engine.Result{Output: outgoing{Correlation: corr, Action: payer.StatusCheck, Bundle: b, Focus: "Claim/" + j.ClaimID}}, nil
 		}}
 }
 
@@ -363,15 +372,67 @@ func (s *Service) paymentResultStep() engine.Step {
 			if variance > 0 {
 				outcome = OutcomePartiallyPaid
 			}
+			// The payment is recorded on the claim's ClaimResponse
+			// (ClaimResponse.payment), in the patient's record: a
+			// PaymentNotice or PaymentReconciliation names no patient, and
+			// a step writes only in its run's patient's record.
+			crRef := j.Refs["claim_response"]
+			if crRef != "" && kind != "" {
+				if err := s.recordPayment(ctx, tx, sc, crRef, paid, variance, j.Currency); err != nil {
+					return engine.Result{}, err
+				}
+			}
 			if err := s.answered(ctx, tx, sc, "", func(j *journeyRow) {
 				j.Paid, j.Variance = &paid, &variance
-				j.Refs["payment"] = kind
+				if crRef != "" && kind != "" {
+					j.Refs["payment"] = crRef
+				}
 				stop(j, outcome, "", false)
 			}); err != nil {
 				return engine.Result{}, err
 			}
-			return engine.Result{Output: map[string]any{"outcome": outcome, "paid": formatMinor(paid), "variance": formatMinor(variance)}, Goto: stepDone}, nil
+			out := map[string]any{"outcome": outcome, "paid": formatMinor(paid), "variance": formatMinor(variance)}
+			// The payment is acknowledged (paymentnotice/on_request) on the
+			// payer's exchange, when the notice came on one.
+			if a.Correlation == "" || j.ClaimID == "" {
+				out["skip"] = true
+			} else {
+				ji, _ := input(sc.Input)
+				ack := obj{"resourceType": "PaymentNotice", "status": "active", "request": ref("Claim", j.ClaimID),
+					"created": sc.Now.Format("2006-01-02"), "provider": participant(s.cfg.Provider.Code, s.cfg.Provider.Name),
+					"payment": obj{"display": "payment on claim " + j.ClaimID}, "recipient": participant(ji.Request.Insurance.Payer, ""),
+					"amount": obj{"value": minorJSON(paid), "currency": j.Currency}, "paymentStatus": coding("http://terminology.hl7.org/CodeSystem/paymentstatus", "cleared")}
+				b, err := bundle(withID(ack, "ack-"+j.ClaimID))
+				if err != nil {
+					return engine.Result{}, err
+				}
+				out["correlation_id"], out["action"], out["status"], out["bundle"] = a.Correlation, payer.PaymentNoticeOnRequest,
+					payer.StatusResponseComplete, json.RawMessage(b)
+			}
+			return engine.Result{Output: out, Goto: stepPaymentAck}, nil
 		}}
+}
+
+// recordPayment adds the payment to the stored ClaimResponse: its amount,
+// its date, and complete or partial.
+func (s *Service) recordPayment(ctx context.Context, tx store.Tx, sc *engine.StepContext, crRef string, paid, variance int64, currency string) error {
+	raw, err := s.readRaw(ctx, tx, sc, crRef)
+	if err != nil {
+		return err
+	}
+	var cr map[string]any
+	if err := json.Unmarshal(raw, &cr); err != nil {
+		return engine.Permanent(fmt.Errorf("stored %s is not JSON", crRef))
+	}
+	delete(cr, "meta")
+	kind := "complete"
+	if variance > 0 {
+		kind = "partial"
+	}
+	cr["payment"] = obj{"type": coding("http://terminology.hl7.org/CodeSystem/ex-paymenttype", kind),
+		"date": sc.Now.Format("2006-01-02"), "amount": obj{"value": minorJSON(paid), "currency": currency}}
+	body, _ := json.Marshal(cr)
+	return s.cfg.Records.UpdateTx(ctx, tx, actor(sc), "ClaimResponse", idOf(crRef), body)
 }
 
 // paidAmount is what a payment message pays on claim: the matching

@@ -108,10 +108,12 @@ type JourneyPage struct {
 // Journeys lists the journeys the caller may see, newest first, confined in
 // SQL to the caller's reach.
 func (s *Service) Journeys(ctx context.Context, g Guard, f JourneyFilter) (JourneyPage, error) {
-	return s.list(ctx, g, f, "")
+	return s.list(ctx, g, f, nil)
 }
 
-func (s *Service) list(ctx context.Context, g Guard, f JourneyFilter, extra string) (JourneyPage, error) {
+// list lists journeys; extra, when set, adds a condition (binding its
+// arguments with bind).
+func (s *Service) list(ctx context.Context, g Guard, f JourneyFilter, extra func(bind func(any) string) string) (JourneyPage, error) {
 	if _, err := g.Authorize(ctx, access.Action{Req: auth.Request{Action: auth.ActionSearch, ResourceType: JourneyType, PatientID: f.Patient}}); err != nil {
 		return JourneyPage{}, err
 	}
@@ -147,8 +149,8 @@ func (s *Service) list(ctx context.Context, g Guard, f JourneyFilter, extra stri
 	if f.MaxAge > 0 {
 		where = append(where, "started_at >= "+bind(now.Add(-f.MaxAge)))
 	}
-	if extra != "" {
-		where = append(where, extra)
+	if extra != nil {
+		where = append(where, extra(bind))
 	}
 	if f.Cursor != "" {
 		at, id, ok := strings.Cut(f.Cursor, "~")
@@ -210,29 +212,33 @@ type WorklistPage = JourneyPage
 // Worklist lists the journeys of one queue the caller may see.
 func (s *Service) Worklist(ctx context.Context, g Guard, f WorklistFilter) (WorklistPage, error) {
 	jf := JourneyFilter{Payer: f.Payer, Cursor: f.Cursor, Limit: f.Limit}
-	var extra string
+	fixed := func(cond string) func(func(any) string) string {
+		return func(func(any) string) string { return cond }
+	}
+	var extra func(bind func(any) string) string
 	switch f.Queue {
 	case QueueDenied:
-		extra = "outcome = 'denied'"
+		extra = fixed("outcome = 'denied'")
 	case QueueShortPaid:
-		extra = "outcome = 'partially_paid'"
+		extra = fixed("outcome = 'partially_paid'")
 	case QueueInvalidCodes:
-		extra = "outcome = 'invalid_codes'"
+		extra = fixed("outcome = 'invalid_codes'")
 	case QueueNeedsInfo:
-		extra = "status = 'active' AND needs IS NOT NULL"
+		extra = fixed("status = 'active' AND needs IS NOT NULL")
 	case QueueAttention:
-		extra = "status = 'attention'"
+		extra = fixed("status = 'attention'")
 	case QueueWaiting:
 		d := f.WaitingLonger
 		if d <= 0 {
 			d = 7 * 24 * time.Hour
 		}
-		cut := s.now().Add(-d).Format(time.RFC3339Nano)
-		if _, err := time.Parse(time.RFC3339Nano, cut); err != nil {
-			return WorklistPage{}, err
+		// Submitted, unpaid, and no word from the payer for d (counted
+		// from the start when the payer never answered).
+		cut := s.now().Add(-d)
+		extra = func(bind func(any) string) string {
+			return "status = 'active' AND claim_id IS NOT NULL AND paid IS NULL AND " +
+				"((last_contact_at IS NULL AND started_at <= " + bind(cut) + ") OR last_contact_at <= " + bind(cut) + ")"
 		}
-		jf.MinAge = d
-		extra = "status = 'active' AND claim_id IS NOT NULL AND paid IS NULL"
 	default:
 		return WorklistPage{}, errs.E(errs.Invalid, "must be denied, short_paid, waiting, needs_information, invalid_codes or attention").InField("queue")
 	}

@@ -184,16 +184,19 @@ func (d Dialect) ForUpdate() string {
 	return ""
 }
 
-// LockKeyTx serialises, until tx ends, the transactions that take the same
-// key: a transaction-scoped advisory lock on PostgreSQL, and nothing on
-// SQLite, whose write transaction already holds the database's one write
-// lock. It guards a find-or-create that a unique index cannot (a record
-// whose natural key is sealed): the second transaction waits and then
-// finds what the first created.
-func LockKeyTx(ctx context.Context, tx Tx, key int64) error {
+// TryLockKeyTx takes, until tx ends, the lock named key, if no other
+// transaction holds it: a transaction-scoped advisory lock on PostgreSQL
+// (pg_try_advisory_xact_lock); always true on SQLite, whose write
+// transaction already holds the database's one write lock. It guards a
+// find-or-create that a unique index cannot (a record whose natural key is
+// sealed). It never waits: a caller that did not get the lock rolls back
+// and tries again, so that no transaction holds a pooled connection while
+// it waits on another that may need one from the same pool.
+func TryLockKeyTx(ctx context.Context, tx Tx, key int64) (bool, error) {
 	if tx.Dialect() != Postgres {
-		return nil
+		return true, nil
 	}
-	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, key)
-	return err
+	var got bool
+	err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, key).Scan(&got)
+	return got, err
 }
