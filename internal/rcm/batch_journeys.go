@@ -36,7 +36,7 @@ type serviceBatch struct {
 }
 
 func (b serviceBatch) StartEntry(ctx context.Context, req JourneyRequest, opts BatchEntryOptions) (string, error) {
-	j, _, err := b.s.StartJourney(ctx, b.g, req, StartOptions{IdempotencyKey: opts.IdempotencyKey, BatchID: opts.BatchID})
+	j, _, err := b.s.StartJourney(ctx, b.g, req, StartOptions(opts))
 	if err != nil {
 		return "", err
 	}
