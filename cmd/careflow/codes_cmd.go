@@ -61,47 +61,15 @@ type releaseFlags struct {
 }
 
 // splitCodesArgs separates the release flags from the settings (--data-dir,
-// --database, ...) and the positional arguments. Flags may come anywhere, as
-// in `careflow codes load icd10cm FILE --version 2026`; every flag careflow
-// has takes a value, so a flag without "=" consumes the next argument.
+// --database, ...) and the positional arguments, and checks them.
 func splitCodesArgs(args []string) (rel releaseFlags, settings, positional []string, err error) {
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if a == "--" {
-			positional = append(positional, args[i+1:]...)
-			break
-		}
-		if !strings.HasPrefix(a, "-") || a == "-" {
-			positional = append(positional, a)
-			continue
-		}
-		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		if name == "h" || name == "help" {
-			return rel, nil, nil, errHelp
-		}
-		release := name == "version" || name == "valid-from" || name == "valid-to"
-		// A release flag never takes a value that looks like a flag: in
-		// `--version --data-dir x` the version was forgotten.
-		if !hasValue && i+1 < len(args) && !(release && strings.HasPrefix(args[i+1], "-")) {
-			value, hasValue = args[i+1], true
-			i++
-		}
-		if !release {
-			settings = append(settings, "--"+name)
-			if hasValue {
-				settings = append(settings, value)
-			}
-			continue
-		}
-		if !hasValue {
-			return rel, nil, nil, usageError{fmt.Sprintf("flag --%s needs a value", name)}
-		}
-		for _, g := range rel.given {
-			if g == name {
-				return rel, nil, nil, usageError{fmt.Sprintf("flag --%s is given twice", name)}
-			}
-		}
-		rel.given = append(rel.given, name)
+	own, settings, positional, err := splitOwnFlags(args, "version", "valid-from", "valid-to")
+	if err != nil {
+		return rel, nil, nil, err
+	}
+	rel.given = own.given
+	for _, name := range own.given {
+		value := own.values[name]
 		switch name {
 		case "version":
 			rel.version = strings.TrimSpace(value)
@@ -376,45 +344,19 @@ const (
 // the loading goroutine only (the reads and the code counts both happen
 // there), so it needs no lock.
 type loadProgress struct {
-	w        io.Writer
-	terminal bool
-	now      func() time.Time
-	label    string
-	total    int64 // file size; 0 when unknown
-	every    time.Duration
-	next     time.Time // no output before this
-	bytes    int64
-	count    int
-	drawn    bool // a redrawable line is on the terminal
+	*statusLine
+	label string
+	total int64 // file size; 0 when unknown
+	bytes int64
+	count int
 }
 
 func newLoadProgress(w io.Writer, terminal bool, now func() time.Time, label string, total int64) *loadProgress {
-	p := &loadProgress{w: w, terminal: terminal, now: now, label: label, total: total, every: progressLogEvery}
-	if terminal {
-		p.every = progressTerminalEvery
-	}
-	p.next = now().Add(p.every)
-	return p
+	return &loadProgress{statusLine: newStatusLine(w, terminal, now), label: label, total: total}
 }
 
-func (p *loadProgress) read(total int64) { p.bytes = total; p.tick() }
-func (p *loadProgress) codes(n int)      { p.count = n; p.tick() }
-
-func (p *loadProgress) tick() {
-	t := p.now()
-	if t.Before(p.next) {
-		return
-	}
-	p.next = t.Add(p.every)
-	if p.terminal {
-		// \r returns to the start of the line and ESC[K clears what a
-		// longer previous line left behind.
-		fmt.Fprintf(p.w, "\r\033[K%s", p.line())
-		p.drawn = true
-		return
-	}
-	fmt.Fprintln(p.w, p.line())
-}
+func (p *loadProgress) read(total int64) { p.bytes = total; p.show(p.line) }
+func (p *loadProgress) codes(n int)      { p.count = n; p.show(p.line) }
 
 func (p *loadProgress) line() string {
 	mb := func(n int64) string { return fmt.Sprintf("%.1f", float64(n)/(1<<20)) }
@@ -423,12 +365,4 @@ func (p *loadProgress) line() string {
 			min(100, p.bytes*100/p.total), mb(p.bytes), mb(p.total), p.count)
 	}
 	return fmt.Sprintf("loading %s: %s MB read, %d codes", p.label, mb(p.bytes), p.count)
-}
-
-// finish clears the progress line, so the result or the error stands alone.
-func (p *loadProgress) finish() {
-	if p.drawn {
-		fmt.Fprint(p.w, "\r\033[K")
-		p.drawn = false
-	}
 }

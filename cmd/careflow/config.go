@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -63,6 +64,10 @@ type Config struct {
 	// disables the step.
 	DiagnosticsEffectHosts []string
 
+	// Client is how client commands (claims batch) reach a running
+	// careflow.
+	Client ClientConfig
+
 	// DiagnosticsRecordWrites registers the built-in diagnostics.record
 	// workflow, whose step writes two marker Observations to its run's
 	// patient's record in the step's transaction.
@@ -70,6 +75,14 @@ type Config struct {
 
 	// PayerSim is `careflow payer-sim`'s settings (payer_sim_cmd.go).
 	PayerSim PayerSimConfig
+}
+
+// ClientConfig is a running careflow as a client command calls it.
+type ClientConfig struct {
+	// Server is the server's base URL (http or https).
+	Server string
+	// Token is a bearer access token.
+	Token string
 }
 
 func defaultConfig() Config {
@@ -105,16 +118,18 @@ func envName(flagName string) string {
 }
 
 var (
-	cmdsDB    = []string{"serve", "migrate", "user", "client", "codes", "keys", "audit", "import"}
+	cmdsDB    = []string{"serve", "migrate", "user", "client", "codes", "fees", "keys", "audit", "import"}
 	cmdsKeys  = []string{"serve", "keys", "import"}
 	cmdsAudit = []string{"serve", "audit", "import", "user"}
 	// cmdsAuditSign are the commands that append to the audit log and so
 	// sign its checkpoints.
 	cmdsAuditSign = []string{"serve", "import", "user"}
 	cmdsServe     = []string{"serve"}
+	// cmdsAPIClient are the commands that call a running careflow's API.
+	cmdsAPIClient = []string{"claims"}
 	// cmdsLog are the commands that log: the database commands and
 	// payer-sim.
-	cmdsLog = []string{"serve", "migrate", "user", "client", "codes", "keys", "audit", "import", "payer-sim"}
+	cmdsLog = []string{"serve", "migrate", "user", "client", "codes", "fees", "keys", "audit", "import", "payer-sim"}
 )
 
 // options lists every setting. It is a function, not a package variable, so
@@ -265,6 +280,27 @@ func options() []option {
 					return errors.New("must be true or false")
 				}
 				c.DiagnosticsRecordWrites = b
+				return nil
+			}},
+		{name: "server", arg: "URL", commands: cmdsAPIClient,
+			usage: "the careflow server's base URL, e.g. http://127.0.0.1:8080 (claims batch calls its API)",
+			def:   func(c Config) string { return c.Client.Server },
+			set: func(c *Config, v string) error {
+				u, err := url.Parse(v)
+				if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+					return errors.New("must be an http or https URL of a host, without a path, user or query, e.g. http://127.0.0.1:8080")
+				}
+				c.Client.Server = strings.TrimSuffix(v, "/")
+				return nil
+			}},
+		{name: "token", arg: "TOKEN", commands: cmdsAPIClient,
+			usage: "a bearer access token for --server (a billing user's from /api/v1/auth/login, or a client's); prefer the environment variable, which stays out of the shell's history",
+			def:   func(c Config) string { return "" },
+			set: func(c *Config, v string) error {
+				if strings.ContainsAny(v, " \t\r\n") {
+					return errors.New("must be a token without spaces")
+				}
+				c.Client.Token = v
 				return nil
 			}},
 		durationOption("read-header-timeout", "time allowed to read request headers", func(c *Config) *time.Duration { return &c.ReadHeaderTimeout }),

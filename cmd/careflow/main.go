@@ -41,6 +41,8 @@ func commands() []command {
 		{name: "codes", summary: "load code system releases (ICD-10-CM, CPT, HCPCS, LOINC, SNOMED CT) and list them", usage: codesUsage, run: runCodes, help: printCodesHelp},
 		{name: "user", summary: "add, list, disable local accounts, change their role or clear their failed-login lock-outs", usage: userUsage, run: runUser},
 		{name: "client", summary: "add, list or disable machine clients (OAuth2 client credentials)", usage: clientUsage, run: runClient},
+		{name: "fees", summary: "load payers' fee schedules from CSV (versions kept, currency per payer) and list them", usage: feesUsage, run: runFees, help: printFeesHelp},
+		{name: "claims", summary: "submit a file of claims as one batch to a running careflow and follow it with a progress bar", usage: claimsUsage, run: runClaims, help: printClaimsHelp},
 		{name: "import", summary: "load FHIR Bundles and NDJSON files into the record, audited, with a progress bar", usage: importUsage, run: runImport, help: printImportHelp},
 		{name: "keys", summary: "show the PHI key ring or rotate the data key (re-encrypting every row)", usage: keysUsage, run: runKeys},
 		{name: "hcx", summary: "decrypt or encrypt an HCX message (compact JWE with the x-hcx-* headers) by hand", usage: hcxUsage, run: runHcx, help: printHcxHelp},

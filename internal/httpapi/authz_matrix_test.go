@@ -249,7 +249,14 @@ func (r matrixRow) String() string {
 
 func readMatrix(t *testing.T) []matrixRow {
 	t.Helper()
-	fh, err := os.Open("testdata/authz_matrix.csv")
+	return readMatrixFile(t, "testdata/authz_matrix.csv")
+}
+
+// readMatrixFile reads a matrix of authz_matrix.csv's columns in which a
+// row names a patient exactly when its path does.
+func readMatrixFile(t *testing.T, name string) []matrixRow {
+	t.Helper()
+	fh, err := os.Open(name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +267,7 @@ func readMatrix(t *testing.T) []matrixRow {
 	want := []string{"role", "method", "path", "patient", "consent", "scopes", "expect", "reason", "body"}
 	header, err := cr.Read()
 	if err != nil || strings.Join(header, ",") != strings.Join(want, ",") {
-		t.Fatalf("authz_matrix.csv header %v (%v), want %v", header, err, want)
+		t.Fatalf("%s header %v (%v), want %v", name, header, err, want)
 	}
 	var rows []matrixRow
 	for {
@@ -269,7 +276,7 @@ func readMatrix(t *testing.T) []matrixRow {
 			break
 		}
 		if err != nil {
-			t.Fatalf("authz_matrix.csv: %v", err)
+			t.Fatalf("%s: %v", name, err)
 		}
 		line, _ := cr.FieldPos(0)
 		r := matrixRow{line: line, role: rec[0], method: rec[1], path: rec[2], patient: rec[3],

@@ -62,6 +62,9 @@ var rcmNationalIDs = map[string]string{ownPatient: "29001011234567", otherPatien
 type rcmFixture struct {
 	*wfFixture
 	svc *rcm.Service
+	// fees are the payers' schedules GET /api/v1/rcm/payers reads (the
+	// journeys here are priced flat).
+	fees *rcm.Fees
 }
 
 func newRCMFixture(t *testing.T, db *store.DB) *rcmFixture {
@@ -91,7 +94,9 @@ func newRCMFixture(t *testing.T, db *store.DB) *rcmFixture {
 			t.Fatal(err)
 		}
 	}
+	fees := rcm.NewFees(db, nil)
 	f.srv = New(Options{DB: db, Access: f.access, Audit: f.log, Engine: eng, RCM: svc,
+		Fees: fees, Batches: rcm.NewBatches(db, nil), Payers: onePayer{},
 		TestPrincipal: func(r *http.Request) *auth.Principal {
 			f.mu.Lock()
 			defer f.mu.Unlock()
@@ -99,7 +104,7 @@ func newRCMFixture(t *testing.T, db *store.DB) *rcmFixture {
 		}})
 	f.ts = httptest.NewServer(f.srv.Handler())
 	t.Cleanup(f.ts.Close)
-	return &rcmFixture{wfFixture: &wfFixture{authzFixture: f, eng: eng, deps: deps, clock: clock}, svc: svc}
+	return &rcmFixture{wfFixture: &wfFixture{authzFixture: f, eng: eng, deps: deps, clock: clock}, svc: svc, fees: fees}
 }
 
 // journeyBody is the POST /journeys body registering patient (by the

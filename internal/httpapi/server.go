@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -67,6 +68,16 @@ type Options struct {
 	// RCM is the revenue cycle served at /api/v1/rcm (rcm_journeys.go); nil
 	// answers those routes with 503.
 	RCM *rcm.Service
+	// Fees are the payers' settings and fee schedules (GET
+	// /api/v1/rcm/payers), Batches the batches of journeys, Payers the
+	// participant registry (payer/hcx's; nil lists every payer careflow
+	// knows as unreachable). The payers, batches and worklist routes
+	// (rcm.go) answer 503 without RCM, Fees and Batches.
+	Fees    *rcm.Fees
+	Batches *rcm.Batches
+	Payers  rcm.Directory
+	// Clock is the time (nil: time.Now).
+	Clock func() time.Time
 }
 
 // Server holds the routes and their dependencies.
@@ -130,7 +141,16 @@ func (s *Server) routes() {
 	s.fhirRoutes()
 	s.workflowRoutes()
 	s.rcmRoutes()
+	s.rcmBillingRoutes()
 	s.terminologyRoutes()
+}
+
+// now is the server's clock.
+func (s *Server) now() time.Time {
+	if s.opts.Clock != nil {
+		return s.opts.Clock()
+	}
+	return time.Now()
 }
 
 // handle registers h under a Go 1.22 method pattern and records the pattern

@@ -42,4 +42,10 @@
 //     the patient's reaches a log, an error or a work list.
 //   - Amounts are integer minor units (two decimal places) from the fee
 //     schedule to the API, which shows them as decimal strings.
+//
+// Beside the journeys it keeps the payers' fee schedules (Fees: versions
+// never replaced, prices in exact minor units, the newest effective row
+// prices) and batches of journeys (Batches: no entry stored, each entry
+// started once by its key batch:<id>:<index>, a stopped batch resumed by
+// the same submission). fees.go and batch.go state their invariants.
 package rcm
