@@ -75,6 +75,9 @@ type Config struct {
 
 	// PayerSim is `careflow payer-sim`'s settings (payer_sim_cmd.go).
 	PayerSim PayerSimConfig
+
+	// HCX is how serve reaches payers (rcm_wiring.go).
+	HCX HCXConfig
 }
 
 // ClientConfig is a running careflow as a client command calls it.
@@ -99,6 +102,7 @@ func defaultConfig() Config {
 		ShutdownTimeout:   30 * time.Second,
 		Auth:              defaultAuthConfig(),
 		PayerSim:          defaultPayerSimConfig(),
+		HCX:               defaultHCXConfig(),
 	}
 }
 
@@ -308,7 +312,7 @@ func options() []option {
 		durationOption("write-timeout", "time allowed to write a response", func(c *Config) *time.Duration { return &c.WriteTimeout }),
 		durationOption("idle-timeout", "how long an idle keep-alive connection stays open", func(c *Config) *time.Duration { return &c.IdleTimeout }),
 		durationOption("shutdown-timeout", "how long SIGTERM waits for in-flight requests before giving up", func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
-	}, append(append(authOptions(), limitOptions()...), payerSimOptions()...)...)
+	}, append(append(append(authOptions(), limitOptions()...), payerSimOptions()...), hcxOptions()...)...)
 }
 
 func durationOption(name, usage string, field func(*Config) *time.Duration) option {
@@ -389,6 +393,11 @@ func parseConfig(command string, args []string, getenv func(string) string) (Con
 			return cfg, nil, errHelp
 		}
 		return cfg, nil, usageError{flagErrorSentence(err)}
+	}
+	if command == "serve" {
+		if err := checkHCX(cfg.HCX); err != nil {
+			return cfg, nil, usageError{err.Error()}
+		}
 	}
 	return cfg, fs.Args(), nil
 }

@@ -38,7 +38,7 @@ import (
 // serve calls it after openDatabase, openRecordRing and buildIdentity and
 // before it starts listening, and calls stop after the HTTP server has
 // drained and before the database is closed.
-func startEngine(ctx context.Context, cfg Config, db *store.DB, ring *phi.Ring, staff engine.Staff, records engine.Records, stepRecs engine.StepRecords, jobsReg *jobs.Registry, logger *slog.Logger, reg prometheus.Registerer) (*engine.Engine, func(context.Context) error, error) {
+func startEngine(ctx context.Context, cfg Config, db *store.DB, ring *phi.Ring, staff engine.Staff, records engine.Records, stepRecs engine.StepRecords, more func(*engine.Engine, *engine.Registry) error, jobsReg *jobs.Registry, logger *slog.Logger, reg prometheus.Registerer) (*engine.Engine, func(context.Context) error, error) {
 	applied, err := engine.MigrateRiver(ctx, db, logger.With("component", "rivermigrate"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("engine: %w", err)
@@ -61,6 +61,13 @@ func startEngine(ctx context.Context, cfg Config, db *store.DB, ring *phi.Ring, 
 		Logger: logger.With("component", "engine"), Registerer: reg})
 	if err != nil {
 		return nil, nil, err
+	}
+	// Definitions that need the engine itself (the revenue cycle's journeys
+	// start and signal runs) register now, before any worker takes a step.
+	if more != nil {
+		if err := more(e, defs); err != nil {
+			return nil, nil, err
+		}
 	}
 	client, err := jobsReg.Build(jobs.Config{DB: db, ID: e.NodeID(), Logger: logger.With("component", "river")})
 	if err != nil {

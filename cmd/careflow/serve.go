@@ -23,6 +23,7 @@ import (
 	"github.com/careflow/careflow/internal/httpapi"
 	"github.com/careflow/careflow/internal/jobs"
 	"github.com/careflow/careflow/internal/phi"
+	"github.com/careflow/careflow/internal/rcm"
 	"github.com/careflow/careflow/internal/record"
 	"github.com/careflow/careflow/internal/store"
 	"github.com/careflow/careflow/internal/terminology"
@@ -37,6 +38,9 @@ type serveHooks struct {
 	wrap func(http.Handler) http.Handler
 	// sinks, when set, are registered with the events publisher.
 	sinks map[string]events.Sink
+	// rcmWaits, when set, replaces how long journeys wait on payers (tests
+	// of late and silent payers).
+	rcmWaits *rcm.Waits
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
@@ -130,10 +134,43 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, hooks serveHooks) 
 		db.Collector(),
 	)
 
+	// One access policy and its stores for the whole process: the API's
+	// decisions and the workflow steps' (the revenue cycle's steps write
+	// FHIR records for their runs through it).
+	acc := auth.NewAccess(db, policy, nil)
+	runRecords := access.RunRecords{Record: fhirRecord, Access: &access.Services{Authorizer: acc.Authorizer, Policy: policy, Audit: auditLog, Logger: logger}}
 	var stepRecs engine.StepRecords
 	if cfg.DiagnosticsRecordWrites {
-		stepRecs = stepRecords{access.RunRecords{Record: fhirRecord, Access: &access.Services{Policy: policy, Audit: auditLog, Logger: logger}}}
+		stepRecs = stepRecords{runRecords}
 	}
+	codes := terminology.NewService(db, terminology.Options{Logger: logger})
+
+	// Payers: careflow as a participant of the HCX gateway, when one is
+	// configured (rcm_wiring.go). Without one, journeys are refused.
+	participant, err := openParticipant(cfg, db, ring, logger)
+	if err != nil {
+		logger.Error("cannot set up the payer gateway", "error", err.Error())
+		return 1
+	}
+	fees := rcm.NewFees(db, nil)
+	var revenue *rcm.Service
+	withRevenue := func(e *engine.Engine, defs *engine.Registry) error {
+		rc := rcm.Config{DB: db, Engine: e, Records: runRecords, Terms: codes, Fees: fees, Blind: ring,
+			Provider: rcm.Provider{Code: cfg.HCX.ParticipantCode, Name: cfg.HCX.Name},
+			Payer:    noGateway{}, Directory: noGateway{}}
+		if hooks.rcmWaits != nil {
+			rc.Waits = *hooks.rcmWaits
+		}
+		if participant != nil {
+			rc.Payer, rc.Directory = participant.Client(), participant.Directory()
+		}
+		var err error
+		if revenue, err = rcm.New(rc); err != nil {
+			return err
+		}
+		return rcm.Register(defs, revenue)
+	}
+
 	// The process's one River client: event delivery registers its
 	// periodic passes, the engine its steps, and startEngine builds and
 	// starts it. Events written by record writes and workflow transitions
@@ -146,7 +183,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, hooks serveHooks) 
 		return 1
 	}
 	defer publisher.Release()
-	eng, stopEngine, err := startEngine(ctx, cfg, db, ring, auth.TaskStaff{Accounts: identity.http.Accounts}, fhirRecord, stepRecs, jobsReg, logger, reg)
+	eng, stopEngine, err := startEngine(ctx, cfg, db, ring, auth.TaskStaff{Accounts: identity.http.Accounts}, fhirRecord, stepRecs, withRevenue, jobsReg, logger, reg)
 	if err != nil {
 		logger.Error("cannot start the workflow engine", "error", err.Error())
 		return 1
@@ -160,7 +197,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, hooks serveHooks) 
 	}()
 
 	api := httpapi.New(httpapi.Options{
-		Access:       auth.NewAccess(db, policy, nil),
+		Access:       acc,
 		Audit:        auditLog,
 		Logger:       logger,
 		DB:           db,
@@ -168,9 +205,14 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, hooks serveHooks) 
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		Version:      buildVersion(),
 		Identity:     identity.http,
-		Terminology:  terminology.NewService(db, terminology.Options{Logger: logger}),
+		Terminology:  codes,
 		Record:       fhirRecord,
 		Engine:       eng,
+		RCM:          revenue,
+		Fees:         fees,
+		Batches:      rcm.NewBatches(db, nil),
+		Payers:       directory(participant),
+		HCX:          hcxHandler(participant, revenue),
 		ReadyChecks: []httpapi.ReadyCheck{
 			{Name: "workers", Check: func(context.Context) error { return eng.Ready() }},
 		},
@@ -204,6 +246,11 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, hooks serveHooks) 
 		"startup_ms", time.Since(started).Milliseconds())
 	if hooks.listening != nil {
 		hooks.listening <- ln.Addr().String()
+	}
+	if participant != nil && cfg.HCX.dev() {
+		// A development gateway learns careflow's endpoint and certificate
+		// from careflow itself (careflow payer-sim accepts it).
+		go registerDev(ctx, participant, callbackURL(cfg, ln.Addr().String()), logger)
 	}
 
 	serveErr := make(chan error, 1)

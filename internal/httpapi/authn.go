@@ -69,7 +69,15 @@ var publicRoutes = map[string]bool{
 	// The CapabilityStatement holds no data; SMART and FHIR clients read it
 	// before they have a token to learn how to get one.
 	"GET /fhir/R4/metadata": true,
+	// Payers' messages through the HCX gateway: the gateway's signed bearer
+	// token (not a careflow token) and the JWE addressed to careflow are
+	// checked by payer/hcx's handler; an unauthenticated call is refused
+	// there with the protocol's error.
+	hcxRoute: true,
 }
+
+// hcxRoute is where the gateway delivers payers' messages (Options.HCX).
+const hcxRoute = "POST /hcx/v1/{entity}/{op}"
 
 // credentialRoutes take secrets and get the stricter per-address rule.
 var credentialRoutes = map[string]bool{

@@ -76,6 +76,11 @@ type Options struct {
 	Fees    *rcm.Fees
 	Batches *rcm.Batches
 	Payers  rcm.Directory
+	// HCX receives the payers' calls through the gateway (payer/hcx's
+	// Participant.Handler) at POST /hcx/v1/{entity}/{op}: a public route,
+	// since the gateway's bearer token and the message's encryption are its
+	// authentication, checked by the handler. Nil leaves it unregistered.
+	HCX http.Handler
 	// Clock is the time (nil: time.Now).
 	Clock func() time.Time
 }
@@ -143,6 +148,9 @@ func (s *Server) routes() {
 	s.rcmRoutes()
 	s.rcmBillingRoutes()
 	s.terminologyRoutes()
+	if s.opts.HCX != nil {
+		s.handle(hcxRoute, s.opts.HCX)
+	}
 }
 
 // now is the server's clock.
