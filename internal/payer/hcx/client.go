@@ -22,6 +22,7 @@ type Client struct {
 	gatewayCode string
 	http        *outbound.Client
 	registry    *Registry
+	tokens      *Tokens
 	log         *Log
 	now         func() time.Time
 }
@@ -99,7 +100,7 @@ func (c *Client) post(ctx context.Context, req payer.Request, h Header) (payer.A
 	if err != nil {
 		return payer.Ack{}, err
 	}
-	tok, err := SignToken(c.self.Keys[0], c.self.Code, c.gatewayCode, c.now())
+	tok, err := c.tokens.For(c.self.Keys[0], c.gatewayCode)
 	if err != nil {
 		return payer.Ack{}, err
 	}

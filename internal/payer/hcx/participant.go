@@ -119,7 +119,7 @@ func NewParticipant(cfg Config) (*Participant, error) {
 	p.registry = NewRegistry(cfg.RegistryURL, cfg.Identity, cfg.GatewayCode, cfg.Outbound, cfg.CacheTTL, cfg.Clock)
 	p.log = NewLog(cfg.DB, cfg.Ring)
 	p.client = &Client{self: cfg.Identity, gatewayURL: cfg.GatewayURL, gatewayCode: cfg.GatewayCode,
-		http: cfg.Outbound, registry: p.registry, log: p.log, now: cfg.Clock}
+		http: cfg.Outbound, registry: p.registry, tokens: NewTokens(cfg.Identity.Code, cfg.Clock), log: p.log, now: cfg.Clock}
 	return p, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -109,4 +110,62 @@ func BearerToken(r *http.Request) string {
 		return ""
 	}
 	return strings.TrimSpace(tok)
+}
+
+// tokenReuse is how long a signed token is handed out again: half its
+// lifetime, so every token a caller sends has at least half its life left,
+// far more than any call lasts and than the callee's clock leeway.
+const tokenReuse = TokenLifetime / 2
+
+// Tokens signs one participant's bearer tokens and reuses each for
+// tokenReuse. A token is bound to its issuer, audience and lifetime, not to
+// one call (the callee checks the signature, iss, aud, iat/exp and that a
+// jti is present, never that it is new: VerifyToken), so signing one per
+// call spent an RSA private-key operation per message for nothing. One
+// signature now serves every call to the same audience for a few
+// minutes. The cache holds only tokens this process signed with its own
+// key; a different key (a rotation) signs afresh.
+type Tokens struct {
+	iss string
+	now func() time.Time
+
+	mu    sync.Mutex
+	byAud map[string]cachedToken
+}
+
+type cachedToken struct {
+	key      *rsa.PrivateKey
+	token    string
+	signedAt time.Time
+}
+
+// NewTokens returns the token source of participant iss; now is the clock
+// (nil: time.Now).
+func NewTokens(iss string, now func() time.Time) *Tokens {
+	if now == nil {
+		now = time.Now
+	}
+	return &Tokens{iss: iss, now: now, byAud: map[string]cachedToken{}}
+}
+
+// For returns a bearer token for a call to aud signed with key: the one
+// signed for aud within tokenReuse, else a new one.
+func (t *Tokens) For(key *rsa.PrivateKey, aud string) (string, error) {
+	now := t.now()
+	t.mu.Lock()
+	c, ok := t.byAud[aud]
+	t.mu.Unlock()
+	// A token signed "in the future" (the clock stepped back) is not
+	// reused: its iat could be refused by the callee.
+	if ok && c.key == key && !now.Before(c.signedAt) && now.Sub(c.signedAt) < tokenReuse {
+		return c.token, nil
+	}
+	tok, err := SignToken(key, t.iss, aud, now)
+	if err != nil {
+		return "", err
+	}
+	t.mu.Lock()
+	t.byAud[aud] = cachedToken{key: key, token: tok, signedAt: now}
+	t.mu.Unlock()
+	return tok, nil
 }

@@ -78,3 +78,49 @@ func TestBearerTokensVerifyOnlyForTheirIssuerAudienceAndLifetime(t *testing.T) {
 		})
 	}
 }
+
+func TestTokensAreReusedForHalfTheirLifetimePerAudienceAndKey(t *testing.T) {
+	t.Parallel()
+	prov, newer := testKeys()[1], testKeys()[2]
+	keyOf := func(_ context.Context, code string) (*rsa.PublicKey, error) {
+		if code == "provider@hcx" {
+			return &prov.PublicKey, nil
+		}
+		return nil, errors.New("unknown participant")
+	}
+	now := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	ts := NewTokens("provider@hcx", clock)
+	ctx := context.Background()
+
+	first, err := ts.For(prov, "gateway@hcx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(tokenReuse - time.Second)
+	again, _ := ts.For(prov, "gateway@hcx")
+	if again != first {
+		t.Fatal("a token was signed again within its reuse period")
+	}
+	// Whenever it is handed out, the reused token still verifies, with
+	// at least half its lifetime left.
+	if c, err := VerifyToken(ctx, again, "gateway@hcx", now, keyOf); err != nil || c.Expiry.Sub(now) < TokenLifetime/2 {
+		t.Fatalf("the reused token: %+v, %v", c, err)
+	}
+	if other, _ := ts.For(prov, "other-gateway@hcx"); other == first {
+		t.Fatal("a token for one audience was given for another")
+	}
+	if rotated, _ := ts.For(newer, "gateway@hcx"); rotated == first {
+		t.Fatal("a token signed with the old key was given for the new one")
+	}
+	now = now.Add(2 * time.Second)
+	renewed, _ := ts.For(newer, "gateway@hcx")
+	now = now.Add(tokenReuse)
+	if later, _ := ts.For(newer, "gateway@hcx"); later == renewed {
+		t.Fatal("a token was reused past its reuse period")
+	}
+	now = now.Add(-time.Hour) // the clock stepped back
+	if back, _ := ts.For(newer, "gateway@hcx"); back == renewed {
+		t.Fatal("a token signed after now was reused")
+	}
+}

@@ -276,7 +276,7 @@ func (d *deliverer) post(ctx context.Context, p pendingCallback) (int, error) {
 	if !ok {
 		return 0, errors.New("the recipient is no longer registered")
 	}
-	token, err := hcx.SignToken(d.s.gateway.key, d.s.gateway.code, p.recipient, d.s.now())
+	token, err := d.s.tokens.For(d.s.gateway.key, p.recipient)
 	if err != nil {
 		return 0, err
 	}

@@ -69,6 +69,7 @@ type Simulator struct {
 	now     func() time.Time
 	logger  *slog.Logger
 	gateway identity
+	tokens  *hcx.Tokens // the gateway's bearer tokens, one per provider for a few minutes
 	payers  map[string]*payerState
 	ledger  *Ledger
 	reg     *registry
@@ -123,6 +124,7 @@ func New(ctx context.Context, cfg Config) (*Simulator, error) {
 		return fail(fmt.Errorf("payer-sim: gateway identity: %w", err))
 	}
 	s.gateway = identity{code: rules.Gateway.Code, name: rules.Gateway.Name, key: key, cert: cert}
+	s.tokens = hcx.NewTokens(rules.Gateway.Code, s.now)
 	for i := range rules.Payers {
 		p := &rules.Payers[i]
 		key, cert, err := hcx.DevIdentity(keyDir(p.Code), p.Code, now)
