@@ -62,7 +62,7 @@ type child struct {
 	err  error
 }
 
-func startChild(t *testing.T, dir string, mode string, env []string, args ...string) *child {
+func startChild(t testing.TB, dir string, mode string, env []string, args ...string) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Dir = dir

@@ -16,7 +16,7 @@ import (
 
 // startPayerSim runs `careflow payer-sim` on a free port and returns its
 // base URL and a function that stops it and returns the exit code.
-func startPayerSim(t *testing.T, args ...string) (string, func() int) {
+func startPayerSim(t testing.TB, args ...string) (string, func() int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	outR, outW := io.Pipe()

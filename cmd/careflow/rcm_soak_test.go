@@ -160,7 +160,22 @@ type soakResult struct {
 	outcomes, simOutcomes map[string]int
 }
 
-func runSoak(t *testing.T, d store.Dialect, n int, errorRate, timeoutRate float64) (res soakResult) {
+// rcmEnv is careflow as a child process on its own data, wired to an
+// in-process `careflow payer-sim`, with a billing clerk signed in: what
+// the soak and the benchmarks share.
+type rcmEnv struct {
+	t      testing.TB
+	dir    string
+	simURL string
+	client *soakClient
+	args   []string
+	cur    *child
+	lives  []*child
+}
+
+// newRCMEnv starts the simulator with rules, loads soakFees for
+// payer-nile, adds the clerk and starts careflow on d.
+func newRCMEnv(t testing.TB, d store.Dialect, rules string, serveFlags ...string) *rcmEnv {
 	ctx := context.Background()
 	dir := t.TempDir()
 	write := func(name, content string) string {
@@ -170,7 +185,7 @@ func runSoak(t *testing.T, d store.Dialect, n int, errorRate, timeoutRate float6
 		}
 		return p
 	}
-	simURL, stopSim := startPayerSim(t, "--data-dir", filepath.Join(dir, "sim"), "--rules", write("rules.yaml", soakRules(errorRate, timeoutRate)))
+	simURL, stopSim := startPayerSim(t, "--data-dir", filepath.Join(dir, "sim"), "--rules", write("rules.yaml", rules))
 	t.Cleanup(func() { stopSim() })
 
 	settings := []string{"--data-dir", filepath.Join(dir, "careflow")}
@@ -186,26 +201,41 @@ func runSoak(t *testing.T, d store.Dialect, n int, errorRate, timeoutRate float6
 	if code := run(ctx, append([]string{"user", "add", "bill", "--role", "billing", "--password-file", write("pw", password)}, settings...), &out, &out, noEnv); code != 0 {
 		t.Fatalf("user add: %d %s", code, out.String())
 	}
-
 	// One port for every life of careflow: the gateway's callbacks keep
 	// going to the registered endpoint while careflow is down.
 	port := freeSoakPort(t)
 	base := "http://127.0.0.1:" + port
-	serveArgs := append([]string{"serve", "--listen", "127.0.0.1:" + port, "--hcx-gateway", simURL, "--log-level", "warn"}, settings...)
-	c := &soakClient{t: t, base: base, password: password}
-	start := func() *child {
-		ch := startChild(t, dir, "run", nil, serveArgs...)
-		waitHealthy(t, ch, base)
-		waitRegistered(t, simURL, base)
-		return ch
+	e := &rcmEnv{t: t, dir: dir, simURL: simURL, client: &soakClient{t: t, base: base, password: password},
+		args: append(append([]string{"serve", "--listen", "127.0.0.1:" + port, "--hcx-gateway", simURL, "--log-level", "warn"}, settings...), serveFlags...)}
+	e.start()
+	return e
+}
+
+// start starts careflow and waits until it serves and has registered
+// with the gateway.
+func (e *rcmEnv) start() {
+	e.cur = startChild(e.t, e.dir, "run", nil, e.args...)
+	e.lives = append(e.lives, e.cur)
+	waitHealthy(e.t, e.cur, e.client.base)
+	waitRegistered(e.t, e.simURL, e.client.base)
+}
+
+// kill SIGKILLs careflow and waits for it to be gone.
+func (e *rcmEnv) kill() {
+	if err := e.cur.cmd.Process.Kill(); err != nil {
+		e.t.Fatal(err)
 	}
-	cur := start()
-	lives := []*child{cur}
+	<-e.cur.done
+}
+
+func runSoak(t *testing.T, d store.Dialect, n int, errorRate, timeoutRate float64) (res soakResult) {
+	e := newRCMEnv(t, d, soakRules(errorRate, timeoutRate))
+	c, simURL := e.client, e.simURL
 	// A callback careflow already holds is refused as a replayed
 	// api_call_id (400 ERR_INVALID_API_CALL_ID) and changes nothing; the
 	// logs of careflow's lives count them.
 	defer func() {
-		for _, ch := range lives {
+		for _, ch := range e.lives {
 			for _, l := range ch.snapshot() {
 				if strings.Contains(l, "hcx message refused") && strings.Contains(l, "ERR_INVALID_API_CALL_ID") {
 					res.duplicates++
@@ -239,13 +269,9 @@ func runSoak(t *testing.T, d store.Dialect, n int, errorRate, timeoutRate float6
 	for _, at := range []int{n / 2, 2 * n} {
 		waitSimMessages(t, simURL, at, submitErr, 20*time.Minute+time.Duration(n)*50*time.Millisecond)
 		res.retries += c.metric("careflow_engine_step_retries_total", "")
-		if err := cur.cmd.Process.Kill(); err != nil {
-			t.Fatal(err)
-		}
-		<-cur.done
+		e.kill()
 		res.kills++
-		cur = start()
-		lives = append(lives, cur)
+		e.start()
 	}
 
 	var st rcm.BatchStatus
@@ -370,7 +396,7 @@ func equalCounts(a, b map[string]int) bool {
 	return true
 }
 
-func freeSoakPort(t *testing.T) string {
+func freeSoakPort(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -381,7 +407,7 @@ func freeSoakPort(t *testing.T) string {
 	return port
 }
 
-func simGet(t *testing.T, url string, v any) {
+func simGet(t testing.TB, url string, v any) {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
@@ -399,7 +425,7 @@ func simGet(t *testing.T, url string, v any) {
 
 // waitHealthy waits until careflow answers /healthz (its logs are kept
 // at warn: a line per request would fill the test's memory).
-func waitHealthy(t *testing.T, ch *child, base string) {
+func waitHealthy(t testing.TB, ch *child, base string) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -423,7 +449,7 @@ func waitHealthy(t *testing.T, ch *child, base string) {
 
 // waitRegistered waits until the simulator's registry lists careflow with
 // an endpoint at base (careflow registers itself at start).
-func waitRegistered(t *testing.T, simURL, base string) {
+func waitRegistered(t testing.TB, simURL, base string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -450,7 +476,7 @@ func waitRegistered(t *testing.T, simURL, base string) {
 
 // waitSimMessages waits until the simulator has accepted at least n
 // messages.
-func waitSimMessages(t *testing.T, simURL string, n int, failed <-chan error, timeout time.Duration) {
+func waitSimMessages(t testing.TB, simURL string, n int, failed <-chan error, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -476,10 +502,10 @@ func waitSimMessages(t *testing.T, simURL string, n int, failed <-chan error, ti
 }
 
 // soakClient is the billing clerk's API client across careflow's lives:
-// a refused connection or a 5xx is careflow restarting, so it tries again;
-// a 401 signs in again.
+// a refused connection or a 5xx is careflow restarting, so it tries again,
+// as it does after a 429; a 401 signs in again.
 type soakClient struct {
-	t        *testing.T
+	t        testing.TB
 	base     string
 	password string
 	mu       sync.Mutex
@@ -497,7 +523,7 @@ func (c *soakClient) do(method, path string, header http.Header, body string) (*
 				continue
 			}
 		}
-		if err == nil && resp.StatusCode < 500 {
+		if err == nil && resp.StatusCode < 500 && resp.StatusCode != http.StatusTooManyRequests {
 			return resp, b, nil
 		}
 		if time.Now().After(deadline) {
