@@ -27,5 +27,8 @@
 //   - Every HTTP call between a participant and the gateway carries a
 //     short-lived RS256 bearer token signed by the caller and verified
 //     against the caller's registry certificate; a callback without a valid
-//     one is refused, never let through.
+//     one is refused, never let through. A caller reuses its token for the
+//     same audience for half its lifetime (Tokens): the token is not bound to
+//     one call, and a signature per message would be an RSA private-key
+//     operation spent for nothing.
 package hcx
