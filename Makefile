@@ -39,7 +39,7 @@ fuzz: ## each Fuzz target for FUZZTIME
 	./scripts/fuzz.sh $(FUZZTIME)
 
 soak: ## the long-running tests at full size
-	CAREFLOW_SOAK=1 $(GO) test -count=1 -timeout 60m $(PKGS)
+	CAREFLOW_SOAK=1 $(GO) test -count=1 -timeout 150m $(PKGS)
 
 clean:
 	rm -rf bin
