@@ -38,7 +38,7 @@ import (
 // exactly.
 const (
 	soakSmall = 80
-	soakRace  = 24
+	soakRace  = 12
 	soakFull  = 10000
 )
 
