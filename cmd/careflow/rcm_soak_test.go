@@ -138,7 +138,7 @@ func TestRevenueCycleSoak(t *testing.T) {
 	}
 	if os.Getenv("CAREFLOW_SOAK") == "1" {
 		// Each held call keeps one of careflow's step workers for 10s;
-		// at 10,000 claims fewer of them keep the soak within its hour.
+		// at 10,000 claims fewer of them keep the soak within make soak's timeout.
 		n, errorRate, timeoutRate = soakFull, 0.28, 0.02
 	}
 	if v := os.Getenv("CAREFLOW_SOAK_N"); v != "" {
@@ -152,7 +152,7 @@ func TestRevenueCycleSoak(t *testing.T) {
 	for _, d := range storetest.Backends() {
 		t.Run(string(d), func(t *testing.T) {
 			res := runSoak(t, d, n, errorRate, timeoutRate)
-			t.Logf("soak %s: %d claims in %v (%.1f claims/s); %d kills; careflow step retries %d, duplicate callbacks dropped %d; payer messages %d, identical re-sends %d",
+			t.Logf("soak %s: %d claims in %v (%.1f claims/s); %d kills; careflow step retries %d, duplicate callbacks refused %d; payer messages %d, identical re-sends %d",
 				d, n, res.wall.Round(time.Millisecond), float64(n)/res.wall.Seconds(), res.kills, res.retries, res.duplicates, res.messages, res.resends)
 		})
 	}
