@@ -27,8 +27,10 @@ func mrnRequest(n int) JourneyRequest {
 // read held every connection and waited for a fifth: every start then
 // timed out (consent_unavailable) on PostgreSQL. SQLite's writes share
 // one connection that no read waits for, so the test is PostgreSQL's.
+//
+// Not parallel: it measures time, and it runs before the package's
+// parallel tests, alone.
 func TestStartsOnASmallPoolDoNotStall(t *testing.T) {
-	t.Parallel()
 	for _, d := range []store.Dialect{store.Postgres} {
 		t.Run(string(d), func(t *testing.T) {
 			db := storetest.OpenMaxConns(t, d, 4)
@@ -96,11 +98,12 @@ func (j *timedJourneys) StartEntry(ctx context.Context, req JourneyRequest, opts
 // A batch's starts, one after another while the journeys it started run,
 // each take a moment on PostgreSQL as on SQLite: the loop that stalled
 // took about 30 s on some starts and started 8 entries of 100 in 100 s
-// (SQLite: 2.2 s). 40 entries here; 200 under make soak. PostgreSQL's: its
+// (SQLite: 2.2 s). 24 entries here; 200 under make soak. PostgreSQL's: its
 // pool is what the stall exhausted.
+//
+// Not parallel, as TestStartsOnASmallPoolDoNotStall.
 func TestBatchStartsWhileJourneysRun(t *testing.T) {
-	t.Parallel()
-	n := 40
+	n := 24
 	if os.Getenv("CAREFLOW_SOAK") == "1" {
 		n = 200
 	}
