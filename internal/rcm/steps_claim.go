@@ -305,8 +305,12 @@ func (s *Service) claimResultStep() engine.Step {
 			if x, err := findExchange(ctx, tx, corr); err != nil || x.JourneyID != sc.RunID {
 				corr = ""
 			}
+			share := patientShare(cr)
 			if err := s.answered(ctx, tx, sc, corr, func(j *journeyRow) {
 				j.Approved = &approved
+				if !denied {
+					j.PatientShare = &share
+				}
 				j.Refs["claim_response"] = "ClaimResponse/" + id
 				if denied {
 					stop(j, OutcomeDenied, safeCode(denialReason(cr)), false)
@@ -348,7 +352,7 @@ func (s *Service) statusCheckStep() engine.Step {
 
 // paymentResultStep matches the payment (PaymentReconciliation or
 // PaymentNotice) to the claim: paid in full, or partially with the
-// variance (billed − paid).
+// variance (owed − paid, see owed).
 func (s *Service) paymentResultStep() engine.Step {
 	return engine.Step{Name: stepPaymentRes, Retry: fast,
 		Apply: func(ctx context.Context, sc *engine.StepContext, tx store.Tx, _ engine.Result) (engine.Result, error) {
@@ -364,10 +368,7 @@ func (s *Service) paymentResultStep() engine.Step {
 				return engine.Result{}, err
 			}
 			paid, kind := paidAmount(&a, j.ClaimID)
-			// The variance is against what was billed: a payer that
-			// approved less has short-paid the claim as much as one that
-			// paid less than it approved.
-			variance := j.Billed - paid
+			variance := max(owed(j)-paid, 0)
 			outcome := OutcomePaid
 			if variance > 0 {
 				outcome = OutcomePartiallyPaid
@@ -411,6 +412,24 @@ func (s *Service) paymentResultStep() engine.Step {
 			}
 			return engine.Result{Output: out, Goto: stepPaymentAck}, nil
 		}}
+}
+
+// owed is what the payer owes on the journey's claim: what was billed
+// less the patient's share of it (co-pay, co-insurance, deductible, as
+// the payer's adjudication says), and never less than what the payer
+// approved. A claim paid as approved is therefore paid when the approval
+// was reduced only by the patient's share, and short-paid when the payer
+// cut it for a reason of its own (a partial approval, a line denied, a
+// limit reached): the variance is then billed − patient share − paid.
+func owed(j *journeyRow) int64 {
+	o := j.Billed
+	if j.PatientShare != nil {
+		o -= *j.PatientShare
+	}
+	if j.Approved != nil && *j.Approved > o {
+		o = *j.Approved
+	}
+	return o
 }
 
 // recordPayment adds the payment to the stored ClaimResponse: its amount,
