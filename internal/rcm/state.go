@@ -43,12 +43,12 @@ type journeyRow struct {
 	// PatientShare is what the payer's adjudication leaves to the patient
 	// (co-pay, co-insurance, deductible): part of what was billed that the
 	// payer never owed.
-	PatientShare *int64
-	ClaimID, PreauthID, AppealOf       string
-	BatchID, Needs                     string
-	Refs                               map[string]string
-	StartedAt, UpdatedAt               time.Time
-	LastContact                        *time.Time
+	PatientShare                 *int64
+	ClaimID, PreauthID, AppealOf string
+	BatchID, Needs               string
+	Refs                         map[string]string
+	StartedAt, UpdatedAt         time.Time
+	LastContact                  *time.Time
 }
 
 const journeyColumns = `id, kind, patient_id, payer, status, outcome, reason, currency, billed, approved, paid, variance,
