@@ -31,6 +31,7 @@ type rcmHarness struct {
 	t       *testing.T
 	sim     *sim.Simulator
 	simURL  string
+	simDir  string // the simulator's data folder: its participants' keys
 	dir     string
 	dbURL   string
 	addr    string // careflow's listen address, kept across restarts
@@ -76,7 +77,8 @@ func newRCMHarness(t *testing.T, backend store.Dialect) *rcmHarness {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s, err := sim.New(ctx, sim.Config{Rules: rules, DataDir: t.TempDir(), PollInterval: 20 * time.Millisecond,
+	h.simDir = t.TempDir()
+	s, err := sim.New(ctx, sim.Config{Rules: rules, DataDir: h.simDir, PollInterval: 20 * time.Millisecond,
 		MaxBackoff: 500 * time.Millisecond, CallbackTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
