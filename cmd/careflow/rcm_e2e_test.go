@@ -180,6 +180,11 @@ var rcmScenarios = []rcmScenario{
 		if !j.NeedsInfo || j.References["communication_request"] == "" {
 			t.Fatalf("the journey does not show the payer's request: %s", jsonString(j))
 		}
+		// Billing reads the payer's question to answer it.
+		if cr := h.fhir(h.billing, j.References["communication_request"]); cr["resourceType"] != "CommunicationRequest" ||
+			!strings.Contains(jsonString(cr["payload"]), "medication administration record") {
+			t.Errorf("CommunicationRequest %s", jsonString(cr))
+		}
 		claimed := decodeInto[engine.Task](t, h.billing.do("POST", "/api/v1/tasks/"+task.ID+"/claim", map[string]any{"version": task.RowVersion}, 200))
 		h.billing.do("POST", "/api/v1/tasks/"+task.ID+"/complete", map[string]any{"version": claimed.RowVersion,
 			"decision": rcm.DecisionAnswered, "result": map[string]string{"text": "Administration record attached."}}, 200)
