@@ -163,6 +163,11 @@ func TestJourneyScenarios(t *testing.T) {
 				if j.Amounts.Approved != "324.00" || j.Amounts.PatientShare != "90.00" || j.Amounts.Variance != "36.00" {
 					t.Errorf("amounts %+v", j.Amounts)
 				}
+				// The stored ClaimResponse keeps the item adjudications: the
+				// patient's share and the payer's reason for its reduction.
+				if cr := string(readResource(t, e, j.References["claim_response"])); !strings.Contains(cr, `"code":"copay"`) || !strings.Contains(cr, `"code":"45"`) {
+					t.Errorf("the ClaimResponse lost the adjudications: %s", cr)
+				}
 			}},
 		{name: "duplicated and reordered callbacks (payment before the claim response) change nothing",
 			plan: plan{inforce: true, claim: "approve", approvedPct: 100, paidPct: 100, twice: true, paymentFirst: true},

@@ -172,11 +172,50 @@ func (s *Service) storeClaimResponse(ctx context.Context, tx store.Tx, sc *engin
 		mine["total"] = []any{obj{"category": coding("http://terminology.hl7.org/CodeSystem/adjudication", "benefit"),
 			"amount": obj{"value": minorJSON(*approved), "currency": currency}}}
 	}
+	if items := adjudications(cr, currency); len(items) > 0 {
+		mine["item"] = items
+	}
 	if outcome == "error" {
 		mine["error"] = []any{obj{"code": coding("http://terminology.hl7.org/CodeSystem/adjudication-error", safeCode(denialReason(cr)))}}
 	}
 	body, _ := json.Marshal(mine)
 	return s.cfg.Records.CreateTx(ctx, tx, actor(sc), "ClaimResponse", body)
+}
+
+// adjudications are the payer's item adjudications careflow keeps: the
+// categories of HL7's adjudication code system that the payment rule and
+// billing read (submitted, eligible, copay, deductible, benefit), with
+// their amounts and reason codes (a reduction's or a denial's), so the
+// stored ClaimResponse shows why a claim was paid less than billed.
+func adjudications(cr node, currency string) []any {
+	var items []any
+	for _, it := range cr.list("item") {
+		var seq int
+		if json.Unmarshal(it["itemSequence"], &seq) != nil || seq < 1 {
+			continue
+		}
+		var adj []any
+		for _, a := range it.list("adjudication") {
+			cat := a.code("category")
+			switch cat {
+			case "submitted", "eligible", "copay", "deductible", "benefit":
+			default:
+				continue
+			}
+			mine := obj{"category": coding("http://terminology.hl7.org/CodeSystem/adjudication", cat)}
+			if v, ok := a.money("amount"); ok {
+				mine["amount"] = obj{"value": minorJSON(v), "currency": currency}
+			}
+			if r := safeCode(a.code("reason")); r != "" {
+				mine["reason"] = coding("https://x12.org/codes/claim-adjustment-reason-codes", r)
+			}
+			adj = append(adj, mine)
+		}
+		if len(adj) > 0 {
+			items = append(items, obj{"itemSequence": seq, "adjudication": adj})
+		}
+	}
+	return items
 }
 
 // communicationRequest stores a payer's request for more information and
