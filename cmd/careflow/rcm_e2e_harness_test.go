@@ -149,7 +149,9 @@ func (h *rcmHarness) start() {
 	t := h.t
 	t.Helper()
 	cfg, _, err := parseConfig("serve", []string{"--listen", h.addr, "--data-dir", h.dir, "--database", h.dbURL,
-		"--hcx-gateway", h.simURL, "--log-level", "error"}, func(string) string { return "" })
+		"--hcx-gateway", h.simURL, "--log-level", "error",
+		// One clerk polls every scenario's journey at once.
+		"--rate-limit-user", "100000/m"}, func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +159,13 @@ func (h *rcmHarness) start() {
 	listening := make(chan string, 1)
 	done := make(chan int, 1)
 	waits := rcmE2EWaits
-	go func() { done <- serve(ctx, cfg, io.Discard, serveHooks{listening: listening, rcmWaits: &waits}) }()
+	// The server's errors go to a file in its data folder, shown when
+	// the test fails.
+	logs, err := os.OpenFile(filepath.Join(h.dir, "serve.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- serve(ctx, cfg, logs, serveHooks{listening: listening, rcmWaits: &waits}) }()
 	select {
 	case <-listening:
 	case code := <-done:
@@ -171,6 +179,12 @@ func (h *rcmHarness) start() {
 		cancel()
 		if code := <-done; code != 0 {
 			t.Errorf("serve exit %d", code)
+		}
+		logs.Close()
+		if t.Failed() {
+			if b, err := os.ReadFile(logs.Name()); err == nil {
+				t.Logf("serve's log:\n%s", b)
+			}
 		}
 	}
 	// careflow registers itself with the simulator as it starts; a
@@ -209,7 +223,7 @@ func (h *rcmHarness) eventually(what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			h.t.Fatalf("%s: not within three minutes", what)
 		}
-		<-time.After(50 * time.Millisecond)
+		<-time.After(150 * time.Millisecond)
 	}
 }
 
