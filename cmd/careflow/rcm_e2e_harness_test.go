@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -335,15 +334,3 @@ func readAll(t *testing.T, resp *http.Response) string {
 	return string(b)
 }
 
-func readAllErr(resp *http.Response) []byte {
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return b
-}
-
-func jsonBody(v any) (io.Reader, error) {
-	b, err := json.Marshal(v)
-	return bytes.NewReader(b), err
-}
-
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -335,23 +338,24 @@ func openRCMTask(t *testing.T, h *rcmHarness, journey string) engine.Task {
 
 // postJourney starts a journey from a goroutine (no t.Fatal there).
 func postJourney(h *rcmHarness, req rcm.JourneyRequest) (string, error) {
-	b, err := jsonBody(req)
+	b, err := json.Marshal(req)
 	if err != nil {
 		return "", err
 	}
-	r, _ := http.NewRequest("POST", h.billing.base+"/api/v1/rcm/journeys", b)
+	r, _ := http.NewRequest("POST", h.billing.base+"/api/v1/rcm/journeys", bytes.NewReader(b))
 	r.Header.Set("Content-Type", "application/json")
 	r.Header.Set("Authorization", "Bearer "+h.billing.token)
 	resp, err := http.DefaultClient.Do(r)
 	if err != nil {
 		return "", err
 	}
-	body := readAllErr(resp)
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 201 {
 		return "", fmt.Errorf("start: %d %s", resp.StatusCode, body)
 	}
 	var j journeyJSON
-	if err := jsonUnmarshal(body, &j); err != nil {
+	if err := json.Unmarshal(body, &j); err != nil {
 		return "", err
 	}
 	return j.ID, nil
