@@ -13,15 +13,15 @@ import (
 	"testing"
 )
 
-// The policy's decide functions (auth.Authorizer.Decide and DecideType) are
-// called from internal/access alone: a surface that decided for itself
-// would also have to confine, audit and redact for itself, which is the
-// copy this package exists to remove. The check is by name, which is exact
-// while the access policy is the only declarer of methods of these names;
-// TestDecideDeclaredOnlyByAuth holds that.
+// The policy's decide functions (auth.Authorizer.Decide, DecideTx and
+// DecideType) are called from internal/access alone: a surface that
+// decided for itself would also have to confine, audit and redact for
+// itself, which is the copy this package exists to remove. The check is
+// by name, which is exact while the access policy is the only declarer of
+// methods of these names; TestDecideDeclaredOnlyByAuth holds that.
 
 // decideNames are the policy's decide functions.
-var decideNames = []string{"Decide", "DecideType"}
+var decideNames = []string{"Decide", "DecideTx", "DecideType"}
 
 // mayDecide are the module's packages allowed to name the decide
 // functions: the one that defines them and this one.

@@ -59,7 +59,7 @@ func (g *Guard) AuthorizeRecord(ctx context.Context, a Action) (auth.Decision, e
 // appended in tx, so it commits or rolls back with what it allowed; a
 // denial is kept for Flush, since tx will roll back.
 func (g *Guard) AuthorizeRecordTx(ctx context.Context, tx store.Tx, a Action) (auth.Decision, error) {
-	d := g.decide(ctx, a.Req)
+	d := g.decideTx(ctx, tx, a.Req)
 	if d.Allowed && d.RecheckRecords {
 		d = auth.Decision{Reason: auth.ReasonPatientRequired, Purpose: d.Purpose}
 	}

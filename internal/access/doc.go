@@ -22,6 +22,13 @@
 //     denials are kept and appended, in one commit, by Flush, which the
 //     surface calls before the first byte of its answer. A failed append is a
 //     refusal (fail closed).
+//   - A decision inside a transaction reads through it. A decision made
+//     while the caller holds a transaction (AllowTx, AuthorizeRecordTx,
+//     AllowIn from a record read or search in tx) reads the patient's
+//     relationships and consent through that transaction
+//     (auth.Authorizer.DecideTx), never through a second pooled
+//     connection: a transaction waiting on the pool with a connection in
+//     hand exhausts a PostgreSQL pool under concurrent writes.
 //   - Redact every record that leaves. Visible and Recheck decide each
 //     record again as a read for the purpose already decided and keep only
 //     the fields the decision allows; a record the caller may not see is
@@ -32,6 +39,6 @@
 //     id gets.
 //
 // Only this package calls the policy's decide functions
-// (auth.Authorizer.Decide and DecideType); boundary_test.go holds the module
+// (auth.Authorizer.Decide, DecideTx and DecideType); boundary_test.go holds the module
 // to that. Audit entries carry ids and codes only, never PHI.
 package access

@@ -106,9 +106,19 @@ func (g *Guard) policyContext(ctx context.Context) context.Context {
 // system is allowed every element of what the policy serves; what it may
 // store is checked by storable. A caller that is neither is refused.
 func (g *Guard) decide(ctx context.Context, req auth.Request) auth.Decision {
+	return g.decideTx(ctx, nil, req)
+}
+
+// decideTx is decide inside tx: the policy reads the patient's
+// relationships and consent through tx (auth.Authorizer.DecideTx). Every
+// decision made while a transaction is open must come here with it: a
+// decision that took a second pooled connection would hold tx's
+// connection while it waited, and concurrent transactions would exhaust
+// the pool (PostgreSQL; SQLite reads through its separate reader pool).
+func (g *Guard) decideTx(ctx context.Context, tx store.Tx, req auth.Request) auth.Decision {
 	switch {
 	case g.caller.Principal != nil && g.svc.Authorizer != nil:
-		return g.svc.Authorizer.Decide(g.policyContext(ctx), g.caller.Principal, req)
+		return g.svc.Authorizer.DecideTx(g.policyContext(ctx), tx, g.caller.Principal, req)
 	case g.system():
 		return auth.Decision{Allowed: true}
 	}
@@ -161,6 +171,12 @@ func (g *Guard) bounded(a record.Access) error {
 
 // Allow implements record.Guard.
 func (g *Guard) Allow(ctx context.Context, a record.Access) error {
+	return g.AllowIn(ctx, nil, a)
+}
+
+// AllowIn implements record.InTxGuard: Allow for a read made inside tx,
+// whose decision reads through tx (a nil tx is Allow).
+func (g *Guard) AllowIn(ctx context.Context, tx store.Tx, a record.Access) error {
 	if g.system() {
 		// Nothing filters what the system reads on its way out, so every
 		// record it is given, listed or read, is audited here.
@@ -180,7 +196,7 @@ func (g *Guard) Allow(ctx context.Context, a record.Access) error {
 		return nil
 	}
 	acc := Action{Req: auth.Request{Action: auth.Action(a.Action), ResourceType: a.Type, PatientID: a.PatientID}, ResourceID: a.ID}
-	d := g.decide(ctx, acc.Req)
+	d := g.decideTx(ctx, tx, acc.Req)
 	g.note(g.Entry(acc, d))
 	if !d.Allowed {
 		return recordDenial(a, d)
@@ -208,7 +224,7 @@ func (g *Guard) AllowTx(ctx context.Context, tx store.Tx, a record.Access, eleme
 		return record.Grant{}, UnsupportedType(a.Type)
 	}
 	acc := Action{Req: auth.Request{Action: auth.Action(a.Action), ResourceType: a.Type, PatientID: a.PatientID, Elements: elements}, ResourceID: a.ID}
-	d := g.decide(ctx, acc.Req)
+	d := g.decideTx(ctx, tx, acc.Req)
 	e := g.Entry(acc, d)
 	if !d.Allowed {
 		g.note(e)

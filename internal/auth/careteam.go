@@ -340,7 +340,17 @@ func NewRelationships(db *store.DB) *Relationships { return &Relationships{db: d
 
 // Relationships reports how userID reaches patientID at a time.
 func (r *Relationships) Relationships(ctx context.Context, userID, patientID string, at time.Time) (Vias, error) {
-	rows, err := r.db.Reader().Query(ctx, `
+	return relationships(ctx, r.db.Reader(), userID, patientID, at)
+}
+
+// RelationshipsTx is Relationships read through tx
+// (TxRelationshipSource): it takes no second connection.
+func (r *Relationships) RelationshipsTx(ctx context.Context, tx store.Tx, userID, patientID string, at time.Time) (Vias, error) {
+	return relationships(ctx, tx, userID, patientID, at)
+}
+
+func relationships(ctx context.Context, q store.Querier, userID, patientID string, at time.Time) (Vias, error) {
+	rows, err := q.Query(ctx, `
 		SELECT 1 FROM care_team_members m
 			JOIN care_team_patients p ON p.care_team_id = m.care_team_id
 			WHERE m.user_id = $1 AND p.patient_id = $2

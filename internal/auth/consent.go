@@ -68,9 +68,19 @@ func NewConsents(db *store.DB, now func() time.Time) *Consents {
 // ConsentAt returns the patient's decision for a purpose at a time:
 // permit, deny, or none when nothing is in force.
 func (c *Consents) ConsentAt(ctx context.Context, patientID string, purpose Purpose, at time.Time) (ConsentDecision, error) {
+	return consentAt(ctx, c.db.Reader(), patientID, purpose, at)
+}
+
+// ConsentAtTx is ConsentAt read through tx (TxConsentSource): it sees
+// tx's own writes and takes no second connection.
+func (c *Consents) ConsentAtTx(ctx context.Context, tx store.Tx, patientID string, purpose Purpose, at time.Time) (ConsentDecision, error) {
+	return consentAt(ctx, tx, patientID, purpose, at)
+}
+
+func consentAt(ctx context.Context, q store.Querier, patientID string, purpose Purpose, at time.Time) (ConsentDecision, error) {
 	var d string
 	var start, end *time.Time
-	err := c.db.Reader().QueryRow(ctx,
+	err := q.QueryRow(ctx,
 		`SELECT decision, period_start, period_end FROM consents WHERE patient_id = $1 AND purpose = $2`,
 		patientID, string(purpose)).Scan(&d, &start, &end)
 	if err == store.ErrNoRows {

@@ -12,7 +12,9 @@
 // Authorization: deny by default. Effective permission = the role's policy
 // (resource type × action × visible fields) ∩ the token's scopes ∩ the
 // patient's consent for the purpose, checked per record and again on
-// responses. Each role is for people or for machine clients, as the policy
+// responses. A decision made inside a transaction (DecideTx) reads
+// relationships and consent through it, never through a second pooled
+// connection (TxRelationshipSource, TxConsentSource). Each role is for people or for machine clients, as the policy
 // says, and a principal of the other kind gets nothing from it
 // (policy_principals.go). Clinicians reach only patients of their care teams or assigned
 // work, or one patient for a limited time after break-the-glass. Reach

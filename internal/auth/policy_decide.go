@@ -41,6 +41,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/careflow/careflow/internal/store"
 )
 
 // Reason says why a decision came out as it did. It is a code, safe for
@@ -142,6 +144,24 @@ type ConsentSource interface {
 	ConsentAt(ctx context.Context, patientID string, purpose Purpose, at time.Time) (ConsentDecision, error)
 }
 
+// TxRelationshipSource is a RelationshipSource that can answer through the
+// caller's transaction. A source that reads the database must offer it:
+// a decision made inside a transaction (DecideTx) that asked the pool for
+// a second connection would hold one connection while waiting for
+// another, and N such transactions exhaust a pool of N (every start
+// stalls until its context ends, then fails as relationship_unavailable).
+type TxRelationshipSource interface {
+	RelationshipSource
+	RelationshipsTx(ctx context.Context, tx store.Tx, userID, patientID string, at time.Time) (Vias, error)
+}
+
+// TxConsentSource is a ConsentSource that can answer through the caller's
+// transaction, for the same reason (consent_unavailable otherwise).
+type TxConsentSource interface {
+	ConsentSource
+	ConsentAtTx(ctx context.Context, tx store.Tx, patientID string, purpose Purpose, at time.Time) (ConsentDecision, error)
+}
+
 // Authorizer decides requests against a policy, the principal's
 // relationships to patients and the patients' consents.
 type Authorizer struct {
@@ -170,11 +190,21 @@ func deny(r Reason, pu Purpose) Decision { return Decision{Reason: r, Purpose: p
 // (patient, purpose) consent per request when ctx carries a cache (see
 // WithDecisionCache).
 func (a *Authorizer) Decide(ctx context.Context, p *Principal, req Request) Decision {
+	return a.DecideTx(ctx, nil, p, req)
+}
+
+// DecideTx is Decide for a decision made inside tx (a write and its
+// audit entry, a journey's start): every relationship and consent it
+// reads goes through tx, never through a second pooled connection, so a
+// transaction never waits for a connection while holding one. A source
+// without a Tx variant (one that reads no database) answers as for
+// Decide. A nil tx is Decide.
+func (a *Authorizer) DecideTx(ctx context.Context, tx store.Tx, p *Principal, req Request) Decision {
 	rules, purpose, denial := a.typeRules(ctx, p, req)
 	if !denial.Allowed {
 		return denial
 	}
-	return a.decidePatient(ctx, p, req, purpose, rules)
+	return a.decidePatient(ctx, tx, p, req, purpose, rules)
 }
 
 // typeRules runs steps 1 to 4: the rules of the principal's role that
@@ -233,7 +263,7 @@ func (a *Authorizer) typeRules(ctx context.Context, p *Principal, req Request) (
 }
 
 // decidePatient runs steps 5 to 7 over the rules typeRules found.
-func (a *Authorizer) decidePatient(ctx context.Context, p *Principal, req Request, purpose Purpose, rules []*Rule) Decision {
+func (a *Authorizer) decidePatient(ctx context.Context, tx store.Tx, p *Principal, req Request, purpose Purpose, rules []*Rule) Decision {
 	// A write of a record that names no patient stores something only a
 	// none rule can reach: without one, the record would be write-only
 	// (policy_served.go). This looks at the type only, but it needs to
@@ -256,7 +286,7 @@ func (a *Authorizer) decidePatient(ctx context.Context, p *Principal, req Reques
 			if r.Patients == PatientsNone && req.PatientID != "" && PatientData(req.ResourceType) {
 				continue
 			}
-			d := a.decideRule(ctx, p, req, purpose, r)
+			d := a.decideRule(ctx, tx, p, req, purpose, r)
 			if d.Allowed && writesFields(req.Action) {
 				// A rule whose fields do not cover what the body sets does
 				// not allow the write; another rule of the role may.
@@ -294,7 +324,7 @@ func containsAction(as []Action, a Action) bool {
 	return false
 }
 
-func (a *Authorizer) decideRule(ctx context.Context, p *Principal, req Request, purpose Purpose, r *Rule) Decision {
+func (a *Authorizer) decideRule(ctx context.Context, tx store.Tx, p *Principal, req Request, purpose Purpose, r *Rule) Decision {
 	allow := Decision{Allowed: true, Reason: ReasonAllowed, Purpose: purpose, Fields: r.Fields}
 	switch {
 	case r.Patients == PatientsNone:
@@ -325,7 +355,7 @@ func (a *Authorizer) decideRule(ctx context.Context, p *Principal, req Request, 
 		allow.Via = ViaAny
 	} else {
 		var err error
-		vias, err = a.relationships(ctx, cache, p.Subject, req.PatientID, now)
+		vias, err = a.relationships(ctx, tx, cache, p.Subject, req.PatientID, now)
 		if err != nil {
 			return deny(ReasonRelationshipUnavailable, purpose)
 		}
@@ -350,7 +380,7 @@ func (a *Authorizer) decideRule(ctx context.Context, p *Principal, req Request, 
 	if r.ConsentExempt {
 		return allow
 	}
-	c, err := a.consent(ctx, cache, req.PatientID, purpose, now)
+	c, err := a.consent(ctx, tx, cache, req.PatientID, purpose, now)
 	if err != nil {
 		return deny(ReasonConsentUnavailable, purpose)
 	}
@@ -390,7 +420,7 @@ func (a *Authorizer) breakGlassCounts(purpose Purpose) bool {
 	return false
 }
 
-func (a *Authorizer) relationships(ctx context.Context, c *decisionCache, user, patient string, at time.Time) (Vias, error) {
+func (a *Authorizer) relationships(ctx context.Context, tx store.Tx, c *decisionCache, user, patient string, at time.Time) (Vias, error) {
 	if a.rel == nil {
 		return 0, errNoSource
 	}
@@ -403,7 +433,15 @@ func (a *Authorizer) relationships(ctx context.Context, c *decisionCache, user, 
 			return v, nil
 		}
 	}
-	v, err := a.rel.Relationships(ctx, user, patient, at)
+	var (
+		v   Vias
+		err error
+	)
+	if ts, ok := a.rel.(TxRelationshipSource); ok && tx != nil {
+		v, err = ts.RelationshipsTx(ctx, tx, user, patient, at)
+	} else {
+		v, err = a.rel.Relationships(ctx, user, patient, at)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -415,7 +453,7 @@ func (a *Authorizer) relationships(ctx context.Context, c *decisionCache, user, 
 	return v, nil
 }
 
-func (a *Authorizer) consent(ctx context.Context, c *decisionCache, patient string, purpose Purpose, at time.Time) (ConsentDecision, error) {
+func (a *Authorizer) consent(ctx context.Context, tx store.Tx, c *decisionCache, patient string, purpose Purpose, at time.Time) (ConsentDecision, error) {
 	if a.consents == nil {
 		return "", errNoSource
 	}
@@ -428,7 +466,15 @@ func (a *Authorizer) consent(ctx context.Context, c *decisionCache, patient stri
 			return v, nil
 		}
 	}
-	v, err := a.consents.ConsentAt(ctx, patient, purpose, at)
+	var (
+		v   ConsentDecision
+		err error
+	)
+	if ts, ok := a.consents.(TxConsentSource); ok && tx != nil {
+		v, err = ts.ConsentAtTx(ctx, tx, patient, purpose, at)
+	} else {
+		v, err = a.consents.ConsentAt(ctx, patient, purpose, at)
+	}
 	if err != nil {
 		return "", err
 	}

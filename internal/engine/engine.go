@@ -174,7 +174,13 @@ func New(cfg Config) (*Engine, error) {
 		if cfg.DB.Dialect() == store.SQLite {
 			maxWorkers = 16
 		} else {
-			maxWorkers = max(32, 8*runtime.GOMAXPROCS(0))
+			// A step holds a connection for its transaction and may need
+			// another meanwhile (a read outside it, the audit log's
+			// append), and the HTTP requests and River's own loops share
+			// the pool: workers beyond half the pool starve it, and every
+			// request then waits out its deadline (seen with ~20 journeys
+			// on an 8-connection pool).
+			maxWorkers = min(max(32, 8*runtime.GOMAXPROCS(0)), max(2, int(cfg.DB.Pool().Config().MaxConns)/2))
 		}
 	}
 	if err := e.jobs.AddQueue(queueName, maxWorkers); err != nil {

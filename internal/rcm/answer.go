@@ -116,6 +116,25 @@ func approvedAmount(cr node) (int64, bool) {
 	return sum, found
 }
 
+// patientShare is the part of the bill a ClaimResponse leaves to the
+// patient: the items' adjudications of category copay and deductible
+// (HL7's adjudication codes; a co-insurance is reported as copay). A
+// payer that reports none leaves the patient nothing to pay.
+func patientShare(cr node) int64 {
+	var sum int64
+	for _, it := range cr.list("item") {
+		for _, adj := range it.list("adjudication") {
+			switch adj.code("category") {
+			case "copay", "deductible":
+				if v, ok := adj.money("amount"); ok && v > 0 {
+					sum += v
+				}
+			}
+		}
+	}
+	return sum
+}
+
 // denialReason is the payer's reason code for refusing a claim: an error
 // code, else an item adjudication's reason, else "denied".
 func denialReason(cr node) string {

@@ -42,6 +42,14 @@
 //     the patient's reaches a log, an error or a work list.
 //   - Amounts are integer minor units (two decimal places) from the fee
 //     schedule to the API, which shows them as decimal strings.
+//   - The payment rule: the payer owes what was billed less the patient's
+//     share (the ClaimResponse items' copay and deductible adjudications,
+//     kept as patient_share), and never less than it approved. Paid ≥
+//     owed is paid; less is partially_paid with variance = owed − paid.
+//     A claim paid exactly as approved is therefore paid when only the
+//     patient's share was deducted, and short-paid when the payer cut
+//     its benefit for a reason of its own (a reduction with a reason
+//     code, a line denied, a limit reached).
 //
 // Beside the journeys it keeps the payers' fee schedules (Fees: versions
 // never replaced, prices in exact minor units, the newest effective row

@@ -75,6 +75,10 @@ type plan struct {
 	// denyOriginal denies a claim without related (an appeal's new claim
 	// is then approved in full).
 	denyOriginal bool
+	// share is the patient's share (minor units) the payer reports as a
+	// copay adjudication, and cut a reduction of its own with a reason
+	// code: the payer then approves and pays total − share − cut.
+	share, cut int64
 }
 
 // fakePayer answers like a payer: every request is answered through
@@ -194,11 +198,25 @@ func (f *fakePayer) Send(ctx context.Context, req payer.Request) (payer.Ack, err
 			c["error"] = []any{map[string]any{"code": map[string]any{"coding": []any{map[string]any{"code": "CO-50"}}}}}
 			cr = msg(payer.ClaimOnSubmit, req.CorrelationID, c)
 		}
+		paid := focus.total * p.paidPct / 100
+		if p.claim == "approve" && (p.share > 0 || p.cut > 0) {
+			paid = focus.total - p.share - p.cut
+			c := claimResponse("complete", "", paid)
+			cat := func(code string) map[string]any { return map[string]any{"coding": []any{map[string]any{"code": code}}} }
+			benefit := map[string]any{"category": cat("benefit"), "amount": money(paid)}
+			if p.cut > 0 {
+				benefit["reason"] = cat("45")
+			}
+			c["item"] = []any{map[string]any{"itemSequence": 1, "adjudication": []any{
+				map[string]any{"category": cat("submitted"), "amount": money(focus.total)},
+				map[string]any{"category": cat("copay"), "amount": money(p.share)}, benefit}}}
+			cr = msg(payer.ClaimOnSubmit, req.CorrelationID, c)
+		}
 		var pay payer.Message
 		if p.claim == "approve" {
 			pay = msg(payer.PaymentNoticeRequest, "payment-"+focus.id, map[string]any{"resourceType": "PaymentReconciliation",
-				"paymentAmount": money(focus.total * p.paidPct / 100),
-				"detail":        []any{map[string]any{"request": map[string]any{"reference": "Claim/" + focus.id}, "amount": money(focus.total * p.paidPct / 100)}}})
+				"paymentAmount": money(paid),
+				"detail":        []any{map[string]any{"request": map[string]any{"reference": "Claim/" + focus.id}, "amount": money(paid)}}})
 			pay.WorkflowID = "" // matched by the claim it names
 		}
 		switch {

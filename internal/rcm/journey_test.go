@@ -145,6 +145,30 @@ func TestJourneyScenarios(t *testing.T) {
 					t.Errorf("short-paid worklist: %v %+v", err, page)
 				}
 			}},
+		{name: "a claim paid as adjudicated is paid though the patient's share was deducted",
+			plan: plan{inforce: true, claim: "approve", share: 9000},
+			req:  request(KindStandard, nidMona, []string{"E11.9"}, []string{"99213"}), outcome: OutcomePaid,
+			status: StatusClosed, billed: "450.00", paid: "360.00",
+			check: func(t *testing.T, e *env, j *Journey) {
+				if j.Amounts.Approved != "360.00" || j.Amounts.PatientShare != "90.00" || j.Amounts.Variance != "0.00" {
+					t.Errorf("amounts %+v", j.Amounts)
+				}
+			}},
+		{name: "a payer's own reduction beyond the patient's share is a short payment",
+			plan: plan{inforce: true, claim: "approve", share: 9000, cut: 3600},
+			req:  request(KindStandard, nidMona, []string{"E11.9"}, []string{"99213"}), outcome: OutcomePartiallyPaid,
+			status: StatusClosed, billed: "450.00", paid: "324.00",
+			check: func(t *testing.T, e *env, j *Journey) {
+				// variance = billed − patient share − paid = 450 − 90 − 324.
+				if j.Amounts.Approved != "324.00" || j.Amounts.PatientShare != "90.00" || j.Amounts.Variance != "36.00" {
+					t.Errorf("amounts %+v", j.Amounts)
+				}
+				// The stored ClaimResponse keeps the item adjudications: the
+				// patient's share and the payer's reason for its reduction.
+				if cr := string(readResource(t, e, j.References["claim_response"])); !strings.Contains(cr, `"code":"copay"`) || !strings.Contains(cr, `"code":"45"`) {
+					t.Errorf("the ClaimResponse lost the adjudications: %s", cr)
+				}
+			}},
 		{name: "duplicated and reordered callbacks (payment before the claim response) change nothing",
 			plan: plan{inforce: true, claim: "approve", approvedPct: 100, paidPct: 100, twice: true, paymentFirst: true},
 			req:  request(KindStandard, nidMona, []string{"E11.9"}, []string{"99213"}), outcome: OutcomePaid, status: StatusClosed,

@@ -40,15 +40,19 @@ type journeyRow struct {
 	Currency                           string
 	Billed                             int64
 	Approved, Paid, Variance           *int64
-	ClaimID, PreauthID, AppealOf       string
-	BatchID, Needs                     string
-	Refs                               map[string]string
-	StartedAt, UpdatedAt               time.Time
-	LastContact                        *time.Time
+	// PatientShare is what the payer's adjudication leaves to the patient
+	// (co-pay, co-insurance, deductible): part of what was billed that the
+	// payer never owed.
+	PatientShare                 *int64
+	ClaimID, PreauthID, AppealOf string
+	BatchID, Needs               string
+	Refs                         map[string]string
+	StartedAt, UpdatedAt         time.Time
+	LastContact                  *time.Time
 }
 
 const journeyColumns = `id, kind, patient_id, payer, status, outcome, reason, currency, billed, approved, paid, variance,
-	claim_id, preauth_id, appeal_of, batch_id, needs, refs, started_at, updated_at, last_contact_at`
+	patient_share, claim_id, preauth_id, appeal_of, batch_id, needs, refs, started_at, updated_at, last_contact_at`
 
 func scanJourney(s interface{ Scan(...any) error }) (*journeyRow, error) {
 	var (
@@ -57,7 +61,7 @@ func scanJourney(s interface{ Scan(...any) error }) (*journeyRow, error) {
 		refs                                                string
 	)
 	if err := s.Scan(&j.ID, &j.Kind, &j.PatientID, &j.Payer, &j.Status, &outcome, &reason, &j.Currency, &j.Billed,
-		&j.Approved, &j.Paid, &j.Variance, &claim, &preauth, &appeal, &batch, &nds, &refs, &j.StartedAt, &j.UpdatedAt, &j.LastContact); err != nil {
+		&j.Approved, &j.Paid, &j.Variance, &j.PatientShare, &claim, &preauth, &appeal, &batch, &nds, &refs, &j.StartedAt, &j.UpdatedAt, &j.LastContact); err != nil {
 		return nil, err
 	}
 	j.Outcome, j.Reason, j.ClaimID, j.PreauthID = outcome.String, reason.String, claim.String, preauth.String
@@ -106,9 +110,10 @@ func change(ctx context.Context, tx store.Tx, id string, now time.Time, fn func(
 	j.UpdatedAt = now
 	refs, _ := json.Marshal(j.Refs)
 	_, err = tx.Exec(ctx, `UPDATE rcm_journeys SET status = $2, outcome = $3, reason = $4, currency = $5, billed = $6, approved = $7,
-		paid = $8, variance = $9, claim_id = $10, preauth_id = $11, needs = $12, refs = $13, updated_at = $14, last_contact_at = $15
+		paid = $8, variance = $9, claim_id = $10, preauth_id = $11, needs = $12, refs = $13, updated_at = $14, last_contact_at = $15,
+		patient_share = $16
 		WHERE id = $1`, j.ID, j.Status, nullable(j.Outcome), nullable(j.Reason), j.Currency, j.Billed, j.Approved, j.Paid, j.Variance,
-		nullable(j.ClaimID), nullable(j.PreauthID), nullable(j.Needs), string(refs), now, j.LastContact)
+		nullable(j.ClaimID), nullable(j.PreauthID), nullable(j.Needs), string(refs), now, j.LastContact, j.PatientShare)
 	return j, err
 }
 

@@ -172,11 +172,50 @@ func (s *Service) storeClaimResponse(ctx context.Context, tx store.Tx, sc *engin
 		mine["total"] = []any{obj{"category": coding("http://terminology.hl7.org/CodeSystem/adjudication", "benefit"),
 			"amount": obj{"value": minorJSON(*approved), "currency": currency}}}
 	}
+	if items := adjudications(cr, currency); len(items) > 0 {
+		mine["item"] = items
+	}
 	if outcome == "error" {
 		mine["error"] = []any{obj{"code": coding("http://terminology.hl7.org/CodeSystem/adjudication-error", safeCode(denialReason(cr)))}}
 	}
 	body, _ := json.Marshal(mine)
 	return s.cfg.Records.CreateTx(ctx, tx, actor(sc), "ClaimResponse", body)
+}
+
+// adjudications are the payer's item adjudications careflow keeps: the
+// categories of HL7's adjudication code system that the payment rule and
+// billing read (submitted, eligible, copay, deductible, benefit), with
+// their amounts and reason codes (a reduction's or a denial's), so the
+// stored ClaimResponse shows why a claim was paid less than billed.
+func adjudications(cr node, currency string) []any {
+	var items []any
+	for _, it := range cr.list("item") {
+		var seq int
+		if json.Unmarshal(it["itemSequence"], &seq) != nil || seq < 1 {
+			continue
+		}
+		var adj []any
+		for _, a := range it.list("adjudication") {
+			cat := a.code("category")
+			switch cat {
+			case "submitted", "eligible", "copay", "deductible", "benefit":
+			default:
+				continue
+			}
+			mine := obj{"category": coding("http://terminology.hl7.org/CodeSystem/adjudication", cat)}
+			if v, ok := a.money("amount"); ok {
+				mine["amount"] = obj{"value": minorJSON(v), "currency": currency}
+			}
+			if r := safeCode(a.code("reason")); r != "" {
+				mine["reason"] = coding("https://x12.org/codes/claim-adjustment-reason-codes", r)
+			}
+			adj = append(adj, mine)
+		}
+		if len(adj) > 0 {
+			items = append(items, obj{"itemSequence": seq, "adjudication": adj})
+		}
+	}
+	return items
 }
 
 // communicationRequest stores a payer's request for more information and
@@ -305,8 +344,12 @@ func (s *Service) claimResultStep() engine.Step {
 			if x, err := findExchange(ctx, tx, corr); err != nil || x.JourneyID != sc.RunID {
 				corr = ""
 			}
+			share := patientShare(cr)
 			if err := s.answered(ctx, tx, sc, corr, func(j *journeyRow) {
 				j.Approved = &approved
+				if !denied {
+					j.PatientShare = &share
+				}
 				j.Refs["claim_response"] = "ClaimResponse/" + id
 				if denied {
 					stop(j, OutcomeDenied, safeCode(denialReason(cr)), false)
@@ -348,7 +391,7 @@ func (s *Service) statusCheckStep() engine.Step {
 
 // paymentResultStep matches the payment (PaymentReconciliation or
 // PaymentNotice) to the claim: paid in full, or partially with the
-// variance (billed − paid).
+// variance (owed − paid, see owed).
 func (s *Service) paymentResultStep() engine.Step {
 	return engine.Step{Name: stepPaymentRes, Retry: fast,
 		Apply: func(ctx context.Context, sc *engine.StepContext, tx store.Tx, _ engine.Result) (engine.Result, error) {
@@ -364,10 +407,7 @@ func (s *Service) paymentResultStep() engine.Step {
 				return engine.Result{}, err
 			}
 			paid, kind := paidAmount(&a, j.ClaimID)
-			// The variance is against what was billed: a payer that
-			// approved less has short-paid the claim as much as one that
-			// paid less than it approved.
-			variance := j.Billed - paid
+			variance := max(owed(j)-paid, 0)
 			outcome := OutcomePaid
 			if variance > 0 {
 				outcome = OutcomePartiallyPaid
@@ -411,6 +451,24 @@ func (s *Service) paymentResultStep() engine.Step {
 			}
 			return engine.Result{Output: out, Goto: stepPaymentAck}, nil
 		}}
+}
+
+// owed is what the payer owes on the journey's claim: what was billed
+// less the patient's share of it (co-pay, co-insurance, deductible, as
+// the payer's adjudication says), and never less than what the payer
+// approved. A claim paid as approved is therefore paid when the approval
+// was reduced only by the patient's share, and short-paid when the payer
+// cut it for a reason of its own (a partial approval, a line denied, a
+// limit reached): the variance is then billed − patient share − paid.
+func owed(j *journeyRow) int64 {
+	o := j.Billed
+	if j.PatientShare != nil {
+		o -= *j.PatientShare
+	}
+	if j.Approved != nil && *j.Approved > o {
+		o = *j.Approved
+	}
+	return o
 }
 
 // recordPayment adds the payment to the stored ClaimResponse: its amount,

@@ -41,6 +41,11 @@ type Amounts struct {
 	Billed   string `json:"billed"`
 	Approved string `json:"approved,omitempty"`
 	Paid     string `json:"paid,omitempty"`
+	// PatientShare is the part of the bill the payer's adjudication
+	// leaves to the patient (co-pay, co-insurance, deductible).
+	PatientShare string `json:"patient_share,omitempty"`
+	// Variance is what the payer owed and did not pay (see the package
+	// doc's payment rule); "0.00" when paid as owed.
 	Variance string `json:"variance,omitempty"`
 }
 
@@ -85,7 +90,8 @@ func summary(row *journeyRow) *Journey {
 		Patient: row.PatientID, Payer: row.Payer, Currency: row.Currency, AppealOf: row.AppealOf, BatchID: row.BatchID,
 		NeedsInfo: row.Needs != "", CreatedAt: row.StartedAt, UpdatedAt: row.UpdatedAt, LastPayerContact: row.LastContact,
 		References: row.Refs, Steps: []StepView{},
-		Amounts: Amounts{Billed: formatMinor(row.Billed), Approved: optMinor(row.Approved), Paid: optMinor(row.Paid), Variance: optMinor(row.Variance)}}
+		Amounts: Amounts{Billed: formatMinor(row.Billed), Approved: optMinor(row.Approved), Paid: optMinor(row.Paid), Variance: optMinor(row.Variance),
+			PatientShare: optMinor(row.PatientShare)}}
 	return j
 }
 

@@ -186,6 +186,10 @@
 // its index rows, its hooks' rows and, through a TxGuard, its audit entry,
 // with the caller's own rows (for a step: its execution, the run's
 // transition and the next step's job). A rollback leaves none of them.
+// Nothing done while the transaction is open takes a second connection:
+// the guard decides a read or search in tx through it (InTxGuard.AllowIn)
+// and a write through AllowTx, so concurrent transactions never hold
+// every pooled connection while each waits for one more.
 //
 // # Limits
 //

@@ -40,7 +40,7 @@ func (s *Service) Search(ctx context.Context, g Guard, q *Query) (*Result, error
 // search runs q on rd: the reader pool, or a transaction's own connection
 // when a transaction's GET entries must see its writes.
 func (s *Service) search(ctx context.Context, g Guard, rd store.Querier, q *Query) (*Result, error) {
-	if err := allow(ctx, g, Access{Action: ActSearch, Type: q.Type, PatientID: q.patient}); err != nil {
+	if err := allowOn(ctx, g, rd, Access{Action: ActSearch, Type: q.Type, PatientID: q.patient}); err != nil {
 		return nil, err
 	}
 	// After the search's decision, so that a role that may not search the

@@ -54,6 +54,27 @@ func allow(ctx context.Context, g Guard, a Access) error {
 	return g.Allow(ctx, a)
 }
 
+// InTxGuard is a Guard that can decide inside the caller's transaction:
+// what the decision reads (a patient's relationships and consent) goes
+// through tx. A decision that took a second pooled connection while tx
+// holds one would wait on the pool with a connection in hand, and enough
+// concurrent transactions exhaust it (see access.Guard.AllowIn).
+type InTxGuard interface {
+	Guard
+	AllowIn(ctx context.Context, tx store.Tx, a Access) error
+}
+
+// allowOn is allow for an access read through q: inside a transaction
+// (q is a store.Tx) an InTxGuard decides through it.
+func allowOn(ctx context.Context, g Guard, q store.Querier, a Access) error {
+	if tx, ok := q.(store.Tx); ok {
+		if tg, ok := g.(InTxGuard); ok {
+			return tg.AllowIn(ctx, tx, a)
+		}
+	}
+	return allow(ctx, g, a)
+}
+
 // TxGuard is a Guard that can record an allowed decision inside the
 // record's write transaction, so that a write and its audit entry commit
 // or roll back together. elements are, for a create or update, the
@@ -764,7 +785,7 @@ func (s *Service) readTx(ctx context.Context, q store.Querier, g Guard, typ, id 
 	if pid != nil {
 		rec.PatientID = *pid
 	}
-	if err := allow(ctx, g, Access{Action: ActRead, Type: typ, ID: id, PatientID: rec.PatientID}); err != nil {
+	if err := allowOn(ctx, g, q, Access{Action: ActRead, Type: typ, ID: id, PatientID: rec.PatientID}); err != nil {
 		return Record{}, err
 	}
 	if rec.Deleted {

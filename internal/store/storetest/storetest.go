@@ -56,8 +56,26 @@ func Open(t testing.TB, d store.Dialect) *store.DB {
 	return db
 }
 
+// OpenMaxConns is Open with a pool of at most maxConns connections (the
+// PostgreSQL pool, SQLite's reader pool): a test that must show no
+// transaction waits for a second connection runs on a pool it can
+// exhaust.
+func OpenMaxConns(t testing.TB, d store.Dialect, maxConns int) *store.DB {
+	t.Helper()
+	db := openUnmigrated(t, d, maxConns)
+	if _, err := db.Migrate(context.Background()); err != nil {
+		t.Fatalf("migrate %s: %v", d, err)
+	}
+	return db
+}
+
 // OpenUnmigrated is Open without migrations.
 func OpenUnmigrated(t testing.TB, d store.Dialect) *store.DB {
+	t.Helper()
+	return openUnmigrated(t, d, 0)
+}
+
+func openUnmigrated(t testing.TB, d store.Dialect, maxConns int) *store.DB {
 	t.Helper()
 	ctx := context.Background()
 	var u string
@@ -66,7 +84,7 @@ func OpenUnmigrated(t testing.TB, d store.Dialect) *store.DB {
 	} else {
 		u = filepath.Join(t.TempDir(), "test.db")
 	}
-	db, err := store.Open(ctx, store.Config{URL: u})
+	db, err := store.Open(ctx, store.Config{URL: u, MaxConns: maxConns})
 	if err != nil {
 		t.Fatalf("open %s: %v", d, err)
 	}

@@ -17,6 +17,7 @@ CREATE TABLE rcm_journeys (
 	approved        BIGINT,
 	paid            BIGINT,
 	variance        BIGINT,
+	patient_share   BIGINT,
 	claim_id        TEXT,
 	preauth_id      TEXT,
 	appeal_of       TEXT,

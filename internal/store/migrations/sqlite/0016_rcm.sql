@@ -17,6 +17,7 @@ CREATE TABLE rcm_journeys (
 	approved        INTEGER,
 	paid            INTEGER,
 	variance        INTEGER,
+	patient_share   INTEGER,
 	claim_id        TEXT,
 	preauth_id      TEXT,
 	appeal_of       TEXT,
