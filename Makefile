@@ -17,8 +17,8 @@ build:
 	$(GO) build -o bin/careflow ./cmd/careflow
 	$(GO) build -o bin/loadgen ./cmd/loadgen
 
-test: ## all tests with the race detector (under 10 minutes on 2 cores)
-	$(GO) test -race -count=1 -timeout 9m $(PKGS)
+test: ## all tests with the race detector (aim: under 10 minutes on 2 cores; the revenue cycle's tests push it past that for now, and no package may take 20)
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 lint: ## gofmt, go vet, staticcheck
 	@unformatted="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
