@@ -139,7 +139,7 @@ func (g *testGateway) create(w http.ResponseWriter, r *http.Request) {
 	}
 	if _, err := VerifyToken(r.Context(), BearerToken(r), DefaultGatewayCode, g.now(),
 		func(context.Context, string) (*rsa.PublicKey, error) { return c.PublicKey.(*rsa.PublicKey), nil }); err != nil {
-		http.Error(w, "token", 401)
+		http.Error(w, "token", http.StatusUnauthorized)
 		return
 	}
 	g.mu.Lock()
