@@ -83,7 +83,7 @@ func (n node) money(k string) (int64, bool) {
 	if m == nil {
 		return 0, false
 	}
-	return parseMinor(m["value"])
+	return parseMinor(m["value"], m.str("currency"))
 }
 
 // reference is a Reference member's reference.

@@ -40,8 +40,10 @@
 //     minor units, times. Errors and task titles name fields, positions
 //     and rules, never values: no name, national ID, member id or code of
 //     the patient's reaches a log, an error or a work list.
-//   - Amounts are integer minor units (two decimal places) from the fee
-//     schedule to the API, which shows them as decimal strings.
+//   - Amounts are integer minor units of the journey's currency, with as
+//     many places as the currency has (ISO 4217), from the fee schedule to
+//     the API, which shows them as decimal strings; money.go is the one
+//     place that parses and formats them, exactly, without floating point.
 //   - The payment rule: the payer owes what was billed less the patient's
 //     share (the ClaimResponse items' copay and deductible adjudications,
 //     kept as patient_share), and never less than it approved. Paid ≥

@@ -172,8 +172,8 @@ func claimResource(c claimSpec) (obj, int64) {
 		total += net
 		item := obj{"sequence": i + 1, "productOrService": coding(l.System, l.Code),
 			"servicedDate": c.Service.Format("2006-01-02"), "quantity": obj{"value": l.Quantity},
-			"unitPrice": obj{"value": minorJSON(l.Unit), "currency": c.Currency},
-			"net":       obj{"value": minorJSON(net), "currency": c.Currency}}
+			"unitPrice": obj{"value": minorJSON(l.Unit, c.Currency), "currency": c.Currency},
+			"net":       obj{"value": minorJSON(net, c.Currency), "currency": c.Currency}}
 		if len(seqs) > 0 {
 			item["diagnosisSequence"] = seqs
 		}
@@ -186,7 +186,7 @@ func claimResource(c claimSpec) (obj, int64) {
 		"type": coding(systemClaimType, claimType), "patient": ref("Patient", c.Patient),
 		"created": c.Created.Format(time.RFC3339), "provider": participant(c.Provider.Code, c.Provider.Name),
 		"insurer": participant(c.Payer, ""), "priority": coding(systemPriority, priority),
-		"insurance": []any{ins}, "total": obj{"value": minorJSON(total), "currency": c.Currency}}
+		"insurance": []any{ins}, "total": obj{"value": minorJSON(total, c.Currency), "currency": c.Currency}}
 	if len(diags) > 0 {
 		r["diagnosis"] = diags
 	}

@@ -273,12 +273,12 @@ func focusOf(b []byte) focus {
 		return focus{}
 	}
 	r := bundle.Entry[0].Resource
-	t, _ := parseMinor(r.Total.Value)
+	t, _ := parseMinor(r.Total.Value, "EGP")
 	return focus{id: r.ID, total: t, related: len(r.Related) > 0}
 }
 
 func money(minor int64) map[string]any {
-	return map[string]any{"value": json.Number(formatMinor(minor)), "currency": "EGP"}
+	return map[string]any{"value": minorJSON(minor, "EGP"), "currency": "EGP"}
 }
 
 func claimResponse(outcome, preAuthRef string, approved int64) map[string]any {

@@ -40,21 +40,33 @@ func FuzzReadMessage(f *testing.F) {
 func TestMinorUnitsRoundTrip(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		in   string
-		want int64
-		ok   bool
+		in, cur string
+		want    int64
+		ok      bool
 	}{
-		{`450`, 45000, true}, {`450.5`, 45050, true}, {`"12.345"`, 1235, true}, {`-3.10`, -310, true},
-		{`0.1`, 10, true}, {`1e20`, 0, false}, {`"abc"`, 0, false}, {`null`, 0, false},
+		{`450`, "EGP", 45000, true}, {`450.5`, "EGP", 45050, true}, {`"12.345"`, "EGP", 1235, true}, {`-3.10`, "EGP", -310, true},
+		{`0.1`, "EGP", 10, true}, {`1e20`, "EGP", 0, false}, {`"abc"`, "EGP", 0, false}, {`null`, "EGP", 0, false},
+		// Exact where a float is not: 0.285 is 0.28499999... as a float64.
+		{`0.285`, "EGP", 29, true}, {`1.5e2`, "EGP", 15000, true},
+		// A currency's own places: fils of KWD, whole yen.
+		{`3.125`, "KWD", 3125, true}, {`"3.1255"`, "KWD", 3126, true}, {`450.5`, "JPY", 451, true},
+		// A code nobody knows reads with two places.
+		{`450.5`, "", 45050, true},
 	} {
-		got, ok := parseMinor(json.RawMessage(tc.in))
+		got, ok := parseMinor(json.RawMessage(tc.in), tc.cur)
 		if got != tc.want || ok != tc.ok {
-			t.Errorf("parseMinor(%s) = %d, %v; want %d, %v", tc.in, got, ok, tc.want, tc.ok)
+			t.Errorf("parseMinor(%s, %q) = %d, %v; want %d, %v", tc.in, tc.cur, got, ok, tc.want, tc.ok)
 		}
 	}
-	for v, want := range map[int64]string{0: "0.00", 5: "0.05", 45050: "450.50", -310: "-3.10"} {
-		if got := formatMinor(v); got != want {
-			t.Errorf("formatMinor(%d) = %s, want %s", v, got, want)
+	for _, tc := range []struct {
+		v         int64
+		cur, want string
+	}{{0, "EGP", "0.00"}, {5, "EGP", "0.05"}, {45050, "EGP", "450.50"}, {-310, "EGP", "-3.10"}, {3125, "KWD", "3.125"}, {451, "JPY", "451"}} {
+		if got := FormatAmount(tc.v, tc.cur); got != tc.want {
+			t.Errorf("FormatAmount(%d, %s) = %s, want %s", tc.v, tc.cur, got, tc.want)
+		}
+		if back, ok := parseMinor(json.RawMessage(minorJSON(tc.v, tc.cur)), tc.cur); !ok || back != tc.v {
+			t.Errorf("%d %s does not round-trip: %d, %v", tc.v, tc.cur, back, ok)
 		}
 	}
 }

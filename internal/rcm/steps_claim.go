@@ -170,7 +170,7 @@ func (s *Service) storeClaimResponse(ctx context.Context, tx store.Tx, sc *engin
 	}
 	if approved != nil {
 		mine["total"] = []any{obj{"category": coding("http://terminology.hl7.org/CodeSystem/adjudication", "benefit"),
-			"amount": obj{"value": minorJSON(*approved), "currency": currency}}}
+			"amount": obj{"value": minorJSON(*approved, currency), "currency": currency}}}
 	}
 	if items := adjudications(cr, currency); len(items) > 0 {
 		mine["item"] = items
@@ -204,7 +204,7 @@ func adjudications(cr node, currency string) []any {
 			}
 			mine := obj{"category": coding("http://terminology.hl7.org/CodeSystem/adjudication", cat)}
 			if v, ok := a.money("amount"); ok {
-				mine["amount"] = obj{"value": minorJSON(v), "currency": currency}
+				mine["amount"] = obj{"value": minorJSON(v, currency), "currency": currency}
 			}
 			if r := safeCode(a.code("reason")); r != "" {
 				mine["reason"] = coding("https://x12.org/codes/claim-adjustment-reason-codes", r)
@@ -360,7 +360,7 @@ func (s *Service) claimResultStep() engine.Step {
 			if denied {
 				return engine.Result{Output: map[string]any{"outcome": OutcomeDenied, "response": "ClaimResponse/" + id}, Goto: stepDone}, nil
 			}
-			return engine.Result{Output: map[string]any{"approved": formatMinor(approved), "response": "ClaimResponse/" + id}, Goto: stepPaymentWait}, nil
+			return engine.Result{Output: map[string]any{"approved": FormatAmount(approved, j.Currency), "response": "ClaimResponse/" + id}, Goto: stepPaymentWait}, nil
 		}}
 }
 
@@ -431,7 +431,7 @@ func (s *Service) paymentResultStep() engine.Step {
 			}); err != nil {
 				return engine.Result{}, err
 			}
-			out := map[string]any{"outcome": outcome, "paid": formatMinor(paid), "variance": formatMinor(variance)}
+			out := map[string]any{"outcome": outcome, "paid": FormatAmount(paid, j.Currency), "variance": FormatAmount(variance, j.Currency)}
 			// The payment is acknowledged (paymentnotice/on_request) on the
 			// payer's exchange, when the notice came on one.
 			if a.Correlation == "" || j.ClaimID == "" {
@@ -441,7 +441,7 @@ func (s *Service) paymentResultStep() engine.Step {
 				ack := obj{"resourceType": "PaymentNotice", "status": "active", "request": ref("Claim", j.ClaimID),
 					"created": sc.Now.Format("2006-01-02"), "provider": participant(s.cfg.Provider.Code, s.cfg.Provider.Name),
 					"payment": obj{"display": "payment on claim " + j.ClaimID}, "recipient": participant(ji.Request.Insurance.Payer, ""),
-					"amount": obj{"value": minorJSON(paid), "currency": j.Currency}, "paymentStatus": coding("http://terminology.hl7.org/CodeSystem/paymentstatus", "cleared")}
+					"amount": obj{"value": minorJSON(paid, j.Currency), "currency": j.Currency}, "paymentStatus": coding("http://terminology.hl7.org/CodeSystem/paymentstatus", "cleared")}
 				b, err := bundle(withID(ack, "ack-"+j.ClaimID))
 				if err != nil {
 					return engine.Result{}, err
@@ -488,7 +488,7 @@ func (s *Service) recordPayment(ctx context.Context, tx store.Tx, sc *engine.Ste
 		kind = "partial"
 	}
 	cr["payment"] = obj{"type": coding("http://terminology.hl7.org/CodeSystem/ex-paymenttype", kind),
-		"date": sc.Now.Format("2006-01-02"), "amount": obj{"value": minorJSON(paid), "currency": currency}}
+		"date": sc.Now.Format("2006-01-02"), "amount": obj{"value": minorJSON(paid, currency), "currency": currency}}
 	body, _ := json.Marshal(cr)
 	return s.cfg.Records.UpdateTx(ctx, tx, actor(sc), "ClaimResponse", idOf(crRef), body)
 }

@@ -58,11 +58,11 @@ type StepView struct {
 	Error      string     `json:"error,omitempty"`
 }
 
-func optMinor(v *int64) string {
+func optMinor(v *int64, cur string) string {
 	if v == nil {
 		return ""
 	}
-	return formatMinor(*v)
+	return FormatAmount(*v, cur)
 }
 
 func (s *Service) view(ctx context.Context, row *journeyRow) (*Journey, error) {
@@ -90,8 +90,9 @@ func summary(row *journeyRow) *Journey {
 		Patient: row.PatientID, Payer: row.Payer, Currency: row.Currency, AppealOf: row.AppealOf, BatchID: row.BatchID,
 		NeedsInfo: row.Needs != "", CreatedAt: row.StartedAt, UpdatedAt: row.UpdatedAt, LastPayerContact: row.LastContact,
 		References: row.Refs, Steps: []StepView{},
-		Amounts: Amounts{Billed: formatMinor(row.Billed), Approved: optMinor(row.Approved), Paid: optMinor(row.Paid), Variance: optMinor(row.Variance),
-			PatientShare: optMinor(row.PatientShare)}}
+		Amounts: Amounts{Billed: FormatAmount(row.Billed, row.Currency), Approved: optMinor(row.Approved, row.Currency),
+			Paid: optMinor(row.Paid, row.Currency), Variance: optMinor(row.Variance, row.Currency),
+			PatientShare: optMinor(row.PatientShare, row.Currency)}}
 	return j
 }
 
