@@ -20,6 +20,8 @@ type metrics struct {
 	stepSeconds  *prometheus.HistogramVec
 	signals      *prometheus.CounterVec
 	stale        prometheus.Counter
+	chained      prometheus.Counter
+	chainBreaks  prometheus.Counter
 }
 
 func newMetrics(e *Engine, reg prometheus.Registerer) (*metrics, error) {
@@ -48,11 +50,17 @@ func newMetrics(e *Engine, reg prometheus.Registerer) (*metrics, error) {
 		stale: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "careflow_engine_stale_jobs_total", Help: "Step jobs dropped because their run had moved on (cancelled, paused, re-delivered).",
 		}),
+		chained: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "careflow_engine_chained_steps_total", Help: "Steps run in the transaction of the step before them instead of a job of their own.",
+		}),
+		chainBreaks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "careflow_engine_chain_breaks_total", Help: "Worker transactions done again without chaining because a chained step failed.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.runsStarted, m.runsFinished, m.executions, m.retries, m.stepSeconds, m.signals, m.stale, &stateCollector{e: e}} {
+	for _, c := range []prometheus.Collector{m.runsStarted, m.runsFinished, m.executions, m.retries, m.stepSeconds, m.signals, m.stale, m.chained, m.chainBreaks, &stateCollector{e: e}} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

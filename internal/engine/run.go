@@ -426,6 +426,10 @@ func (e *Engine) moveTo(ctx context.Context, tx store.Tx, r *Run, def *Definitio
 		// Paused: Resume enqueues the step.
 		return nil
 	}
+	if chainable(def, i) && take(ctx, r.ID) {
+		e.metrics.chained.Inc()
+		return e.runChained(ctx, tx, r, def, i)
+	}
 	return e.q.insertTx(ctx, tx, r.args(0), time.Time{})
 }
 

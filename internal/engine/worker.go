@@ -63,7 +63,7 @@ func (e *Engine) work(ctx context.Context, job *river.Job[stepArgs]) error {
 		})
 	}
 	if step.Wait != nil {
-		return e.commit(ctx, job, func(tx store.Tx, r *Run) error {
+		return e.commitChained(ctx, job, func(ctx context.Context, tx store.Tx, r *Run) error {
 			return e.evaluateWait(ctx, tx, r, def, idx, a.Wake)
 		})
 	}
@@ -123,7 +123,7 @@ func (e *Engine) runAction(ctx context.Context, job *river.Job[stepArgs], r *Run
 	// as an *applyFailed, after which the failure is recorded in a second
 	// transaction without the step's writes.
 	record := func(aerr error) error {
-		return e.commit(ctx, job, func(tx store.Tx, r *Run) error {
+		return e.commitChained(ctx, job, func(ctx context.Context, tx store.Tx, r *Run) error {
 			exec := stepExecution{runID: r.ID, step: step.Name, visit: a.Visit, attempt: a.Attempt, deliveries: job.Attempt,
 				node: e.nodeID, started: started}
 			switch {
