@@ -17,8 +17,16 @@ build:
 	$(GO) build -o bin/careflow ./cmd/careflow
 	$(GO) build -o bin/loadgen ./cmd/loadgen
 
-test: ## all tests with the race detector (aim: under 10 minutes on 2 cores; the revenue cycle's tests push it past that for now, and no package may take 20)
-	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+# The race detector instruments every package but the embedded SQLite engine
+# itself, C translated to Go (modernc.org/sqlite/lib): instrumenting it and
+# checking its pointer arithmetic made every SQLite test four times slower
+# without watching any code of ours. Its libc (whose locks and atomics the
+# detector must see, or it reports races that are not) stays instrumented,
+# without the pointer checks. Our side of every call into SQLite still is.
+RACEFLAGS   ?= -race -gcflags='modernc.org/sqlite/lib=-d=checkptr=0 -race=false' -gcflags='modernc.org/libc/...=-d=checkptr=0'
+
+test: ## all tests with the race detector (aim: under 10 minutes on 2 cores)
+	$(GO) test $(RACEFLAGS) -count=1 -timeout 15m $(PKGS)
 
 lint: ## gofmt, go vet, staticcheck
 	@unformatted="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \

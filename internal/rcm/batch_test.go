@@ -338,7 +338,7 @@ func TestBatchOfFiveClaimsThroughTheJourneys(t *testing.T) {
 		if err != nil || len(page.Journeys) != 4 {
 			t.Fatalf("journeys of the batch: %d %v", len(page.Journeys), err)
 		}
-		deadline := time.Now().Add(20 * time.Second)
+		deadline := time.Now().Add(waitLimit)
 		var st *BatchStatus
 		for {
 			st, err = bs.Status(ctx, id, e.svc.BatchJourneys(billing(e)))

@@ -398,10 +398,15 @@ func request(kind, nationalID string, dx, px []string) JourneyRequest {
 		Insurance: InsuranceInput{Payer: testPayer, MemberID: "M-1"}}
 }
 
-// wait polls the journey until cond holds (or fails the test after 20s).
+// waitLimit bounds a test's wait for journeys: a guard against a hang, not
+// a measure of speed (the package's tests run in parallel under the race
+// detector, on two cores in CI).
+const waitLimit = 90 * time.Second
+
+// wait polls the journey until cond holds (or fails the test after waitLimit).
 func (e *env) wait(t *testing.T, id string, what string, cond func(j *Journey) bool) *Journey {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(waitLimit)
 	for {
 		j, err := e.svc.Journey(context.Background(), billing(e), id)
 		if err != nil {
