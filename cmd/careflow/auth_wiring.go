@@ -39,6 +39,7 @@ type AuthConfig struct {
 	RateLimitUser  ratelimit.Rule
 	RateLimitAddr  ratelimit.Rule
 	RateLimitLogin ratelimit.Rule
+	RateLimitHCX   ratelimit.Rule
 	MetricsAuth    bool
 
 	TLSCert string
@@ -59,6 +60,9 @@ func defaultAuthConfig() AuthConfig {
 		RateLimitUser:   ratelimit.Rule{Rate: 50, Burst: 50},
 		RateLimitAddr:   ratelimit.Rule{Rate: 100, Burst: 100},
 		RateLimitLogin:  ratelimit.Rule{Rate: 10.0 / 60, Burst: 10},
+		// A claim costs the gateway's address about four callbacks; this
+		// leaves room for several times the node's throughput.
+		RateLimitHCX: ratelimit.Rule{Rate: 2000, Burst: 2000},
 	}
 }
 
@@ -177,6 +181,7 @@ func authOptions() []option {
 		ruleOption("rate-limit-user", "requests each authenticated user or client may make", func(c *Config) *ratelimit.Rule { return &c.Auth.RateLimitUser }),
 		ruleOption("rate-limit-addr", "requests each client address may make (IPv6 by /64)", func(c *Config) *ratelimit.Rule { return &c.Auth.RateLimitAddr }),
 		ruleOption("rate-limit-login", "login, refresh and token requests each client address may make", func(c *Config) *ratelimit.Rule { return &c.Auth.RateLimitLogin }),
+		ruleOption("rate-limit-hcx", "HCX callbacks each address (the gateway's) may deliver to /hcx/v1", func(c *Config) *ratelimit.Rule { return &c.Auth.RateLimitHCX }),
 		{name: "metrics-auth", arg: "BOOL", commands: cmdsServe,
 			usage: "require a bearer token for /metrics (leave false only while listening on loopback or behind a private network)",
 			def:   func(c Config) string { return fmt.Sprint(c.Auth.MetricsAuth) },
@@ -339,7 +344,7 @@ func buildIdentity(ctx context.Context, cfg Config, db *store.DB, policy *auth.P
 		Accounts:       accounts,
 		Tokens:         tokens,
 		Limiter:        limiter,
-		Limits:         httpapi.RateLimits{PerUser: a.RateLimitUser, PerAddr: a.RateLimitAddr, Credentials: a.RateLimitLogin},
+		Limits:         httpapi.RateLimits{PerUser: a.RateLimitUser, PerAddr: a.RateLimitAddr, Credentials: a.RateLimitLogin, Gateway: a.RateLimitHCX},
 		TrustedProxies: a.TrustedProxies,
 		MetricsAuth:    a.MetricsAuth,
 	}

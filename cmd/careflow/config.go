@@ -29,6 +29,7 @@ type Config struct {
 	LogFormat string
 
 	Listen            string
+	DebugListen       string
 	MaxBodyBytes      int64
 	ReadHeaderTimeout time.Duration
 	ReadTimeout       time.Duration
@@ -203,6 +204,29 @@ func options() []option {
 					return fmt.Errorf("port %q must be a number from 0 to 65535", port)
 				}
 				c.Listen = v
+				return nil
+			}},
+		{name: "debug-listen", arg: "ADDR", commands: cmdsServe,
+			usage: "loopback host:port serving Go's runtime profiles (/debug/pprof/) to find where time goes; off when empty",
+			def:   func(c Config) string { return c.DebugListen },
+			set: func(c *Config, v string) error {
+				if v == "" {
+					c.DebugListen = ""
+					return nil
+				}
+				host, port, err := net.SplitHostPort(v)
+				if err != nil {
+					return errors.New("must be host:port on a loopback address, e.g. 127.0.0.1:6060")
+				}
+				// Profiles name the code and its goroutines, never data; they
+				// are still nobody's business off this machine.
+				if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+					return fmt.Errorf("host %q is not a loopback address", host)
+				}
+				if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+					return fmt.Errorf("port %q must be a number from 0 to 65535", port)
+				}
+				c.DebugListen = v
 				return nil
 			}},
 		{name: "max-body-bytes", arg: "N", commands: cmdsServe,

@@ -253,6 +253,15 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, hooks serveHooks) 
 		go registerDev(ctx, participant, callbackURL(cfg, ln.Addr().String()), logger)
 	}
 
+	if cfg.DebugListen != "" {
+		stopDebug, err := serveDebug(cfg.DebugListen, logger)
+		if err != nil {
+			logger.Error("cannot listen for profiles", "addr", cfg.DebugListen, "error", err.Error())
+			return 1
+		}
+		defer stopDebug()
+	}
+
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- serveListener(srv, ln, cfg) }()
 

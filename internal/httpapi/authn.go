@@ -35,6 +35,11 @@ type RateLimits struct {
 	// Credentials replaces PerAddr on the routes that take passwords,
 	// refresh tokens or client secrets: guessing must be slow.
 	Credentials ratelimit.Rule
+	// Gateway replaces PerAddr on the HCX callback route: one gateway
+	// delivers every payer's answers from one address, several per claim,
+	// so a people-sized per-address rule would cap the claims careflow can
+	// settle. The handler authenticates each call by the gateway's token.
+	Gateway ratelimit.Rule
 }
 
 // Identity is everything the server needs to know who a request is from.
@@ -120,8 +125,11 @@ func (s *Server) guard(pattern string, next http.Handler) http.Handler {
 	public := s.isPublic(pattern)
 	probe := probeRoutes[pattern]
 	addrRule, addrClass := s.opts.Identity.Limits.PerAddr, "addr:"
-	if credentialRoutes[pattern] {
+	switch {
+	case credentialRoutes[pattern]:
 		addrRule, addrClass = s.opts.Identity.Limits.Credentials, "cred:"
+	case pattern == hcxRoute:
+		addrRule, addrClass = s.opts.Identity.Limits.Gateway, "hcx:"
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		addr, ctx := s.resolveClientAddr(r)

@@ -493,6 +493,43 @@ func TestRateLimitsAnswer429WithRetryAfter(t *testing.T) {
 	}
 }
 
+// The gateway delivers every payer's callbacks from one address: the HCX
+// route has its own bucket, and neither it nor the people's per-address
+// bucket drains the other.
+func TestHCXCallbacksHaveTheirOwnRateLimit(t *testing.T) {
+	t.Parallel()
+	db := storetest.Open(t, store.SQLite)
+	hcx := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusAccepted) })
+	srv := New(Options{DB: db, HCX: hcx, Identity: Identity{Limits: RateLimits{
+		PerAddr: ratelimit.Rule{Rate: 0.01, Burst: 1}, Gateway: ratelimit.Rule{Rate: 0.01, Burst: 3}}}})
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	post := func(path string) int {
+		resp, err := http.Post(ts.URL+path, "application/json", strings.NewReader(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for i := range 3 {
+		if got := post("/hcx/v1/claim/on_submit"); got != http.StatusAccepted {
+			t.Fatalf("callback %d = %d, want 202", i+1, got)
+		}
+	}
+	if got := post("/hcx/v1/claim/on_submit"); got != http.StatusTooManyRequests {
+		t.Fatalf("4th callback = %d, want 429", got)
+	}
+	// The per-address bucket is untouched by the callbacks: one request
+	// passes it (and is refused for want of a token), the next is limited.
+	if got := post("/api/v1/rcm/journeys"); got != http.StatusUnauthorized {
+		t.Fatalf("first API request = %d, want 401", got)
+	}
+	if got := post("/api/v1/rcm/journeys"); got != http.StatusTooManyRequests {
+		t.Fatalf("second API request = %d, want 429", got)
+	}
+}
+
 func TestForwardedForIsBelievedOnlyFromTrustedProxies(t *testing.T) {
 	t.Parallel()
 	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}
