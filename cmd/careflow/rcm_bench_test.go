@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -26,7 +27,18 @@ import (
 // benchServeFlags switch the rate limits off, as scripts/bench-security.sh
 // does: the limits are per address, and the gateway's callbacks and the
 // benchmark's polling all come from 127.0.0.1.
-var benchServeFlags = []string{"--rate-limit-user", "off", "--rate-limit-addr", "off", "--rate-limit-login", "off"}
+//
+// CAREFLOW_BENCH_DEBUG_LISTEN=127.0.0.1:6060 makes careflow serve its
+// runtime profiles there during the run (--debug-listen), to profile it:
+//
+//	go tool pprof -top 'http://127.0.0.1:6060/debug/pprof/profile?seconds=20'
+var benchServeFlags = func() []string {
+	flags := []string{"--rate-limit-user", "off", "--rate-limit-addr", "off", "--rate-limit-login", "off"}
+	if addr := os.Getenv("CAREFLOW_BENCH_DEBUG_LISTEN"); addr != "" {
+		flags = append(flags, "--debug-listen", addr)
+	}
+	return flags
+}()
 
 func benchRules() string {
 	return `seed: 11

@@ -42,10 +42,7 @@ func openSQLite(ctx context.Context, path string, maxConns int, logger *slog.Log
 	if err := ensureDir(path); err != nil {
 		return nil, fmt.Errorf("database: create directory for %s: %w", path, err)
 	}
-	writer, err := sql.Open("sqlite", sqliteDSN(path, false))
-	if err != nil {
-		return nil, fmt.Errorf("database: open %s: %w", path, err)
-	}
+	writer := sql.OpenDB(newSQLiteConnector(sqliteDSN(path, false)))
 	writer.SetMaxOpenConns(1)
 	writer.SetMaxIdleConns(1)
 	writer.SetConnMaxLifetime(0)
@@ -69,11 +66,7 @@ func openSQLite(ctx context.Context, path string, maxConns int, logger *slog.Log
 			return nil, fmt.Errorf("database: restrict permissions of %s: %w", f, err)
 		}
 	}
-	readers, err := sql.Open("sqlite", sqliteDSN(path, true))
-	if err != nil {
-		writer.Close()
-		return nil, fmt.Errorf("database: open %s: %w", path, err)
-	}
+	readers := sql.OpenDB(newSQLiteConnector(sqliteDSN(path, true)))
 	if maxConns <= 0 {
 		maxConns = max(4, runtime.GOMAXPROCS(0))
 	}
