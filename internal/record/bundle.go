@@ -96,7 +96,7 @@ func (s *Service) ProcessBundle(ctx context.Context, g Guard, raw []byte) (*Bund
 			planErrs[i] = errs.Wrap(kindOf(is), &IssuesError{Issues: is}, "entry %d is not valid FHIR R4", i)
 		}
 		if planErrs[i] == nil && (plans[i].method == "POST" || plans[i].method == "PUT") {
-			if err := s.checkCodes(ctx, plans[i].typ, plans[i].resource, fmt.Sprintf("Bundle.entry[%d].resource", i)); err != nil {
+			if err := s.checkCodes(ctx, nil, plans[i].typ, plans[i].resource, fmt.Sprintf("Bundle.entry[%d].resource", i)); err != nil {
 				planErrs[i] = entryErr(i, err)
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/careflow/careflow/internal/errs"
 	"github.com/careflow/careflow/internal/store"
@@ -142,4 +143,34 @@ func TestWritesCheckClaimAndConditionCodes(t *testing.T) {
 			t.Fatalf("a refused transaction wrote: %d Conditions before, %d after", before, after)
 		}
 	})
+}
+
+// A write inside the caller's transaction checks its codes through that
+// transaction. On a pool of one connection the transaction holds the only
+// one: a check that asked the pool for another would wait until its
+// context ended. A workflow step writing a Claim is such a caller, and on
+// PostgreSQL enough of them at once used to hold every connection of the
+// pool while each waited for one more.
+func TestCodesOfAWriteInATransactionAreCheckedThroughIt(t *testing.T) {
+	for _, d := range storetest.Backends() {
+		t.Run(string(d), func(t *testing.T) {
+			db := storetest.OpenMaxConns(t, d, 1)
+			s := newService(t, db)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			err := db.Tx(ctx, func(tx store.Tx) error {
+				if _, _, err := s.CreateTx(ctx, tx, nil, "Claim", []byte(claimWith("E11.9", "99213")), ""); err != nil {
+					return fmt.Errorf("a valid claim: %w", err)
+				}
+				_, _, err := s.CreateTx(ctx, tx, nil, "Claim", []byte(claimWith("E11", "99213")), "")
+				if got := issueExpressions(t, err); len(got) != 1 || got[0] != "Claim.diagnosis[0].diagnosisCodeableConcept.coding[0].code" {
+					t.Errorf("a header-code claim in the transaction: issues at %v", got)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
 }

@@ -125,7 +125,7 @@ func (s *Service) allowFields(ctx context.Context, tx store.Tx, g Guard, typ, id
 		if raw, err = keepUnwritable(raw, stored, gr); err != nil {
 			return nil, nil, "", err
 		}
-		if err := s.validateWrite(ctx, raw, typ); err != nil {
+		if err := s.validateWrite(ctx, tx, raw, typ); err != nil {
 			var ie *IssuesError
 			if errors.As(err, &ie) {
 				// The body alone was valid, so the issues are about kept

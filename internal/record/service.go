@@ -138,9 +138,12 @@ type WriteHook interface {
 // CodeChecker checks a resource's codes against the code systems careflow
 // knows. An issue of severity error rejects the write; warnings do not.
 // Expressions start with the resource type (Claim.diagnosis[0]...). An
-// error return means the check could not run (the database failed).
+// error return means the check could not run (the database failed). q is
+// the transaction of the write when there is one (the checker reads
+// through it, never through a second connection while the write holds
+// one); nil outside a transaction.
 type CodeChecker interface {
-	CheckResource(ctx context.Context, typ string, raw []byte) ([]fhir.OutcomeIssue, error)
+	CheckResource(ctx context.Context, q store.Querier, typ string, raw []byte) ([]fhir.OutcomeIssue, error)
 }
 
 // Service is the FHIR record.
@@ -262,14 +265,15 @@ func validate(body []byte, typ string) error {
 // checkCodes runs the code checker on a resource that passed validation.
 // prefix replaces the resource type at the start of each issue's
 // expression ("Bundle.entry[2].resource" inside a Bundle; "" keeps it).
-func (s *Service) checkCodes(ctx context.Context, typ string, body []byte, prefix string) error {
+// q is the write's transaction, nil when the check runs before one.
+func (s *Service) checkCodes(ctx context.Context, q store.Querier, typ string, body []byte, prefix string) error {
 	if s.codes == nil {
 		return nil
 	}
 	// The validator accepts a leading byte order mark (RFC 8259 lets a
 	// parser ignore it); the checker decodes with encoding/json, which
 	// does not.
-	found, err := s.codes.CheckResource(ctx, typ, bytes.TrimPrefix(body, []byte("\ufeff")))
+	found, err := s.codes.CheckResource(ctx, q, typ, bytes.TrimPrefix(body, []byte("\ufeff")))
 	if err != nil {
 		return errs.Wrap(errs.Unavailable, err, "the codes of the %s could not be checked; try again", safeName(typ))
 	}
@@ -294,14 +298,14 @@ func (s *Service) checkCodes(ctx context.Context, typ string, body []byte, prefi
 
 // validateWrite is the limits check, validate and the code check, cheapest
 // first.
-func (s *Service) validateWrite(ctx context.Context, body []byte, typ string) error {
+func (s *Service) validateWrite(ctx context.Context, q store.Querier, body []byte, typ string) error {
 	if err := s.CheckLimits(body, typ); err != nil {
 		return err
 	}
 	if err := validate(body, typ); err != nil {
 		return err
 	}
-	return s.checkCodes(ctx, typ, body, "")
+	return s.checkCodes(ctx, q, typ, body, "")
 }
 
 // Create stores a new resource with a server-assigned id. ifNoneExist is a
@@ -311,7 +315,7 @@ func (s *Service) Create(ctx context.Context, g Guard, typ string, body []byte, 
 	if err := Writable(typ); err != nil {
 		return Record{}, false, err
 	}
-	if err := s.validateWrite(ctx, body, typ); err != nil {
+	if err := s.validateWrite(ctx, nil, body, typ); err != nil {
 		return Record{}, false, err
 	}
 	if ifNoneExist == "" {
@@ -357,7 +361,7 @@ func (s *Service) Update(ctx context.Context, g Guard, typ, id string, body []by
 	if !validID(id) {
 		return Record{}, false, errs.E(errs.Invalid, "the id in the URL is not a valid FHIR id")
 	}
-	if err := s.validateWrite(ctx, body, typ); err != nil {
+	if err := s.validateWrite(ctx, nil, body, typ); err != nil {
 		return Record{}, false, err
 	}
 	if err := bodyIDMatches(body, id); err != nil {
@@ -380,7 +384,7 @@ func (s *Service) ConditionalUpdate(ctx context.Context, g Guard, typ, query str
 	if err := Writable(typ); err != nil {
 		return Record{}, false, err
 	}
-	if err := s.validateWrite(ctx, body, typ); err != nil {
+	if err := s.validateWrite(ctx, nil, body, typ); err != nil {
 		return Record{}, false, err
 	}
 	want, err := parseIfMatch(ifMatch)

@@ -30,7 +30,7 @@ func (s *Service) CreateTx(ctx context.Context, tx store.Tx, g Guard, typ string
 	if err := Writable(typ); err != nil {
 		return Record{}, false, err
 	}
-	if err := s.validateWrite(ctx, body, typ); err != nil {
+	if err := s.validateWrite(ctx, tx, body, typ); err != nil {
 		return Record{}, false, err
 	}
 	return s.createTx(ctx, tx, g, typ, "", body, ifNoneExist)
@@ -45,7 +45,7 @@ func (s *Service) UpdateTx(ctx context.Context, tx store.Tx, g Guard, typ, id st
 	if !validID(id) {
 		return Record{}, false, errs.E(errs.Invalid, "the id is not a valid FHIR id").InField(typ + ".id")
 	}
-	if err := s.validateWrite(ctx, body, typ); err != nil {
+	if err := s.validateWrite(ctx, tx, body, typ); err != nil {
 		return Record{}, false, err
 	}
 	if err := bodyIDMatches(body, id); err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/careflow/careflow/internal/errs"
 	"github.com/careflow/careflow/internal/fhir"
+	"github.com/careflow/careflow/internal/store"
 )
 
 // Use says what a coding is for, which decides whether an ICD-10-CM header
@@ -212,7 +213,19 @@ func firstDate(values ...string) time.Time {
 // billing (CheckClaim), a Condition as clinical documentation
 // (CheckCondition); other types carry no codes careflow checks and pass.
 // It is the FHIR record's code checker.
-func (s *Service) CheckResource(ctx context.Context, typ string, raw []byte) ([]fhir.OutcomeIssue, error) {
+//
+// q, when not nil, is the transaction the resource is being written in:
+// the code tables are then read through it. A caller holding a
+// transaction must pass it — on PostgreSQL a read from the pool would
+// wait for a second connection while holding the first, and enough such
+// callers at once (workflow steps, each in its own transaction) exhaust
+// the pool and wait on each other until their deadlines.
+func (s *Service) CheckResource(ctx context.Context, q store.Querier, typ string, raw []byte) ([]fhir.OutcomeIssue, error) {
+	if q != nil {
+		within := *s
+		within.q = q
+		s = &within
+	}
 	switch typ {
 	case "Claim":
 		return s.CheckClaim(ctx, raw)

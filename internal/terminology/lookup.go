@@ -176,7 +176,7 @@ func (s *Service) existingPrefixes(ctx context.Context, version, code string) (m
 		q += fmt.Sprintf("$%d", len(args))
 	}
 	q += ")"
-	rows, err := s.db.Reader().Query(ctx, q, args...)
+	rows, err := s.reader().Query(ctx, q, args...)
 	if err != nil {
 		return nil, errs.Wrap(errs.Internal, err, "look up parent codes")
 	}

@@ -21,6 +21,17 @@ type Service struct {
 	db     *store.DB
 	now    func() time.Time
 	logger *slog.Logger
+	// q, when set, is what reads go through instead of db's readers: the
+	// caller's transaction (see CheckResource).
+	q store.Querier
+}
+
+// reader is what a read of the code tables goes through.
+func (s *Service) reader() store.Querier {
+	if s.q != nil {
+		return s.q
+	}
+	return s.db.Reader()
 }
 
 // Options configure a Service.
@@ -269,7 +280,7 @@ func nullDate(t time.Time) *time.Time {
 // Releases lists the loaded releases of a system, newest first (by the start
 // of their window, then by load time).
 func (s *Service) Releases(ctx context.Context, system string) ([]Release, error) {
-	rows, err := s.db.Reader().Query(ctx, `SELECT version, valid_from, valid_to, source, code_count, loaded_at
+	rows, err := s.reader().Query(ctx, `SELECT version, valid_from, valid_to, source, code_count, loaded_at
 		FROM terminology_releases WHERE system = $1`, system)
 	if err != nil {
 		return nil, errs.Wrap(errs.Internal, err, "list releases")
@@ -328,7 +339,7 @@ type candidate struct {
 // one query, newest release first: everything ValidateCode and Lookup need
 // to choose a release and explain a refusal.
 func (s *Service) candidates(ctx context.Context, system, code string) ([]candidate, error) {
-	rows, err := s.db.Reader().Query(ctx, `SELECT r.version, r.valid_from, r.valid_to, r.loaded_at,
+	rows, err := s.reader().Query(ctx, `SELECT r.version, r.valid_from, r.valid_to, r.loaded_at,
 			c.display, c.short_display, c.billable
 		FROM terminology_releases r
 		LEFT JOIN terminology_codes c ON c.release_id = r.id AND c.code = $2
