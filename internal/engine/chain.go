@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/riverqueue/river"
-
 	"github.com/careflow/careflow/internal/store"
 )
 
@@ -46,15 +44,19 @@ const maxChainedSteps = 16
 type chainKey struct{}
 
 // chain is the budget of steps a worker transaction may still run inline
-// for the one run it locked. (An Apply that starts or signals another run
-// gets that run's first step a job, as a caller outside the engine would.)
+// for the one run it locked (an Apply that starts or signals another run
+// gets that run's first step a job, as a caller outside the engine would),
+// and the step with a Do it hands to its worker (handoff.go).
 type chain struct {
-	run  string
-	left int
+	run      string
+	left     int
+	handoffs int      // steps the worker may still follow after this one
+	handoff  *handoff // the step handed to the worker, once committed
 }
 
-func withChain(ctx context.Context, run string) context.Context {
-	return context.WithValue(ctx, chainKey{}, &chain{run: run, left: maxChainedSteps})
+func withChain(ctx context.Context, run string, handoffs int) (context.Context, *chain) {
+	c := &chain{run: run, left: maxChainedSteps, handoffs: handoffs}
+	return context.WithValue(ctx, chainKey{}, c), c
 }
 
 // take reports whether the transaction of ctx may run one more step of run
@@ -123,17 +125,26 @@ func (e *Engine) runChained(ctx context.Context, tx store.Tx, r *Run, def *Defin
 }
 
 // commitChained is commit with chaining, falling back to commit without it
-// when a chained step failed.
-func (e *Engine) commitChained(ctx context.Context, job *river.Job[stepArgs], fn func(ctx context.Context, tx store.Tx, r *Run) error) error {
-	err := e.commit(ctx, job, func(tx store.Tx, r *Run) error { return fn(withChain(ctx, r.ID), tx, r) })
+// when a chained step failed. It returns the step the committed
+// transaction handed to the worker, if any.
+func (e *Engine) commitChained(ctx context.Context, d delivery, fn func(ctx context.Context, tx store.Tx, r *Run) error) (*handoff, error) {
+	var c *chain
+	err := e.commit(ctx, d, func(tx store.Tx, r *Run) error {
+		var cctx context.Context
+		cctx, c = withChain(ctx, r.ID, d.handoffs)
+		return fn(cctx, tx, r)
+	})
 	var cb *chainBroken
 	if !errors.As(err, &cb) {
-		return err
+		if err != nil || c == nil {
+			return nil, err
+		}
+		return c.handoff, nil
 	}
 	if ctx.Err() != nil {
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
 	e.metrics.chainBreaks.Inc()
 	e.logger.Debug("engine: a chained step failed; committing the step alone", "step", cb.step, "error", cb.err)
-	return e.commit(ctx, job, func(tx store.Tx, r *Run) error { return fn(ctx, tx, r) })
+	return nil, e.commit(ctx, d, func(tx store.Tx, r *Run) error { return fn(ctx, tx, r) })
 }

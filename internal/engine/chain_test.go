@@ -118,6 +118,77 @@ func TestChainedStepsRunInTheTransactionOfTheStepBefore(t *testing.T) {
 		if got := counterValue(t, n.metrics.chained); got != 4 {
 			t.Fatalf("%v chained steps, want 4", got)
 		}
+		// call and last-call were run by the workers that committed the
+		// steps before them, and their standby jobs went with their results.
+		if got := counterValue(t, n.metrics.handoffs); got != 2 {
+			t.Fatalf("%v steps handed off, want 2", got)
+		}
+		// (The worker's own job completes just after the run does.)
+		waitFor(t, 10*time.Second, "no step job left", func() (bool, error) { return pendingJobs(t, db, r.ID) == 0, nil })
+	})
+}
+
+// A step handed to the worker that committed the step before it survives
+// that worker's stop: its standby job is made due, and the next node runs
+// the step at once rather than when the job was scheduled (the step's
+// timeout and a margin, a minute here).
+func TestAHandedOffStepRunsAfterItsWorkerStopped(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		var calls atomic.Int32
+		entered := make(chan struct{}, 1)
+		noop := func(context.Context, *StepContext, store.Tx, Result) (Result, error) { return Result{}, nil }
+		def := &Definition{Name: "test-handoff", Version: 1, Steps: []Step{
+			noopStep("prepare"),
+			{Name: "record", Apply: noop},
+			{Name: "send", Do: func(ctx context.Context, sc *StepContext) (Result, error) {
+				if calls.Add(1) == 1 {
+					entered <- struct{}{}
+					<-ctx.Done()
+					return Result{}, ctx.Err()
+				}
+				return Result{}, nil
+			}},
+			{Name: "after", Apply: noop},
+		}}
+		n1 := newNode(t, db, nodeOpts{defs: []*Definition{def}, noStart: true, nodeID: "handoff-node-1"})
+		if err := n1.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		r, _, err := n1.StartRun(ctx, StartOptions{Definition: "test-handoff"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-entered:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the send step never ran")
+		}
+		if got := counterValue(t, n1.metrics.handoffs); got != 1 {
+			t.Fatalf("%v steps handed off, want the send step", got)
+		}
+		stopCtx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		_ = n1.Stop(stopCtx) // cut short: the send step is cancelled
+		cancel()
+
+		n2 := newNode(t, db, nodeOpts{defs: []*Definition{def}, nodeID: "handoff-node-2"})
+		r = waitStatus(t, n2.Engine, r.ID, StatusCompleted, 20*time.Second)
+		steps, err := n2.Steps(ctx, r.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, s := range steps {
+			names = append(names, s.Step+":"+s.Status)
+		}
+		if got := strings.Join(names, " "); got != "prepare:succeeded record:succeeded send:succeeded after:succeeded" {
+			t.Fatalf("executions %s", got)
+		}
+		if calls.Load() != 2 {
+			t.Fatalf("send ran %d times, want 2 (the cancelled one and the one after the restart)", calls.Load())
+		}
+		waitFor(t, 10*time.Second, "no step job left", func() (bool, error) { return pendingJobs(t, db, r.ID) == 0, nil })
 	})
 }
 

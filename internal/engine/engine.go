@@ -375,7 +375,14 @@ func (e *Engine) heartbeat(ctx context.Context, first bool) error {
 // sound where this process is the only worker (SQLite): the jobs can only be
 // leftovers of a process that died.
 func (e *Engine) rescueAllRunning(ctx context.Context) (int64, error) {
-	return e.db.Writer().Exec(ctx, `UPDATE river_job SET state = 'available' WHERE state = 'running' AND queue = $1`, queueName)
+	n, err := e.db.Writer().Exec(ctx, `UPDATE river_job SET state = 'available' WHERE state = 'running' AND queue = $1`, queueName)
+	if err != nil {
+		return n, err
+	}
+	// The steps the previous process meant to run itself at once: their
+	// standby jobs are due now rather than when they were scheduled.
+	m, err := e.releaseStandby(ctx, e.db.Writer(), "")
+	return n + m, err
 }
 
 // rescueDeadNodes hands the running jobs of dead nodes back to River and
@@ -416,6 +423,11 @@ func (e *Engine) rescueNode(ctx context.Context, node string) (int64, error) {
 		var err error
 		n, err = tx.Exec(ctx, `UPDATE river_job SET state = 'available'
 			WHERE state = 'running' AND queue = $1 AND `+lastAttempter+` = $2`, queueName, node)
+		if err != nil {
+			return err
+		}
+		m, err := e.releaseStandby(ctx, tx, node)
+		n += m
 		if err != nil {
 			return err
 		}

@@ -32,6 +32,10 @@ type stepArgs struct {
 	Visit   int    `json:"visit"`
 	Attempt int    `json:"attempt"`
 	Wake    int    `json:"wake,omitempty"`
+	// Standby names the node whose worker runs this step itself, at once,
+	// after the transaction that inserted the job (see handoff.go); the
+	// job is scheduled late and only runs if that worker did not.
+	Standby string `json:"standby,omitempty"`
 }
 
 func (stepArgs) Kind() string { return "careflow.engine.step" }
@@ -61,6 +65,12 @@ func (stepArgs) InsertOpts() river.InsertOpts {
 // jobQueue is the part of the River client the engine uses.
 type jobQueue interface {
 	insertTx(ctx context.Context, tx store.Tx, args stepArgs, at time.Time) error
+	// insertStandbyTx inserts a job scheduled at at and returns its id;
+	// inserted is false when an equal job was already there.
+	insertStandbyTx(ctx context.Context, tx store.Tx, args stepArgs, at time.Time) (id int64, inserted bool, err error)
+	// deleteTx deletes a job that is not running (one that is, or is gone,
+	// is left alone).
+	deleteTx(ctx context.Context, tx store.Tx, id int64) error
 	completeTx(ctx context.Context, tx store.Tx, job *river.Job[stepArgs]) error
 }
 
@@ -81,6 +91,26 @@ func (q riverQueue) insertTx(ctx context.Context, tx store.Tx, args stepArgs, at
 		return errors.New("engine: the River client is not built yet")
 	}
 	return c.InsertTx(ctx, tx, args, insertOpts(at))
+}
+
+func (q riverQueue) insertStandbyTx(ctx context.Context, tx store.Tx, args stepArgs, at time.Time) (int64, bool, error) {
+	c := q.jobs.Client()
+	if c == nil {
+		return 0, false, errors.New("engine: the River client is not built yet")
+	}
+	res, err := c.InsertTxResult(ctx, tx, args, insertOpts(at))
+	if err != nil {
+		return 0, false, err
+	}
+	return res.Job.ID, !res.UniqueSkippedAsDuplicate, nil
+}
+
+func (q riverQueue) deleteTx(ctx context.Context, tx store.Tx, id int64) error {
+	c := q.jobs.Client()
+	if c == nil {
+		return errors.New("engine: the River client is not built yet")
+	}
+	return c.DeleteTx(ctx, tx, id)
 }
 
 // completeTx on SQLite leaves completion to River's completer, which runs

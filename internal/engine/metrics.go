@@ -22,6 +22,7 @@ type metrics struct {
 	stale        prometheus.Counter
 	chained      prometheus.Counter
 	chainBreaks  prometheus.Counter
+	handoffs     prometheus.Counter
 }
 
 func newMetrics(e *Engine, reg prometheus.Registerer) (*metrics, error) {
@@ -53,6 +54,9 @@ func newMetrics(e *Engine, reg prometheus.Registerer) (*metrics, error) {
 		chained: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "careflow_engine_chained_steps_total", Help: "Steps run in the transaction of the step before them instead of a job of their own.",
 		}),
+		handoffs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "careflow_engine_handoffs_total", Help: "Steps run by the worker that committed the step before them, without waiting for a job fetch.",
+		}),
 		chainBreaks: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "careflow_engine_chain_breaks_total", Help: "Worker transactions done again without chaining because a chained step failed.",
 		}),
@@ -60,7 +64,7 @@ func newMetrics(e *Engine, reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.runsStarted, m.runsFinished, m.executions, m.retries, m.stepSeconds, m.signals, m.stale, m.chained, m.chainBreaks, &stateCollector{e: e}} {
+	for _, c := range []prometheus.Collector{m.runsStarted, m.runsFinished, m.executions, m.retries, m.stepSeconds, m.signals, m.stale, m.chained, m.chainBreaks, m.handoffs, &stateCollector{e: e}} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

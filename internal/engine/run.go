@@ -430,6 +430,11 @@ func (e *Engine) moveTo(ctx context.Context, tx store.Tx, r *Run, def *Definitio
 		e.metrics.chained.Inc()
 		return e.runChained(ctx, tx, r, def, i)
 	}
+	if def.Steps[i].Do != nil {
+		if handed, err := e.standbyJob(ctx, tx, r, &def.Steps[i]); err != nil || handed {
+			return err
+		}
+	}
 	return e.q.insertTx(ctx, tx, r.args(0), time.Time{})
 }
 

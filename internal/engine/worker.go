@@ -32,68 +32,99 @@ func errorText(err error) string {
 	return s
 }
 
-// work runs one step delivery. The step's Do (if any) runs outside any
+// delivery is one run of a step: a River job, or a step handed to the
+// worker that committed the step before it (handoff.go), which stands for
+// its standby job.
+type delivery struct {
+	args       stepArgs
+	deliveries int                  // how many times this attempt was handed to a worker
+	job        *river.Job[stepArgs] // nil for a hand-off
+	standby    int64                // a hand-off's standby job, deleted with the step's result
+	handoffs   int                  // steps the worker may follow after this one
+}
+
+func jobDelivery(job *river.Job[stepArgs]) delivery {
+	return delivery{args: job.Args, deliveries: job.Attempt, job: job, handoffs: maxHandoffs}
+}
+
+// work runs one step delivery, then the steps its transaction handed to
+// this worker.
+func (e *Engine) work(ctx context.Context, job *river.Job[stepArgs]) error {
+	h, err := e.workJob(ctx, job)
+	if err != nil {
+		return err
+	}
+	e.followHandoffs(ctx, h)
+	return nil
+}
+
+// workJob runs the step of a job. The step's Do (if any) runs outside any
 // transaction; its outcome, the step's Apply (its writes to careflow's own
 // database), the run's transition and the next job commit in one
 // transaction that first re-checks, under the run's lock, that the job is
 // still current.
-func (e *Engine) work(ctx context.Context, job *river.Job[stepArgs]) error {
+func (e *Engine) workJob(ctx context.Context, job *river.Job[stepArgs]) (*handoff, error) {
 	a := job.Args
+	d := jobDelivery(job)
 	r, err := e.scanRun(ctx, e.db.Reader().QueryRow(ctx, `SELECT `+runColumns+` FROM engine_runs WHERE id = $1`, a.RunID))
 	if errors.Is(err, store.ErrNoRows) {
-		return nil // nothing to do for a run that does not exist
+		return nil, nil // nothing to do for a run that does not exist
 	}
 	if err != nil {
-		return fmt.Errorf("load run: %w", err)
+		return nil, fmt.Errorf("load run: %w", err)
 	}
 	if !r.at(a) || (r.Status != StatusRunning && r.Status != StatusWaiting) {
 		e.metrics.stale.Inc()
-		return nil
+		return nil, nil
 	}
 	def, ok := e.reg.Get(r.Definition, r.Version)
 	if !ok {
 		// An older or newer node may know this version; come back later.
 		e.logger.Warn("engine: definition version not known to this node", "definition", r.Definition, "version", r.Version)
-		return river.JobSnooze(time.Minute)
+		return nil, river.JobSnooze(time.Minute)
 	}
 	idx, step := def.step(a.Step)
 	if step == nil {
-		return e.commit(ctx, job, func(tx store.Tx, r *Run) error {
+		return nil, e.commit(ctx, d, func(tx store.Tx, r *Run) error {
 			return e.failRun(ctx, tx, r, fmt.Sprintf("definition %s v%d has no step %s", def.Name, def.Version, a.Step))
 		})
 	}
 	if step.Wait != nil {
-		return e.commitChained(ctx, job, func(ctx context.Context, tx store.Tx, r *Run) error {
+		return e.commitChained(ctx, d, func(ctx context.Context, tx store.Tx, r *Run) error {
 			return e.evaluateWait(ctx, tx, r, def, idx, a.Wake)
 		})
 	}
-	return e.runAction(ctx, job, r, def, idx)
+	return e.runAction(ctx, d, r, def, idx)
 }
 
-// commit runs fn in a transaction with the run locked, if the job is still
-// current, and completes the job in the same transaction.
-func (e *Engine) commit(ctx context.Context, job *river.Job[stepArgs], fn func(tx store.Tx, r *Run) error) error {
+// commit runs fn in a transaction with the run locked, if the delivery is
+// still current, and in the same transaction completes its job (or deletes
+// a hand-off's standby job).
+func (e *Engine) commit(ctx context.Context, d delivery, fn func(tx store.Tx, r *Run) error) error {
 	return e.db.Tx(ctx, func(tx store.Tx) error {
-		r, err := e.lockRun(ctx, tx, job.Args.RunID)
+		r, err := e.lockRun(ctx, tx, d.args.RunID)
 		if err != nil {
 			return err
 		}
-		if r.at(job.Args) && (r.Status == StatusRunning || r.Status == StatusWaiting) {
+		if r.at(d.args) && (r.Status == StatusRunning || r.Status == StatusWaiting) {
 			if err := fn(tx, r); err != nil {
 				return err
 			}
 		} else {
 			e.metrics.stale.Inc()
 		}
-		return e.q.completeTx(ctx, tx, job)
+		if d.job == nil {
+			return e.q.deleteTx(ctx, tx, d.standby)
+		}
+		return e.q.completeTx(ctx, tx, d.job)
 	})
 }
 
-func (e *Engine) runAction(ctx context.Context, job *river.Job[stepArgs], r *Run, def *Definition, idx int) error {
+func (e *Engine) runAction(ctx context.Context, d delivery, r *Run, def *Definition, idx int) (*handoff, error) {
 	step := &def.Steps[idx]
-	a := job.Args
+	a := d.args
 	started := e.now()
-	sc := &StepContext{Input: r.input(), Step: step.Name, Visit: a.Visit, Attempt: a.Attempt, Deliveries: job.Attempt}
+	sc := &StepContext{Input: r.input(), Step: step.Name, Visit: a.Visit, Attempt: a.Attempt, Deliveries: d.deliveries}
 	sc.Now = started
 	labels := []string{def.Name, step.Name}
 	e.metrics.executions.WithLabelValues(append(labels, "started")...).Inc()
@@ -108,7 +139,7 @@ func (e *Engine) runAction(ctx context.Context, job *river.Job[stepArgs], r *Run
 		if aerr != nil && ctx.Err() != nil {
 			// The node is stopping: not the step's fault. River hands the job
 			// back and the attempt runs again with the same key.
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
 		if aerr != nil && timedOut {
 			aerr = fmt.Errorf("step timed out after %s: %w", step.timeout(), aerr)
@@ -122,9 +153,9 @@ func (e *Engine) runAction(ctx context.Context, job *river.Job[stepArgs], r *Run
 	// of Apply (or an output that cannot be stored) rolls everything back
 	// as an *applyFailed, after which the failure is recorded in a second
 	// transaction without the step's writes.
-	record := func(aerr error) error {
-		return e.commitChained(ctx, job, func(ctx context.Context, tx store.Tx, r *Run) error {
-			exec := stepExecution{runID: r.ID, step: step.Name, visit: a.Visit, attempt: a.Attempt, deliveries: job.Attempt,
+	record := func(aerr error) (*handoff, error) {
+		return e.commitChained(ctx, d, func(ctx context.Context, tx store.Tx, r *Run) error {
+			exec := stepExecution{runID: r.ID, step: step.Name, visit: a.Visit, attempt: a.Attempt, deliveries: d.deliveries,
 				node: e.nodeID, started: started}
 			switch {
 			case aerr == nil:
@@ -170,19 +201,19 @@ func (e *Engine) runAction(ctx context.Context, job *river.Job[stepArgs], r *Run
 			}
 		})
 	}
-	err := record(aerr)
+	h, err := record(aerr)
 	if af := (*applyFailed)(nil); errors.As(err, &af) {
 		if ctx.Err() != nil {
-			return ctx.Err() // stopping: the attempt runs again, and applies again
+			return nil, ctx.Err() // stopping: the attempt runs again, and applies again
 		}
-		err = record(af.err)
+		h, err = record(af.err)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	e.metrics.stepSeconds.WithLabelValues(labels...).Observe(e.now().Sub(started).Seconds())
 	e.metrics.executions.WithLabelValues(append(labels, outcome)...).Inc()
-	return nil
+	return h, nil
 }
 
 // callAction runs the step's action, turning a panic into an error so that

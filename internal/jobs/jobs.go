@@ -36,6 +36,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/careflow/careflow/internal/store"
 )
@@ -185,19 +186,49 @@ type Client struct {
 
 // InsertTx inserts a job in tx: it exists when tx commits.
 func (c *Client) InsertTx(ctx context.Context, tx store.Tx, args river.JobArgs, opts *river.InsertOpts) error {
+	_, err := c.InsertTxResult(ctx, tx, args, opts)
+	return err
+}
+
+// InsertTxResult is InsertTx returning River's answer: the job's row, and
+// whether an equal job (by the args' unique options) was already there and
+// no new one was inserted.
+func (c *Client) InsertTxResult(ctx context.Context, tx store.Tx, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error) {
+	if c.sqlite != nil {
+		stx, ok := store.SQLTx(tx)
+		if !ok {
+			return nil, errors.New("jobs: not a SQLite transaction")
+		}
+		return c.sqlite.InsertTx(ctx, stx, args, opts)
+	}
+	ptx, ok := store.PgxTx(tx)
+	if !ok {
+		return nil, errors.New("jobs: not a PostgreSQL transaction")
+	}
+	return c.pg.InsertTx(ctx, ptx, args, opts)
+}
+
+// DeleteTx deletes a job that is not running, in tx. A job already gone or
+// running is left as it is, and that is not an error: the caller deletes a
+// job it no longer needs, and a running one finishes on its own.
+func (c *Client) DeleteTx(ctx context.Context, tx store.Tx, id int64) error {
+	var err error
 	if c.sqlite != nil {
 		stx, ok := store.SQLTx(tx)
 		if !ok {
 			return errors.New("jobs: not a SQLite transaction")
 		}
-		_, err := c.sqlite.InsertTx(ctx, stx, args, opts)
-		return err
+		_, err = c.sqlite.JobDeleteTx(ctx, stx, id)
+	} else {
+		ptx, ok := store.PgxTx(tx)
+		if !ok {
+			return errors.New("jobs: not a PostgreSQL transaction")
+		}
+		_, err = c.pg.JobDeleteTx(ctx, ptx, id)
 	}
-	ptx, ok := store.PgxTx(tx)
-	if !ok {
-		return errors.New("jobs: not a PostgreSQL transaction")
+	if errors.Is(err, rivertype.ErrNotFound) || errors.Is(err, rivertype.ErrJobRunning) {
+		return nil
 	}
-	_, err := c.pg.InsertTx(ctx, ptx, args, opts)
 	return err
 }
 
