@@ -173,6 +173,7 @@ type rcmEnv struct {
 	t      testing.TB
 	dir    string
 	simURL string
+	dbURL  string // careflow's PostgreSQL database; empty on SQLite
 	client *soakClient
 	args   []string
 	cur    *child
@@ -195,8 +196,10 @@ func newRCMEnv(t testing.TB, d store.Dialect, rules string, serveFlags ...string
 	t.Cleanup(func() { stopSim() })
 
 	settings := []string{"--data-dir", filepath.Join(dir, "careflow")}
+	var dbURL string
 	if d == store.Postgres {
-		settings = append(settings, "--database", storetest.NewPostgresDatabase(t))
+		dbURL = storetest.NewPostgresDatabase(t)
+		settings = append(settings, "--database", dbURL)
 	}
 	noEnv := func(string) string { return "" }
 	var out bytes.Buffer
@@ -211,7 +214,7 @@ func newRCMEnv(t testing.TB, d store.Dialect, rules string, serveFlags ...string
 	// going to the registered endpoint while careflow is down.
 	port := freeSoakPort(t)
 	base := "http://127.0.0.1:" + port
-	e := &rcmEnv{t: t, dir: dir, simURL: simURL, client: &soakClient{t: t, base: base, password: password},
+	e := &rcmEnv{t: t, dir: dir, simURL: simURL, dbURL: dbURL, client: &soakClient{t: t, base: base, password: password},
 		args: append(append([]string{"serve", "--listen", "127.0.0.1:" + port, "--hcx-gateway", simURL, "--log-level", "warn"}, settings...), serveFlags...)}
 	e.start()
 	return e

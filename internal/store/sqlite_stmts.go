@@ -84,18 +84,46 @@ type keptStmt struct {
 }
 
 // cacheable reports whether query is one statement worth keeping: DML or a
-// SELECT, with no second statement after it.
+// SELECT, with no second statement after it (a ';' anywhere but at the end,
+// even in a comment or a literal, makes it not worth the risk). Leading
+// comments are skipped: River's queries open with their name's.
 func cacheable(query string) bool {
 	q := strings.TrimSpace(query)
 	if strings.Contains(strings.TrimSuffix(q, ";"), ";") {
 		return false
 	}
+	q = skipComments(q)
 	word, _, _ := strings.Cut(q, " ")
+	word, _, _ = strings.Cut(word, "\n")
 	switch strings.ToUpper(strings.TrimSpace(word)) {
 	case "SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "REPLACE":
 		return true
 	}
 	return false
+}
+
+// skipComments drops the comments (-- to the end of the line, /* to */)
+// and spaces at the start of q.
+func skipComments(q string) string {
+	for {
+		q = strings.TrimSpace(q)
+		switch {
+		case strings.HasPrefix(q, "--"):
+			_, rest, ok := strings.Cut(q, "\n")
+			if !ok {
+				return ""
+			}
+			q = rest
+		case strings.HasPrefix(q, "/*"):
+			_, rest, ok := strings.Cut(q[2:], "*/")
+			if !ok {
+				return ""
+			}
+			q = rest
+		default:
+			return q
+		}
+	}
 }
 
 // kept returns the connection's idle prepared statement of query, preparing
