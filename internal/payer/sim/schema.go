@@ -74,6 +74,14 @@ var schema = []string{
 )`,
 	`CREATE INDEX IF NOT EXISTS sim_claims_identifier ON sim_claims (identifier)`,
 	`CREATE INDEX IF NOT EXISTS sim_claims_correlation ON sim_claims (correlation_id)`,
+	// The benefit a member used this year (usedThisYear) and the approved
+	// pre-authorization a claim names (approvedPreauths) are asked at every
+	// adjudication: without these each was a scan of every claim, sealed
+	// bundles and all, and a batch of 10,000 slowed as it went.
+	`CREATE INDEX IF NOT EXISTS sim_claims_member ON sim_claims (payer, member_index, claim_use, adjudicated_at)`,
+	`CREATE INDEX IF NOT EXISTS sim_claims_preauth_ref ON sim_claims (preauth_ref)`,
+	// hcx/status names the exchange by correlation_id or workflow_id.
+	`CREATE INDEX IF NOT EXISTS sim_claims_workflow ON sim_claims (workflow_id)`,
 	// Callbacks waiting for delivery (and, once delivered, their record).
 	// id is a UUIDv7: callbacks of one correlation are delivered in id
 	// order, an undelivered one holding back those after it.
@@ -92,6 +100,8 @@ var schema = []string{
 	last_status    INTEGER NOT NULL DEFAULT 0
 )`,
 	`CREATE INDEX IF NOT EXISTS sim_callbacks_pending ON sim_callbacks (delivered_at, due_at)`,
+	// A correlation's earlier undelivered callback holds back the later.
+	`CREATE INDEX IF NOT EXISTS sim_callbacks_correlation ON sim_callbacks (correlation_id, id)`,
 }
 
 // migrate creates the simulator's tables when they are missing.
