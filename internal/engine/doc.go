@@ -8,8 +8,12 @@
 // policy and a timeout. A run keeps the definition version it started with;
 // new runs take the newest registered version.
 //
-// Each step of a run is one River job (riverqueue/river, on SQLite through
-// riversqlite and on PostgreSQL through riverpgxv5). Invariants:
+// A step of a run is delivered as a River job (riverqueue/river, on SQLite
+// through riversqlite and on PostgreSQL through riverpgxv5), with two
+// shortcuts that keep every invariant below: a worker's transaction also
+// runs the steps after its own that need only the database (chain.go), and
+// the worker runs the next step with an action itself after its commit,
+// that step's job standing by in case it cannot (handoff.go). Invariants:
 //
 //   - One transaction per step: the step's writes to careflow's database
 //     (Step.Apply: FHIR resources through record's *Tx functions, with
