@@ -71,7 +71,7 @@ func (g *Guard) AuthorizeRecordTx(ctx context.Context, tx store.Tx, a Action) (a
 	if g.svc.Audit == nil {
 		return d, errNoAudit()
 	}
-	if _, err := g.svc.Audit.AppendTx(ctx, tx, e); err != nil {
+	if err := g.svc.Audit.AppendAtCommit(ctx, tx, e); err != nil {
 		return d, errs.Wrap(errs.Unavailable, err, "the audit log is unavailable, so nothing was written; try again")
 	}
 	g.setPurpose(d.Purpose)

@@ -20,7 +20,11 @@ type AuditLog interface {
 	Append(ctx context.Context, e audit.Entry) (audit.Entry, error)
 	// AppendAll appends several entries in one commit, all or none.
 	AppendAll(ctx context.Context, entries []audit.Entry) ([]audit.Entry, error)
+	// AppendTx appends e in tx at once and returns it with its Seq.
 	AppendTx(ctx context.Context, tx store.Tx, e audit.Entry) (audit.Entry, error)
+	// AppendAtCommit appends e as tx's last work, just before it commits
+	// (so the log's head is locked only for the commit).
+	AppendAtCommit(ctx context.Context, tx store.Tx, e audit.Entry) error
 }
 
 // Services are the access policy and the audit log every Guard works with.
@@ -233,7 +237,7 @@ func (g *Guard) AllowTx(ctx context.Context, tx store.Tx, a record.Access, eleme
 	if g.svc.Audit == nil {
 		return record.Grant{}, errNoAudit()
 	}
-	if _, err := g.svc.Audit.AppendTx(ctx, tx, e); err != nil {
+	if err := g.svc.Audit.AppendAtCommit(ctx, tx, e); err != nil {
 		return record.Grant{}, errs.Wrap(errs.Unavailable, err, "the audit log is unavailable, so nothing was written; try again")
 	}
 	g.markShown(a)

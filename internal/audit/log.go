@@ -231,6 +231,39 @@ func (l *Log) AppendTx(ctx context.Context, tx store.Tx, e Entry) (Entry, error)
 	return entries[0], nil
 }
 
+// AppendAtCommit adds e to the log in the caller's transaction as AppendTx
+// does, but as the transaction's last work: the entries a transaction
+// gathers this way are appended together, just before it commits
+// (store.Tx.Hook), so the log's head stays locked only for the commit.
+// AppendTx locks it at once and holds it while the transaction goes on: a
+// workflow step's transaction that audits its first access and then runs
+// several chained steps would keep every other audited write waiting that
+// long. The entry's Seq and Time are set then, so they are not returned;
+// use AppendTx when the caller needs them. A failure to append rolls back
+// the whole transaction, as errs.Unavailable.
+func (l *Log) AppendAtCommit(ctx context.Context, tx store.Tx, e Entry) error {
+	e, err := e.normalize()
+	if err != nil {
+		return err
+	}
+	p := tx.Hook(l, func() store.CommitHook { return &atCommit{l: l} }).(*atCommit)
+	p.entries = append(p.entries, e)
+	return nil
+}
+
+// atCommit is a transaction's entries appended when it commits.
+type atCommit struct {
+	l       *Log
+	entries []Entry
+}
+
+func (p *atCommit) BeforeCommit(ctx context.Context, tx store.Tx) error {
+	if _, _, err := p.l.appendLocked(ctx, tx, p.entries, nil); err != nil {
+		return errs.Wrap(errs.Unavailable, err, "the audit log is unavailable, so nothing was written; try again")
+	}
+	return nil
+}
+
 // Close stops accepting entries, commits those already queued, signs a
 // final checkpoint if entries were appended since the last one (so that a
 // clean shutdown leaves no unsigned tail) and writes it to the directory.

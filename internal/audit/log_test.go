@@ -394,3 +394,61 @@ func TestAppendAllIsOneConsecutiveCommit(t *testing.T) {
 		}
 	})
 }
+
+// AppendAtCommit's entries commit or roll back with the caller's
+// transaction, in the order given, and the log's head is not locked until
+// the transaction commits: on PostgreSQL an Append from another connection
+// completes while the transaction is still open.
+func TestAppendAtCommitAppendsAsTheTransactionCommits(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		l, _, dir := openLog(t, db, func(o *Options) { o.CheckpointEvery = 2 })
+		appendN(t, l, 0, 1)
+		boom := errors.New("domain write failed")
+		err := db.Tx(ctx, func(tx store.Tx) error {
+			if err := l.AppendAtCommit(ctx, tx, sampleEntry(100)); err != nil {
+				return err
+			}
+			return boom
+		})
+		if !errors.Is(err, boom) {
+			t.Fatalf("Tx = %v", err)
+		}
+		if n, _ := l.Head(ctx); n != 1 {
+			t.Fatalf("after a rolled-back transaction the head is %d, want 1", n)
+		}
+		err = db.Tx(ctx, func(tx store.Tx) error {
+			for i := range 3 {
+				if err := l.AppendAtCommit(ctx, tx, sampleEntry(101+i)); err != nil {
+					return err
+				}
+			}
+			if db.Dialect() == store.Postgres {
+				// Another connection's append does not wait for this
+				// transaction: the head is not locked yet.
+				actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				defer cancel()
+				if _, err := l.Append(actx, sampleEntry(200)); err != nil {
+					t.Errorf("an Append while the transaction is open: %v", err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := int64(4)
+		if db.Dialect() == store.Postgres {
+			want = 5
+		}
+		if n, _ := l.Head(ctx); n != want {
+			t.Fatalf("head = %d, want %d", n, want)
+		}
+		if err := l.SyncCheckpointDir(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if rep := verifyLog(t, db, l, dir); len(rep.Findings) != 0 {
+			t.Fatalf("findings: %v", rep.Findings)
+		}
+	})
+}

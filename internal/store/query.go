@@ -42,6 +42,53 @@ type Row interface {
 type Tx interface {
 	Querier
 	Dialect() Dialect
+	// Hook returns the commit hook registered under key in this
+	// transaction, first registering the one add returns when there is
+	// none. Hooks run in the order registered, after the transaction's
+	// function returned nil and just before the commit; a hook's error
+	// rolls everything back and is the transaction's error. A hook may
+	// write, and may register another hook, which runs after it. Nothing
+	// runs when the transaction rolls back.
+	//
+	// It is for work that must commit with the transaction but should hold
+	// its locks only for the commit: a row every transaction updates (the
+	// audit log's head) locked early would serialize the rest of each
+	// transaction behind it.
+	Hook(key any, add func() CommitHook) CommitHook
+}
+
+// A CommitHook is work a transaction runs just before it commits (Tx.Hook).
+type CommitHook interface {
+	BeforeCommit(ctx context.Context, tx Tx) error
+}
+
+// hooks are a transaction's commit hooks, by key and in order.
+type hooks struct {
+	keys  map[any]CommitHook
+	order []CommitHook
+}
+
+func (h *hooks) hook(key any, add func() CommitHook) CommitHook {
+	if c, ok := h.keys[key]; ok {
+		return c
+	}
+	if h.keys == nil {
+		h.keys = map[any]CommitHook{}
+	}
+	c := add()
+	h.keys[key] = c
+	h.order = append(h.order, c)
+	return c
+}
+
+// run runs the hooks, those a hook registers included.
+func (h *hooks) run(ctx context.Context, tx Tx) error {
+	for i := 0; i < len(h.order); i++ {
+		if err := h.order[i].BeforeCommit(ctx, tx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // IsUniqueViolation reports whether err is a unique or primary-key
@@ -62,7 +109,12 @@ func (db *DB) Tx(ctx context.Context, fn func(tx Tx) error) (err error) {
 				panic(p)
 			}
 		}()
-		if err := fn(&sqliteTx{tx: stx}); err != nil {
+		t := &sqliteTx{tx: stx}
+		if err := fn(t); err != nil {
+			_ = stx.Rollback()
+			return err
+		}
+		if err := t.hooks.run(ctx, t); err != nil {
 			_ = stx.Rollback()
 			return err
 		}
@@ -81,7 +133,12 @@ func (db *DB) Tx(ctx context.Context, fn func(tx Tx) error) (err error) {
 			panic(p)
 		}
 	}()
-	if err := fn(&pgTx{tx: ptx}); err != nil {
+	t := &pgTx{tx: ptx}
+	if err := fn(t); err != nil {
+		_ = ptx.Rollback(context.WithoutCancel(ctx))
+		return err
+	}
+	if err := t.hooks.run(ctx, t); err != nil {
 		_ = ptx.Rollback(context.WithoutCancel(ctx))
 		return err
 	}
@@ -290,10 +347,14 @@ type sqliteRow struct{ r *sql.Row }
 func (r sqliteRow) Scan(dest ...any) error { return r.r.Scan(sqliteDest(dest)...) }
 
 type sqliteTx struct {
-	tx *sql.Tx
+	tx    *sql.Tx
+	hooks hooks
 }
 
 func (t *sqliteTx) Dialect() Dialect { return SQLite }
+func (t *sqliteTx) Hook(key any, add func() CommitHook) CommitHook {
+	return t.hooks.hook(key, add)
+}
 func (t *sqliteTx) Exec(ctx context.Context, query string, args ...any) (int64, error) {
 	return sqliteQuerier{t.tx}.Exec(ctx, query, args...)
 }
@@ -353,9 +414,15 @@ func pgDest(err error) error {
 	return err
 }
 
-type pgTx struct{ tx pgx.Tx }
+type pgTx struct {
+	tx    pgx.Tx
+	hooks hooks
+}
 
 func (t *pgTx) Dialect() Dialect { return Postgres }
+func (t *pgTx) Hook(key any, add func() CommitHook) CommitHook {
+	return t.hooks.hook(key, add)
+}
 func (t *pgTx) Exec(ctx context.Context, query string, args ...any) (int64, error) {
 	return pgQuerier{t.tx}.Exec(ctx, query, args...)
 }
