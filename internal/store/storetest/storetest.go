@@ -81,6 +81,11 @@ func openUnmigrated(t testing.TB, d store.Dialect, maxConns int) *store.DB {
 	var u string
 	if d == store.Postgres {
 		u = NewPostgresDatabase(t)
+		if maxConns == 0 {
+			// Many tests' databases share the test server's 100
+			// connections: smaller pools than a server's default.
+			maxConns = 8
+		}
 	} else {
 		u = filepath.Join(t.TempDir(), "test.db")
 	}
