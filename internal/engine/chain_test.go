@@ -102,16 +102,9 @@ func TestChainedStepsRunInTheTransactionOfTheStepBefore(t *testing.T) {
 		if seen.get("after-signal") == "" || seen.get("after-signal") == seen.get("reads") {
 			t.Fatal("the step after the signal ran in the signal's transaction or not at all")
 		}
-		steps, err := n.Steps(ctx, r.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var names []string
-		for _, s := range steps {
-			names = append(names, s.Step+":"+s.Status)
-		}
+		got := executions(t, n.Engine, r.ID)
 		want := "first:succeeded call:succeeded write:succeeded reads:succeeded pause:waited after-signal:succeeded last-call:succeeded tail:succeeded"
-		if got := strings.Join(names, " "); got != want {
+		if got != want {
 			t.Fatalf("executions\n got %s\nwant %s", got, want)
 		}
 		// write, reads and the wait in call's transaction; tail in last-call's.
@@ -174,15 +167,8 @@ func TestAHandedOffStepRunsAfterItsWorkerStopped(t *testing.T) {
 
 		n2 := newNode(t, db, nodeOpts{defs: []*Definition{def}, nodeID: "handoff-node-2"})
 		r = waitStatus(t, n2.Engine, r.ID, StatusCompleted, 20*time.Second)
-		steps, err := n2.Steps(ctx, r.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var names []string
-		for _, s := range steps {
-			names = append(names, s.Step+":"+s.Status)
-		}
-		if got := strings.Join(names, " "); got != "prepare:succeeded record:succeeded send:succeeded after:succeeded" {
+		got := executions(t, n2.Engine, r.ID)
+		if got != "prepare:succeeded record:succeeded send:succeeded after:succeeded" {
 			t.Fatalf("executions %s", got)
 		}
 		if calls.Load() != 2 {
@@ -236,17 +222,10 @@ func TestAChainedStepsFailureLeavesTheStepBeforeItCommitted(t *testing.T) {
 		if got := countByIdentifier(t, rec, r.ID+"/call"); got != 1 {
 			t.Fatalf("%d Observations of the first step, want 1", got)
 		}
-		steps, err := n.Steps(ctx, r.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var names []string
-		for _, s := range steps {
-			names = append(names, s.Step+":"+s.Status)
-		}
+		got := executions(t, n.Engine, r.ID)
 		// The chained attempt rolled back with the chain; the step's own
 		// job failed once more and then succeeded.
-		if got := strings.Join(names, " "); got != "call:succeeded flaky:retrying flaky:succeeded" {
+		if got != "call:succeeded flaky:retrying flaky:succeeded" {
 			t.Fatalf("executions %s", got)
 		}
 		if got := counterValue(t, n.metrics.chainBreaks); got != 1 {
@@ -265,4 +244,18 @@ func TestAChainedStepsFailureLeavesTheStepBeforeItCommitted(t *testing.T) {
 			t.Fatalf("%d Observations of the step before the failed one, want 1", got)
 		}
 	})
+}
+
+// executions lists a run's step executions as "step:status", in order.
+func executions(t *testing.T, e *Engine, runID string) string {
+	t.Helper()
+	steps, err := e.Steps(context.Background(), runID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range steps {
+		names = append(names, s.Step+":"+s.Status)
+	}
+	return strings.Join(names, " ")
 }
