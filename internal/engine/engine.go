@@ -517,12 +517,7 @@ func (e *Engine) promoteLoop(ctx context.Context, done chan struct{}) {
 // tells the producers (through River's insert notification, on both
 // drivers) so that they fetch at once.
 func (e *Engine) promoteDue(ctx context.Context) (int64, error) {
-	dbNow := "now()"
-	if e.db.Dialect() == store.SQLite {
-		// River's SQLite driver writes scheduled_at in its own text format
-		// and compares it with datetime('now', 'subsec'); do the same.
-		dbNow = "datetime('now', 'subsec')"
-	}
+	dbNow := riverNow(e.db.Dialect())
 	var due int
 	err := e.db.Reader().QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM river_job WHERE state = 'scheduled' AND queue = $1
 		AND scheduled_at <= `+dbNow+` LIMIT 1) AS due`, queueName).Scan(&due)
@@ -546,6 +541,16 @@ func (e *Engine) promoteDue(ctx context.Context) (int64, error) {
 		return err
 	})
 	return n, err
+}
+
+// riverNow is the database's clock as River compares scheduled_at with it:
+// River's SQLite driver writes scheduled_at in its own text format and
+// compares it with datetime('now', 'subsec').
+func riverNow(d store.Dialect) string {
+	if d == store.SQLite {
+		return "datetime('now', 'subsec')"
+	}
+	return "now()"
 }
 
 // Ready reports whether this node is working steps, for /readyz.

@@ -122,31 +122,28 @@ func (e *Engine) runHandoff(ctx context.Context, h *handoff, handoffsLeft int) (
 func (e *Engine) releaseStandbyJob(ctx context.Context, id int64) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	now := "now()"
-	if e.db.Dialect() == store.SQLite {
-		now = "datetime('now', 'subsec')"
-	}
-	if _, err := e.db.Writer().Exec(rctx, `UPDATE river_job SET state = 'available', scheduled_at = `+now+`
-		WHERE id = $1 AND state = 'scheduled'`, id); err != nil {
+	if _, err := e.dueNow(rctx, e.db.Writer(), `id = $2`, id); err != nil {
 		e.logger.Warn("engine: could not release a standby job; it runs at its scheduled time", "job_id", id, "error", err.Error())
 	}
 }
 
-type execer interface {
-	Exec(ctx context.Context, query string, args ...any) (int64, error)
-}
-
 // releaseStandby makes due now the standby jobs of node (every node's when
 // node is empty).
-func (e *Engine) releaseStandby(ctx context.Context, q execer, node string) (int64, error) {
-	now, standby := "now()", `args->>'standby'`
+func (e *Engine) releaseStandby(ctx context.Context, q store.Querier, node string) (int64, error) {
+	standby := `args->>'standby'`
 	if e.db.Dialect() == store.SQLite {
-		now, standby = "datetime('now', 'subsec')", `json_extract(args, '$.standby')`
+		standby = `json_extract(args, '$.standby')`
 	}
-	cond, args := standby+` IS NOT NULL`, []any{queueName}
-	if node != "" {
-		cond, args = standby+` = $2`, append(args, node)
+	if node == "" {
+		return e.dueNow(ctx, q, standby+` IS NOT NULL`)
 	}
-	return q.Exec(ctx, `UPDATE river_job SET state = 'available', scheduled_at = `+now+`
-		WHERE state = 'scheduled' AND queue = $1 AND `+cond, args...)
+	return e.dueNow(ctx, q, standby+` = $2`, node)
+}
+
+// dueNow reschedules the engine's scheduled jobs that match cond (whose
+// parameters start at $2) to now; promoteLoop makes them available, and
+// tells the producers, at its next tick.
+func (e *Engine) dueNow(ctx context.Context, q store.Querier, cond string, args ...any) (int64, error) {
+	return q.Exec(ctx, `UPDATE river_job SET scheduled_at = `+riverNow(e.db.Dialect())+`
+		WHERE state = 'scheduled' AND queue = $1 AND `+cond, append([]any{queueName}, args...)...)
 }
