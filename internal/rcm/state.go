@@ -85,7 +85,10 @@ func insertJourney(ctx context.Context, tx store.Tx, j *journeyRow, idemKey stri
 	_, err := tx.Exec(ctx, `INSERT INTO rcm_journeys (id, kind, patient_id, payer, status, currency, billed, appeal_of, batch_id,
 		idempotency_key, refs, started_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $9, $10, $11, $11)`,
 		j.ID, j.Kind, j.PatientID, j.Payer, j.Status, j.Currency, nullable(j.AppealOf), nullable(j.BatchID), nullable(idemKey), string(refs), j.StartedAt)
-	return err
+	if err != nil {
+		return err
+	}
+	return writeJourneyEvents(ctx, tx, journeyState{}, j, j.StartedAt)
 }
 
 // loadJourney reads a journey row; in a transaction it locks it (on
@@ -100,12 +103,14 @@ func loadJourney(ctx context.Context, q store.Querier, id string, lock string) (
 
 // change applies fn to the journey's row under the step's transaction and
 // stores it: every change of a journey's state is made here, by the step
-// (or the signal, or the cancel) whose transaction it belongs to.
+// (or the signal, or the cancel) whose transaction it belongs to, and so
+// are the events of a change of its status or its claim's (events.go).
 func change(ctx context.Context, tx store.Tx, id string, now time.Time, fn func(j *journeyRow)) (*journeyRow, error) {
 	j, err := loadJourney(ctx, tx, id, tx.Dialect().ForUpdate())
 	if err != nil {
 		return nil, err
 	}
+	before := stateOf(j)
 	fn(j)
 	j.UpdatedAt = now
 	refs, _ := json.Marshal(j.Refs)
@@ -114,7 +119,10 @@ func change(ctx context.Context, tx store.Tx, id string, now time.Time, fn func(
 		patient_share = $16
 		WHERE id = $1`, j.ID, j.Status, nullable(j.Outcome), nullable(j.Reason), j.Currency, j.Billed, j.Approved, j.Paid, j.Variance,
 		nullable(j.ClaimID), nullable(j.PreauthID), nullable(j.Needs), string(refs), now, j.LastContact, j.PatientShare)
-	return j, err
+	if err != nil {
+		return nil, err
+	}
+	return j, writeJourneyEvents(ctx, tx, before, j, now)
 }
 
 // stop ends a journey's normal course with an outcome that needs billing's
