@@ -79,6 +79,10 @@ type Config struct {
 
 	// HCX is how serve reaches payers (rcm_wiring.go).
 	HCX HCXConfig
+
+	// Events is where serve sends the domain events: webhooks and NATS
+	// (events_wiring.go).
+	Events EventsConfig
 }
 
 // ClientConfig is a running careflow as a client command calls it.
@@ -104,6 +108,7 @@ func defaultConfig() Config {
 		Auth:              defaultAuthConfig(),
 		PayerSim:          defaultPayerSimConfig(),
 		HCX:               defaultHCXConfig(),
+		Events:            defaultEventsConfig(),
 	}
 }
 
@@ -336,7 +341,7 @@ func options() []option {
 		durationOption("write-timeout", "time allowed to write a response", func(c *Config) *time.Duration { return &c.WriteTimeout }),
 		durationOption("idle-timeout", "how long an idle keep-alive connection stays open", func(c *Config) *time.Duration { return &c.IdleTimeout }),
 		durationOption("shutdown-timeout", "how long SIGTERM waits for in-flight requests before giving up", func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
-	}, append(append(append(authOptions(), limitOptions()...), payerSimOptions()...), hcxOptions()...)...)
+	}, append(append(append(authOptions(), limitOptions()...), payerSimOptions()...), append(hcxOptions(), eventsOptions()...)...)...)
 }
 
 func durationOption(name, usage string, field func(*Config) *time.Duration) option {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/careflow/careflow/internal/engine"
+	"github.com/careflow/careflow/internal/events/webhook"
 	"github.com/careflow/careflow/internal/payer/hcx"
 	"github.com/careflow/careflow/internal/phi"
 	"github.com/careflow/careflow/internal/record"
@@ -32,6 +33,9 @@ func phiColumns() (*phi.Registry, error) {
 		return nil, err
 	}
 	if err := hcx.Register(reg); err != nil {
+		return nil, err
+	}
+	if err := webhook.Register(reg); err != nil {
 		return nil, err
 	}
 	return reg, nil

@@ -177,7 +177,13 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, hooks serveHooks) 
 	// are handed to the sinks by those passes; the lease is given up after
 	// the client has stopped (this defer runs after the engine's).
 	jobsReg := jobs.NewRegistry()
-	publisher, err := newPublisher(db, jobsReg, hooks.sinks, logger)
+	sinks, err := openEventSinks(ctx, cfg, db, ring, logger)
+	if err != nil {
+		logger.Error("cannot open the event sinks", "error", err.Error())
+		return 1
+	}
+	defer sinks.close()
+	publisher, err := newPublisher(db, jobsReg, hooks.sinks, sinks, logger)
 	if err != nil {
 		logger.Error("cannot start the events publisher", "error", err.Error())
 		return 1
@@ -209,6 +215,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, hooks serveHooks) 
 		Record:       fhirRecord,
 		Engine:       eng,
 		RCM:          revenue,
+		Webhooks:     sinks.webhooks,
 		Fees:         fees,
 		Batches:      rcm.NewBatches(db, nil),
 		Payers:       directory(participant),

@@ -471,7 +471,7 @@ func (p *Policy) VisibleFields(r Role, resourceType string, pu Purpose) []string
 // apiTypes are careflow's own API records, which a policy names beside the
 // FHIR R4 resource types.
 func apiTypes() []string {
-	return []string{"AuditLog", "BreakGlass", "User", "WorkflowRun", WorkflowTask, "Journey", "Payer", "AccessPolicy"}
+	return []string{"AuditLog", "BreakGlass", "User", "WorkflowRun", WorkflowTask, "Journey", "Payer", "AccessPolicy", "Webhook"}
 }
 
 // KnownResourceType reports whether the policy may name t: every concrete
@@ -493,6 +493,8 @@ func notPatientData() []string {
 	return []string{"Practitioner", "PractitionerRole", "Organization", "Location", "Medication",
 		"InsurancePlan", "CodeSystem", "ValueSet", "AuditLog", "AuditEvent", "BreakGlass", "User", "AccessPolicy", "CareTeam",
 		"WorkflowRun",
+		// The event sinks' registrations: URLs and event types, no patient.
+		"Webhook",
 		// Directories and definitions: what the hospital offers and how its
 		// forms, devices and terminologies are defined, never a patient.
 		"HealthcareService", "Endpoint", "OrganizationAffiliation", "Questionnaire", "ConceptMap", "NamingSystem",

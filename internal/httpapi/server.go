@@ -81,6 +81,9 @@ type Options struct {
 	// since the gateway's bearer token and the message's encryption are its
 	// authentication, checked by the handler. Nil leaves it unregistered.
 	HCX http.Handler
+	// Webhooks are the event sinks' registrations served at
+	// /api/v1/webhooks (webhooks.go); nil answers those routes with 503.
+	Webhooks Webhooks
 	// Clock is the time (nil: time.Now).
 	Clock func() time.Time
 }
@@ -148,6 +151,7 @@ func (s *Server) routes() {
 	s.rcmRoutes()
 	s.rcmBillingRoutes()
 	s.terminologyRoutes()
+	s.webhookRoutes()
 	if s.opts.HCX != nil {
 		s.handle(hcxRoute, s.opts.HCX)
 	}

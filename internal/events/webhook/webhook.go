@@ -363,3 +363,10 @@ func printable(s string) bool {
 func sinkName(id string) string { return SinkPrefix + id }
 
 var _ events.DeadLetterSink = (*sink)(nil)
+
+// Register tells the re-encryptor about the webhooks' sealed secrets, so a
+// key rotation moves them to the new key too.
+func Register(reg *phi.Registry) error {
+	return reg.Register(phi.EncryptedColumns{Table: "webhooks", Key: []phi.KeyColumn{{Name: "id", Kind: phi.KeyText}},
+		Columns: []string{"secret"}, AAD: func(key []any, _ string) phi.AAD { return secretAAD(key[0].(string)) }})
+}
