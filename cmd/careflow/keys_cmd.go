@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/careflow/careflow/internal/clinical"
 	"github.com/careflow/careflow/internal/engine"
 	"github.com/careflow/careflow/internal/events/webhook"
 	"github.com/careflow/careflow/internal/payer/hcx"
@@ -38,7 +39,22 @@ func phiColumns() (*phi.Registry, error) {
 	if err := webhook.Register(reg); err != nil {
 		return nil, err
 	}
+	if err := clinical.RegisterColumns(reg); err != nil {
+		return nil, err
+	}
 	return reg, nil
+}
+
+// researchKey is the key of the research export's pseudonymous patient
+// keys: derived from the master key (never stored, kept where the master
+// key is), so every node agrees on it and a patient keeps one pseudonym
+// across exports, data-key rotations and restores.
+func researchKey(cfg Config) ([]byte, error) {
+	key, _, err := phi.ResolveMasterKey(cfg.MasterKeyFile, os.Getenv, cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	return key.Derive("careflow/research-pseudonym/v1")
 }
 
 // openKeyRing resolves the master key (--master-key-file, else

@@ -18,6 +18,7 @@ import (
 
 	"github.com/careflow/careflow/internal/access"
 	"github.com/careflow/careflow/internal/auth"
+	"github.com/careflow/careflow/internal/clinical"
 	"github.com/careflow/careflow/internal/engine"
 	"github.com/careflow/careflow/internal/events"
 	"github.com/careflow/careflow/internal/httpapi"
@@ -202,6 +203,21 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, hooks serveHooks) 
 		}
 	}()
 
+	// The clinical workflows: a run of the engine per workflow (its
+	// definition registered by startEngine), FHIR Tasks written by the
+	// run in its patient's record.
+	exportKey, err := researchKey(cfg)
+	if err != nil {
+		logger.Error("cannot derive the research export key", "error", err.Error())
+		return 1
+	}
+	clin, err := clinical.New(clinical.Config{DB: db, Engine: eng, Records: runRecords, Record: fhirRecord, Ring: ring, ExportKey: exportKey})
+	if err != nil {
+		logger.Error("cannot start the clinical workflows", "error", err.Error())
+		return 1
+	}
+	reg.MustRegister(clin.Collectors()...)
+
 	api := httpapi.New(httpapi.Options{
 		Access:       acc,
 		Audit:        auditLog,
@@ -216,6 +232,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, hooks serveHooks) 
 		Engine:       eng,
 		RCM:          revenue,
 		Webhooks:     sinks.webhooks,
+		Clinical:     clin,
 		Fees:         fees,
 		Batches:      rcm.NewBatches(db, nil),
 		Payers:       directory(participant),

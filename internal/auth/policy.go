@@ -471,7 +471,7 @@ func (p *Policy) VisibleFields(r Role, resourceType string, pu Purpose) []string
 // apiTypes are careflow's own API records, which a policy names beside the
 // FHIR R4 resource types.
 func apiTypes() []string {
-	return []string{"AuditLog", "BreakGlass", "User", "WorkflowRun", WorkflowTask, "Journey", "Payer", "AccessPolicy", "Webhook"}
+	return []string{"AuditLog", "BreakGlass", "User", "WorkflowRun", WorkflowTask, "Journey", "Payer", "AccessPolicy", "ClinicalWorkflow", "Webhook"}
 }
 
 // KnownResourceType reports whether the policy may name t: every concrete

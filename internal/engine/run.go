@@ -490,34 +490,42 @@ func checkVersion(r *Run, want int64) error {
 func (e *Engine) Cancel(ctx context.Context, runID string, expectVersion int64, reason string) (*Run, error) {
 	var out *Run
 	err := e.db.Tx(ctx, func(tx store.Tx) error {
-		r, err := e.lockRun(ctx, tx, runID)
-		if err != nil {
-			return err
-		}
-		if err := checkVersion(r, expectVersion); err != nil {
-			return err
-		}
-		if r.Status.Final() {
-			return errs.E(errs.Conflict, "workflow run is already %s", r.Status)
-		}
-		now := e.now()
-		from := r.Status
-		r.Status = StatusCancelled
-		r.Error = reason
-		r.Wait = nil
-		r.epoch++
-		r.FinishedAt = &now
-		if err := e.saveRun(ctx, tx, r, now); err != nil {
-			return err
-		}
-		if err := cancelOpenTasks(ctx, tx, r.ID, now); err != nil {
-			return err
-		}
-		e.metrics.runsFinished.WithLabelValues(r.Definition, string(StatusCancelled)).Inc()
-		out = r
-		return e.transition(ctx, tx, r, "run.cancelled", from, r.CurrentStep, 0, reason, nil)
+		var err error
+		out, err = e.CancelTx(ctx, tx, runID, expectVersion, reason)
+		return err
 	})
 	return out, err
+}
+
+// CancelTx is Cancel in the caller's transaction: a module cancelling its
+// own record of the work (a clinical workflow) with the run that keeps its
+// timers and tasks.
+func (e *Engine) CancelTx(ctx context.Context, tx store.Tx, runID string, expectVersion int64, reason string) (*Run, error) {
+	r, err := e.lockRun(ctx, tx, runID)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkVersion(r, expectVersion); err != nil {
+		return nil, err
+	}
+	if r.Status.Final() {
+		return nil, errs.E(errs.Conflict, "workflow run is already %s", r.Status)
+	}
+	now := e.now()
+	from := r.Status
+	r.Status = StatusCancelled
+	r.Error = reason
+	r.Wait = nil
+	r.epoch++
+	r.FinishedAt = &now
+	if err := e.saveRun(ctx, tx, r, now); err != nil {
+		return nil, err
+	}
+	if err := cancelOpenTasks(ctx, tx, r.ID, now); err != nil {
+		return nil, err
+	}
+	e.metrics.runsFinished.WithLabelValues(r.Definition, string(StatusCancelled)).Inc()
+	return r, e.transition(ctx, tx, r, "run.cancelled", from, r.CurrentStep, 0, reason, nil)
 }
 
 // Pause stops a running or waiting run from advancing; a step in flight

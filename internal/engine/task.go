@@ -175,7 +175,7 @@ func (e *Engine) createTask(ctx context.Context, tx store.Tx, r *Run, step strin
 		due, escalate, nullable(spec.EscalateTo), now); err != nil {
 		return "", fmt.Errorf("create task: %w", err)
 	}
-	extra := map[string]any{"task_id": id.String()}
+	extra := map[string]any{"task_id": id.String(), "step": step}
 	if spec.Role != "" {
 		extra["role"] = spec.Role
 	}
@@ -204,52 +204,59 @@ func (e *Engine) GetTask(ctx context.Context, id string) (*Task, error) {
 	return e.getTask(ctx, e.db.Reader(), id)
 }
 
-// taskOp runs fn on a task with its run locked (run first, then task: the
-// same order as every other writer).
+// taskOp runs fn on a task with its run locked, in a transaction of its
+// own (taskOpTx).
 func (e *Engine) taskOp(ctx context.Context, id string, expectVersion int64, fn func(tx store.Tx, r *Run, t *Task, now time.Time) error) (*Task, error) {
 	var out *Task
 	err := e.db.Tx(ctx, func(tx store.Tx) error {
-		var runID string
-		if err := tx.QueryRow(ctx, `SELECT run_id FROM engine_tasks WHERE id = $1`, id).Scan(&runID); err != nil {
-			if errors.Is(err, store.ErrNoRows) {
-				return errs.E(errs.NotFound, "task not found")
-			}
-			return err
-		}
-		r, err := e.lockRun(ctx, tx, runID)
-		if err != nil {
-			return err
-		}
-		t, err := e.scanTask(ctx, tx.QueryRow(ctx, `SELECT `+taskColumns+` FROM engine_tasks WHERE id = $1`+tx.Dialect().ForUpdate(), id))
-		if err != nil {
-			return err
-		}
-		if expectVersion != 0 && t.RowVersion != expectVersion {
-			return errs.E(errs.PreconditionFailed, "task changed (version %d, expected %d)", t.RowVersion, expectVersion)
-		}
-		if t.Status == TaskCompleted || t.Status == TaskCancelled {
-			return errs.E(errs.Conflict, "task is already %s", t.Status)
-		}
-		now := e.now()
-		if err := fn(tx, r, t, now); err != nil {
-			return err
-		}
-		t.RowVersion++
-		t.UpdatedAt = now
-		decision, result, err := e.sealTaskPayload(t)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `UPDATE engine_tasks SET role = $1, assignee = $2, status = $3, decision = $4, result = $5,
-			completed_by = $6, escalated_at = $7, row_version = $8, updated_at = $9, completed_at = $10 WHERE id = $11`,
-			nullable(t.Role), nullable(t.Assignee), string(t.Status), decision, result,
-			nullable(t.CompletedBy), t.EscalatedAt, t.RowVersion, now, t.CompletedAt, t.ID); err != nil {
-			return err
-		}
-		out = t
-		return nil
+		var err error
+		out, err = e.taskOpTx(ctx, tx, id, expectVersion, fn)
+		return err
 	})
 	return out, err
+}
+
+// taskOpTx runs fn on a task with its run locked (run first, then task: the
+// same order as every other writer), in the caller's transaction.
+func (e *Engine) taskOpTx(ctx context.Context, tx store.Tx, id string, expectVersion int64, fn func(tx store.Tx, r *Run, t *Task, now time.Time) error) (*Task, error) {
+	var runID string
+	if err := tx.QueryRow(ctx, `SELECT run_id FROM engine_tasks WHERE id = $1`, id).Scan(&runID); err != nil {
+		if errors.Is(err, store.ErrNoRows) {
+			return nil, errs.E(errs.NotFound, "task not found")
+		}
+		return nil, err
+	}
+	r, err := e.lockRun(ctx, tx, runID)
+	if err != nil {
+		return nil, err
+	}
+	t, err := e.scanTask(ctx, tx.QueryRow(ctx, `SELECT `+taskColumns+` FROM engine_tasks WHERE id = $1`+tx.Dialect().ForUpdate(), id))
+	if err != nil {
+		return nil, err
+	}
+	if expectVersion != 0 && t.RowVersion != expectVersion {
+		return nil, errs.E(errs.PreconditionFailed, "task changed (version %d, expected %d)", t.RowVersion, expectVersion)
+	}
+	if t.Status == TaskCompleted || t.Status == TaskCancelled {
+		return nil, errs.E(errs.Conflict, "task is already %s", t.Status)
+	}
+	now := e.now()
+	if err := fn(tx, r, t, now); err != nil {
+		return nil, err
+	}
+	t.RowVersion++
+	t.UpdatedAt = now
+	decision, result, err := e.sealTaskPayload(t)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE engine_tasks SET role = $1, assignee = $2, status = $3, decision = $4, result = $5,
+		completed_by = $6, escalated_at = $7, row_version = $8, updated_at = $9, completed_at = $10 WHERE id = $11`,
+		nullable(t.Role), nullable(t.Assignee), string(t.Status), decision, result,
+		nullable(t.CompletedBy), t.EscalatedAt, t.RowVersion, now, t.CompletedAt, t.ID); err != nil {
+		return nil, err
+	}
+	return t, nil
 }
 
 func (e *Engine) taskEvent(ctx context.Context, tx store.Tx, r *Run, t *Task, event string, extra map[string]any) error {
@@ -268,7 +275,19 @@ func errNotYourTask() error {
 // ClaimTask assigns an open task to the actor, who must hold its role (when
 // it has one) and be its assignee (when it has one).
 func (e *Engine) ClaimTask(ctx context.Context, id string, actor Actor, expectVersion int64) (*Task, error) {
-	return e.taskOp(ctx, id, expectVersion, func(tx store.Tx, r *Run, t *Task, now time.Time) error {
+	var out *Task
+	err := e.db.Tx(ctx, func(tx store.Tx) error {
+		var err error
+		out, err = e.ClaimTaskTx(ctx, tx, id, actor, expectVersion)
+		return err
+	})
+	return out, err
+}
+
+// ClaimTaskTx is ClaimTask in the caller's transaction: a module that keeps
+// its own state beside a task (a clinical step) moves both in one commit.
+func (e *Engine) ClaimTaskTx(ctx context.Context, tx store.Tx, id string, actor Actor, expectVersion int64) (*Task, error) {
+	return e.taskOpTx(ctx, tx, id, expectVersion, func(tx store.Tx, r *Run, t *Task, now time.Time) error {
 		if actor.User == "" {
 			return errs.E(errs.Invalid, "a user is required to claim a task").InField("user")
 		}
@@ -295,6 +314,18 @@ func (e *Engine) ClaimTask(ctx context.Context, id string, actor Actor, expectVe
 // must have claimed the task, or be eligible to (the claim is then
 // implicit), and must hold the task's role now, claim or not.
 func (e *Engine) CompleteTask(ctx context.Context, id string, actor Actor, decision string, result any, expectVersion int64) (*Task, error) {
+	var out *Task
+	err := e.db.Tx(ctx, func(tx store.Tx) error {
+		var err error
+		out, err = e.CompleteTaskTx(ctx, tx, id, actor, decision, result, expectVersion)
+		return err
+	})
+	return out, err
+}
+
+// CompleteTaskTx is CompleteTask in the caller's transaction (see
+// ClaimTaskTx).
+func (e *Engine) CompleteTaskTx(ctx context.Context, tx store.Tx, id string, actor Actor, decision string, result any, expectVersion int64) (*Task, error) {
 	var resultJSON []byte
 	if result != nil {
 		switch v := result.(type) {
@@ -311,7 +342,7 @@ func (e *Engine) CompleteTask(ctx context.Context, id string, actor Actor, decis
 			resultJSON = b
 		}
 	}
-	return e.taskOp(ctx, id, expectVersion, func(tx store.Tx, r *Run, t *Task, now time.Time) error {
+	return e.taskOpTx(ctx, tx, id, expectVersion, func(tx store.Tx, r *Run, t *Task, now time.Time) error {
 		if actor.User == "" {
 			return errs.E(errs.Invalid, "a user is required to complete a task").InField("user")
 		}

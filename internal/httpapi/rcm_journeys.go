@@ -51,9 +51,11 @@ func (s *Server) withRCM(h func(w http.ResponseWriter, r *http.Request, g *carea
 	})
 }
 
-// answerJourney flushes the guard's kept audit entries, then answers with
-// v or err: nothing leaves that could not be recorded.
-func (s *Server) answerJourney(w http.ResponseWriter, r *http.Request, g *careaccess.Guard, status int, v any, err error) {
+// answerGuarded flushes the guard's kept audit entries, then answers with
+// v or err: nothing leaves that could not be recorded. Every JSON route
+// that decides through a guard answers with it (journeys, clinical
+// workflows).
+func (s *Server) answerGuarded(w http.ResponseWriter, r *http.Request, g *careaccess.Guard, status int, v any, err error) {
 	if ferr := g.Flush(r.Context()); ferr != nil && err == nil {
 		err = ferr
 	}
@@ -66,12 +68,12 @@ func (s *Server) answerJourney(w http.ResponseWriter, r *http.Request, g *careac
 
 func (s *Server) startJourney(w http.ResponseWriter, r *http.Request, g *careaccess.Guard) {
 	if _, err := queryParams(r); err != nil {
-		s.answerJourney(w, r, g, 0, nil, err)
+		s.answerGuarded(w, r, g, 0, nil, err)
 		return
 	}
 	var req rcm.JourneyRequest
 	if err := readWorkflowBody(w, r, &req); err != nil {
-		s.answerJourney(w, r, g, 0, nil, err)
+		s.answerGuarded(w, r, g, 0, nil, err)
 		return
 	}
 	j, created, err := s.opts.RCM.StartJourney(r.Context(), g, req, rcm.StartOptions{IdempotencyKey: r.Header.Get("Idempotency-Key")})
@@ -80,7 +82,7 @@ func (s *Server) startJourney(w http.ResponseWriter, r *http.Request, g *careacc
 		status = http.StatusCreated
 		w.Header().Set("Location", "/api/v1/rcm/journeys/"+j.ID)
 	}
-	s.answerJourney(w, r, g, status, j, err)
+	s.answerGuarded(w, r, g, status, j, err)
 }
 
 func (s *Server) getJourney(w http.ResponseWriter, r *http.Request, g *careaccess.Guard) {
@@ -89,11 +91,11 @@ func (s *Server) getJourney(w http.ResponseWriter, r *http.Request, g *careacces
 		_, err = queryParams(r)
 	}
 	if err != nil {
-		s.answerJourney(w, r, g, 0, nil, err)
+		s.answerGuarded(w, r, g, 0, nil, err)
 		return
 	}
 	j, err := s.opts.RCM.Journey(r.Context(), g, id)
-	s.answerJourney(w, r, g, http.StatusOK, j, err)
+	s.answerGuarded(w, r, g, http.StatusOK, j, err)
 }
 
 // ageParam reads an age filter: a Go duration ("72h") or a number of days.
@@ -118,7 +120,7 @@ func ageParam(q map[string][]string, name string) (time.Duration, error) {
 func (s *Server) listJourneys(w http.ResponseWriter, r *http.Request, g *careaccess.Guard) {
 	q, err := queryParams(r, "status", "outcome", "payer", "patient", "batch", "min_age", "max_age", "cursor", "limit")
 	if err != nil {
-		s.answerJourney(w, r, g, 0, nil, err)
+		s.answerGuarded(w, r, g, 0, nil, err)
 		return
 	}
 	f := rcm.JourneyFilter{Status: q.Get("status"), Outcome: q.Get("outcome"), Payer: q.Get("payer"), Patient: q.Get("patient"),
@@ -133,11 +135,11 @@ func (s *Server) listJourneys(w http.ResponseWriter, r *http.Request, g *careacc
 		}
 	}
 	if err != nil {
-		s.answerJourney(w, r, g, 0, nil, err)
+		s.answerGuarded(w, r, g, 0, nil, err)
 		return
 	}
 	page, err := s.opts.RCM.Journeys(r.Context(), g, f)
-	s.answerJourney(w, r, g, http.StatusOK, page, err)
+	s.answerGuarded(w, r, g, http.StatusOK, page, err)
 }
 
 func (s *Server) appealJourney(w http.ResponseWriter, r *http.Request, g *careaccess.Guard) {
@@ -150,14 +152,14 @@ func (s *Server) appealJourney(w http.ResponseWriter, r *http.Request, g *careac
 		err = readWorkflowBody(w, r, &body)
 	}
 	if err != nil {
-		s.answerJourney(w, r, g, 0, nil, err)
+		s.answerGuarded(w, r, g, 0, nil, err)
 		return
 	}
 	j, err := s.opts.RCM.Appeal(r.Context(), g, id, body)
 	if err == nil {
 		w.Header().Set("Location", "/api/v1/rcm/journeys/"+j.ID)
 	}
-	s.answerJourney(w, r, g, http.StatusCreated, j, err)
+	s.answerGuarded(w, r, g, http.StatusCreated, j, err)
 }
 
 type cancelJourneyJSON struct {
@@ -179,9 +181,9 @@ func (s *Server) cancelJourney(w http.ResponseWriter, r *http.Request, g *careac
 		err = errs.E(errs.Invalid, "must be a code: lower-case letters, digits and _").InField("reason")
 	}
 	if err != nil {
-		s.answerJourney(w, r, g, 0, nil, err)
+		s.answerGuarded(w, r, g, 0, nil, err)
 		return
 	}
 	j, err := s.opts.RCM.Cancel(r.Context(), g, id, body.Reason)
-	s.answerJourney(w, r, g, http.StatusOK, j, err)
+	s.answerGuarded(w, r, g, http.StatusOK, j, err)
 }

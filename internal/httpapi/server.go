@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/careflow/careflow/internal/auth"
+	"github.com/careflow/careflow/internal/clinical"
 	"github.com/careflow/careflow/internal/engine"
 	"github.com/careflow/careflow/internal/ratelimit"
 	"github.com/careflow/careflow/internal/rcm"
@@ -68,6 +69,9 @@ type Options struct {
 	// RCM is the revenue cycle served at /api/v1/rcm (rcm_journeys.go); nil
 	// answers those routes with 503.
 	RCM *rcm.Service
+	// Clinical is the clinical workflows module served at
+	// /api/v1/clinical-workflows (clinical.go); nil answers 503.
+	Clinical *clinical.Service
 	// Fees are the payers' settings and fee schedules (GET
 	// /api/v1/rcm/payers), Batches the batches of journeys, Payers the
 	// participant registry (payer/hcx's; nil lists every payer careflow
@@ -149,6 +153,7 @@ func (s *Server) routes() {
 	s.fhirRoutes()
 	s.workflowRoutes()
 	s.rcmRoutes()
+	s.clinicalRoutes()
 	s.rcmBillingRoutes()
 	s.terminologyRoutes()
 	s.webhookRoutes()

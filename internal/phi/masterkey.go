@@ -41,6 +41,19 @@ type MasterKey struct {
 	b *[masterKeySize]byte
 }
 
+// Derive returns a 32-byte key for one purpose, derived from the master key
+// with HKDF-SHA256 (purpose is the info; it must name the use and its
+// version, e.g. "careflow/research-pseudonym/v1"). A derived key is as
+// stable as the master key (data keys may rotate under it) and is kept
+// where the master key is, apart from the data: it is never stored. Keys
+// of different purposes are independent.
+func (k MasterKey) Derive(purpose string) ([]byte, error) {
+	if purpose == "" || k.b == nil {
+		return nil, errors.New("phi: a derived key needs a master key and a purpose")
+	}
+	return hkdf.Key(sha256.New, k.b[:], nil, purpose, 32)
+}
+
 // MasterKeySource says where a master key came from.
 type MasterKeySource string
 
