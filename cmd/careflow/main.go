@@ -36,7 +36,7 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{name: "serve", summary: "run the API and the workflow workers", run: runServe},
+		{name: "serve", summary: "run the API, the workflow workers and event delivery (webhooks, NATS JetStream)", run: runServe},
 		{name: "migrate", summary: "apply pending database migrations and exit", run: runMigrate},
 		{name: "codes", summary: "load code system releases (ICD-10-CM, CPT, HCPCS, LOINC, SNOMED CT) and list them", usage: codesUsage, run: runCodes, help: printCodesHelp},
 		{name: "user", summary: "add, list, disable local accounts, change their role or clear their failed-login lock-outs", usage: userUsage, run: runUser},
