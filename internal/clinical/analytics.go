@@ -198,10 +198,10 @@ func (s *Service) stepAnalytics(ctx context.Context, q *query, now time.Time, ou
 	defer rows.Close()
 	for rows.Next() {
 		var (
-			k                       key
-			st                      StepStatus
-			ws                      Status
-			created                 time.Time
+			k                      key
+			st                     StepStatus
+			ws                     Status
+			created                time.Time
 			started, finished, due *time.Time
 		)
 		if err := rows.Scan(&k.code, &k.role, &st, &created, &started, &finished, &due, &ws); err != nil {

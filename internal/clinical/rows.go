@@ -140,7 +140,7 @@ const stepFrom = ` FROM clinical_steps s LEFT JOIN engine_tasks t ON t.id = s.ta
 
 func scanStep(s scanner) (*stepRow, error) {
 	var (
-		st                          stepRow
+		st                         stepRow
 		startedBy, finishedBy, why *string
 	)
 	if err := s.Scan(&st.ID, &st.WorkflowID, &st.Seq, &st.Code, &st.Role, &st.Status, &st.TaskID, &st.FHIRTaskID, &st.DueAt,

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/careflow/careflow/internal/access"
+	"github.com/careflow/careflow/internal/auth"
 	"github.com/careflow/careflow/internal/engine"
 	"github.com/careflow/careflow/internal/errs"
 	"github.com/careflow/careflow/internal/store"
@@ -89,12 +91,17 @@ func (s *Service) UpdateStep(ctx context.Context, g Guard, workflowID, stepID st
 	if err != nil {
 		return nil, err
 	}
-	var out json.RawMessage
+	var (
+		out     json.RawMessage
+		allowed auth.Decision
+		patient string
+	)
 	err = s.cfg.DB.Tx(ctx, func(tx store.Tx) error {
 		w, d, err := s.lockAuthorized(ctx, tx, g, workflowID, []string{"steps"})
 		if err != nil {
 			return err
 		}
+		allowed, patient = d, w.PatientID
 		steps, err := loadSteps(ctx, tx, w.ID)
 		if err != nil {
 			return err
@@ -108,7 +115,7 @@ func (s *Service) UpdateStep(ctx context.Context, g Guard, workflowID, stepID st
 			return errs.E(errs.Conflict, "the workflow is %s", w.Status).InField("status")
 		}
 		if !slices.Contains(actor.Roles, st.Role) {
-			return errs.E(errs.Forbidden, "this step is done by a %s", st.Role).InField("status")
+			return errStepRole(st.Role)
 		}
 		if st.Version != up.Version {
 			return errs.E(errs.Conflict, "the step changed since it was read (version %d)", st.Version).InField("version")
@@ -128,7 +135,23 @@ func (s *Service) UpdateStep(ctx context.Context, g Guard, workflowID, stepID st
 		out, err = s.render(ctx, g, d, w, steps)
 		return err
 	})
+	if errs.Is(err, errs.Forbidden) && allowed.Allowed {
+		// The policy allowed the update and the module's own rule refused
+		// it (the step is another role's, the task another person's): the
+		// transaction that held the allowed entry rolled back, so the
+		// refusal is recorded now, as a denial of the same access.
+		_ = g.AuditDecision(ctx, access.Action{Req: auth.Request{Action: auth.ActionUpdate, ResourceType: ResourceType, PatientID: patient},
+			ResourceID: workflowID}, auth.Decision{Reason: ReasonStepRole, Purpose: allowed.Purpose})
+	}
 	return out, err
+}
+
+// ReasonStepRole is the audit reason of a step refused to someone who does
+// not hold its role (or whose task another person holds).
+const ReasonStepRole auth.Reason = "step_role"
+
+func errStepRole(role string) error {
+	return errs.E(errs.Forbidden, "this step is done by a %s", role).InField("status")
 }
 
 // moveStep moves a step and its task, rewrites its FHIR Task and writes its

@@ -79,6 +79,9 @@ var publicRoutes = map[string]bool{
 	// checked by payer/hcx's handler; an unauthenticated call is refused
 	// there with the protocol's error.
 	hcxRoute: true,
+	// The clinical module's health says nothing of any patient; a load
+	// balancer polls it like /healthz.
+	"GET /api/v1/clinical-workflows/health": true,
 }
 
 // hcxRoute is where the gateway delivers payers' messages (Options.HCX).

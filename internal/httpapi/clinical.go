@@ -242,7 +242,8 @@ func (s *Server) createClinicalEncounter(w http.ResponseWriter, r *http.Request,
 		s.answerGuarded(w, r, g, 0, nil, err)
 		return
 	}
-	s.respondRecord(w, r, g, rec, http.StatusCreated, true)
+	// The guard's entries (the create's) go to the log as the answer starts.
+	s.respondRecord(&auditingWriter{ResponseWriter: w, g: g, s: s, r: r}, r, g, rec, http.StatusCreated, true)
 }
 
 func (s *Server) getClinicalEncounter(w http.ResponseWriter, r *http.Request, g *careaccess.Guard) {
@@ -259,7 +260,7 @@ func (s *Server) getClinicalEncounter(w http.ResponseWriter, r *http.Request, g 
 		s.answerGuarded(w, r, g, 0, nil, asMissing(err, "Encounter", errs.E(errs.NotFound, "no such encounter")))
 		return
 	}
-	s.respondRecord(w, r, g, rec, http.StatusOK, false)
+	s.respondRecord(&auditingWriter{ResponseWriter: w, g: g, s: s, r: r}, r, g, rec, http.StatusOK, false)
 }
 
 func (s *Server) searchClinical(w http.ResponseWriter, r *http.Request, g *careaccess.Guard) {

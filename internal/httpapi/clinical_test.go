@@ -28,8 +28,8 @@ type clinicalFixture struct {
 
 const (
 	clinicalDoctor   = "dr-1"
-	ownEncounter     = "enc-own"
-	otherEncounter   = "enc-other"
+	ownEncounter     = "enc-" + ownPatient
+	otherEncounter   = "enc-" + otherPatient
 	clinicalWorkflow = "/api/v1/clinical-workflows/workflows"
 )
 
@@ -45,13 +45,16 @@ func newClinicalFixture(t *testing.T, db *store.DB) *clinicalFixture {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	for _, r := range []struct{ typ, id, body string }{
-		{"Patient", ownPatient, `{"resourceType":"Patient","name":[{"family":"Own"}]}`},
-		{"Patient", otherPatient, `{"resourceType":"Patient","name":[{"family":"Other"}]}`},
+	// Every patient the matrices name, each with an encounter
+	// ("enc-<patient>"), and one practitioner.
+	seed := []struct{ typ, id, body string }{
 		{"Practitioner", clinicalDoctor, `{"resourceType":"Practitioner","name":[{"family":"Doctor"}]}`},
-		{"Encounter", ownEncounter, `{"resourceType":"Encounter","status":"in-progress","class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"IMP"},"subject":{"reference":"Patient/` + ownPatient + `"}}`},
-		{"Encounter", otherEncounter, `{"resourceType":"Encounter","status":"in-progress","class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"IMP"},"subject":{"reference":"Patient/` + otherPatient + `"}}`},
-	} {
+	}
+	for _, p := range []string{ownPatient, otherPatient, "pat-assigned", "pat-glass", "pat-expired"} {
+		seed = append(seed, struct{ typ, id, body string }{"Patient", p, `{"resourceType":"Patient","name":[{"family":"Test"}]}`},
+			struct{ typ, id, body string }{"Encounter", "enc-" + p, encounterOf(p)})
+	}
+	for _, r := range seed {
 		body := strings.Replace(r.body, `{"resourceType":"`+r.typ+`"`, `{"resourceType":"`+r.typ+`","id":"`+r.id+`"`, 1)
 		if _, _, err := deps.rec.Update(ctx, nil, r.typ, r.id, []byte(body), ""); err != nil {
 			t.Fatalf("seed %s/%s: %v", r.typ, r.id, err)
@@ -66,6 +69,12 @@ func newClinicalFixture(t *testing.T, db *store.DB) *clinicalFixture {
 	f.ts = httptest.NewServer(f.srv.Handler())
 	t.Cleanup(f.ts.Close)
 	return &clinicalFixture{wfFixture: &wfFixture{authzFixture: f, eng: eng, deps: deps, clock: clock}, svc: svc}
+}
+
+// encounterOf is an inpatient Encounter of patient, in progress.
+func encounterOf(patient string) string {
+	return `{"resourceType":"Encounter","status":"in-progress","class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"IMP"},` +
+		`"subject":{"reference":"Patient/` + patient + `"},"period":{"start":"2026-11-30T08:00:00Z"}}`
 }
 
 // workflowJSON is what the tests read of a workflow.
