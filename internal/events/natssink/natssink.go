@@ -11,11 +11,12 @@
 //     kind's dots make more tokens), its body the event as stored (ids and
 //     states, never PHI) and its Nats-Msg-Id the event id, so JetStream
 //     drops a re-delivery within the stream's duplicate window.
-//   - Deliver publishes one message at a time and waits for the stream's
-//     acknowledgement of each before the next, so the stream holds an
-//     aggregate's events in sequence order; a failure refuses the call and
-//     the publisher hands the events again later (at least once: the
-//     publisher's positions move only after every ack).
+//   - Deliver keeps one message per aggregate in flight and publishes an
+//     aggregate's next event only after the stream acknowledged the one
+//     before, so the stream holds each aggregate's events in sequence
+//     order; different aggregates' events are published together. A
+//     failure refuses the call and the publisher hands the events again
+//     later (at least once: its positions move only after every ack).
 //   - While the connection is down Deliver fails at once instead of
 //     waiting out a timeout per aggregate; nats.go reconnects forever.
 package natssink
@@ -174,28 +175,75 @@ func kindTokens(kind string) string {
 	return strings.Join(parts, ".")
 }
 
-// Deliver implements events.Sink: each event in turn, acknowledged before
-// the next.
+// Deliver implements events.Sink. Each aggregate has at most one message
+// in flight: its next event is published only once the stream has
+// acknowledged the one before, so the stream holds every aggregate's
+// events in sequence order even when a publish fails part-way (the rest
+// of the call is refused, and what was stored is dropped as a duplicate
+// when handed again). Different aggregates' events go out together,
+// asynchronously, a round at a time: round r publishes every aggregate's
+// r-th event and waits for all their acknowledgements.
 func (s *Sink) Deliver(ctx context.Context, evs []events.Event) error {
 	if !s.nc.IsConnected() {
 		return errors.New("nats: not connected (reconnecting)")
 	}
+	var (
+		queues [][]events.Event
+		index  = map[string]int{}
+	)
 	for _, ev := range evs {
-		body, err := json.Marshal(ev)
-		if err != nil {
-			return err
+		k := ev.AggregateType + "\x00" + ev.AggregateID
+		i, ok := index[k]
+		if !ok {
+			i = len(queues)
+			index[k] = i
+			queues = append(queues, nil)
 		}
-		msg := nats.NewMsg(s.Subject(ev))
-		msg.Data = body
-		msg.Header.Set(jetstream.MsgIDHeader, strconv.FormatInt(ev.ID, 10))
-		actx, cancel := context.WithTimeout(ctx, s.cfg.AckTimeout)
-		_, err = s.js.PublishMsg(actx, msg)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("nats: publish event %d: %w", ev.ID, err)
-		}
+		queues[i] = append(queues[i], ev)
 	}
-	return nil
+	for round := 0; ; round++ {
+		type inflight struct {
+			id  int64
+			ack jetstream.PubAckFuture
+		}
+		var sent []inflight
+		for _, q := range queues {
+			if round >= len(q) {
+				continue
+			}
+			ev := q[round]
+			body, err := json.Marshal(ev)
+			if err != nil {
+				return err
+			}
+			msg := nats.NewMsg(s.Subject(ev))
+			msg.Data = body
+			msg.Header.Set(jetstream.MsgIDHeader, strconv.FormatInt(ev.ID, 10))
+			f, err := s.js.PublishMsgAsync(msg)
+			if err != nil {
+				return fmt.Errorf("nats: publish event %d: %w", ev.ID, err)
+			}
+			sent = append(sent, inflight{ev.ID, f})
+		}
+		if len(sent) == 0 {
+			return nil
+		}
+		timeout := time.NewTimer(s.cfg.AckTimeout)
+		for _, f := range sent {
+			select {
+			case <-f.ack.Ok():
+			case err := <-f.ack.Err():
+				timeout.Stop()
+				return fmt.Errorf("nats: publish event %d: %w", f.id, err)
+			case <-timeout.C:
+				return fmt.Errorf("nats: no acknowledgement of event %d within %v", f.id, s.cfg.AckTimeout)
+			case <-ctx.Done():
+				timeout.Stop()
+				return ctx.Err()
+			}
+		}
+		timeout.Stop()
+	}
 }
 
 // Close disconnects: every publish was acknowledged, so nothing is pending.
