@@ -33,7 +33,22 @@
 //     client (RegisterJobs, jobs.go): River's leader inserts one per
 //     Interval and any node may work it, so the lease, not the job, says
 //     which node delivers.
-//   - Delivered events are pruned after a retention; with no sink
-//     registered, events are pruned after the retention all the same (a
+//   - Sinks are registered at start (Register) or named by a SinkSource
+//     that the lease holder asks at the start of every pass
+//     (RegisterSource: the webhooks, read from the database, so a
+//     registration on any node takes effect at the next pass). Each sink
+//     has its own positions under its name; a NamedSink's After makes the
+//     events up to that id count as delivered to it without being handed.
+//     Up to Options.Parallel sinks are delivered to at once: their
+//     positions are separate rows, so one slow sink holds up only itself.
+//   - A DeadLetterSink that keeps refusing an aggregate (DeadLetterAfter
+//     failures in a row, or DeadLetterAge since the first) has those
+//     events handed to its DeadLetter in the transaction that moves its
+//     position past them: the dead letters and the move commit together,
+//     and the aggregate's later events flow. Any other sink is only ever
+//     backed off.
+//   - Delivered events are pruned after a retention: an event goes once
+//     every current sink has had it (its position, or its After); with
+//     no sink, events are pruned after the retention all the same (a
 //     sink registered later starts from what is retained).
 package events
