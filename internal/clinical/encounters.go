@@ -74,6 +74,11 @@ func (s *Service) Search(ctx context.Context, g Guard, f SearchFilter) (SearchRe
 		return SearchResult{}, errs.E(errs.Invalid, "must be after from").InField("to")
 	}
 	f.CreatedFrom, f.CreatedTo = f.From, f.To
+	// References become ids here too: the encounter query is built from
+	// the same filter.
+	if err := f.Filter.check(); err != nil {
+		return SearchResult{}, err
+	}
 	page, err := s.List(ctx, g, f.Filter)
 	if err != nil {
 		return SearchResult{}, err
