@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/careflow/careflow/internal/auth"
-	"github.com/careflow/careflow/internal/outbound"
 	"github.com/careflow/careflow/internal/record"
 	"github.com/careflow/careflow/internal/store"
 )
@@ -291,15 +290,9 @@ func options() []option {
 			usage: "comma-separated host or host:port list the built-in diagnostics workflow's effect step may POST to (none: the step is disabled)",
 			def:   func(c Config) string { return strings.Join(c.DiagnosticsEffectHosts, ",") },
 			set: func(c *Config, v string) error {
-				var hosts []string
-				for _, h := range strings.Split(v, ",") {
-					if h = strings.TrimSpace(h); h == "" {
-						continue
-					}
-					if err := outbound.ValidHost(h); err != nil {
-						return fmt.Errorf("%q: %v", h, err)
-					}
-					hosts = append(hosts, h)
+				hosts, err := hostList(v)
+				if err != nil {
+					return err
 				}
 				c.DiagnosticsEffectHosts = hosts
 				return nil

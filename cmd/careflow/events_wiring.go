@@ -42,15 +42,9 @@ func eventsOptions() []option {
 			usage: "comma-separated host:port (or host, for port 443) list that webhooks may be registered to (/api/v1/webhooks); https, or plain http to a loopback or private address; none: webhooks cannot be registered",
 			def:   func(c Config) string { return strings.Join(c.Events.WebhookAllow, ",") },
 			set: func(c *Config, v string) error {
-				var hosts []string
-				for _, h := range strings.Split(v, ",") {
-					if h = strings.TrimSpace(h); h == "" {
-						continue
-					}
-					if err := outbound.ValidHost(h); err != nil {
-						return fmt.Errorf("%q: %v", h, err)
-					}
-					hosts = append(hosts, h)
+				hosts, err := hostList(v)
+				if err != nil {
+					return err
 				}
 				c.Events.WebhookAllow = hosts
 				return nil
@@ -86,6 +80,23 @@ func eventsOptions() []option {
 				return nil
 			}},
 	}
+}
+
+// hostList parses an outbound allow-list: comma-separated host or
+// host:port entries, each checked by outbound.ValidHost; empty entries are
+// skipped.
+func hostList(v string) ([]string, error) {
+	var hosts []string
+	for _, h := range strings.Split(v, ",") {
+		if h = strings.TrimSpace(h); h == "" {
+			continue
+		}
+		if err := outbound.ValidHost(h); err != nil {
+			return nil, fmt.Errorf("%q: %v", h, err)
+		}
+		hosts = append(hosts, h)
+	}
+	return hosts, nil
 }
 
 // eventSinks are serve's sinks: the webhooks (always served, registrable

@@ -1,21 +1,14 @@
 package natssink_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/careflow/careflow/internal/events"
-	"github.com/careflow/careflow/internal/events/webhook"
-	"github.com/careflow/careflow/internal/outbound"
-	"github.com/careflow/careflow/internal/phi"
 	"github.com/careflow/careflow/internal/store"
 	"github.com/careflow/careflow/internal/store/storetest"
 )
@@ -38,34 +31,7 @@ func BenchmarkSinkDelivery(b *testing.B) {
 				p := events.NewPublisher(db, events.Options{Node: "bench"})
 				switch sinkName {
 				case "webhook":
-					var secret []byte
-					ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-						var body bytes.Buffer
-						_, _ = body.ReadFrom(r.Body)
-						if webhook.Verify(secret, r.Header, body.Bytes(), time.Now(), time.Minute) != nil {
-							w.WriteHeader(http.StatusUnauthorized)
-							return
-						}
-						w.WriteHeader(http.StatusNoContent)
-					}))
-					defer ts.Close()
-					host, _ := url.Parse(ts.URL)
-					cl, err := outbound.New(outbound.Config{Hosts: []string{host.Host}})
-					if err != nil {
-						b.Fatal(err)
-					}
-					mk, _ := phi.ParseMasterKey(bytes.Repeat([]byte{0x5a}, 32))
-					ring, err := phi.OpenRing(ctx, db, mk, phi.Options{})
-					if err != nil {
-						b.Fatal(err)
-					}
-					hooks := webhook.New(db, ring, cl, webhook.Options{})
-					reg, err := hooks.Register(ctx, "bench", webhook.Input{URL: ts.URL, EventTypes: []string{"*"}})
-					if err != nil {
-						b.Fatal(err)
-					}
-					secret = []byte(reg.Secret)
-					p.RegisterSource(hooks)
+					p.RegisterSource(registerReceiver(b, db, &hookReceiver{seen: map[int64]bool{}}))
 				case "nats":
 					sink, _, _ := testStream(b, natsURL(b))
 					p.Register("nats", sink)

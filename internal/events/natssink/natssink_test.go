@@ -129,6 +129,34 @@ func (h *hookReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// registerReceiver serves recv on a local HTTP server and registers it as
+// a webhook of every kind, the secret kept in recv.
+func registerReceiver(t testing.TB, db *store.DB, recv *hookReceiver) *webhook.Service {
+	t.Helper()
+	ctx := context.Background()
+	ts := httptest.NewServer(recv)
+	t.Cleanup(ts.Close)
+	host, _ := url.Parse(ts.URL)
+	cl, err := outbound.New(outbound.Config{Hosts: []string{host.Host}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk, _ := phi.ParseMasterKey(bytes.Repeat([]byte{0x5a}, 32))
+	ring, err := phi.OpenRing(ctx, db, mk, phi.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hooks := webhook.New(db, ring, cl, webhook.Options{})
+	reg, err := hooks.Register(ctx, "admin-1", webhook.Input{URL: ts.URL, EventTypes: []string{"*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv.mu.Lock()
+	recv.secret = []byte(reg.Secret)
+	recv.mu.Unlock()
+	return hooks
+}
+
 func (h *hookReceiver) events() []events.Event {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -148,26 +176,7 @@ func TestNATSConsumerGetsTheSameStreamAsAWebhook(t *testing.T) {
 		sink, js, stream := testStream(t, u)
 
 		recv := &hookReceiver{seen: map[int64]bool{}}
-		ts := httptest.NewServer(recv)
-		defer ts.Close()
-		host, _ := url.Parse(ts.URL)
-		cl, err := outbound.New(outbound.Config{Hosts: []string{host.Host}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		mk, _ := phi.ParseMasterKey(bytes.Repeat([]byte{0x5a}, 32))
-		ring, err := phi.OpenRing(ctx, db, mk, phi.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		hooks := webhook.New(db, ring, cl, webhook.Options{})
-		reg, err := hooks.Register(ctx, "admin-1", webhook.Input{URL: ts.URL, EventTypes: []string{"*"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		recv.mu.Lock()
-		recv.secret = []byte(reg.Secret)
-		recv.mu.Unlock()
+		hooks := registerReceiver(t, db, recv)
 
 		p := events.NewPublisher(db, events.Options{Node: "n1", Batch: 50})
 		p.Register("nats", sink)
