@@ -94,8 +94,10 @@ func configOrExit(command string, args []string, stdout, stderr io.Writer, geten
 
 func printHelp(w io.Writer) {
 	fmt.Fprint(w, `careflow runs a hospital's or clinic's clinical workflows and revenue cycle:
-patients, encounters, eligibility, pre-authorization, claims and payments,
-on an embedded SQLite file by default or PostgreSQL for many nodes.
+admissions, consultations, procedures and discharges as steps done by the
+care team's roles; patients, encounters, eligibility, pre-authorization,
+claims and payments; de-identified exports for research with consent. On an
+embedded SQLite file by default or PostgreSQL for many nodes.
 
 Usage:
   careflow COMMAND [FLAGS]
