@@ -434,3 +434,28 @@ func TestClinicalExportIsDeidentifiedAndNeedsConsent(t *testing.T) {
 		problemOf(t, f.call(t, doctor, "POST", "/api/v1/clinical-workflows/ai-training-data/"+w.ID, nil), http.StatusForbidden)
 	})
 }
+
+// A dump of the database after a workflow ran holds none of its clinical
+// text: the chief complaint, notes and working diagnosis are sealed, and the
+// plain rows, engine tasks, FHIR Tasks' indexes and events hold codes.
+func TestClinicalDumpHoldsNoClinicalText(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		f := newClinicalFixture(t, db)
+		doctor := f.principal(t, "doctor-1", auth.Physician, "")
+		nurse := f.principal(t, "nurse-1", auth.Nurse, "")
+		w := must[workflowJSON](t, f.call(t, doctor, "POST", clinicalWorkflow, map[string]any{
+			"type": "discharge", "patient": "Patient/" + ownPatient, "provider": "Practitioner/" + clinicalDoctor,
+			"chief_complaint": "Quixotic palpitations", "clinical_notes": "Zephyrine tablets stopped",
+			"working_diagnosis": "Xanthous syndrome"}), http.StatusCreated)
+		w = f.move(t, nurse, w, "discharge_readiness", "in_progress", http.StatusOK)
+		must[workflowJSON](t, f.call(t, doctor, "PUT", clinicalWorkflow+"/"+w.ID,
+			map[string]any{"version": w.Version, "clinical_notes": "Zephyrine restarted at night"}), http.StatusOK)
+		dump := string(storetest.Dump(t, db))
+		for _, v := range []string{"Quixotic", "palpitations", "Zephyrine", "Xanthous"} {
+			if strings.Contains(dump, v) {
+				t.Errorf("the dump holds %q in readable form", v)
+			}
+		}
+	})
+}
