@@ -105,7 +105,7 @@ func checkCreate(req *CreateRequest) (patient, provider, encounter string, err e
 		return "", "", "", errs.E(errs.Invalid, "at most %d steps", maxSteps).InField("steps")
 	}
 	for i, st := range req.Steps {
-		if err = checkStepSpec("steps["+itoa(i)+"]", st); err != nil {
+		if err = checkStepSpec("steps["+itoa(i)+"].", st); err != nil {
 			return
 		}
 	}

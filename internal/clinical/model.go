@@ -275,16 +275,17 @@ func checkText(field, v string, limit int) error {
 	return nil
 }
 
-// checkStepSpec checks a step to add (field is its place in the request).
-func checkStepSpec(field string, s StepSpec) error {
+// checkStepSpec checks a step to add; prefix places its fields in the
+// request ("" for a step added alone, "steps[2]." in a create).
+func checkStepSpec(prefix string, s StepSpec) error {
 	if !codePattern.MatchString(s.Code) {
-		return errs.E(errs.Invalid, "must be a code: lower-case letters, digits and _, starting with a letter").InField(field + ".code")
+		return errs.E(errs.Invalid, "must be a code: lower-case letters, digits and _, starting with a letter").InField(prefix + "code")
 	}
 	if !slices.Contains(stepRoles, s.Role) {
-		return errs.E(errs.Invalid, "must be one of nurse, physician").InField(field + ".role")
+		return errs.E(errs.Invalid, "must be one of nurse, physician").InField(prefix + "role")
 	}
 	if s.DueMinutes < 0 || s.DueMinutes > 30*24*60 {
-		return errs.E(errs.Invalid, "must be 0-43200 (30 days)").InField(field + ".due_minutes")
+		return errs.E(errs.Invalid, "must be 0-43200 (30 days)").InField(prefix + "due_minutes")
 	}
 	return nil
 }

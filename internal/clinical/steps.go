@@ -17,10 +17,8 @@ import (
 // who may update the workflow may add a step for either care role.
 func (s *Service) AddStep(ctx context.Context, g Guard, workflowID string, sp StepSpec) (json.RawMessage, error) {
 	defer s.metrics.time("add_step")()
-	if err := checkStepSpec("step", sp); err != nil {
-		// The request's fields are top-level here.
-		e, _ := errs.As(err)
-		return nil, errs.E(e.Kind, "%s", e.Message).InField(e.Field[len("step."):])
+	if err := checkStepSpec("", sp); err != nil {
+		return nil, err
 	}
 	actor := g.Caller().Principal
 	if actor == nil {
