@@ -27,6 +27,7 @@ func TestReceiverDownFor30SecondsGetsEveryEventOnceInOrder(t *testing.T) {
 		t.Skip("waits out a 30-second outage")
 	}
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		t.Parallel() // the backends wait out their outages side by side
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		r := newReceiver(t)
