@@ -11,6 +11,7 @@ import (
 	"github.com/careflow/careflow/internal/auth"
 	"github.com/careflow/careflow/internal/clinical"
 	"github.com/careflow/careflow/internal/engine"
+	"github.com/careflow/careflow/internal/events"
 	"github.com/careflow/careflow/internal/store"
 	"github.com/careflow/careflow/internal/store/storetest"
 )
@@ -235,6 +236,50 @@ func TestClinicalStepsAreEngineTasks(t *testing.T) {
 		task, err := f.eng.GetTask(context.Background(), last.Task)
 		if err != nil || task.Status != engine.TaskCompleted || task.Decision != "skipped" {
 			t.Fatalf("the added step's task %+v, %v", task, err)
+		}
+	})
+}
+
+// A workflow's changes reach the event sinks in order, each once: created,
+// its steps added, each step started and ended, completed; ids, codes and
+// states only, never the clinical text.
+func TestClinicalEventsReachSinksInOrder(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		f := newClinicalFixture(t, db)
+		doctor := f.principal(t, "doctor-1", auth.Physician, "")
+		nurse := f.principal(t, "nurse-1", auth.Nurse, "")
+		pub := events.NewPublisher(db, events.Options{})
+		sink := &events.MemorySink{}
+		pub.Register("test", sink)
+		w := must[workflowJSON](t, f.call(t, doctor, "POST", clinicalWorkflow, map[string]any{"type": "custom",
+			"patient": "Patient/" + ownPatient, "provider": "Practitioner/" + clinicalDoctor, "clinical_notes": "Quietly improving",
+			"steps": []map[string]any{{"code": "wound_check", "role": "nurse"}, {"code": "review", "role": "physician"}}}), http.StatusCreated)
+		w = f.move(t, nurse, w, "wound_check", "in_progress", http.StatusOK)
+		w = f.move(t, nurse, w, "wound_check", "completed", http.StatusOK)
+		w = f.move(t, doctor, w, "review", "skipped", http.StatusOK)
+		if w.Status != "completed" {
+			t.Fatalf("workflow %s", w.Status)
+		}
+		if _, err := pub.PublishOnce(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		var kinds []string
+		seen := map[int64]bool{}
+		for _, ev := range sink.Events() {
+			if ev.AggregateType != clinical.AggregateType {
+				continue
+			}
+			if ev.AggregateID != w.ID || seen[ev.ID] || strings.Contains(string(ev.Payload), "Quietly") {
+				t.Fatalf("event %+v", ev)
+			}
+			seen[ev.ID] = true
+			kinds = append(kinds, ev.Kind)
+		}
+		want := []string{clinical.EventCreated, clinical.EventStepAdded, clinical.EventStepAdded, clinical.EventStepStarted,
+			clinical.EventStepCompleted, clinical.EventStepSkipped, clinical.EventCompleted}
+		if strings.Join(kinds, " ") != strings.Join(want, " ") {
+			t.Errorf("events %v, want %v", kinds, want)
 		}
 	})
 }
