@@ -2,6 +2,7 @@ package clinical
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -62,14 +63,30 @@ func (s *Service) Registry() *prometheus.Registry { return s.metrics.reg }
 // Collectors are the module's metrics, for the server's /metrics too.
 func (s *Service) Collectors() []prometheus.Collector { return s.metrics.collectors() }
 
-// stateCollector reports the work standing now, read from the database at
-// each scrape: active workflows by priority and overdue steps by role.
-type stateCollector struct{ s *Service }
+// stateCollector reports the work standing now: active workflows by
+// priority and overdue steps by role. Counting them reads every open step,
+// which grows with the data, so a scrape never waits for it: the counts are
+// read in the background at most once per stateTTL, started by a scrape
+// that finds them older, and a scrape answers at once with the last counts
+// (none until the first read has finished). A server nobody scrapes never
+// reads them.
+type stateCollector struct {
+	s *Service
+
+	mu      sync.Mutex
+	at      time.Time // when the last read ended (zero: never)
+	reading bool
+	active  map[string]float64
+	overdue map[string]float64
+}
+
+// stateTTL is how old the counts may be before a scrape reads them again.
+const stateTTL = 30 * time.Second
 
 var (
-	activeDesc = prometheus.NewDesc("careflow_clinical_workflows_active", "Active clinical workflows, by priority.",
+	activeDesc = prometheus.NewDesc("careflow_clinical_workflows_active", "Active clinical workflows, by priority (read at most every 30 s).",
 		[]string{"priority"}, nil)
-	overdueDesc = prometheus.NewDesc("careflow_clinical_steps_overdue", "Unfinished steps of active workflows past their due time, by role.",
+	overdueDesc = prometheus.NewDesc("careflow_clinical_steps_overdue", "Unfinished steps of active workflows past their due time, by role (read at most every 30 s).",
 		[]string{"role"}, nil)
 )
 
@@ -79,32 +96,58 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	q := c.s.cfg.DB.Reader()
-	counts := func(query string, desc *prometheus.Desc, args ...any) {
-		rows, err := q.Query(ctx, query, args...)
-		if err != nil {
-			ch <- prometheus.NewInvalidMetric(desc, err)
-			return
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var (
-				label string
-				n     int64
-			)
-			if err := rows.Scan(&label, &n); err != nil {
-				ch <- prometheus.NewInvalidMetric(desc, err)
-				return
-			}
-			ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(n), label)
-		}
+	c.mu.Lock()
+	if !c.reading && time.Since(c.at) > stateTTL {
+		c.reading = true
+		go c.read()
 	}
-	counts(`SELECT priority, count(*) FROM clinical_workflows WHERE status = 'active' GROUP BY priority`, activeDesc)
-	counts(`SELECT s.role, count(*) FROM clinical_steps s JOIN clinical_workflows w ON w.id = s.workflow_id
-		WHERE w.status = 'active' AND s.status IN ('pending', 'in_progress') AND s.due_at < $1 GROUP BY s.role`,
-		overdueDesc, c.s.clock())
+	active, overdue := c.active, c.overdue
+	c.mu.Unlock()
+	for label, n := range active {
+		ch <- prometheus.MustNewConstMetric(activeDesc, prometheus.GaugeValue, n, label)
+	}
+	for label, n := range overdue {
+		ch <- prometheus.MustNewConstMetric(overdueDesc, prometheus.GaugeValue, n, label)
+	}
+}
+
+// read counts the standing work; a failed read keeps the last counts and
+// is tried again by a scrape after stateTTL.
+func (c *stateCollector) read() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	active, err := c.counts(ctx, `SELECT priority, count(*) FROM clinical_workflows WHERE status = 'active' GROUP BY priority`)
+	var overdue map[string]float64
+	if err == nil {
+		overdue, err = c.counts(ctx, `SELECT s.role, count(*) FROM clinical_steps s JOIN clinical_workflows w ON w.id = s.workflow_id
+			WHERE w.status = 'active' AND s.status IN ('pending', 'in_progress') AND s.due_at < $1 GROUP BY s.role`, c.s.clock())
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reading, c.at = false, time.Now()
+	if err == nil {
+		c.active, c.overdue = active, overdue
+	}
+}
+
+func (c *stateCollector) counts(ctx context.Context, query string, args ...any) (map[string]float64, error) {
+	rows, err := c.s.cfg.DB.Reader().Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]float64{}
+	for rows.Next() {
+		var (
+			label string
+			n     int64
+		)
+		if err := rows.Scan(&label, &n); err != nil {
+			return nil, err
+		}
+		out[label] = float64(n)
+	}
+	return out, rows.Err()
 }
 
 // AuthorizeMetrics decides (and audits) a read of the module's metrics:

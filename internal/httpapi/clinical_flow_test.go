@@ -133,10 +133,16 @@ func TestClinicalListSearchAnalyticsMetrics(t *testing.T) {
 		}
 		problemOf(t, f.call(t, nurse, "GET", "/api/v1/clinical-workflows/analytics?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", nil), http.StatusBadRequest)
 
-		m := f.call(t, nurse, "GET", "/api/v1/clinical-workflows/metrics", nil)
-		if m.status != http.StatusOK {
-			t.Fatalf("metrics %d: %s", m.status, m.body)
-		}
+		// The standing work's gauges are read in the background after a
+		// scrape asks; a later scrape has them.
+		var m authzResponse
+		pollUntil(t, 10*time.Second, "the standing work's gauges", func() bool {
+			m = f.call(t, nurse, "GET", "/api/v1/clinical-workflows/metrics", nil)
+			if m.status != http.StatusOK {
+				t.Fatalf("metrics %d: %s", m.status, m.body)
+			}
+			return strings.Contains(string(m.body), "careflow_clinical_steps_overdue{")
+		})
 		for _, want := range []string{`careflow_clinical_workflows_created_total{priority="emergency",type="admission"} 1`,
 			`careflow_clinical_workflows_finished_total{status="cancelled",type="procedure"} 1`,
 			`careflow_clinical_workflows_active{priority="routine"} 1`, `careflow_clinical_steps_overdue{role="nurse"}`} {

@@ -27,11 +27,15 @@ CREATE TABLE clinical_workflows (
 	completed_at  TIMESTAMPTZ,
 	version       INTEGER NOT NULL
 );
+-- Lists walk an index in list order (emergency first, newest first), the
+-- one of their most selective equality filter, and stop at the page's end.
 CREATE INDEX clinical_workflows_list ON clinical_workflows (priority_rank, created_at DESC, id DESC);
 CREATE INDEX clinical_workflows_status ON clinical_workflows (status, priority_rank, created_at DESC, id DESC);
-CREATE INDEX clinical_workflows_patient ON clinical_workflows (patient_id, created_at);
-CREATE INDEX clinical_workflows_provider ON clinical_workflows (provider_id, created_at);
+CREATE INDEX clinical_workflows_patient ON clinical_workflows (patient_id, priority_rank, created_at DESC, id DESC);
+CREATE INDEX clinical_workflows_provider ON clinical_workflows (provider_id, status, priority_rank, created_at DESC, id DESC);
+CREATE INDEX clinical_workflows_type ON clinical_workflows (type, status, priority_rank, created_at DESC, id DESC);
 CREATE INDEX clinical_workflows_created ON clinical_workflows (created_at);
+CREATE INDEX clinical_workflows_due ON clinical_workflows (due_at);
 CREATE INDEX clinical_workflows_encounter ON clinical_workflows (encounter_id);
 
 -- A workflow's steps in order (seq). The step's engine task (task_id) is
