@@ -29,6 +29,8 @@ func Register(reg *engine.Registry, _ Deps) error {
 // workflowRun is WorkflowDefinition, version 1.
 func workflowRun() *engine.Definition {
 	return &engine.Definition{Name: WorkflowDefinition, Version: 1,
+		// The workflow's row and steps move with the run and its tasks.
+		ControlledBy: "/api/v1/clinical-workflows",
 		Validate: func(in *engine.Input) error {
 			if in.PatientID == "" {
 				return errs.E(errs.Invalid, "a clinical workflow is about a patient: patient is required").InField("patient")

@@ -35,6 +35,13 @@ type Definition struct {
 	// StartRun refuses a run whose input references a record outside the
 	// run's patient's compartment (see RecordInput).
 	RecordInputs []RecordInput
+	// ControlledBy, when set, names the API of the module that drives the
+	// runs of this definition and their tasks (a clinical workflow's run,
+	// "/api/v1/clinical-workflows"). Such a module keeps state of its own
+	// beside each run and moves both in one transaction, so the generic run
+	// and task routes refuse to cancel, pause, resume, retry or signal its
+	// runs, or to claim, complete or reassign its tasks, behind its back.
+	ControlledBy string
 }
 
 // Step is one step of a definition: an action (Do, Apply or both) or a

@@ -9,6 +9,15 @@ import (
 	"github.com/careflow/careflow/internal/store"
 )
 
+// ControlledBy is the Definition.ControlledBy of a run's definition
+// version: the module's API that drives it, or "".
+func (e *Engine) ControlledBy(r *Run) string {
+	if def, ok := e.reg.Get(r.Definition, r.Version); ok {
+		return def.ControlledBy
+	}
+	return ""
+}
+
 // GetRun returns a run.
 func (e *Engine) GetRun(ctx context.Context, id string) (*Run, error) {
 	r, err := e.scanRun(ctx, e.db.Reader().QueryRow(ctx, `SELECT `+runColumns+` FROM engine_runs WHERE id = $1`, id))

@@ -289,3 +289,44 @@ func TestClinicalEventsReachSinksInOrder(t *testing.T) {
 		}
 	})
 }
+
+// A clinical workflow's run and its steps' tasks move only through the
+// clinical API: the generic run and task routes refuse them (409), so the
+// workflow's own state never falls out of step with its run.
+func TestClinicalRunsAreDrivenOnlyByTheModule(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		f := newClinicalFixture(t, db)
+		doctor := f.principal(t, "doctor-1", auth.Physician, "")
+		nurse := f.principal(t, "nurse-1", auth.Nurse, "")
+		admin := f.principal(t, "ca-1", auth.ClinicalAdmin, "")
+		w := f.createDischarge(t, doctor)
+		run, err := f.eng.GetRun(context.Background(), w.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		task, err := f.eng.GetTask(context.Background(), w.Steps[0].Task)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			who, path string
+			body      any
+		}{
+			{admin, "/api/v1/workflow-runs/" + w.ID + "/cancel", map[string]any{"version": run.RowVersion}},
+			{admin, "/api/v1/workflow-runs/" + w.ID + "/pause", map[string]any{"version": run.RowVersion}},
+			{doctor, "/api/v1/workflow-runs/" + w.ID + "/signals", map[string]any{"id": "s-1", "name": "closed"}},
+			{nurse, "/api/v1/tasks/" + task.ID + "/claim", map[string]any{"version": task.RowVersion}},
+			{nurse, "/api/v1/tasks/" + task.ID + "/complete", map[string]any{"version": task.RowVersion, "decision": "completed"}},
+		} {
+			p := problemOf(t, f.call(t, c.who, "POST", c.path, c.body), http.StatusConflict)
+			if !strings.Contains(p.Detail, "/api/v1/clinical-workflows") {
+				t.Errorf("%s: %s", c.path, p.Detail)
+			}
+		}
+		after := must[workflowJSON](t, f.call(t, doctor, "GET", clinicalWorkflow+"/"+w.ID, nil), http.StatusOK)
+		if after.Version != w.Version || after.Steps[0].Status != "pending" || after.Status != "active" {
+			t.Errorf("refused generic calls changed the workflow: %+v", after)
+		}
+	})
+}

@@ -325,6 +325,10 @@ func (s *Server) sendSignal(w http.ResponseWriter, r *http.Request, p *auth.Prin
 		return
 	}
 	fail := func(err error) { s.failAfterAuthorize(w, r, p, rr.a, rr.d, err) }
+	if err := s.controlled(rr.run); err != nil {
+		fail(err)
+		return
+	}
 	var body signalJSON
 	if err := readWorkflowBody(w, r, &body); err != nil {
 		fail(err)
@@ -381,6 +385,10 @@ func (s *Server) runControl(op string) func(http.ResponseWriter, *http.Request, 
 			return
 		}
 		fail := func(err error) { s.failAfterAuthorize(w, r, p, rr.a, rr.d, err) }
+		if err := s.controlled(rr.run); err != nil {
+			fail(err)
+			return
+		}
 		var (
 			version *int64
 			reason  string

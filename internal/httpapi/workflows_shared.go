@@ -58,6 +58,16 @@ func (s *Server) missingRecord(r *http.Request, p *auth.Principal, resourceType 
 	return denialError(d)
 }
 
+// controlled refuses to move a run (or its task) that a module drives
+// through its own API (engine.Definition.ControlledBy): the module's state
+// beside the run would no longer say what the run does.
+func (s *Server) controlled(run *engine.Run) error {
+	if api := s.opts.Engine.ControlledBy(run); api != "" {
+		return errs.E(errs.Conflict, "this run is driven through %s; act on it there", api)
+	}
+	return nil
+}
+
 // pathID reads a {id} path value naming a run or task: a UUID in its
 // canonical form, the only form the engine issues.
 func pathID(r *http.Request) (string, error) {

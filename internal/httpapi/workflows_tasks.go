@@ -204,6 +204,10 @@ func (s *Server) claimTask(w http.ResponseWriter, r *http.Request, p *auth.Princ
 		return
 	}
 	fail := func(err error) { s.failAfterAuthorize(w, r, p, tr.a, tr.d, err) }
+	if err := s.controlled(tr.run); err != nil {
+		fail(err)
+		return
+	}
 	var body claimJSON
 	if err := readWorkflowBody(w, r, &body); err != nil {
 		fail(err)
@@ -234,6 +238,10 @@ func (s *Server) completeTask(w http.ResponseWriter, r *http.Request, p *auth.Pr
 		return
 	}
 	fail := func(err error) { s.failAfterAuthorize(w, r, p, tr.a, tr.d, err) }
+	if err := s.controlled(tr.run); err != nil {
+		fail(err)
+		return
+	}
 	var body completeJSON
 	if err := readWorkflowBody(w, r, &body); err != nil {
 		fail(err)
@@ -284,6 +292,10 @@ func (s *Server) reassignTask(w http.ResponseWriter, r *http.Request, p *auth.Pr
 		return
 	}
 	fail := func(err error) { s.failAfterAuthorize(w, r, p, tr.a, tr.d, err) }
+	if err := s.controlled(tr.run); err != nil {
+		fail(err)
+		return
+	}
 	var body reassignJSON
 	if err := readWorkflowBody(w, r, &body); err != nil {
 		fail(err)
