@@ -83,16 +83,40 @@ func (s *Server) clinicalHealth(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, "application/json", http.StatusOK, map[string]string{"status": "ok"})
 }
 
+// clinicalInput reads what a clinical request carries besides its query:
+// the ids its path names (in order; see pathValue), no query parameter at
+// all, and the strict JSON body into dst when dst is not nil.
+func clinicalInput(w http.ResponseWriter, r *http.Request, dst any, names ...string) ([]string, error) {
+	ids := make([]string, len(names))
+	for i, name := range names {
+		id, err := pathValue(r, name)
+		if err != nil {
+			return nil, err
+		}
+		ids[i] = id
+	}
+	if _, err := queryParams(r); err != nil {
+		return nil, err
+	}
+	if dst != nil {
+		if err := readWorkflowBody(w, r, dst); err != nil {
+			return nil, err
+		}
+	}
+	return ids, nil
+}
+
 // pathValue reads an id in the path: a workflow's or a step's is a UUID
 // (what the module issues), an encounter's a FHIR id. A malformed one is
 // simply not found.
-func pathValue(r *http.Request, name, what string) (string, error) {
+func pathValue(r *http.Request, name string) (string, error) {
 	v := r.PathValue(name)
 	ok := canonicalUUID(v)
 	if name == "encounter_id" {
 		ok = auth.ValidPatientID(v)
 	}
 	if !ok {
+		what := map[string]string{"workflow_id": "workflow", "step_id": "step in this workflow", "encounter_id": "encounter"}[name]
 		return "", errs.E(errs.NotFound, "no such %s", what)
 	}
 	return v, nil
@@ -100,11 +124,7 @@ func pathValue(r *http.Request, name, what string) (string, error) {
 
 func (s *Server) createClinicalWorkflow(w http.ResponseWriter, r *http.Request, g *careaccess.Guard) {
 	var req clinical.CreateRequest
-	_, err := queryParams(r)
-	if err == nil {
-		err = readWorkflowBody(w, r, &req)
-	}
-	if err != nil {
+	if _, err := clinicalInput(w, r, &req); err != nil {
 		s.answerGuarded(w, r, g, 0, nil, err)
 		return
 	}
@@ -161,70 +181,45 @@ func fourTimes(q url.Values, names ...string) (a, b, c, d time.Time, err error) 
 }
 
 func (s *Server) getClinicalWorkflow(w http.ResponseWriter, r *http.Request, g *careaccess.Guard) {
-	id, err := pathValue(r, "workflow_id", "workflow")
-	if err == nil {
-		_, err = queryParams(r)
-	}
+	ids, err := clinicalInput(w, r, nil, "workflow_id")
 	if err != nil {
 		s.answerGuarded(w, r, g, 0, nil, err)
 		return
 	}
-	v, err := s.opts.Clinical.Get(r.Context(), g, id)
+	v, err := s.opts.Clinical.Get(r.Context(), g, ids[0])
 	s.answerGuarded(w, r, g, http.StatusOK, v, err)
 }
 
 func (s *Server) updateClinicalWorkflow(w http.ResponseWriter, r *http.Request, g *careaccess.Guard) {
 	var req clinical.UpdateRequest
-	id, err := pathValue(r, "workflow_id", "workflow")
-	if err == nil {
-		_, err = queryParams(r)
-	}
-	if err == nil {
-		err = readWorkflowBody(w, r, &req)
-	}
+	ids, err := clinicalInput(w, r, &req, "workflow_id")
 	if err != nil {
 		s.answerGuarded(w, r, g, 0, nil, err)
 		return
 	}
-	v, err := s.opts.Clinical.Update(r.Context(), g, id, req)
+	v, err := s.opts.Clinical.Update(r.Context(), g, ids[0], req)
 	s.answerGuarded(w, r, g, http.StatusOK, v, err)
 }
 
 func (s *Server) addClinicalStep(w http.ResponseWriter, r *http.Request, g *careaccess.Guard) {
 	var req clinical.StepSpec
-	id, err := pathValue(r, "workflow_id", "workflow")
-	if err == nil {
-		_, err = queryParams(r)
-	}
-	if err == nil {
-		err = readWorkflowBody(w, r, &req)
-	}
+	ids, err := clinicalInput(w, r, &req, "workflow_id")
 	if err != nil {
 		s.answerGuarded(w, r, g, 0, nil, err)
 		return
 	}
-	v, err := s.opts.Clinical.AddStep(r.Context(), g, id, req)
+	v, err := s.opts.Clinical.AddStep(r.Context(), g, ids[0], req)
 	s.answerGuarded(w, r, g, http.StatusCreated, v, err)
 }
 
 func (s *Server) updateClinicalStep(w http.ResponseWriter, r *http.Request, g *careaccess.Guard) {
 	var req clinical.StepUpdate
-	id, err := pathValue(r, "workflow_id", "workflow")
-	var step string
-	if err == nil {
-		step, err = pathValue(r, "step_id", "step in this workflow")
-	}
-	if err == nil {
-		_, err = queryParams(r)
-	}
-	if err == nil {
-		err = readWorkflowBody(w, r, &req)
-	}
+	ids, err := clinicalInput(w, r, &req, "workflow_id", "step_id")
 	if err != nil {
 		s.answerGuarded(w, r, g, 0, nil, err)
 		return
 	}
-	v, err := s.opts.Clinical.UpdateStep(r.Context(), g, id, step, req)
+	v, err := s.opts.Clinical.UpdateStep(r.Context(), g, ids[0], ids[1], req)
 	s.answerGuarded(w, r, g, http.StatusOK, v, err)
 }
 
@@ -247,15 +242,12 @@ func (s *Server) createClinicalEncounter(w http.ResponseWriter, r *http.Request,
 }
 
 func (s *Server) getClinicalEncounter(w http.ResponseWriter, r *http.Request, g *careaccess.Guard) {
-	id, err := pathValue(r, "encounter_id", "encounter")
-	if err == nil {
-		_, err = queryParams(r)
-	}
+	ids, err := clinicalInput(w, r, nil, "encounter_id")
 	if err != nil {
 		s.answerGuarded(w, r, g, 0, nil, err)
 		return
 	}
-	rec, err := s.opts.Clinical.Encounter(r.Context(), g, id)
+	rec, err := s.opts.Clinical.Encounter(r.Context(), g, ids[0])
 	if err != nil {
 		s.answerGuarded(w, r, g, 0, nil, asMissing(err, "Encounter", errs.E(errs.NotFound, "no such encounter")))
 		return
@@ -305,15 +297,12 @@ func (s *Server) clinicalAnalytics(w http.ResponseWriter, r *http.Request, g *ca
 }
 
 func (s *Server) exportClinicalWorkflow(w http.ResponseWriter, r *http.Request, g *careaccess.Guard) {
-	id, err := pathValue(r, "workflow_id", "workflow")
-	if err == nil {
-		_, err = queryParams(r)
-	}
+	ids, err := clinicalInput(w, r, nil, "workflow_id")
 	if err != nil {
 		s.answerGuarded(w, r, g, 0, nil, err)
 		return
 	}
-	v, err := s.opts.Clinical.Export(r.Context(), g, id)
+	v, err := s.opts.Clinical.Export(r.Context(), g, ids[0])
 	s.answerGuarded(w, r, g, http.StatusOK, v, err)
 }
 
