@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/careflow/careflow/internal/audit"
@@ -84,8 +85,11 @@ func (s *Service) Search(ctx context.Context, g Guard, f SearchFilter) (SearchRe
 		return SearchResult{}, err
 	}
 	out := SearchResult{Workflows: page.Workflows, NextCursor: page.NextCursor, Encounters: []json.RawMessage{}}
+	params := url.Values{"_count": {itoa(f.Limit)}}
 	if f.Type != "" || f.Priority != "" {
-		// The encounters the page's workflows name, each read as the caller.
+		// The encounters the page's workflows name, in one search as the
+		// caller (confined and audited like any).
+		var ids []string
 		seen := map[string]bool{}
 		for _, w := range page.Workflows {
 			var v struct {
@@ -95,20 +99,14 @@ func (s *Service) Search(ctx context.Context, g Guard, f SearchFilter) (SearchRe
 				continue
 			}
 			seen[v.Encounter] = true
-			rec, err := s.cfg.Record.Read(ctx, g, "Encounter", v.Encounter[len("Encounter/"):])
-			if errs.Is(err, errs.NotFound) || errs.Is(err, errs.Forbidden) {
-				continue
-			}
-			if err != nil {
-				return SearchResult{}, err
-			}
-			if err := s.appendVisible(ctx, g, &out, []record.Record{rec}); err != nil {
-				return SearchResult{}, err
-			}
+			ids = append(ids, v.Encounter[len("Encounter/"):])
 		}
-		return out, nil
+		if len(ids) == 0 {
+			return out, nil
+		}
+		params.Set("_id", strings.Join(ids, ","))
+		return out, s.searchEncounters(ctx, g, &out, params)
 	}
-	params := url.Values{"_count": {itoa(f.Limit)}}
 	if f.Patient != "" {
 		params.Set("patient", "Patient/"+f.Patient)
 	}
@@ -124,19 +122,21 @@ func (s *Service) Search(ctx context.Context, g Guard, f SearchFilter) (SearchRe
 	if !f.To.IsZero() {
 		params.Add("date", "lt"+f.To.UTC().Format(time.RFC3339))
 	}
+	return out, s.searchEncounters(ctx, g, &out, params)
+}
+
+// searchEncounters runs a FHIR Encounter search as the caller and adds
+// what the caller may see of its matches.
+func (s *Service) searchEncounters(ctx context.Context, g Guard, out *SearchResult, params url.Values) error {
 	q, err := s.cfg.Record.ParseQuery("Encounter", params)
 	if err != nil {
-		return SearchResult{}, err
+		return err
 	}
 	res, err := s.cfg.Record.Search(ctx, g, q)
 	if err != nil {
-		return SearchResult{}, err
+		return err
 	}
-	return out, s.appendVisible(ctx, g, &out, res.Matches)
-}
-
-func (s *Service) appendVisible(ctx context.Context, g Guard, out *SearchResult, recs []record.Record) error {
-	bodies, _, err := g.Visible(ctx, recs, audit.ActionRead)
+	bodies, _, err := g.Visible(ctx, res.Matches, audit.ActionRead)
 	if err != nil {
 		return err
 	}

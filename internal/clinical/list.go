@@ -118,10 +118,15 @@ func (s *Service) confined(ctx context.Context, g Guard, f *Filter, alias string
 		q.where = append(q.where, "("+c+")")
 	}
 	for _, c := range []struct{ col, v string }{{"patient_id", f.Patient}, {"provider_id", f.Provider}, {"status", string(f.Status)},
-		{"type", string(f.Type)}, {"priority", string(f.Priority)}} {
+		{"type", string(f.Type)}} {
 		if c.v != "" {
 			q.where = append(q.where, alias+c.col+" = "+q.bind(c.v))
 		}
+	}
+	if f.Priority != "" {
+		// By its rank: the list indexes hold the rank in list order, so a
+		// filter on it is a seek, not a walk over the other priorities.
+		q.where = append(q.where, alias+"priority_rank = "+q.bind(f.Priority.rank()))
 	}
 	for _, c := range []struct {
 		col string
