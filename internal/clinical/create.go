@@ -105,7 +105,7 @@ func checkCreate(req *CreateRequest) (patient, provider, encounter string, err e
 		return "", "", "", errs.E(errs.Invalid, "at most %d steps", maxSteps).InField("steps")
 	}
 	for i, st := range req.Steps {
-		if err = checkStepSpec("steps["+itoa(i)+"].", st); err != nil {
+		if err = checkStepSpec("steps["+strconv.Itoa(i)+"].", st); err != nil {
 			return
 		}
 	}
@@ -243,7 +243,7 @@ func (s *Service) addStep(ctx context.Context, tx store.Tx, w *workflowRow, seq 
 	}
 	dueAfter := stepDue(sp)
 	due := now.Add(dueAfter)
-	task, err := s.cfg.Engine.AttachTaskTx(ctx, tx, w.ID, "step-"+itoa(seq), engine.TaskSpec{
+	task, err := s.cfg.Engine.AttachTaskTx(ctx, tx, w.ID, "step-"+strconv.Itoa(seq), engine.TaskSpec{
 		Title: titleOf(sp.Code), Role: sp.Role,
 		Decisions: []string{string(StepCompleted), string(StepSkipped), string(StepFailed)},
 		Due:       dueAfter,
@@ -269,5 +269,3 @@ func (s *Service) addStep(ctx context.Context, tx store.Tx, w *workflowRow, seq 
 	}
 	return st, writeEvent(ctx, tx, w, EventStepAdded, st)
 }
-
-func itoa(i int) string { return strconv.Itoa(i) }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -85,7 +86,7 @@ func (s *Service) Search(ctx context.Context, g Guard, f SearchFilter) (SearchRe
 		return SearchResult{}, err
 	}
 	out := SearchResult{Workflows: page.Workflows, NextCursor: page.NextCursor, Encounters: []json.RawMessage{}}
-	params := url.Values{"_count": {itoa(f.Limit)}}
+	params := url.Values{"_count": {strconv.Itoa(f.Limit)}}
 	if f.Type != "" || f.Priority != "" {
 		// The encounters the page's workflows name, in one search as the
 		// caller (confined and audited like any).

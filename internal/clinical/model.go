@@ -3,6 +3,7 @@ package clinical
 import (
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/careflow/careflow/internal/errs"
@@ -253,18 +254,11 @@ func reference(field, typ, ref string, required bool) (string, error) {
 		}
 		return "", nil
 	}
-	id, ok := cutPrefix(ref, typ+"/")
+	id, ok := strings.CutPrefix(ref, typ+"/")
 	if !ok || !idPattern.MatchString(id) {
 		return "", errs.E(errs.Invalid, "must be a reference %s/<id>", typ).InField(field)
 	}
 	return id, nil
-}
-
-func cutPrefix(s, prefix string) (string, bool) {
-	if len(s) < len(prefix) || s[:len(prefix)] != prefix {
-		return "", false
-	}
-	return s[len(prefix):], true
 }
 
 // checkText bounds a clinical text field; the message never echoes it.

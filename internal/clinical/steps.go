@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/careflow/careflow/internal/access"
@@ -325,25 +326,21 @@ func checkUpdate(up *UpdateRequest) ([]string, error) {
 
 // apply writes an update to a locked, active workflow.
 func (s *Service) apply(ctx context.Context, tx store.Tx, w *workflowRow, steps []*stepRow, up UpdateRequest) error {
-	patch := w
 	if up.Priority != nil {
-		patch.Priority = *up.Priority
+		w.Priority = *up.Priority
 	}
 	if up.Provider != nil {
-		patch.ProviderID = (*up.Provider)[len("Practitioner/"):]
+		w.ProviderID = strings.TrimPrefix(*up.Provider, "Practitioner/")
 	}
 	if up.Encounter != nil {
-		patch.EncounterID = ""
-		if *up.Encounter != "" {
-			patch.EncounterID = (*up.Encounter)[len("Encounter/"):]
-		}
+		w.EncounterID = strings.TrimPrefix(*up.Encounter, "Encounter/")
 	}
 	provider, encounter := "", ""
 	if up.Provider != nil {
-		provider = patch.ProviderID
+		provider = w.ProviderID
 	}
 	if up.Encounter != nil {
-		encounter = patch.EncounterID
+		encounter = w.EncounterID
 	}
 	if err := s.checkRefs(ctx, tx, w.PatientID, provider, encounter); err != nil {
 		return err
