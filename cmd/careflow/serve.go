@@ -216,6 +216,12 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, hooks serveHooks) 
 		logger.Error("cannot start the clinical workflows", "error", err.Error())
 		return 1
 	}
+	// A database whose workflows predate the analytics rollup is converted
+	// before the first request (once; other nodes starting wait for it).
+	if err := clin.EnsureRollup(ctx); err != nil {
+		logger.Error("cannot build the clinical analytics rollup", "error", err.Error())
+		return 1
+	}
 	reg.MustRegister(clin.Collectors()...)
 
 	api := httpapi.New(httpapi.Options{

@@ -1,17 +1,19 @@
 package clinical
 
 import (
+	"cmp"
 	"context"
 	"math"
 	"slices"
-	"sort"
+	"strings"
 	"time"
 
 	"github.com/careflow/careflow/internal/errs"
 )
 
-// AnalyticsFilter is GET /analytics: a date range of creation (default the
-// last 30 days, at most 366) and optional type, priority and provider.
+// AnalyticsFilter is GET /analytics: a range of days of creation (UTC; a
+// time stands for its day; from and to inclusive; default the 30 days
+// ending today, at most 366) and optional type, priority and provider.
 type AnalyticsFilter struct {
 	From, To time.Time
 	Type     WorkflowType
@@ -19,11 +21,14 @@ type AnalyticsFilter struct {
 	Provider string
 }
 
-// Analytics is the work of a date range, over the workflows the caller may
-// reach: counts, times and waits; ids and codes only.
+// Analytics is the work of a range of days, over the workflows the caller
+// may reach: counts, times and waits; ids and codes only. It is read from
+// the rollup (rollup.go): durations are within 1 % of their exact values,
+// waits and overdue steps are as of the minute.
 type Analytics struct {
-	From time.Time `json:"from"`
-	To   time.Time `json:"to"`
+	// From and To are the range's first and last days (UTC, YYYY-MM-DD).
+	From string `json:"from"`
+	To   string `json:"to"`
 	// Total is the number of workflows created in the range.
 	Total    int            `json:"total"`
 	ByStatus map[Status]int `json:"by_status"`
@@ -34,13 +39,13 @@ type Analytics struct {
 	ByPriority     []Breakdown `json:"by_priority"`
 	ByProvider     []Breakdown `json:"by_provider"`
 	// LongestWaits are the steps where work waits longest before someone
-	// starts it (creation to start; still waiting counts until now), the
-	// ten longest medians.
+	// starts it (creation to start; a step of an active workflow still
+	// waiting counts until now), the ten longest medians.
 	LongestWaits []StepWait `json:"longest_waits"`
 	// Overdue are unfinished steps of active workflows past their due time.
 	Overdue []Overdue `json:"overdue"`
-	// PerDay is the throughput per day (UTC): workflows created and
-	// completed.
+	// PerDay is the throughput per day (UTC): the range's workflows
+	// created that day, and completed that day.
 	PerDay []Day `json:"per_day"`
 }
 
@@ -80,184 +85,350 @@ type Day struct {
 	Completed int    `json:"completed"`
 }
 
-// Analytics computes the analytics of a range (see Analytics).
+// Analytics computes the analytics of a range (see Analytics) from the
+// rollup's days: a caller who reaches every patient reads the days' cells
+// by type, priority and provider; one confined to a care team reads the
+// team's patients' days; patients excepted from a reach are taken away.
 func (s *Service) Analytics(ctx context.Context, g Guard, af AnalyticsFilter) (*Analytics, error) {
 	defer s.metrics.time("analytics")()
 	now := s.clock()
-	if af.To.IsZero() {
-		af.To = now
-	}
-	if af.From.IsZero() {
-		af.From = af.To.AddDate(0, 0, -30)
-	}
-	if !af.From.Before(af.To) {
-		return nil, errs.E(errs.Invalid, "must be after from").InField("to")
-	}
-	if af.To.Sub(af.From) > 366*24*time.Hour {
-		return nil, errs.E(errs.Invalid, "a range is at most 366 days").InField("from")
-	}
-	f := Filter{Type: af.Type, Priority: af.Priority, Provider: af.Provider, CreatedFrom: af.From, CreatedTo: af.To}
-	q, _, err := s.confined(ctx, g, &f, "w.")
+	first, last, err := analyticsDays(af, now)
 	if err != nil {
 		return nil, err
 	}
-	out := &Analytics{From: af.From.UTC(), To: af.To.UTC(), ByStatus: map[Status]int{}}
-	type group struct {
-		b     *Breakdown
-		times []float64
-	}
-	groups := map[string]map[string]*group{"type": {}, "priority": {}, "provider": {}}
-	add := func(dim, key string, st Status, minutes float64, done bool) {
-		gr, ok := groups[dim][key]
-		if !ok {
-			gr = &group{b: &Breakdown{Key: key, ByStatus: map[Status]int{}}}
-			groups[dim][key] = gr
-		}
-		gr.b.Total++
-		gr.b.ByStatus[st]++
-		if done {
-			gr.times = append(gr.times, minutes)
-		}
-	}
-	days := map[string]*Day{}
-	day := func(t time.Time) *Day {
-		k := t.UTC().Format(time.DateOnly)
-		d, ok := days[k]
-		if !ok {
-			d = &Day{Day: k}
-			days[k] = d
-		}
-		return d
-	}
-	var all []float64
-	rows, err := s.cfg.DB.Reader().Query(ctx, `SELECT w.type, w.priority, w.provider_id, w.status, w.created_at, w.completed_at
-		FROM clinical_workflows w`+q.sql(), q.args...)
+	f := Filter{Type: af.Type, Priority: af.Priority, Provider: af.Provider}
+	reach, _, err := s.searchReach(ctx, g, &f)
 	if err != nil {
 		return nil, err
 	}
-	for rows.Next() {
-		var (
-			typ, prio, provider string
-			st                  Status
-			created             time.Time
-			completed           *time.Time
-		)
-		if err := rows.Scan(&typ, &prio, &provider, &st, &created, &completed); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		out.Total++
-		out.ByStatus[st]++
-		day(created).Created++
-		done := st == StatusCompleted && completed != nil
-		minutes := 0.0
-		if done {
-			minutes = completed.Sub(created).Minutes()
-			all = append(all, minutes)
-			day(*completed).Completed++
-		}
-		add("type", typ, st, minutes, done)
-		add("priority", prio, st, minutes, done)
-		add("provider", "Practitioner/"+provider, st, minutes, done)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	if err := s.EnsureRollup(ctx); err != nil {
 		return nil, err
 	}
-	out.TimeToComplete = summarise(all)
-	for dim, dst := range map[string]*[]Breakdown{"type": &out.ByType, "priority": &out.ByPriority, "provider": &out.ByProvider} {
-		*dst = []Breakdown{}
-		for _, gr := range groups[dim] {
-			gr.b.TimeToComplete = summarise(gr.times)
-			*dst = append(*dst, *gr.b)
+	agg := newAggregate(f, now)
+	switch {
+	case reach.Every || (reach.AllPatients && len(reach.Except) == 0):
+		err = s.readGlobalCells(ctx, f, first, last, agg, 1)
+	case reach.AllPatients:
+		if err = s.readGlobalCells(ctx, f, first, last, agg, 1); err == nil {
+			err = s.readPatientCells(ctx, reach.Except, first, last, agg, -1)
 		}
-		sort.Slice(*dst, func(i, j int) bool { return (*dst)[i].Key < (*dst)[j].Key })
+	case len(reach.Patients) > 0:
+		err = s.readPatientCells(ctx, reach.Patients, first, last, agg, 1)
 	}
-	out.PerDay = make([]Day, 0, len(days))
-	for _, d := range days {
-		out.PerDay = append(out.PerDay, *d)
-	}
-	sort.Slice(out.PerDay, func(i, j int) bool { return out.PerDay[i].Day < out.PerDay[j].Day })
-	if err := s.stepAnalytics(ctx, q, now, out); err != nil {
+	if err != nil {
 		return nil, err
 	}
+	out := agg.result()
+	out.From, out.To = dayTime(first).Format(time.DateOnly), dayTime(last).Format(time.DateOnly)
 	return out, nil
 }
 
-// stepAnalytics adds the waits and the overdue steps of the workflows q
-// selects.
-func (s *Service) stepAnalytics(ctx context.Context, q *query, now time.Time, out *Analytics) error {
-	type key struct{ code, role string }
-	waits := map[key][]float64{}
-	overdue := map[key]int{}
-	rows, err := s.cfg.DB.Reader().Query(ctx, `SELECT s.code, s.role, s.status, s.created_at, s.started_at, s.finished_at, s.due_at, w.status
-		FROM clinical_steps s JOIN clinical_workflows w ON w.id = s.workflow_id`+q.sql(), q.args...)
+// analyticsDays is a filter's range as Unix days, first and last
+// inclusive.
+func analyticsDays(af AnalyticsFilter, now time.Time) (int64, int64, error) {
+	last := unixDay(now)
+	if !af.To.IsZero() {
+		last = unixDay(af.To.UTC())
+	}
+	first := last - 29
+	if !af.From.IsZero() {
+		first = unixDay(af.From.UTC())
+	}
+	if first > last {
+		return 0, 0, errs.E(errs.Invalid, "must be the same day as from or later").InField("to")
+	}
+	if last-first >= 366 {
+		return 0, 0, errs.E(errs.Invalid, "a range is at most 366 days").InField("from")
+	}
+	return first, last, nil
+}
+
+// readGlobalCells adds sign times the cells of every patient's workflows in
+// the days to agg, narrowed in SQL by the filter's type, priority and
+// provider.
+func (s *Service) readGlobalCells(ctx context.Context, f Filter, first, last int64, agg *aggregate, sign int64) error {
+	q := &query{}
+	q.where = append(q.where, "day >= "+q.bind(first), "day <= "+q.bind(last))
+	if f.Type != "" {
+		q.where = append(q.where, "type = "+q.bind(string(f.Type)))
+	}
+	if f.Priority != "" {
+		q.where = append(q.where, "priority_rank = "+q.bind(f.Priority.rank()))
+	}
+	if f.Provider != "" {
+		q.where = append(q.where, "provider_id = "+q.bind(f.Provider))
+	}
+	return s.readCells(ctx, `SELECT day, cells FROM clinical_rollup`+q.sql(), q.args, agg, sign)
+}
+
+// readPatientCells adds sign times the cells of the patients' workflows in
+// the days to agg.
+func (s *Service) readPatientCells(ctx context.Context, patients []string, first, last int64, agg *aggregate, sign int64) error {
+	q := &query{}
+	d := s.cfg.DB.Dialect()
+	q.where = append(q.where, d.InList("patient_id", q.bind(d.ListArg(patients))), "day >= "+q.bind(first), "day <= "+q.bind(last))
+	return s.readCells(ctx, `SELECT day, cells FROM clinical_rollup_patients`+q.sql(), d.PlanEach(q.args), agg, sign)
+}
+
+func (s *Service) readCells(ctx context.Context, sql string, args []any, agg *aggregate, sign int64) error {
+	rows, err := s.cfg.DB.Reader().Query(ctx, sql, args...)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var (
-			k                      key
-			st                     StepStatus
-			ws                     Status
-			created                time.Time
-			started, finished, due *time.Time
+			day  int64
+			blob []byte
 		)
-		if err := rows.Scan(&k.code, &k.role, &st, &created, &started, &finished, &due, &ws); err != nil {
+		if err := rows.Scan(&day, &blob); err != nil {
 			return err
 		}
-		switch {
-		case started != nil:
-			waits[k] = append(waits[k], started.Sub(created).Minutes())
-		case st == StepPending && ws == StatusActive:
-			waits[k] = append(waits[k], now.Sub(created).Minutes())
-		}
-		if ws == StatusActive && !st.Final() && due != nil && due.Before(now) {
-			overdue[k]++
+		if err := agg.addBlob(day, blob, sign); err != nil {
+			return err
 		}
 	}
-	if err := rows.Err(); err != nil {
-		return err
+	return rows.Err()
+}
+
+// aggregate sums cells into the analytics: histograms by group, waits by
+// step, overdue counts by step, throughput by day. It reads each stored
+// cellset in place (addBlob), without building its cells, and its
+// histograms are dense (a count per bucket): a range of thousands of cells
+// costs what their bytes do.
+type aggregate struct {
+	f   Filter
+	now time.Time
+	// nowMinute: a step is overdue once the minute its due time rounds up
+	// to has begun.
+	nowMinute, nowUnix int64
+	status, ttc        hist
+	byType, byProvider map[string]*group
+	byPriority         [3]group
+	created, completed map[int64]int64
+	steps              map[string]*stepAgg
+}
+
+type group struct {
+	status, ttc hist
+}
+
+// stepAgg is one kind of step's waits and overdue count.
+type stepAgg struct {
+	code, role string
+	wait       hist
+	overdue    int64
+}
+
+// hist is a dense histogram: counts by bucket (or status index).
+type hist []int64
+
+func (h *hist) addOne(k, n int64) {
+	if k < 0 || k > maxBucket {
+		return
 	}
-	out.LongestWaits = []StepWait{}
-	for k, v := range waits {
-		out.LongestWaits = append(out.LongestWaits, StepWait{Code: k.code, Role: k.role, Wait: summarise(v)})
+	if int(k) >= len(*h) {
+		*h = append(*h, make(hist, int(k)+1-len(*h))...)
 	}
-	sort.Slice(out.LongestWaits, func(i, j int) bool {
-		a, b := out.LongestWaits[i], out.LongestWaits[j]
-		if a.Wait.MedianMinutes != b.Wait.MedianMinutes {
-			return a.Wait.MedianMinutes > b.Wait.MedianMinutes
+	(*h)[k] += n
+}
+
+func newAggregate(f Filter, now time.Time) *aggregate {
+	return &aggregate{f: f, now: now, nowMinute: now.Unix() / 60, nowUnix: now.Unix(), byType: map[string]*group{}, byProvider: map[string]*group{},
+		created: map[int64]int64{}, completed: map[int64]int64{}, steps: map[string]*stepAgg{}}
+}
+
+// addBlob adds sign times a stored cellset of a day (its entries the filter
+// selects).
+func (a *aggregate) addBlob(day int64, blob []byte, sign int64) error {
+	if len(blob) == 0 || blob[0] != cellsetVersion {
+		return errCellset
+	}
+	d := &decoder{b: blob[1:]}
+	for range d.count() {
+		typ, rank, provider := d.bytes(), d.varint(), d.bytes()
+		if d.err != nil {
+			break
 		}
-		return a.Code < b.Code
+		if (a.f.Type != "" && string(typ) != string(a.f.Type)) || (a.f.Priority != "" && rank != int64(a.f.Priority.rank())) ||
+			(a.f.Provider != "" && string(provider) != a.f.Provider) {
+			d.skipCell()
+			continue
+		}
+		gt := a.byType[string(typ)]
+		if gt == nil {
+			gt = &group{}
+			a.byType[string(typ)] = gt
+		}
+		gp := a.byProvider[string(provider)]
+		if gp == nil {
+			gp = &group{}
+			a.byProvider[string(provider)] = gp
+		}
+		gr := &a.byPriority[min(max(rank, 0), 2)]
+		for range d.count() {
+			k, n := d.pair()
+			n *= sign
+			a.status.addOne(k, n)
+			gt.status.addOne(k, n)
+			gp.status.addOne(k, n)
+			gr.status.addOne(k, n)
+			a.created[day] += n
+		}
+		for range d.count() {
+			k, n := d.pair()
+			n *= sign
+			a.ttc.addOne(k, n)
+			gt.ttc.addOne(k, n)
+			gp.ttc.addOne(k, n)
+			gr.ttc.addOne(k, n)
+		}
+		for range d.count() {
+			k, n := d.pair()
+			a.completed[k] += sign * n
+		}
+		for range d.count() {
+			from := len(blob) - len(d.b)
+			code, role := d.bytes(), d.bytes()
+			if d.err != nil {
+				break
+			}
+			key := blob[from : len(blob)-len(d.b)]
+			st := a.steps[string(key)]
+			if st == nil {
+				st = &stepAgg{code: string(code), role: string(role)}
+				a.steps[string(key)] = st
+			}
+			for range d.count() {
+				k, n := d.pair()
+				st.wait.addOne(k, sign*n)
+			}
+			// Still waiting: from its creation (minute k) until now,
+			// rounded to a tenth of a minute (6 s).
+			for range d.count() {
+				k, n := d.pair()
+				st.wait.addOne(bucketOfTenths((a.nowUnix-k*60+3)/6), sign*n)
+			}
+			for range d.count() {
+				k, n := d.pair()
+				if k <= a.nowMinute {
+					st.overdue += sign * n
+				}
+			}
+		}
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.err = errCellset
+	}
+	return d.err
+}
+
+func (a *aggregate) result() *Analytics {
+	out := &Analytics{ByType: []Breakdown{}, ByPriority: []Breakdown{}, ByProvider: []Breakdown{},
+		LongestWaits: []StepWait{}, Overdue: []Overdue{}, PerDay: []Day{}}
+	out.ByStatus, out.Total = statusCounts(a.status)
+	out.TimeToComplete = summarise(a.ttc)
+	breakdown := func(key string, gr *group) (Breakdown, bool) {
+		b := Breakdown{Key: key, TimeToComplete: summarise(gr.ttc)}
+		b.ByStatus, b.Total = statusCounts(gr.status)
+		return b, b.Total > 0
+	}
+	for k, gr := range a.byType {
+		if b, ok := breakdown(k, gr); ok {
+			out.ByType = append(out.ByType, b)
+		}
+	}
+	for r := range a.byPriority {
+		if b, ok := breakdown(string(priorityOfRank(int64(r))), &a.byPriority[r]); ok {
+			out.ByPriority = append(out.ByPriority, b)
+		}
+	}
+	for k, gr := range a.byProvider {
+		if b, ok := breakdown("Practitioner/"+k, gr); ok {
+			out.ByProvider = append(out.ByProvider, b)
+		}
+	}
+	for _, l := range [][]Breakdown{out.ByType, out.ByPriority, out.ByProvider} {
+		slices.SortFunc(l, func(x, y Breakdown) int { return strings.Compare(x.Key, y.Key) })
+	}
+	days := map[int64]*Day{}
+	day := func(d int64) *Day {
+		if days[d] == nil {
+			days[d] = &Day{Day: dayTime(d).Format(time.DateOnly)}
+		}
+		return days[d]
+	}
+	for d, n := range a.created {
+		if n != 0 {
+			day(d).Created = int(n)
+		}
+	}
+	for d, n := range a.completed {
+		if n != 0 {
+			day(d).Completed = int(n)
+		}
+	}
+	for _, d := range days {
+		out.PerDay = append(out.PerDay, *d)
+	}
+	slices.SortFunc(out.PerDay, func(x, y Day) int { return strings.Compare(x.Day, y.Day) })
+	for _, st := range a.steps {
+		if d := summarise(st.wait); d.Count > 0 {
+			out.LongestWaits = append(out.LongestWaits, StepWait{Code: st.code, Role: st.role, Wait: d})
+		}
+		if st.overdue > 0 {
+			out.Overdue = append(out.Overdue, Overdue{Code: st.code, Role: st.role, Count: int(st.overdue)})
+		}
+	}
+	slices.SortFunc(out.LongestWaits, func(x, y StepWait) int {
+		if c := cmp.Compare(y.Wait.MedianMinutes, x.Wait.MedianMinutes); c != 0 {
+			return c
+		}
+		return strings.Compare(x.Code+" "+x.Role, y.Code+" "+y.Role)
 	})
 	if len(out.LongestWaits) > 10 {
 		out.LongestWaits = out.LongestWaits[:10]
 	}
-	out.Overdue = []Overdue{}
-	for k, n := range overdue {
-		out.Overdue = append(out.Overdue, Overdue{Code: k.code, Role: k.role, Count: n})
-	}
-	sort.Slice(out.Overdue, func(i, j int) bool {
-		if out.Overdue[i].Count != out.Overdue[j].Count {
-			return out.Overdue[i].Count > out.Overdue[j].Count
+	slices.SortFunc(out.Overdue, func(x, y Overdue) int {
+		if x.Count != y.Count {
+			return y.Count - x.Count
 		}
-		return out.Overdue[i].Code < out.Overdue[j].Code
+		return strings.Compare(x.Code+" "+x.Role, y.Code+" "+y.Role)
 	})
-	return nil
+	return out
+}
+
+// statusCounts are a status histogram's counts by status, and their sum.
+func statusCounts(h hist) (map[Status]int, int) {
+	m, total := map[Status]int{}, 0
+	for i, n := range h {
+		if i < len(statusOrder) && n != 0 {
+			m[statusOrder[i]] = int(n)
+			total += int(n)
+		}
+	}
+	return m, total
 }
 
 // summarise gives the count, median and 90th percentile (nearest rank) of
-// minutes, rounded to a tenth.
-func summarise(v []float64) Durations {
-	if len(v) == 0 {
+// a histogram of durations, each a bucket's value in minutes.
+func summarise(h hist) Durations {
+	var n int64
+	for _, c := range h {
+		n += c
+	}
+	if n <= 0 {
 		return Durations{}
 	}
-	v = slices.Clone(v)
-	slices.Sort(v)
-	rank := func(p float64) float64 {
-		i := int(math.Ceil(p*float64(len(v)))) - 1
-		return math.Round(v[max(i, 0)]*10) / 10
+	rank := func(q float64) float64 {
+		want := int64(math.Ceil(q * float64(n)))
+		var seen int64
+		for b, c := range h {
+			if seen += c; seen >= want {
+				return bucketMinutes(int64(b))
+			}
+		}
+		return bucketMinutes(int64(len(h) - 1))
 	}
-	return Durations{Count: len(v), MedianMinutes: rank(0.5), P90Minutes: rank(0.9)}
+	return Durations{Count: int(n), MedianMinutes: rank(0.5), P90Minutes: rank(0.9)}
 }

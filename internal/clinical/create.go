@@ -222,6 +222,7 @@ func (s *Service) Create(ctx context.Context, g Guard, req CreateRequest, opts C
 			}
 			steps = append(steps, st)
 		}
+		rollupChange(tx, nil, w, steps)
 		s.metrics.created.WithLabelValues(string(w.Type), string(w.Priority)).Inc()
 		created = true
 		out, err = s.render(ctx, g, d, w, steps)

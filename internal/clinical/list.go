@@ -102,19 +102,12 @@ func (q *query) sql() string {
 // search is decided (and audited) first, then confined in SQL, so a page
 // or a count never includes a workflow out of reach.
 func (s *Service) confined(ctx context.Context, g Guard, f *Filter, alias string) (*query, auth.Decision, error) {
-	if err := f.check(); err != nil {
-		return nil, auth.Decision{}, err
-	}
-	d, err := g.Authorize(ctx, access.Action{Req: auth.Request{Action: auth.ActionSearch, ResourceType: ResourceType, PatientID: f.Patient}})
-	if err != nil {
-		return nil, d, err
-	}
-	reach, err := g.Reach(ctx, ResourceType)
+	reach, d, err := s.searchReach(ctx, g, f)
 	if err != nil {
 		return nil, d, err
 	}
 	q := &query{}
-	if c := s.cfg.DB.Dialect().ReachCondition(alias+"patient_id", store.Reach(reach), &q.args); c != "" {
+	if c := s.cfg.DB.Dialect().ReachCondition(alias+"patient_id", reach, &q.args); c != "" {
 		q.where = append(q.where, "("+c+")")
 	}
 	for _, c := range []struct{ col, v string }{{"patient_id", f.Patient}, {"provider_id", f.Provider}, {"status", string(f.Status)},
@@ -140,6 +133,23 @@ func (s *Service) confined(ctx context.Context, g Guard, f *Filter, alias string
 	return q, d, nil
 }
 
+// searchReach checks a filter, decides (and audits) the search, and gives
+// the caller's reach: the patients whose workflows the search may return.
+func (s *Service) searchReach(ctx context.Context, g Guard, f *Filter) (store.Reach, auth.Decision, error) {
+	if err := f.check(); err != nil {
+		return store.Reach{}, auth.Decision{}, err
+	}
+	d, err := g.Authorize(ctx, access.Action{Req: auth.Request{Action: auth.ActionSearch, ResourceType: ResourceType, PatientID: f.Patient}})
+	if err != nil {
+		return store.Reach{}, d, err
+	}
+	reach, err := g.Reach(ctx, ResourceType)
+	if err != nil {
+		return store.Reach{}, d, err
+	}
+	return store.Reach(reach), d, nil
+}
+
 // List lists the workflows the caller may see, emergency first, newest
 // first within a priority, each redacted to the fields the caller's role
 // may see.
@@ -158,8 +168,15 @@ func (s *Service) List(ctx context.Context, g Guard, f Filter) (Page, error) {
 		q.where = append(q.where, fmt.Sprintf("(priority_rank > %s OR (priority_rank = %s AND (created_at < %s OR (created_at = %s AND id < %s))))",
 			r, r, t, t, i))
 	}
-	rows, err := s.cfg.DB.Reader().Query(ctx, `SELECT `+workflowColumns+` FROM clinical_workflows`+q.sql()+
-		` ORDER BY priority_rank, created_at DESC, id DESC LIMIT `+strconv.Itoa(f.Limit+1), q.args...)
+	from := " FROM clinical_workflows"
+	if s.cfg.DB.Dialect() == store.SQLite && (!f.DueFrom.IsZero() || !f.DueTo.IsZero()) && f.Patient == "" {
+		// SQLite plans without statistics: told nothing, it walks every
+		// workflow of the caller's patients for a due range, where the
+		// due index holds the range with its patients and list order.
+		from += " INDEXED BY clinical_workflows_due"
+	}
+	rows, err := s.cfg.DB.Reader().Query(ctx, `SELECT `+workflowColumns+from+q.sql()+
+		` ORDER BY priority_rank, created_at DESC, id DESC LIMIT `+strconv.Itoa(f.Limit+1), s.cfg.DB.Dialect().PlanEach(q.args)...)
 	if err != nil {
 		return Page{}, err
 	}

@@ -52,6 +52,18 @@ func (p Priority) rank() int {
 	}
 }
 
+// priorityOfRank is the priority of a rank.
+func priorityOfRank(r int64) Priority {
+	switch r {
+	case 0:
+		return PriorityEmergency
+	case 1:
+		return PriorityUrgent
+	default:
+		return PriorityRoutine
+	}
+}
+
 // dueFactor shortens a template's due times for more urgent work.
 func (p Priority) dueFactor() float64 {
 	switch p {

@@ -96,7 +96,11 @@ func TestFHIRTasksAreValidR4(t *testing.T) {
 }
 
 func TestSummariseAndCursor(t *testing.T) {
-	d := summarise([]float64{10, 1, 5, 3, 8, 2, 9, 4, 7, 6})
+	var h hist
+	for _, m := range []float64{10, 1, 5, 3, 8, 2, 9, 4, 7, 6} {
+		h.addOne(bucketOf(time.Duration(m*float64(time.Minute))), 1)
+	}
+	d := summarise(h)
 	if d.Count != 10 || d.MedianMinutes != 5 || d.P90Minutes != 9 {
 		t.Errorf("summary %+v", d)
 	}

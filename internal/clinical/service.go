@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -90,6 +91,8 @@ type Service struct {
 	cfg     Config
 	now     func() time.Time
 	metrics *metrics
+	// rollupBuilt: the analytics rollup is known built (EnsureRollup).
+	rollupBuilt atomic.Bool
 }
 
 // New returns a Service; Register must have put the workflow definition on

@@ -41,6 +41,7 @@ func (s *Service) AddStep(ctx context.Context, g Guard, workflowID string, sp St
 		if len(steps) >= maxSteps {
 			return errs.E(errs.Unprocessable, "a workflow has at most %d steps", maxSteps).InField("code")
 		}
+		before := contributionOf(w, steps)
 		now := s.clock()
 		w.UpdatedAt = now
 		w.Version++
@@ -57,6 +58,7 @@ func (s *Service) AddStep(ctx context.Context, g Guard, workflowID string, sp St
 		if err := s.syncWorkflowTask(ctx, tx, w, append(steps, st)); err != nil {
 			return err
 		}
+		rollupChange(tx, &before, w, append(steps, st))
 		out, err = s.render(ctx, g, d, w, append(steps, st))
 		return err
 	})
@@ -122,12 +124,14 @@ func (s *Service) UpdateStep(ctx context.Context, g Guard, workflowID, stepID st
 		if !allowedMove(st.Status, up.Status) {
 			return errs.E(errs.Conflict, "a %s step cannot become %s", st.Status, up.Status).InField("status")
 		}
+		before := contributionOf(w, steps)
 		if err := s.moveStep(ctx, tx, w, st, actor, up); err != nil {
 			return err
 		}
 		if err := s.closeIfDone(ctx, tx, w, steps); err != nil {
 			return err
 		}
+		rollupChange(tx, &before, w, steps)
 		if err := s.syncWorkflowTask(ctx, tx, w, steps); err != nil {
 			return err
 		}
@@ -255,9 +259,11 @@ func (s *Service) Update(ctx context.Context, g Guard, id string, up UpdateReque
 		if err != nil {
 			return err
 		}
+		before := contributionOf(w, steps)
 		if err := s.apply(ctx, tx, w, steps, up); err != nil {
 			return err
 		}
+		rollupChange(tx, &before, w, steps)
 		out, err = s.render(ctx, g, d, w, steps)
 		return err
 	})

@@ -170,6 +170,23 @@ func clinicalFilter(q url.Values) (clinical.Filter, error) {
 }
 
 // fourTimes reads four RFC 3339 time parameters.
+// queryDay parses a day (2026-01-31) or a time (RFC 3339, standing for its
+// UTC day); empty is the zero time.
+func queryDay(q url.Values, name string) (time.Time, error) {
+	v := q.Get(name)
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.DateOnly, v); err == nil {
+		return t, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, errs.E(errs.Invalid, "must be a day such as 2026-01-31 (or an RFC 3339 time)").InField(name)
+	}
+	return t.UTC(), nil
+}
+
 func fourTimes(q url.Values, names ...string) (a, b, c, d time.Time, err error) {
 	out := make([]time.Time, 4)
 	for i, n := range names {
@@ -284,9 +301,9 @@ func (s *Server) clinicalAnalytics(w http.ResponseWriter, r *http.Request, g *ca
 		return
 	}
 	f := clinical.AnalyticsFilter{Type: clinical.WorkflowType(q.Get("type")), Priority: clinical.Priority(q.Get("priority")), Provider: q.Get("provider")}
-	f.From, err = queryTime(q, "from")
+	f.From, err = queryDay(q, "from")
 	if err == nil {
-		f.To, err = queryTime(q, "to")
+		f.To, err = queryDay(q, "to")
 	}
 	if err != nil {
 		s.answerGuarded(w, r, g, 0, nil, err)

@@ -131,7 +131,50 @@ func TestClinicalListSearchAnalyticsMetrics(t *testing.T) {
 		if overdue["triage"] != 1 || overdue["wound_check"] != 0 || overdue["procedure"] != 0 {
 			t.Errorf("overdue %+v", a.Overdue)
 		}
-		problemOf(t, f.call(t, nurse, "GET", "/api/v1/clinical-workflows/analytics?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", nil), http.StatusBadRequest)
+		problemOf(t, f.call(t, nurse, "GET", "/api/v1/clinical-workflows/analytics?from=2026-01-02&to=2026-01-01", nil), http.StatusBadRequest)
+		problemOf(t, f.call(t, nurse, "GET", "/api/v1/clinical-workflows/analytics?from=2025-01-01&to=2026-01-02", nil), http.StatusBadRequest)
+		problemOf(t, f.call(t, nurse, "GET", "/api/v1/clinical-workflows/analytics?from=yesterday", nil), http.StatusBadRequest)
+
+		// The rollup two ways: clinical_admin, who reaches every patient,
+		// reads the days' cells; the nurse, confined to her team, reads
+		// her patients' days. Every workflow here is her patient's, so
+		// they agree; a day before the first holds nothing.
+		admin := f.principal(t, "ca-1", auth.ClinicalAdmin, "")
+		mine := f.call(t, nurse, "GET", "/api/v1/clinical-workflows/analytics", nil)
+		if all := f.call(t, admin, "GET", "/api/v1/clinical-workflows/analytics", nil); string(all.body) != string(mine.body) {
+			t.Errorf("analytics of every patient:\n%s\nof the nurse's team:\n%s", all.body, mine.body)
+		}
+		today := f.clock.Now().UTC()
+		a = must[clinical.Analytics](t, f.call(t, admin, "GET", "/api/v1/clinical-workflows/analytics?from="+today.Format(time.DateOnly)+"&to="+today.Format(time.DateOnly), nil), http.StatusOK)
+		if a.Total != 4 || a.From != today.Format(time.DateOnly) || a.To != a.From {
+			t.Errorf("analytics of today: %d workflows, %s to %s", a.Total, a.From, a.To)
+		}
+		before := today.AddDate(0, 0, -1).Format(time.RFC3339)
+		a = must[clinical.Analytics](t, f.call(t, admin, "GET", "/api/v1/clinical-workflows/analytics?from="+before+"&to="+before, nil), http.StatusOK)
+		if a.Total != 0 || len(a.Overdue) != 0 || len(a.LongestWaits) != 0 {
+			t.Errorf("analytics of yesterday: %+v", a)
+		}
+		a = must[clinical.Analytics](t, f.call(t, admin, "GET", "/api/v1/clinical-workflows/analytics?type=custom&provider=Practitioner/"+clinicalDoctor, nil), http.StatusOK)
+		if a.Total != 1 || a.ByStatus[clinical.StatusCompleted] != 1 || len(a.ByType) != 1 {
+			t.Errorf("analytics of one type and provider: %+v", a)
+		}
+		f.checkRollup(t)
+
+		// A database whose workflows predate the rollup: its rows cleared
+		// and marked unbuilt, the next start rebuilds it the same.
+		for _, q := range []string{`DELETE FROM clinical_rollup`, `DELETE FROM clinical_rollup_patients`, `DELETE FROM clinical_rollup_state`} {
+			if err := db.Tx(context.Background(), func(tx store.Tx) error { _, err := tx.Exec(context.Background(), q); return err }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		restarted := f.restartedService(t)
+		if err := restarted.EnsureRollup(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if again := f.call(t, nurse, "GET", "/api/v1/clinical-workflows/analytics", nil); string(again.body) != string(mine.body) {
+			t.Errorf("analytics after the rebuild:\n%s\nbefore:\n%s", again.body, mine.body)
+		}
+		f.checkRollup(t)
 
 		// The standing work's gauges are read in the background after a
 		// scrape asks; a later scrape has them.
@@ -243,6 +286,7 @@ func TestClinicalStepsAreEngineTasks(t *testing.T) {
 		if err != nil || task.Status != engine.TaskCompleted || task.Decision != "skipped" {
 			t.Fatalf("the added step's task %+v, %v", task, err)
 		}
+		f.checkRollup(t)
 	})
 }
 
@@ -328,5 +372,6 @@ func TestClinicalRunsAreDrivenOnlyByTheModule(t *testing.T) {
 		if after.Version != w.Version || after.Steps[0].Status != "pending" || after.Status != "active" {
 			t.Errorf("refused generic calls changed the workflow: %+v", after)
 		}
+		f.checkRollup(t)
 	})
 }

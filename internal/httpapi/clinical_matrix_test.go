@@ -122,6 +122,7 @@ func TestClinicalAuthorizationMatrix(t *testing.T) {
 				}
 			})
 		}
+		f.checkRollup(t)
 	})
 }
 

@@ -24,6 +24,7 @@ import (
 type clinicalFixture struct {
 	*wfFixture
 	svc *clinical.Service
+	cfg clinical.Config
 }
 
 const (
@@ -38,9 +39,10 @@ func newClinicalFixture(t *testing.T, db *store.DB) *clinicalFixture {
 	f := newAuthzFixture(t, db, nil)
 	clock := &offsetClock{}
 	eng, deps := newTestEngineWith(t, db, clock.Now)
-	svc, err := clinical.New(clinical.Config{DB: db, Engine: eng,
+	cfg := clinical.Config{DB: db, Engine: eng,
 		Records: careaccess.RunRecords{Record: deps.rec, Access: &careaccess.Services{Authorizer: f.access.Authorizer, Policy: f.access.Policy, Audit: f.log}},
-		Record:  deps.rec, Ring: deps.ring, ExportKey: bytes.Repeat([]byte{0x42}, 32), Now: clock.Now})
+		Record:  deps.rec, Ring: deps.ring, ExportKey: bytes.Repeat([]byte{0x42}, 32), Now: clock.Now}
+	svc, err := clinical.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +70,26 @@ func newClinicalFixture(t *testing.T, db *store.DB) *clinicalFixture {
 		}})
 	f.ts = httptest.NewServer(f.srv.Handler())
 	t.Cleanup(f.ts.Close)
-	return &clinicalFixture{wfFixture: &wfFixture{authzFixture: f, eng: eng, deps: deps, clock: clock}, svc: svc}
+	return &clinicalFixture{wfFixture: &wfFixture{authzFixture: f, eng: eng, deps: deps, clock: clock}, svc: svc, cfg: cfg}
+}
+
+// restartedService is the module as a restarted server builds it on the
+// same database.
+func (f *clinicalFixture) restartedService(t *testing.T) *clinical.Service {
+	t.Helper()
+	svc, err := clinical.New(f.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc
+}
+
+// checkRollup holds the analytics rollup to the workflows stored.
+func (f *clinicalFixture) checkRollup(t *testing.T) {
+	t.Helper()
+	if err := f.svc.CheckRollup(context.Background()); err != nil {
+		t.Error(err)
+	}
 }
 
 // encounterOf is an inpatient Encounter of patient, in progress.
@@ -220,6 +241,7 @@ func TestClinicalDischargeDrivenByNurseAndPhysician(t *testing.T) {
 				t.Errorf("Task is not valid R4: %+v\n%s", is, d)
 			}
 		}
+		f.checkRollup(t)
 	})
 }
 
@@ -360,6 +382,7 @@ func TestClinicalBadInputNamesTheField(t *testing.T) {
 				t.Errorf("refused updates moved step %s to %s v%d", s.Code, s.Status, s.Version)
 			}
 		}
+		f.checkRollup(t)
 	})
 }
 
