@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -371,6 +372,37 @@ func TestClinicalRunsAreDrivenOnlyByTheModule(t *testing.T) {
 		after := must[workflowJSON](t, f.call(t, doctor, "GET", clinicalWorkflow+"/"+w.ID, nil), http.StatusOK)
 		if after.Version != w.Version || after.Steps[0].Status != "pending" || after.Status != "active" {
 			t.Errorf("refused generic calls changed the workflow: %+v", after)
+		}
+		f.checkRollup(t)
+	})
+}
+
+// Analytics count only what the caller reaches: a clinical_admin reaches
+// every patient but one whose consent denies the purpose, and that
+// patient's workflows are taken away from the day's sum (the rollup's
+// patient cells), leaving the rest as they were.
+func TestClinicalAnalyticsLeaveOutPatientsOutOfReach(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		f := newClinicalFixture(t, db)
+		admin := f.principal(t, "ca-1", auth.ClinicalAdmin, "")
+		for i, p := range []string{ownPatient, otherPatient, otherPatient} {
+			body := map[string]any{"type": []string{"admission", "discharge", "procedure"}[i], "patient": "Patient/" + p, "provider": "Practitioner/" + clinicalDoctor}
+			must[workflowJSON](t, f.call(t, admin, "POST", clinicalWorkflow, body), http.StatusCreated)
+		}
+		a := must[clinical.Analytics](t, f.call(t, admin, "GET", "/api/v1/clinical-workflows/analytics", nil), http.StatusOK)
+		if a.Total != 3 || len(a.ByType) != 3 || !slices.ContainsFunc(a.LongestWaits, func(w clinical.StepWait) bool { return w.Code == "discharge_teaching" }) {
+			t.Fatalf("analytics of every patient: %+v", a)
+		}
+		f.setConsent(t, otherPatient, "operations=deny")
+		a = must[clinical.Analytics](t, f.call(t, admin, "GET", "/api/v1/clinical-workflows/analytics", nil), http.StatusOK)
+		if a.Total != 1 || len(a.ByType) != 1 || a.ByType[0].Key != "admission" || len(a.PerDay) != 1 || a.PerDay[0].Created != 1 {
+			t.Errorf("analytics without the patient who denies operations: %+v", a)
+		}
+		for _, w := range a.LongestWaits {
+			if strings.HasPrefix(w.Code, "discharge_") || strings.Contains(w.Code, "procedure") {
+				t.Errorf("a step of the excepted patient's workflows is counted: %+v", w)
+			}
 		}
 		f.checkRollup(t)
 	})
