@@ -233,6 +233,13 @@ func (h *hist) addOne(k, n int64) {
 	(*h)[k] += n
 }
 
+// addEach adds n at k to each histogram (the total's and its groups').
+func addEach(k, n int64, hs ...*hist) {
+	for _, h := range hs {
+		h.addOne(k, n)
+	}
+}
+
 func newAggregate(f Filter, now time.Time) *aggregate {
 	return &aggregate{f: f, now: now, nowMinute: now.Unix() / 60, nowUnix: now.Unix(), byType: map[string]*group{}, byProvider: map[string]*group{},
 		created: map[int64]int64{}, completed: map[int64]int64{}, steps: map[string]*stepAgg{}}
@@ -268,20 +275,12 @@ func (a *aggregate) addBlob(day int64, blob []byte, sign int64) error {
 		gr := &a.byPriority[min(max(rank, 0), 2)]
 		for range d.count() {
 			k, n := d.pair()
-			n *= sign
-			a.status.addOne(k, n)
-			gt.status.addOne(k, n)
-			gp.status.addOne(k, n)
-			gr.status.addOne(k, n)
-			a.created[day] += n
+			addEach(k, sign*n, &a.status, &gt.status, &gp.status, &gr.status)
+			a.created[day] += sign * n
 		}
 		for range d.count() {
 			k, n := d.pair()
-			n *= sign
-			a.ttc.addOne(k, n)
-			gt.ttc.addOne(k, n)
-			gp.ttc.addOne(k, n)
-			gr.ttc.addOne(k, n)
+			addEach(k, sign*n, &a.ttc, &gt.ttc, &gp.ttc, &gr.ttc)
 		}
 		for range d.count() {
 			k, n := d.pair()

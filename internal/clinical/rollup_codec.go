@@ -89,22 +89,14 @@ func (d *decoder) uvarint() uint64 {
 	return v
 }
 
+// varint reads a signed number (zig-zag, as binary.AppendVarint writes).
 func (d *decoder) varint() int64 {
-	if len(d.b) > 0 && d.b[0] < 0x80 {
-		v := int64(d.b[0])
-		d.b = d.b[1:]
-		return (v >> 1) ^ -(v & 1)
+	u := d.uvarint()
+	x := int64(u >> 1)
+	if u&1 != 0 {
+		x = ^x
 	}
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.err = errCellset
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
+	return x
 }
 
 // count reads a length, bounded by what is left (every item takes at least
