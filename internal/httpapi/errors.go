@@ -1,7 +1,9 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 
@@ -97,6 +99,14 @@ func errMethodNotAllowed(method string) *errs.Error {
 // with no detail beyond that id.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	kind := errs.KindOf(err)
+	if clientGone(r, kind) {
+		// The client hung up and the work stopped because of it (a query
+		// interrupted, a transaction rolled back): nobody reads an answer,
+		// and nothing went wrong on our side. The access log shows 499
+		// (client closed request) at info, not an internal error.
+		w.WriteHeader(StatusClientClosedRequest)
+		return
+	}
 	status := statusOf(kind)
 	reqID := RequestID(r.Context())
 	detail := "internal error; quote request id " + reqID + " to the operator"
@@ -131,6 +141,20 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		RequestID: reqID,
 		Field:     field,
 	})
+}
+
+// StatusClientClosedRequest is the status the access log and the metrics
+// record for a request its client abandoned (nginx's 499): never sent to a
+// client, which is gone.
+const StatusClientClosedRequest = 499
+
+// clientGone reports whether a failure is the client's hanging up: the
+// request's context was cancelled (the server cancels it when the
+// connection closes) and the error is one a cancelled query or transaction
+// surfaces as (internal or unavailable), whatever its wording (drivers
+// wrap the cancellation differently, or not at all).
+func clientGone(r *http.Request, kind errs.Kind) bool {
+	return errors.Is(r.Context().Err(), context.Canceled) && (kind == errs.Internal || kind == errs.Unavailable)
 }
 
 // writeJSON encodes v with the content type and status.

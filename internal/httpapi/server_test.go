@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/careflow/careflow/internal/errs"
 	"github.com/careflow/careflow/internal/store"
@@ -50,6 +52,12 @@ func newFixture(t *testing.T, db *store.DB, maxBody int64) *fixture {
 	// so that these tests need no token.
 	srv.handlePublicFunc("GET /api/v1/test/panic", func(w http.ResponseWriter, r *http.Request) {
 		panic("a handler bug with secret detail")
+	})
+	// Waits for its client to hang up, then fails as an interrupted query
+	// does.
+	srv.handlePublicFunc("GET /api/v1/test/hangup", func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done()
+		srv.writeError(w, r, fmt.Errorf("query interrupted: %w", r.Context().Err()))
 	})
 	srv.handlePublicFunc("POST /api/v1/test/echo", func(w http.ResponseWriter, r *http.Request) {
 		var in struct {
@@ -292,6 +300,47 @@ func TestPanicGives500WithRequestIDAndNoStack(t *testing.T) {
 	// The server keeps serving.
 	if resp, _ := f.do(t, "GET", "/healthz", nil, nil); resp.StatusCode != 200 {
 		t.Fatalf("after a panic /healthz = %d", resp.StatusCode)
+	}
+}
+
+// A client that hangs up mid-request is logged as a client's cancellation
+// (499, at info), not as an internal error: a load run's end logged
+// hundreds of those.
+func TestClientHangupIsNotAnInternalError(t *testing.T) {
+	t.Parallel()
+	const hangupReqID = "0193a4b2-7c1d-7f00-8a00-0000000000c3"
+	f := newFixture(t, nil, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", f.ts.URL+"/api/v1/test/hangup", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Request-ID", hangupReqID)
+	if resp, err := f.ts.Client().Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("the request was answered (%d) instead of abandoned", resp.StatusCode)
+	}
+	var line map[string]any
+	deadline := time.Now().Add(5 * time.Second)
+	for line == nil && time.Now().Before(deadline) {
+		for _, l := range strings.Split(f.logs.String(), "\n") {
+			if strings.Contains(l, hangupReqID) && strings.Contains(l, `"msg":"request"`) {
+				if err := json.Unmarshal([]byte(l), &line); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if line == nil {
+		t.Fatalf("no access log line for the abandoned request:\n%s", f.logs.String())
+	}
+	if line["status"] != float64(StatusClientClosedRequest) || line["level"] != "INFO" {
+		t.Errorf("access log line %v, want status 499 at INFO", line)
+	}
+	if logs := f.logs.String(); strings.Contains(logs, "internal error") {
+		t.Errorf("a client's hang-up was logged as an internal error:\n%s", logs)
 	}
 }
 
