@@ -197,8 +197,7 @@ func (s *Service) readCells(ctx context.Context, sql string, args []any, agg *ag
 // histograms are dense (a count per bucket): a range of thousands of cells
 // costs what their bytes do.
 type aggregate struct {
-	f   Filter
-	now time.Time
+	f Filter
 	// nowMinute: a step is overdue once the minute its due time rounds up
 	// to has begun.
 	nowMinute, nowUnix int64
@@ -241,7 +240,7 @@ func addEach(k, n int64, hs ...*hist) {
 }
 
 func newAggregate(f Filter, now time.Time) *aggregate {
-	return &aggregate{f: f, now: now, nowMinute: now.Unix() / 60, nowUnix: now.Unix(), byType: map[string]*group{}, byProvider: map[string]*group{},
+	return &aggregate{f: f, nowMinute: now.Unix() / 60, nowUnix: now.Unix(), byType: map[string]*group{}, byProvider: map[string]*group{},
 		created: map[int64]int64{}, completed: map[int64]int64{}, steps: map[string]*stepAgg{}}
 }
 

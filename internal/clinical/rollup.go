@@ -1,6 +1,7 @@
 package clinical
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -18,7 +19,7 @@ import (
 // workflows and their steps.
 //
 // A workflow contributes one cell: the counts and histograms of itself and
-// its steps (contribution). A cell is filed under the workflow's creation
+// its steps (contributionOf). A cell is filed under the workflow's creation
 // day (UTC), type, priority and provider, in two tables written in the
 // transaction of every change (a commit hook adds the change's difference,
 // after minus before):
@@ -77,8 +78,8 @@ func (a subKey) compare(b subKey) int {
 	if c := strings.Compare(string(a.typ), string(b.typ)); c != 0 {
 		return c
 	}
-	if a.rank != b.rank {
-		return int(a.rank - b.rank)
+	if c := cmp.Compare(a.rank, b.rank); c != 0 {
+		return c
 	}
 	return strings.Compare(a.provider, b.provider)
 }
@@ -156,8 +157,8 @@ func ceilMinute(t time.Time) int64 {
 	return m
 }
 
-// contribution is what one workflow adds to the rollup.
-func contribution(w *workflowRow, steps []*stepRow) (int64, subKey, cell) {
+// contributionOf is what one workflow adds to the rollup, and where.
+func contributionOf(w *workflowRow, steps []*stepRow) contrib {
 	c := cell{status: []pair{{statusIndex(w.Status), 1}}}
 	if w.Status == StatusCompleted && w.CompletedAt != nil {
 		c.ttc = []pair{{bucketOf(w.CompletedAt.Sub(w.CreatedAt)), 1}}
@@ -178,7 +179,8 @@ func contribution(w *workflowRow, steps []*stepRow) (int64, subKey, cell) {
 		}
 		c.addStep(sc, 1)
 	}
-	return unixDay(w.CreatedAt), subKey{typ: w.Type, rank: int64(w.Priority.rank()), provider: w.ProviderID}, c
+	return contrib{patient: w.PatientID, day: unixDay(w.CreatedAt),
+		key: subKey{typ: w.Type, rank: int64(w.Priority.rank()), provider: w.ProviderID}, c: c}
 }
 
 // addPairs adds sign·b to a, both sorted; zero counts are dropped.
@@ -303,11 +305,6 @@ type contrib struct {
 	day     int64
 	key     subKey
 	c       cell
-}
-
-func contributionOf(w *workflowRow, steps []*stepRow) contrib {
-	day, k, c := contribution(w, steps)
-	return contrib{patient: w.PatientID, day: day, key: k, c: c}
 }
 
 func (d *rollupDelta) add(c *contrib, sign int64) {

@@ -69,7 +69,7 @@ func rollupBuilt(ctx context.Context, q store.Querier) (bool, error) {
 // rebuildRollup replaces the rollup's rows with the sum of the stored
 // workflows' contributions.
 func rebuildRollup(ctx context.Context, tx store.Tx) error {
-	global, patient, err := rollupFromRows(ctx, tx)
+	global, patient, err := rollupFromRows(ctx, tx, tx.Dialect())
 	if err != nil {
 		return err
 	}
@@ -95,7 +95,7 @@ func rebuildRollup(ctx context.Context, tx store.Tx) error {
 
 // rollupFromRows sums the contributions of every stored workflow, reading
 // them and their steps a batch at a time in id order.
-func rollupFromRows(ctx context.Context, q store.Querier) (map[globalKey]*cellset, map[patientKey]*cellset, error) {
+func rollupFromRows(ctx context.Context, q store.Querier, dialect store.Dialect) (map[globalKey]*cellset, map[patientKey]*cellset, error) {
 	d := &rollupDelta{global: map[globalKey]*cellset{}, patient: map[patientKey]*cellset{}}
 	after := ""
 	for {
@@ -107,7 +107,7 @@ func rollupFromRows(ctx context.Context, q store.Querier) (map[globalKey]*cellse
 		for i, w := range ws {
 			ids[i] = w.ID
 		}
-		steps, err := stepsOf(ctx, q, ids)
+		steps, err := stepsOf(ctx, q, dialect, ids)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -141,14 +141,9 @@ func workflowBatch(ctx context.Context, q store.Querier, after string) ([]*workf
 
 // stepsOf reads the steps of some workflows: the columns a contribution
 // needs, by workflow.
-func stepsOf(ctx context.Context, q store.Querier, ids []string) (map[string][]*stepRow, error) {
-	marks := make([]string, len(ids))
-	args := make([]any, len(ids))
-	for i, id := range ids {
-		marks[i], args[i] = fmt.Sprintf("$%d", i+1), id
-	}
+func stepsOf(ctx context.Context, q store.Querier, d store.Dialect, ids []string) (map[string][]*stepRow, error) {
 	rows, err := q.Query(ctx, `SELECT workflow_id, code, role, status, created_at, started_at, due_at FROM clinical_steps
-		WHERE workflow_id IN (`+strings.Join(marks, ", ")+`)`, args...)
+		WHERE `+d.InList("workflow_id", "$1"), d.PlanEach([]any{d.ListArg(ids)})...)
 	if err != nil {
 		return nil, err
 	}
@@ -254,7 +249,7 @@ func (s *Service) CheckRollup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	want, wantP, err := rollupFromRows(ctx, s.cfg.DB.Reader())
+	want, wantP, err := rollupFromRows(ctx, s.cfg.DB.Reader(), s.cfg.DB.Dialect())
 	if err != nil {
 		return err
 	}

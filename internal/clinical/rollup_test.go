@@ -154,8 +154,8 @@ func BenchmarkAnalyticsOfCells(b *testing.B) {
 							done := created.Add(time.Duration(60+n%600) * time.Minute)
 							w.CompletedAt = &done
 						}
-						_, k, c := contribution(w, steps)
-						cs.add(k, &c, 1)
+						c := contributionOf(w, steps)
+						cs.add(c.key, &c.c, 1)
 					}
 					blobs = append(blobs, encodeCellset(cs))
 					days = append(days, unixDay(now)-int64(d))
