@@ -244,6 +244,7 @@ func scaleRun(t *testing.T, d store.Dialect, n int) {
 	} else if err := db.Reader().QueryRow(ctx, "SELECT pg_database_size(current_database())").Scan(&size); err != nil {
 		t.Fatal(err)
 	}
+	logSizes(t, db, n)
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
@@ -257,4 +258,47 @@ func pct(ds []time.Duration, p int) string {
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	return s[min(len(s)-1, len(s)*p/100)].Round(10 * time.Microsecond).String()
+}
+
+// logSizes logs what the load costs per patient, table by table and index
+// by index: SQLite's dbstat (pages in use, so free pages and the WAL are
+// not counted) or PostgreSQL's relation sizes (run after VACUUM (ANALYZE),
+// which the harness does, since the box's PostgreSQL runs without
+// autovacuum). The patients are the load's n plus the creates measured
+// after it.
+func logSizes(t *testing.T, db *store.DB, n int) {
+	t.Helper()
+	ctx := context.Background()
+	patients := float64(n + 10*50 + 8*100)
+	var q string
+	if db.Dialect() == store.SQLite {
+		q = `SELECT name, SUM(pgsize), SUM(ncell) FROM dbstat WHERE name LIKE 'resource%' OR name LIKE 'sqlite_autoindex_resource%' GROUP BY name ORDER BY SUM(pgsize) DESC`
+	} else {
+		if _, err := db.Writer().Exec(ctx, "VACUUM (ANALYZE)"); err != nil {
+			t.Fatal(err)
+		}
+		q = `SELECT c.relname, pg_relation_size(c.oid), COALESCE(c.reltuples, 0)::bigint FROM pg_class c
+			JOIN pg_namespace ns ON ns.oid = c.relnamespace
+			WHERE ns.nspname = current_schema() AND c.relname LIKE 'resource%' AND c.relkind IN ('r', 'i')
+			ORDER BY pg_relation_size(c.oid) DESC`
+	}
+	rows, err := db.Reader().Query(ctx, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var total int64
+	for rows.Next() {
+		var name string
+		var size, cells int64
+		if err := rows.Scan(&name, &size, &cells); err != nil {
+			t.Fatal(err)
+		}
+		total += size
+		t.Logf("size %s/%d %-32s %8.0f B/patient %6.1f entries/patient", db.Dialect(), n, name, float64(size)/patients, float64(cells)/patients)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("size %s/%d %-32s %8.0f B/patient", db.Dialect(), n, "total (resource tables and indexes)", float64(total)/patients)
 }

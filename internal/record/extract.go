@@ -21,7 +21,15 @@ type indexRows struct {
 	numbers []numberRow
 }
 
-type tokenRow struct{ param, system, code string }
+// tokenRow is one token; blind when code is a blind index (stored as
+// blindValue says).
+type tokenRow struct {
+	param, system, code string
+	blind               bool
+}
+
+// stringRow is one string: a blind index when raw is nil (PHI), else
+// the normalised value and the text as sent.
 type stringRow struct {
 	param, value string
 	raw          *string
@@ -139,7 +147,7 @@ func (rows *indexRows) add(ring *phi.Ring, typ string, p *Param, v any) error {
 					continue // nothing searchable left after normalisation
 				}
 			}
-			rows.tokens = append(rows.tokens, tokenRow{param: p.Name, system: t.system, code: code})
+			rows.tokens = append(rows.tokens, tokenRow{param: p.Name, system: t.system, code: code, blind: p.PHI})
 		}
 	case String:
 		for _, s := range stringsOf(v) {

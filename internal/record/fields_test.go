@@ -161,7 +161,7 @@ func TestWriteKeepsTheCompartmentOfAKeptElement(t *testing.T) {
 			t.Fatalf("stored %s", mustRead(t, s, "Observation", "o1"))
 		}
 		var n int
-		if err := db.Reader().QueryRow(ctx, `SELECT COUNT(*) FROM resource_refs WHERE type = 'Observation' AND id = 'o1' AND target_id = 'a'`).Scan(&n); err != nil || n == 0 {
+		if err := db.Reader().QueryRow(ctx, `SELECT COUNT(*) FROM resource_refs WHERE rid = (SELECT rid FROM resources WHERE type = 'Observation' AND id = 'o1') AND target_id = 'a'`).Scan(&n); err != nil || n == 0 {
 			t.Fatalf("the kept subject is not indexed (%d rows, %v)", n, err)
 		}
 	})

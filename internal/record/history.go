@@ -13,6 +13,14 @@ import (
 	"github.com/careflow/careflow/internal/store"
 )
 
+// historyCiphertext selects a history row's ciphertext: its own for a
+// replaced version, the resources row's for the current one (which keeps
+// none of its own, migration 0024). One statement reads both under one
+// snapshot, so a write that replaces the version between them cannot make
+// it read neither.
+const historyCiphertext = `COALESCE(ciphertext, (SELECT r.ciphertext FROM resources r
+WHERE r.type = resource_history.type AND r.id = resource_history.id AND r.version = resource_history.version))`
+
 // HistoryPage is one page of an instance or type history, newest first.
 type HistoryPage struct {
 	Entries []Record
@@ -104,7 +112,7 @@ func (s *Service) History(ctx context.Context, g Guard, typ, id string, params u
 		order = " ORDER BY version DESC"
 	}
 	c.args = append(c.args, page.Count+1, page.Offset)
-	rows, err := s.db.Reader().Query(ctx, "SELECT id, version, last_updated, deleted, method, patient_id, ciphertext FROM "+c.from+" WHERE "+c.where+order+
+	rows, err := s.db.Reader().Query(ctx, "SELECT id, version, last_updated, deleted, method, patient_id, "+historyCiphertext+" FROM "+c.from+" WHERE "+c.where+order+
 		" LIMIT $"+strconv.Itoa(len(c.args)-1)+" OFFSET $"+strconv.Itoa(len(c.args)), c.queryArgs(s.db.Dialect())...)
 	if err != nil {
 		return nil, fmt.Errorf("history of %s: %w", typ, err)

@@ -46,10 +46,11 @@ func (s *Service) reindexWalk(ctx context.Context, task string, types []string, 
 		args[0], args[1] = afterType, afterID
 		n := 0
 		err := s.db.Tx(ctx, func(tx store.Tx) error {
-			q := `SELECT type, id, version, ciphertext FROM resources
+			q := `SELECT rid, type, id, version, ciphertext FROM resources
 WHERE (type > $1 OR (type = $1 AND id > $2)) AND type IN (` + strings.Join(marks, ", ") + `) AND deleted = FALSE
 ORDER BY type, id LIMIT ` + fmt.Sprint(reindexBatch) + tx.Dialect().ForUpdate()
 			type version struct {
+				rid     int64
 				typ, id string
 				version int
 				ct      []byte
@@ -61,7 +62,7 @@ ORDER BY type, id LIMIT ` + fmt.Sprint(reindexBatch) + tx.Dialect().ForUpdate()
 			}
 			for rows.Next() {
 				var v version
-				if err := rows.Scan(&v.typ, &v.id, &v.version, &v.ct); err != nil {
+				if err := rows.Scan(&v.rid, &v.typ, &v.id, &v.version, &v.ct); err != nil {
 					rows.Close()
 					return err
 				}
@@ -87,14 +88,14 @@ ORDER BY type, id LIMIT ` + fmt.Sprint(reindexBatch) + tx.Dialect().ForUpdate()
 					return err
 				}
 				if tokensOnly {
-					if _, err := tx.Exec(ctx, `DELETE FROM resource_tokens WHERE type = $1 AND id = $2`, v.typ, v.id); err != nil {
+					if _, err := tx.Exec(ctx, `DELETE FROM resource_tokens WHERE rid = $1`, v.rid); err != nil {
 						return fmt.Errorf("clear the tokens of %s/%s: %w", v.typ, v.id, err)
 					}
 					idx = indexRows{tokens: idx.tokens}
-				} else if err := deleteIndexes(ctx, tx, v.typ, v.id); err != nil {
+				} else if err := deleteIndexes(ctx, tx, v.rid); err != nil {
 					return err
 				}
-				if err := insertIndexes(ctx, tx, v.typ, v.id, idx); err != nil {
+				if err := insertIndexes(ctx, tx, v.typ, v.rid, idx); err != nil {
 					return err
 				}
 			}

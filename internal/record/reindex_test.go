@@ -11,13 +11,13 @@ import (
 )
 
 // TestReindexChangedParams upgrades a database whose index rows were
-// written for an older parameter set (simulated: migrations up to 0012,
-// then the rows of DocumentReference.patient and
-// ExplanationOfBenefit.patient, which the hand-written table did not
-// have, removed): after migration 0013 the start-up pass re-indexes every
-// stored type once, so those searches find the resources; it resumes from
-// its cursor; a type whose fingerprint changed is re-indexed alone; and a
-// later start does nothing. On each backend.
+// written for an older parameter set (simulated on today's layout: the
+// rows of DocumentReference.patient and ExplanationOfBenefit.patient,
+// which the hand-written table did not have, removed, and no parameter
+// set stored, as after migrations 0013 and 0024): the start-up pass
+// re-indexes every stored type once, so those searches find the
+// resources; it resumes from its cursor; a type whose fingerprint changed
+// is re-indexed alone; and a later start does nothing. On each backend.
 func TestReindexChangedParams(t *testing.T) {
 	for _, d := range storetest.Backends() {
 		t.Run(string(d), func(t *testing.T) { testReindexChangedParams(t, d) })
@@ -26,8 +26,7 @@ func TestReindexChangedParams(t *testing.T) {
 
 func testReindexChangedParams(t *testing.T, d store.Dialect) {
 	ctx := context.Background()
-	db := storetest.OpenUnmigrated(t, d)
-	storetest.MigrateTo(t, db, 12)
+	db := storetest.Open(t, d)
 	s := newService(t, db)
 	const docs = reindexBatch + 30
 	var docIDs []string
@@ -36,10 +35,10 @@ func testReindexChangedParams(t *testing.T, d store.Dialect) {
 	}
 	eob := mustCreate(t, s, "ExplanationOfBenefit", `{"resourceType":"ExplanationOfBenefit","status":"active","type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/claim-type","code":"oral"}]},"use":"claim","patient":{"reference":"Patient/p1"},"created":"2026-01-02","insurer":{"reference":"Organization/o1"},"provider":{"reference":"Organization/o2"},"outcome":"complete","insurance":[{"focal":true,"coverage":{"reference":"Coverage/c1"}}]}`).ID
 	org := mustCreate(t, s, "Organization", `{"resourceType":"Organization","name":"Clinic"}`).ID
-	if _, err := db.Writer().Exec(ctx, `DELETE FROM resource_refs WHERE param = 'patient' AND type IN ('DocumentReference', 'ExplanationOfBenefit')`); err != nil {
+	if _, err := db.Writer().Exec(ctx, `DELETE FROM resource_refs WHERE param IN ($1, $2)`, paramKey("DocumentReference", "patient"), paramKey("ExplanationOfBenefit", "patient")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Migrate(ctx); err != nil {
+	if _, err := db.Writer().Exec(ctx, `DELETE FROM record_param_sets`); err != nil {
 		t.Fatal(err)
 	}
 	count := func(typ, query string) int {

@@ -130,11 +130,12 @@ func (s *Service) resolveChains(ctx context.Context, g Guard, rd store.Querier, 
 			marks[i] = out.arg(m.ID)
 		}
 		if c.reverse {
-			out.where = append(out.where, "r.id IN (SELECT x.target_id FROM resource_refs x WHERE x.type = "+out.arg(c.target)+
-				" AND x.param = "+out.arg(c.ref.Name)+" AND x.target_type = $1 AND x.id IN ("+strings.Join(marks, ", ")+"))")
+			// The matches are c.target's: their rows are found by rid.
+			out.where = append(out.where, "r.id IN (SELECT x.target_id FROM resource_refs x WHERE x.param = "+out.arg(paramKey(c.target, c.ref.Name))+
+				" AND x.target_type = $1 AND x.rid IN (SELECT m.rid FROM resources m WHERE m.type = "+out.arg(c.target)+" AND m.id IN ("+strings.Join(marks, ", ")+")))")
 		} else {
-			out.where = append(out.where, "r.id IN (SELECT x.id FROM resource_refs x WHERE x.type = $1 AND x.param = "+out.arg(c.ref.Name)+
-				" AND x.target_type = "+out.arg(c.target)+" AND x.target_id IN ("+strings.Join(marks, ", ")+"))")
+			out.where = append(out.where, ridIn("SELECT x.rid FROM resource_refs x WHERE x.param = "+out.paramArg(c.ref.Name)+
+				" AND x.target_type = "+out.arg(c.target)+" AND x.target_id IN ("+strings.Join(marks, ", ")+")"))
 		}
 	}
 	return &out, nil

@@ -83,7 +83,7 @@ func (s *Service) search(ctx context.Context, g Guard, rd store.Querier, q *Quer
 			order = append(order, k.expr)
 			continue
 		}
-		c.args = append(c.args, k.param)
+		c.args = append(c.args, paramKey(q.Type, k.param))
 		order = append(order, fmt.Sprintf(k.expr, "$"+strconv.Itoa(len(c.args))))
 	}
 	order = append(order, "r.id")
@@ -223,18 +223,22 @@ func (s *Service) addIncludes(ctx context.Context, g Guard, rd store.Querier, re
 	targets := map[string][]string{}
 	queued := map[string]bool{}
 	for _, inc := range q.includes {
-		sqlText := "SELECT target_type, target_id FROM resource_refs WHERE type = $1 AND " + d.InList("id", "$2")
+		sqlText := "SELECT target_type, target_id FROM resource_refs WHERE rid IN (SELECT rid FROM resources WHERE type = $1 AND " + d.InList("id", "$2") + ")"
 		args := []any{q.Type, idList}
 		if inc.param != "*" {
-			args = append(args, inc.param)
+			args = append(args, paramKey(q.Type, inc.param))
 			sqlText += " AND param = $" + strconv.Itoa(len(args))
 		} else {
 			// Only the parameters the caller may follow (checkElements).
 			if len(inc.params) == 0 {
 				continue
 			}
-			args = append(args, d.ListArg(inc.params))
-			sqlText += " AND " + d.InList("param", "$"+strconv.Itoa(len(args)))
+			marks := make([]string, len(inc.params))
+			for i, name := range inc.params {
+				args = append(args, paramKey(q.Type, name))
+				marks[i] = "$" + strconv.Itoa(len(args))
+			}
+			sqlText += " AND param IN (" + strings.Join(marks, ", ") + ")"
 		}
 		if inc.target != "" {
 			args = append(args, inc.target)
@@ -264,9 +268,9 @@ func (s *Service) addIncludes(ctx context.Context, g Guard, rd store.Querier, re
 	// _revinclude: the resources of a type whose parameter refers to a
 	// match.
 	for _, inc := range q.revIncludes {
-		where := "r.type = $1 AND r.deleted = FALSE AND r.id IN (SELECT x.id FROM resource_refs x WHERE x.type = $1 AND x.param = $2 AND x.target_type = $3 AND " +
-			d.InList("x.target_id", "$4") + ")"
-		if err := add(inc.typ, where, []any{inc.typ, inc.param, q.Type, idList}); err != nil {
+		where := "r.type = $1 AND r.deleted = FALSE AND " + ridIn("SELECT x.rid FROM resource_refs x WHERE x.param = $2 AND x.target_type = $3 AND "+
+			d.InList("x.target_id", "$4"))
+		if err := add(inc.typ, where, []any{inc.typ, paramKey(inc.typ, inc.param), q.Type, idList}); err != nil {
 			return err
 		}
 	}

@@ -60,6 +60,10 @@ func (q *Query) arg(v any) string {
 	return "$" + strconv.Itoa(len(q.args))
 }
 
+// paramArg is arg of the key of the query type's parameter name, as the
+// index rows hold it (paramKey).
+func (q *Query) paramArg(name string) string { return q.arg(paramKey(q.Type, name)) }
+
 // not support fail with 400 rather than being ignored: a typo in a search
 // for a patient must not return every patient.
 func (s *Service) ParseQuery(typ string, params url.Values) (*Query, error) {
@@ -253,9 +257,9 @@ func (s *Service) parseSort(q *Query, f string) error {
 	}
 	switch p.Kind {
 	case Date:
-		q.sorts = append(q.sorts, sortKey{expr: "(SELECT " + agg + "(low) FROM resource_dates x WHERE x.type = r.type AND x.id = r.id AND x.param = %s)" + dir, param: f})
+		q.sorts = append(q.sorts, sortKey{expr: "(SELECT " + agg + "(low) FROM resource_dates x WHERE x.rid = r.rid AND x.param = %s)" + dir, param: f})
 	case String:
-		q.sorts = append(q.sorts, sortKey{expr: "(SELECT " + agg + "(value) FROM resource_strings x WHERE x.type = r.type AND x.id = r.id AND x.param = %s)" + dir, param: f})
+		q.sorts = append(q.sorts, sortKey{expr: "(SELECT " + agg + "(value) FROM resource_strings x WHERE x.rid = r.rid AND x.param = %s)" + dir, param: f})
 	default:
 		return badParam("_sort", "sorting by %s is not offered; sort by _id, _lastUpdated, a date or a non-PHI string", f)
 	}

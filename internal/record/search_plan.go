@@ -56,12 +56,12 @@ func (s *Service) condition(q *Query, name, modifier, value string) (string, err
 	q.useElements(name, q.Type, p)
 	if modifier == "missing" {
 		table := tableOf(p.Kind)
-		sub := "SELECT x.id FROM " + table + " x WHERE x.type = $1 AND x.param = " + q.arg(p.Name)
+		sub := "SELECT x.rid FROM " + table + " x WHERE x.param = " + q.paramArg(p.Name)
 		switch value {
 		case "true":
-			return "r.id NOT IN (" + sub + ")", nil
+			return ridNotIn(sub), nil
 		case "false":
-			return "r.id IN (" + sub + ")", nil
+			return ridIn(sub), nil
 		}
 		return "", badParam(name, ":missing takes true or false")
 	}
@@ -79,6 +79,25 @@ func (s *Service) condition(q *Query, name, modifier, value string) (string, err
 	default:
 		return numberCond(q, p, modifier, value)
 	}
+}
+
+// ridIn is the condition that the searched resource r is one of those
+// whose index rows sub selects (SELECT x.rid ...). The rows name resources
+// by rid, but the condition goes through their ids: r.id IN (...) with r's
+// type is a look-up of resources_by_id (type, id) for each match, the
+// plan both databases chose when index rows named resources by id, where
+// r.rid IN (...) left SQLite, which plans without statistics, walking
+// every resource of the type in id order and testing each (a search by
+// identifier at 10,000 patients took 1.6 ms instead of 40 µs). The rids
+// sub selects are of r's type only, since a parameter's key names its
+// type (paramKey), so m needs no type of its own.
+func ridIn(sub string) string {
+	return "r.id IN (SELECT m.id FROM resources m WHERE m.rid IN (" + sub + "))"
+}
+
+// ridNotIn is the negation of ridIn.
+func ridNotIn(sub string) string {
+	return "r.id NOT IN (SELECT m.id FROM resources m WHERE m.rid IN (" + sub + "))"
 }
 
 func tableOf(k Kind) string {
@@ -153,9 +172,10 @@ func (s *Service) tokenCond(q *Query, p *Param, modifier, value string) (string,
 				if err != nil {
 					return "", badParam(p.Name, "the value of %s has nothing searchable", p.Name)
 				}
-				code = h
+				conds = append(conds, "x.code = "+q.arg(blindValue(s.db.Dialect(), h)))
+			} else {
+				conds = append(conds, "x.code = "+q.arg(code))
 			}
-			conds = append(conds, "x.code = "+q.arg(code))
 		}
 		if hasSystem {
 			conds = append(conds, "x.system = "+q.arg(system))
@@ -165,11 +185,11 @@ func (s *Service) tokenCond(q *Query, p *Param, modifier, value string) (string,
 		}
 		ors = append(ors, "("+strings.Join(conds, " AND ")+")")
 	}
-	sub := "SELECT x.id FROM resource_tokens x WHERE x.type = $1 AND x.param = " + q.arg(p.Name) + " AND (" + strings.Join(ors, " OR ") + ")"
+	sub := "SELECT x.rid FROM resource_tokens x WHERE x.param = " + q.paramArg(p.Name) + " AND (" + strings.Join(ors, " OR ") + ")"
 	if neg {
-		return "r.id NOT IN (" + sub + ")", nil
+		return ridNotIn(sub), nil
 	}
-	return "r.id IN (" + sub + ")", nil
+	return ridIn(sub), nil
 }
 
 func (s *Service) stringCond(q *Query, p *Param, modifier, value string) (string, error) {
@@ -193,13 +213,13 @@ func (s *Service) stringCond(q *Query, p *Param, modifier, value string) (string
 			ors = append(ors, cond)
 			continue
 		}
-		pa := q.arg(p.Name)
+		pa := q.paramArg(p.Name)
 		switch modifier {
 		case "exact":
-			ors = append(ors, "r.id IN (SELECT x.id FROM resource_strings x WHERE x.type = $1 AND x.param = "+pa+" AND x.raw = "+q.arg(v)+")")
+			ors = append(ors, ridIn("SELECT x.rid FROM resource_strings x WHERE x.param = "+pa+" AND x.raw = "+q.arg(v)))
 		case "contains":
 			n := phi.Normalize(v)
-			ors = append(ors, "r.id IN (SELECT x.id FROM resource_strings x WHERE x.type = $1 AND x.param = "+pa+" AND x.value LIKE "+q.arg("%"+escapeLike(n)+"%")+" ESCAPE '\\')")
+			ors = append(ors, ridIn("SELECT x.rid FROM resource_strings x WHERE x.param = "+pa+" AND x.value LIKE "+q.arg("%"+escapeLike(n)+"%")+" ESCAPE '\\'"))
 		default:
 			n := phi.Normalize(v)
 			if n == "" {
@@ -207,7 +227,7 @@ func (s *Service) stringCond(q *Query, p *Param, modifier, value string) (string
 			}
 			// A range on the index instead of LIKE, so that both databases
 			// use the (type, param, value) index for starts-with.
-			ors = append(ors, "r.id IN (SELECT x.id FROM resource_strings x WHERE x.type = $1 AND x.param = "+pa+" AND x.value >= "+q.arg(n)+" AND x.value < "+q.arg(n+"\U0010FFFF")+")")
+			ors = append(ors, ridIn("SELECT x.rid FROM resource_strings x WHERE x.param = "+pa+" AND x.value >= "+q.arg(n)+" AND x.value < "+q.arg(n+"\U0010FFFF")))
 		}
 	}
 	return "(" + strings.Join(ors, " OR ") + ")", nil
@@ -234,9 +254,9 @@ func (s *Service) phiStringCond(q *Query, p *Param, modifier, v string) (string,
 			if err != nil {
 				return "", noLetters
 			}
-			alts = append(alts, stringLookup(q, param, h))
+			alts = append(alts, stringLookup(q, param, blindValue(s.db.Dialect(), h)))
 		}
-		return "r.id IN (" + strings.Join(alts, " UNION ALL ") + ")", nil
+		return ridIn(strings.Join(alts, " UNION ALL ")), nil
 	}
 	parts := phi.NameQueryParts(v)
 	if len(parts) == 0 {
@@ -250,17 +270,17 @@ func (s *Service) phiStringCond(q *Query, p *Param, modifier, v string) (string,
 			if err != nil || len(hs) != 1 {
 				return "", noLetters
 			}
-			alts = append(alts, stringLookup(q, name, hs[0]))
+			alts = append(alts, stringLookup(q, name, blindValue(s.db.Dialect(), hs[0])))
 		}
-		ands = append(ands, "r.id IN ("+strings.Join(alts, " UNION ALL ")+")")
+		ands = append(ands, ridIn(strings.Join(alts, " UNION ALL ")))
 	}
 	return "(" + strings.Join(ands, " AND ") + ")", nil
 }
 
-// stringLookup selects the ids of the type's resources with one string
-// row: one range of the (type, param, value) index.
-func stringLookup(q *Query, param, value string) string {
-	return "SELECT x.id FROM resource_strings x WHERE x.type = $1 AND x.param = " + q.arg(param) + " AND x.value = " + q.arg(value)
+// stringLookup selects the rids of the type's resources with one string
+// row: one range of the (param, value) index.
+func stringLookup(q *Query, param string, value any) string {
+	return "SELECT x.rid FROM resource_strings x WHERE x.param = " + q.paramArg(param) + " AND x.value = " + q.arg(value)
 }
 
 func escapeLike(s string) string {
@@ -337,11 +357,11 @@ func dateCond(q *Query, p *Param, modifier, value string) (string, error) {
 		}
 		apA, apB := approxDates(a, b)
 		c := rangeCond(q, "x.low", "x.high", prefix, a, b, apA, apB)
-		in := "IN"
+		rows := "SELECT x.rid FROM resource_dates x WHERE x.param = " + q.paramArg(p.Name) + " AND " + c
+		sub := ridIn(rows)
 		if prefix == "ne" {
-			in = "NOT IN"
+			sub = ridNotIn(rows)
 		}
-		sub := "r.id " + in + " (SELECT x.id FROM resource_dates x WHERE x.type = $1 AND x.param = " + q.arg(p.Name) + " AND " + c + ")"
 		ors = append(ors, sub)
 	}
 	return "(" + strings.Join(ors, " OR ") + ")", nil
@@ -398,7 +418,7 @@ func refCond(q *Query, p *Param, modifier, value string) (string, error) {
 		}
 		ors = append(ors, "("+c+")")
 	}
-	return "r.id IN (SELECT x.id FROM resource_refs x WHERE x.type = $1 AND x.param = " + q.arg(p.Name) + " AND (" + strings.Join(ors, " OR ") + "))", nil
+	return ridIn("SELECT x.rid FROM resource_refs x WHERE x.param = " + q.paramArg(p.Name) + " AND (" + strings.Join(ors, " OR ") + ")"), nil
 }
 
 func numberCond(q *Query, p *Param, modifier, value string) (string, error) {
@@ -451,11 +471,12 @@ func numberCond(q *Query, p *Param, modifier, value string) (string, error) {
 		if code != "" {
 			c += " AND x.code = " + q.arg(code)
 		}
-		in := "IN"
+		rows := "SELECT x.rid FROM resource_numbers x WHERE x.param = " + q.paramArg(p.Name) + " AND " + c
 		if prefix == "ne" {
-			in = "NOT IN"
+			ors = append(ors, ridNotIn(rows))
+		} else {
+			ors = append(ors, ridIn(rows))
 		}
-		ors = append(ors, "r.id "+in+" (SELECT x.id FROM resource_numbers x WHERE x.type = $1 AND x.param = "+q.arg(p.Name)+" AND "+c+")")
 	}
 	return "(" + strings.Join(ors, " OR ") + ")", nil
 }

@@ -27,13 +27,14 @@ func (s *Service) uriCond(q *Query, p *Param, modifier, value string) (string, e
 			if err != nil {
 				return "", badParam(p.Name, "the value of %s has nothing searchable", p.Name)
 			}
-			v = h
+			ors = append(ors, "x.code = "+q.arg(blindValue(s.db.Dialect(), h)))
+			continue
 		}
 		ors = append(ors, "x.code = "+q.arg(v))
 	}
-	sub := "SELECT x.id FROM resource_tokens x WHERE x.type = $1 AND x.param = " + q.arg(p.Name) + " AND (" + strings.Join(ors, " OR ") + ")"
+	sub := "SELECT x.rid FROM resource_tokens x WHERE x.param = " + q.paramArg(p.Name) + " AND (" + strings.Join(ors, " OR ") + ")"
 	if neg {
-		return "r.id NOT IN (" + sub + ")", nil
+		return ridNotIn(sub), nil
 	}
-	return "r.id IN (" + sub + ")", nil
+	return ridIn(sub), nil
 }

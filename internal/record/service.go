@@ -220,6 +220,10 @@ type Record struct {
 	Method string
 	// JSON is the resource with id and meta set; nil for a delete.
 	JSON []byte
+
+	// rid is the resource's integer key (resources.rid), which its index
+	// rows name; set by current and write.
+	rid int64
 }
 
 // ETag is the weak entity tag of the version.
@@ -489,14 +493,17 @@ func (s *Service) deleteTx(ctx context.Context, tx store.Tx, g Guard, typ, id st
 	}
 	now := s.stamp()
 	v := cur.Version + 1
-	if _, err := tx.Exec(ctx, `UPDATE resources SET version = $3, last_updated = $4, deleted = TRUE, ciphertext = NULL WHERE type = $1 AND id = $2`, typ, id, v, now); err != nil {
+	if err := keepReplaced(ctx, tx, cur); err != nil {
+		return Record{}, err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE resources SET version = $2, last_updated = $3, deleted = TRUE, ciphertext = NULL WHERE rid = $1`, cur.rid, v, now); err != nil {
 		return Record{}, fmt.Errorf("delete %s/%s: %w", typ, id, err)
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO resource_history (type, id, version, last_updated, deleted, method, patient_id, ciphertext) VALUES ($1, $2, $3, $4, TRUE, 'DELETE', $5, NULL)`,
 		typ, id, v, now, nullable(cur.PatientID)); err != nil {
 		return Record{}, fmt.Errorf("delete %s/%s history: %w", typ, id, err)
 	}
-	if err := deleteIndexes(ctx, tx, typ, id); err != nil {
+	if err := deleteIndexes(ctx, tx, cur.rid); err != nil {
 		return Record{}, err
 	}
 	if err := s.runHooks(ctx, tx, typ, id, nil); err != nil {
@@ -521,10 +528,10 @@ type writeOpts struct {
 
 // current reads the current row's metadata, locking it on PostgreSQL.
 func (s *Service) current(ctx context.Context, tx store.Tx, typ, id string) (Record, bool, error) {
-	var rec Record
+	rec := Record{Type: typ, ID: id}
 	var pid *string
-	err := tx.QueryRow(ctx, `SELECT version, deleted, patient_id FROM resources WHERE type = $1 AND id = $2`+tx.Dialect().ForUpdate(), typ, id).
-		Scan(&rec.Version, &rec.Deleted, &pid)
+	err := tx.QueryRow(ctx, `SELECT rid, version, deleted, patient_id FROM resources WHERE type = $1 AND id = $2`+tx.Dialect().ForUpdate(), typ, id).
+		Scan(&rec.rid, &rec.Version, &rec.Deleted, &pid)
 	if errors.Is(err, store.ErrNoRows) {
 		return Record{}, false, nil
 	}
@@ -589,12 +596,16 @@ func (s *Service) write(ctx context.Context, tx store.Tx, g Guard, typ, id strin
 	if err != nil {
 		return Record{}, err
 	}
+	rid := cur.rid
 	if exists {
-		_, err = tx.Exec(ctx, `UPDATE resources SET version = $3, last_updated = $4, deleted = FALSE, patient_id = $5, ciphertext = $6 WHERE type = $1 AND id = $2`,
-			typ, id, version, now, nullable(patient), ct)
+		if err := keepReplaced(ctx, tx, cur); err != nil {
+			return Record{}, err
+		}
+		_, err = tx.Exec(ctx, `UPDATE resources SET version = $2, last_updated = $3, deleted = FALSE, patient_id = $4, ciphertext = $5 WHERE rid = $1`,
+			rid, version, now, nullable(patient), ct)
 	} else {
-		_, err = tx.Exec(ctx, `INSERT INTO resources (type, id, version, last_updated, deleted, patient_id, ciphertext) VALUES ($1, $2, $3, $4, FALSE, $5, $6)`,
-			typ, id, version, now, nullable(patient), ct)
+		err = tx.QueryRow(ctx, `INSERT INTO resources (type, id, version, last_updated, deleted, patient_id, ciphertext) VALUES ($1, $2, $3, $4, FALSE, $5, $6) RETURNING rid`,
+			typ, id, version, now, nullable(patient), ct).Scan(&rid)
 	}
 	if err != nil {
 		if store.IsUniqueViolation(err) {
@@ -602,19 +613,22 @@ func (s *Service) write(ctx context.Context, tx store.Tx, g Guard, typ, id strin
 		}
 		return Record{}, fmt.Errorf("store %s/%s: %w", typ, id, err)
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO resource_history (type, id, version, last_updated, deleted, method, patient_id, ciphertext) VALUES ($1, $2, $3, $4, FALSE, $5, $6, $7)`,
-		typ, id, version, now, o.method, nullable(patient), ct); err != nil {
+	// The current version's history row holds no ciphertext: its bytes
+	// are the resources row's until a later write replaces them
+	// (keepReplaced), so the JSON is stored once.
+	if _, err := tx.Exec(ctx, `INSERT INTO resource_history (type, id, version, last_updated, deleted, method, patient_id, ciphertext) VALUES ($1, $2, $3, $4, FALSE, $5, $6, NULL)`,
+		typ, id, version, now, o.method, nullable(patient)); err != nil {
 		if store.IsUniqueViolation(err) {
 			return Record{}, errs.Wrap(errs.Conflict, err, "%s/%s was changed concurrently; retry", typ, id)
 		}
 		return Record{}, fmt.Errorf("store %s/%s history: %w", typ, id, err)
 	}
 	if exists {
-		if err := deleteIndexes(ctx, tx, typ, id); err != nil {
+		if err := deleteIndexes(ctx, tx, rid); err != nil {
 			return Record{}, err
 		}
 	}
-	if err := insertIndexes(ctx, tx, typ, id, rows); err != nil {
+	if err := insertIndexes(ctx, tx, typ, rid, rows); err != nil {
 		return Record{}, err
 	}
 	if err := s.runHooks(ctx, tx, typ, id, raw); err != nil {
@@ -648,55 +662,104 @@ func nullable(s string) any {
 
 var indexTables = []string{"resource_tokens", "resource_strings", "resource_dates", "resource_refs", "resource_numbers"}
 
-func deleteIndexes(ctx context.Context, tx store.Tx, typ, id string) error {
+// keepReplaced moves the ciphertext of cur, the current version about to
+// be replaced, from resources into its history row, which held none while
+// it was current (migration 0024). A deleted current version has none.
+func keepReplaced(ctx context.Context, tx store.Tx, cur Record) error {
+	if cur.Deleted {
+		return nil
+	}
+	_, err := tx.Exec(ctx, `UPDATE resource_history SET ciphertext = (SELECT r.ciphertext FROM resources r WHERE r.rid = $1)
+WHERE type = $2 AND id = $3 AND version = $4`, cur.rid, cur.Type, cur.ID, cur.Version)
+	if err != nil {
+		return fmt.Errorf("keep version %d of %s/%s: %w", cur.Version, cur.Type, cur.ID, err)
+	}
+	return nil
+}
+
+func deleteIndexes(ctx context.Context, tx store.Tx, rid int64) error {
 	for _, t := range indexTables {
-		if _, err := tx.Exec(ctx, "DELETE FROM "+t+" WHERE type = $1 AND id = $2", typ, id); err != nil {
-			return fmt.Errorf("clear %s of %s/%s: %w", t, typ, id, err)
+		if _, err := tx.Exec(ctx, "DELETE FROM "+t+" WHERE rid = $1", rid); err != nil {
+			return fmt.Errorf("clear %s of resource %d: %w", t, rid, err)
 		}
 	}
 	return nil
 }
 
-// insertIndexes writes the rows with multi-row INSERTs, a few statements
-// per resource instead of one per value.
-func insertIndexes(ctx context.Context, tx store.Tx, typ, id string, rows indexRows) error {
+// insertIndexes writes the rows of the resource rid (of type typ) with
+// multi-row INSERTs, a few statements per resource instead of one per
+// value. Equal rows are written once: they would find nothing more, and
+// the SQLite tables are keyed by the whole row.
+func insertIndexes(ctx context.Context, tx store.Tx, typ string, rid int64, rows indexRows) error {
+	d := tx.Dialect()
 	var batch [][]any
-	for _, r := range rows.tokens {
-		batch = append(batch, []any{typ, id, r.param, r.system, r.code})
+	seen := map[string]bool{}
+	once := func(key ...string) bool {
+		k := strings.Join(key, "\x00")
+		if seen[k] {
+			return false
+		}
+		seen[k] = true
+		return true
 	}
-	if err := insertRows(ctx, tx, "INSERT INTO resource_tokens (type, id, param, system, code) VALUES ", batch); err != nil {
+	for _, r := range rows.tokens {
+		if !once("t", r.param, r.system, r.code) {
+			continue
+		}
+		var code any = r.code
+		if r.blind {
+			code = blindValue(d, r.code)
+		}
+		batch = append(batch, []any{rid, paramKey(typ, r.param), r.system, code})
+	}
+	if err := insertRows(ctx, tx, "INSERT INTO resource_tokens (rid, param, system, code) VALUES ", batch); err != nil {
 		return err
 	}
 	batch = batch[:0]
 	for _, r := range rows.strs {
-		var raw any
+		var value any = r.value
+		raw := ""
 		if r.raw != nil {
 			raw = *r.raw
+		} else {
+			value = blindValue(d, r.value)
 		}
-		batch = append(batch, []any{typ, id, r.param, r.value, raw})
+		if !once("s", r.param, r.value, raw) {
+			continue
+		}
+		batch = append(batch, []any{rid, paramKey(typ, r.param), value, raw})
 	}
-	if err := insertRows(ctx, tx, "INSERT INTO resource_strings (type, id, param, value, raw) VALUES ", batch); err != nil {
+	if err := insertRows(ctx, tx, "INSERT INTO resource_strings (rid, param, value, raw) VALUES ", batch); err != nil {
 		return err
 	}
 	batch = batch[:0]
 	for _, r := range rows.dates {
-		batch = append(batch, []any{typ, id, r.param, r.low, r.high})
+		if !once("d", r.param, r.low.String(), r.high.String()) {
+			continue
+		}
+		batch = append(batch, []any{rid, paramKey(typ, r.param), r.low, r.high})
 	}
-	if err := insertRows(ctx, tx, "INSERT INTO resource_dates (type, id, param, low, high) VALUES ", batch); err != nil {
+	if err := insertRows(ctx, tx, "INSERT INTO resource_dates (rid, param, low, high) VALUES ", batch); err != nil {
 		return err
 	}
 	batch = batch[:0]
 	for _, r := range rows.refs {
-		batch = append(batch, []any{typ, id, r.param, r.targetType, r.targetID})
+		if !once("r", r.param, r.targetType, r.targetID) {
+			continue
+		}
+		batch = append(batch, []any{rid, paramKey(typ, r.param), r.targetType, r.targetID})
 	}
-	if err := insertRows(ctx, tx, "INSERT INTO resource_refs (type, id, param, target_type, target_id) VALUES ", batch); err != nil {
+	if err := insertRows(ctx, tx, "INSERT INTO resource_refs (rid, param, target_type, target_id) VALUES ", batch); err != nil {
 		return err
 	}
 	batch = batch[:0]
 	for _, r := range rows.numbers {
-		batch = append(batch, []any{typ, id, r.param, r.value, r.system, r.code})
+		if !once("n", r.param, strconv.FormatFloat(r.value, 'g', -1, 64), r.system, r.code) {
+			continue
+		}
+		batch = append(batch, []any{rid, paramKey(typ, r.param), r.value, r.system, r.code})
 	}
-	return insertRows(ctx, tx, "INSERT INTO resource_numbers (type, id, param, value, system, code) VALUES ", batch)
+	return insertRows(ctx, tx, "INSERT INTO resource_numbers (rid, param, value, system, code) VALUES ", batch)
 }
 
 // maxRowsPerInsert keeps a statement's parameters well under SQLite's limit.
@@ -821,7 +884,7 @@ func (s *Service) VRead(ctx context.Context, g Guard, typ, id, version string) (
 	rec := Record{Type: typ, ID: id, Version: v}
 	var pid *string
 	var ct []byte
-	err = s.db.Reader().QueryRow(ctx, `SELECT last_updated, deleted, method, patient_id, ciphertext FROM resource_history WHERE type = $1 AND id = $2 AND version = $3`, typ, id, v).
+	err = s.db.Reader().QueryRow(ctx, `SELECT last_updated, deleted, method, patient_id, `+historyCiphertext+` FROM resource_history WHERE type = $1 AND id = $2 AND version = $3`, typ, id, v).
 		Scan(&rec.LastUpdated, &rec.Deleted, &rec.Method, &pid, &ct)
 	if errors.Is(err, store.ErrNoRows) {
 		return Record{}, errs.E(errs.NotFound, "%s/%s has no version %d", safeName(typ), safeID(id), v)
