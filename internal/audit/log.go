@@ -76,9 +76,11 @@ type Log struct {
 	requests chan *appendRequest
 	done     chan struct{}
 
-	// cache is the frontier of the last tree this process committed. Only
-	// the run goroutine touches it.
-	cache *frontier
+	// cache is the frontier of the last tree this process committed, and
+	// cacheHead the head row it left (valid while cache is not nil). Only
+	// the run goroutine touches them.
+	cache     *frontier
+	cacheHead head
 
 	// fileMu serialises writes into the checkpoint directory; synced is the
 	// largest checkpoint size known to be there.
@@ -225,7 +227,7 @@ func (l *Log) AppendTx(ctx context.Context, tx store.Tx, e Entry) (Entry, error)
 		return Entry{}, err
 	}
 	entries := []Entry{e}
-	if _, _, err := l.appendLocked(ctx, tx, entries, nil); err != nil {
+	if _, err := l.appendLocked(ctx, tx, entries, nil); err != nil {
 		return Entry{}, err
 	}
 	return entries[0], nil
@@ -258,7 +260,7 @@ type atCommit struct {
 }
 
 func (p *atCommit) BeforeCommit(ctx context.Context, tx store.Tx) error {
-	if _, _, err := p.l.appendLocked(ctx, tx, p.entries, nil); err != nil {
+	if _, err := p.l.appendLocked(ctx, tx, p.entries, nil); err != nil {
 		return errs.Wrap(errs.Unavailable, err, "the audit log is unavailable, so nothing was written; try again")
 	}
 	return nil
@@ -342,18 +344,20 @@ func (l *Log) commitBatch(ctx context.Context, batch []*appendRequest) {
 	for _, r := range batch {
 		entries = append(entries, r.entries...)
 	}
-	var next *frontier
-	var made int
-	err := l.db.Tx(ctx, func(tx store.Tx) error {
-		var err error
-		next, made, err = l.appendLocked(ctx, tx, entries, l.cache)
-		return err
-	})
+	res, ok, err := l.appendCached(ctx, entries)
+	if err == nil && !ok {
+		err = l.db.Tx(ctx, func(tx store.Tx) error {
+			var err error
+			res, err = l.appendLocked(ctx, tx, entries, l.cache)
+			return err
+		})
+	}
+	made := res.checkpoints
 	if err != nil {
 		l.cache = nil
 		err = errs.Wrap(errs.Unavailable, err, "the audit log could not record the access")
 	} else {
-		l.cache = next
+		l.cache, l.cacheHead = res.f, res.h
 	}
 	// Checkpoint files are written before the waiters are released, so a
 	// checkpoint an Append caused is in the directory when Append returns.
@@ -393,20 +397,27 @@ func readHead(ctx context.Context, q store.Querier, forUpdate string) (head, err
 	return h, nil
 }
 
+// appended is what an append left: the tree's new frontier, the head row
+// as it now stands, and how many checkpoints the append stored.
+type appended struct {
+	f           *frontier
+	h           head
+	checkpoints int
+}
+
 // appendLocked appends entries (setting their Seq and Time) in tx, holding
 // the head row's lock, and stores any checkpoint that falls due. cached, if
-// it is the frontier of the current head, saves reading the frontier. It
-// returns the new frontier and how many checkpoints it stored.
-func (l *Log) appendLocked(ctx context.Context, tx store.Tx, entries []Entry, cached *frontier) (*frontier, int, error) {
+// it is the frontier of the current head, saves reading the frontier.
+func (l *Log) appendLocked(ctx context.Context, tx store.Tx, entries []Entry, cached *frontier) (appended, error) {
 	h, err := readHead(ctx, tx, tx.Dialect().ForUpdate())
 	if err != nil {
-		return nil, 0, err
+		return appended{}, err
 	}
 	var f *frontier
 	if cached != nil && cached.size == h.size {
 		f = cached.clone()
 	} else if f, err = loadFrontier(ctx, tx, h.size); err != nil {
-		return nil, 0, err
+		return appended{}, err
 	}
 	now := stampTime(l.now())
 	hashes := make([]storedHash, 0, 2*len(entries)+8)
@@ -416,13 +427,13 @@ func (l *Log) appendLocked(ctx context.Context, tx store.Tx, entries []Entry, ca
 		entries[i].Time = now
 		hs, err := f.append(entries[i].LeafHash())
 		if err != nil {
-			return nil, 0, err
+			return appended{}, err
 		}
 		hashes = append(hashes, hs...)
 		if l.every > 0 && f.size%l.every == 0 {
 			cp, err := l.sign(f, now)
 			if err != nil {
-				return nil, 0, err
+				return appended{}, err
 			}
 			cps = append(cps, cp)
 		}
@@ -437,27 +448,28 @@ func (l *Log) appendLocked(ctx context.Context, tx store.Tx, entries []Entry, ca
 	if l.interval > 0 && h.checkpointSize < f.size && now.Sub(*h.checkpointAt) >= l.interval {
 		cp, err := l.sign(f, now)
 		if err != nil {
-			return nil, 0, err
+			return appended{}, err
 		}
 		cps = append(cps, cp)
 		h.checkpointSize, h.checkpointAt = f.size, &now
 	}
 	if err := insertEntries(ctx, tx, entries); err != nil {
-		return nil, 0, err
+		return appended{}, err
 	}
 	if err := insertHashes(ctx, tx, hashes); err != nil {
-		return nil, 0, err
+		return appended{}, err
 	}
 	for _, cp := range cps {
 		if err := insertCheckpoint(ctx, tx, cp); err != nil {
-			return nil, 0, err
+			return appended{}, err
 		}
 	}
 	if _, err := tx.Exec(ctx, `UPDATE audit_head SET tree_size = $1, checkpoint_size = $2, checkpoint_at = $3 WHERE singleton = 1`,
 		f.size, h.checkpointSize, h.checkpointAt); err != nil {
-		return nil, 0, fmt.Errorf("audit: update head: %w", err)
+		return appended{}, fmt.Errorf("audit: update head: %w", err)
 	}
-	return f, len(cps), nil
+	h.size = f.size
+	return appended{f: f, h: h, checkpoints: len(cps)}, nil
 }
 
 func (l *Log) sign(f *frontier, at time.Time) (Checkpoint, error) {
@@ -604,13 +616,18 @@ const entryColumnCount = 13
 func insertEntries(ctx context.Context, tx store.Tx, entries []Entry) error {
 	rows := make([][]any, len(entries))
 	for i, e := range entries {
-		rows[i] = []any{e.Seq, e.Time, e.Actor, e.Role, string(e.Action), e.ResourceType, e.ResourceID,
-			e.PatientID, e.Purpose, string(e.Outcome), string(e.Severity), e.RequestID, e.ClientAddr}
+		rows[i] = entryRow(e)
 	}
 	if err := insertRows(ctx, tx, `INSERT INTO audit_entries (`+entryColumns+`) VALUES `, entryColumnCount, rows); err != nil {
 		return fmt.Errorf("audit: insert entries: %w", err)
 	}
 	return nil
+}
+
+// entryRow is e's values in entryColumns' order.
+func entryRow(e Entry) []any {
+	return []any{e.Seq, e.Time, e.Actor, e.Role, string(e.Action), e.ResourceType, e.ResourceID,
+		e.PatientID, e.Purpose, string(e.Outcome), string(e.Severity), e.RequestID, e.ClientAddr}
 }
 
 func insertHashes(ctx context.Context, tx store.Tx, hashes []storedHash) error {

@@ -452,3 +452,86 @@ func TestAppendAtCommitAppendsAsTheTransactionCommits(t *testing.T) {
 		}
 	})
 }
+
+// Two appenders on one database (two nodes), and a workflow step's
+// transaction (AppendTx) between them: each appender's cached tail goes
+// stale whenever another wrote, its one-statement append then moves
+// nothing, and the locked path appends instead. The log stays gap-free,
+// every entry is where its Append said, and it verifies, checkpoints
+// included.
+func TestCachedAppendsYieldToOtherWriters(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		a, _, dir := openLog(t, db, func(o *Options) { o.CheckpointEvery = 25 })
+		b, err := New(ctx, db, Options{Signer: a.signer, CheckpointDir: dir, Now: time.Now, CheckpointInterval: -1, CheckpointEvery: 25})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = b.Close(ctx) })
+		got := map[int64]Entry{}
+		keep := func(e Entry, err error) {
+			t.Helper()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, dup := got[e.Seq]; dup {
+				t.Fatalf("sequence number %d handed out twice", e.Seq)
+			}
+			got[e.Seq] = e
+		}
+		n := 0
+		for round := range 12 {
+			// a twice in a row (the second on its cache), then b, then a
+			// step's transaction, in an order that changes by round.
+			keep(a.Append(ctx, sampleEntry(n)))
+			keep(a.Append(ctx, sampleEntry(n+1)))
+			keep(b.Append(ctx, sampleEntry(n+2)))
+			if round%3 == 0 {
+				keep(a.Append(ctx, sampleEntry(n+3)))
+			} else {
+				var e Entry
+				err := db.Tx(ctx, func(tx store.Tx) error {
+					var err error
+					e, err = a.AppendTx(ctx, tx, sampleEntry(n+3))
+					return err
+				})
+				keep(e, err)
+			}
+			n += 4
+		}
+		// And both at once.
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for w, l := range []*Log{a, b, a, b} {
+			wg.Go(func() {
+				for i := range 20 {
+					e, err := l.Append(ctx, sampleEntry(1000+w*20+i))
+					mu.Lock()
+					keep(e, err)
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		total := int64(n + 80)
+		if h, err := a.Head(ctx); err != nil || h != total {
+			t.Fatalf("head %d (%v), want %d", h, err, total)
+		}
+		page, err := List(ctx, db, Filter{Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if int64(len(page.Entries)) != total {
+			t.Fatalf("%d entries stored, want %d", len(page.Entries), total)
+		}
+		for _, e := range page.Entries {
+			if e != got[e.Seq] {
+				t.Fatalf("entry %d stored as %+v, its Append returned %+v", e.Seq, e, got[e.Seq])
+			}
+		}
+		rep := verifyLog(t, db, a, dir)
+		if len(rep.Findings) != 0 || rep.TreeSize != total || rep.CheckpointsMatched != int(total/25) {
+			t.Fatalf("verify: %+v", rep)
+		}
+	})
+}
