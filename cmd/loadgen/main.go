@@ -5,6 +5,10 @@
 // a benchmark can never be pointed at someone else's server by accident.
 //
 //	go run ./cmd/loadgen -url http://127.0.0.1:8080/healthz -c 32 -d 10s
+//
+// A body (-body-file) is sent with every request; with -unique, every
+// occurrence of the given placeholder in it is replaced by a number no other
+// request of the run carries (for creates whose identifiers must differ).
 package main
 
 import (
@@ -20,8 +24,10 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -40,6 +46,7 @@ type settings struct {
 	target      *url.URL
 	method      string
 	body        []byte
+	unique      []byte
 	headers     http.Header
 	concurrency int
 	duration    time.Duration
@@ -57,6 +64,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	rawURL := fs.String("url", "", "target URL (loopback only unless -allow-remote)")
 	method := fs.String("method", "GET", "HTTP method")
 	bodyFile := fs.String("body-file", "", "file whose contents are sent as the body")
+	unique := fs.String("unique", "", "placeholder in the body replaced by a number unique to each request (e.g. {{n}})")
 	concurrency := fs.Int("c", 16, "concurrent connections")
 	duration := fs.Duration("d", 10*time.Second, "how long to run (bounded)")
 	requests := fs.Int("n", 0, "stop after this many requests (0: run for -d)")
@@ -68,6 +76,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	s, err := validate(*rawURL, *method, *bodyFile, *concurrency, *duration, *requests, *warmup, *allowRemote, hdrs)
+	if err == nil && *unique != "" {
+		if !bytes.Contains(s.body, []byte(*unique)) {
+			err = fmt.Errorf("-unique: the body does not contain %q", *unique)
+		}
+		s.unique = []byte(*unique)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "loadgen: %v.\n", err)
 		return 2
@@ -154,6 +168,10 @@ func load(ctx context.Context, s settings) result {
 		}
 		close(budget)
 	}
+	// Unique numbers start from the clock, so runs against one database
+	// do not repeat each other's.
+	var seq atomic.Int64
+	seq.Store(time.Now().UnixMilli() * 1000)
 	var wg sync.WaitGroup
 	for w := 0; w < s.concurrency; w++ {
 		wg.Add(1)
@@ -166,7 +184,11 @@ func load(ctx context.Context, s settings) result {
 						break
 					}
 				}
-				req, err := http.NewRequestWithContext(ctx, s.method, s.target.String(), bytes.NewReader(s.body))
+				body := s.body
+				if s.unique != nil {
+					body = bytes.ReplaceAll(body, s.unique, strconv.AppendInt(nil, seq.Add(1), 10))
+				}
+				req, err := http.NewRequestWithContext(ctx, s.method, s.target.String(), bytes.NewReader(body))
 				if err != nil {
 					break
 				}

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -36,5 +40,36 @@ func TestLoadgenRefusesRemoteTargets(t *testing.T) {
 		if code := run([]string{"-url", u, "-n", "1"}, &out, &errOut); code != 2 {
 			t.Fatalf("%s: exit %d, want 2", u, code)
 		}
+	}
+}
+
+func TestLoadgenSendsEachRequestAUniqueBody(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		if r.Method != http.MethodPost || !strings.HasPrefix(string(b), `{"id":"P-`) || strings.Contains(string(b), "{{n}}") || seen[string(b)] {
+			w.WriteHeader(400)
+			return
+		}
+		seen[string(b)] = true
+		w.WriteHeader(201)
+	}))
+	defer ts.Close()
+	body := filepath.Join(t.TempDir(), "body.json")
+	if err := os.WriteFile(body, []byte(`{"id":"P-{{n}}","mrn":"M-{{n}}"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut strings.Builder
+	code := run([]string{"-url", ts.URL, "-method", "POST", "-body-file", body, "-unique", "{{n}}", "-c", "4", "-n", "40", "-warmup", "0s"}, &out, &errOut)
+	if code != 0 || !strings.Contains(out.String(), "requests    40 (40 ok") {
+		t.Fatalf("exit %d: %s %s", code, out.String(), errOut.String())
+	}
+	// A placeholder the body lacks is a mistake, not a run of identical bodies.
+	if code := run([]string{"-url", ts.URL, "-method", "POST", "-body-file", body, "-unique", "{{id}}", "-n", "1"}, &out, &errOut); code != 2 {
+		t.Fatalf("missing placeholder: exit %d", code)
 	}
 }
