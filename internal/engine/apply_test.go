@@ -97,7 +97,7 @@ func TestApplyWritesCommitWithTheStepResult(t *testing.T) {
 			t.Fatalf("%d Observations written, want 1 (the failed attempt's write must roll back)", got)
 		}
 		var total int
-		if err := db.Reader().QueryRow(ctx, `SELECT count(*) FROM resource_history WHERE type = 'Observation'`).Scan(&total); err != nil {
+		if err := db.Reader().QueryRow(ctx, `SELECT (SELECT count(*) FROM resource_history WHERE type = 'Observation') + (SELECT count(*) FROM resources WHERE type = 'Observation')`).Scan(&total); err != nil {
 			t.Fatal(err)
 		}
 		if total != 1 || applies.Load() != 2 {

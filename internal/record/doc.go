@@ -11,11 +11,11 @@
 // ciphertext opens only as that version of that resource: copying it onto
 // another resource or replaying an old version as the current one fails. The
 // current version lives in resources, with an integer key (rid) its index
-// rows name; every version has a row in resource_history, but only a
-// replaced version keeps its ciphertext there: the current one's is the
-// resources row's (the same bytes would be stored twice), and a write moves
-// it into the history row before it overwrites it (keepReplaced), in the
-// write's transaction; vread and history read either (historyCiphertext).
+// rows name, and the replaced versions in resource_history: a write copies
+// the current row there before it overwrites it (keepReplaced), in the
+// write's transaction, so a version's JSON is stored once and a create
+// writes no history row; vread and history read both tables in one
+// statement.
 // Both tables are registered with the re-encryptor (Register) so key
 // rotation re-seals them.
 //

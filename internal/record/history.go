@@ -6,20 +6,13 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/careflow/careflow/internal/errs"
 	"github.com/careflow/careflow/internal/fhir"
 	"github.com/careflow/careflow/internal/store"
 )
-
-// historyCiphertext selects a history row's ciphertext: its own for a
-// replaced version, the resources row's for the current one (which keeps
-// none of its own, migration 0024). One statement reads both under one
-// snapshot, so a write that replaces the version between them cannot make
-// it read neither.
-const historyCiphertext = `COALESCE(ciphertext, (SELECT r.ciphertext FROM resources r
-WHERE r.type = resource_history.type AND r.id = resource_history.id AND r.version = resource_history.version))`
 
 // HistoryPage is one page of an instance or type history, newest first.
 type HistoryPage struct {
@@ -112,7 +105,19 @@ func (s *Service) History(ctx context.Context, g Guard, typ, id string, params u
 		order = " ORDER BY version DESC"
 	}
 	c.args = append(c.args, page.Count+1, page.Offset)
-	rows, err := s.db.Reader().Query(ctx, "SELECT id, version, last_updated, deleted, method, patient_id, "+historyCiphertext+" FROM "+c.from+" WHERE "+c.where+order+
+	// The versions are the replaced ones (resource_history) and the
+	// current ones (resources), which have the same columns and take the
+	// same conditions; one statement reads both under one snapshot, so a
+	// write that replaces a version meanwhile cannot make it appear twice
+	// or not at all. Each arm keeps its table's patient index when the
+	// reach asked for it (confine).
+	current := "resources"
+	if strings.Contains(c.from, " INDEXED BY ") {
+		current += " INDEXED BY resources_by_patient"
+	}
+	const cols = "id, version, last_updated, deleted, method, patient_id, ciphertext"
+	rows, err := s.db.Reader().Query(ctx, "SELECT "+cols+" FROM (SELECT "+cols+" FROM "+c.from+" WHERE "+c.where+
+		" UNION ALL SELECT "+cols+" FROM "+current+" WHERE "+c.where+") v"+order+
 		" LIMIT $"+strconv.Itoa(len(c.args)-1)+" OFFSET $"+strconv.Itoa(len(c.args)), c.queryArgs(s.db.Dialect())...)
 	if err != nil {
 		return nil, fmt.Errorf("history of %s: %w", typ, err)

@@ -194,9 +194,19 @@ func testMigrate0024(t *testing.T, d store.Dialect) {
 	if err != nil || len(h.Entries) != 2 || !bytes.Equal(h.Entries[0].JSON, w.raw["Patient/p1/2"]) || !bytes.Equal(h.Entries[1].JSON, w.raw["Patient/p1/1"]) {
 		t.Fatalf("history of p1: %v, %+v", err, h)
 	}
-	var kept int
-	if err := db.Reader().QueryRow(ctx, `SELECT count(*) FROM resource_history h JOIN resources r ON r.type = h.type AND r.id = h.id AND r.version = h.version WHERE h.ciphertext IS NOT NULL`).Scan(&kept); err != nil || kept != 0 {
-		t.Fatalf("%d current versions keep a second ciphertext in the history (%v)", kept, err)
+	var kept, replaced int
+	if err := db.Reader().QueryRow(ctx, `SELECT count(*) FROM resource_history h JOIN resources r ON r.type = h.type AND r.id = h.id AND r.version = h.version`).Scan(&kept); err != nil || kept != 0 {
+		t.Fatalf("%d current versions are kept in the history too (%v)", kept, err)
+	}
+	if err := db.Reader().QueryRow(ctx, `SELECT count(*) FROM resource_history`).Scan(&replaced); err != nil || replaced != 2 {
+		t.Fatalf("the history holds %d versions, want the 2 replaced ones (%v)", replaced, err)
+	}
+	var methods string
+	if err := db.Reader().QueryRow(ctx, `SELECT (SELECT method FROM resources WHERE type = 'Patient' AND id = 'p1') || (SELECT method FROM resources WHERE type = 'Patient' AND id = 'p2') || (SELECT method FROM resources WHERE type = 'Patient' AND id = 'p3')`).Scan(&methods); err != nil || methods != "PUTDELETEPOST" {
+		t.Fatalf("the current versions' methods: %q, %v", methods, err)
+	}
+	if h, err := s.History(ctx, nil, "Patient", "", map[string][]string{"_count": {"100"}}); err != nil || len(h.Entries) != patients+2 {
+		t.Fatalf("type history: %v, %d entries, want %d", err, len(h.Entries), patients+2)
 	}
 
 	// Every search finds what it found before.

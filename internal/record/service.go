@@ -182,7 +182,8 @@ func New(db *store.DB, ring *phi.Ring, opts Options) *Service {
 
 // aadTable and aadField name where a resource version's ciphertext lives in
 // its associated data. Both tables use the same binding: the ciphertext of
-// a version is the same bytes in resources and resource_history, bound to
+// a version is the same bytes in resources and, once it is replaced, in
+// resource_history (keepReplaced copies it), bound to
 // Type/id/_history/version, which no other row can claim.
 const (
 	aadTable = "resources"
@@ -496,12 +497,8 @@ func (s *Service) deleteTx(ctx context.Context, tx store.Tx, g Guard, typ, id st
 	if err := keepReplaced(ctx, tx, cur); err != nil {
 		return Record{}, err
 	}
-	if _, err := tx.Exec(ctx, `UPDATE resources SET version = $2, last_updated = $3, deleted = TRUE, ciphertext = NULL WHERE rid = $1`, cur.rid, v, now); err != nil {
+	if _, err := tx.Exec(ctx, `UPDATE resources SET version = $2, last_updated = $3, deleted = TRUE, method = 'DELETE', ciphertext = NULL WHERE rid = $1`, cur.rid, v, now); err != nil {
 		return Record{}, fmt.Errorf("delete %s/%s: %w", typ, id, err)
-	}
-	if _, err := tx.Exec(ctx, `INSERT INTO resource_history (type, id, version, last_updated, deleted, method, patient_id, ciphertext) VALUES ($1, $2, $3, $4, TRUE, 'DELETE', $5, NULL)`,
-		typ, id, v, now, nullable(cur.PatientID)); err != nil {
-		return Record{}, fmt.Errorf("delete %s/%s history: %w", typ, id, err)
 	}
 	if err := deleteIndexes(ctx, tx, cur.rid); err != nil {
 		return Record{}, err
@@ -601,27 +598,17 @@ func (s *Service) write(ctx context.Context, tx store.Tx, g Guard, typ, id strin
 		if err := keepReplaced(ctx, tx, cur); err != nil {
 			return Record{}, err
 		}
-		_, err = tx.Exec(ctx, `UPDATE resources SET version = $2, last_updated = $3, deleted = FALSE, patient_id = $4, ciphertext = $5 WHERE rid = $1`,
-			rid, version, now, nullable(patient), ct)
+		_, err = tx.Exec(ctx, `UPDATE resources SET version = $2, last_updated = $3, deleted = FALSE, method = $4, patient_id = $5, ciphertext = $6 WHERE rid = $1`,
+			rid, version, now, o.method, nullable(patient), ct)
 	} else {
-		err = tx.QueryRow(ctx, `INSERT INTO resources (type, id, version, last_updated, deleted, patient_id, ciphertext) VALUES ($1, $2, $3, $4, FALSE, $5, $6) RETURNING rid`,
-			typ, id, version, now, nullable(patient), ct).Scan(&rid)
+		err = tx.QueryRow(ctx, `INSERT INTO resources (type, id, version, last_updated, deleted, method, patient_id, ciphertext) VALUES ($1, $2, $3, $4, FALSE, $5, $6, $7) RETURNING rid`,
+			typ, id, version, now, o.method, nullable(patient), ct).Scan(&rid)
 	}
 	if err != nil {
 		if store.IsUniqueViolation(err) {
 			return Record{}, errs.Wrap(errs.Conflict, err, "%s/%s was created concurrently; retry", typ, id)
 		}
 		return Record{}, fmt.Errorf("store %s/%s: %w", typ, id, err)
-	}
-	// The current version's history row holds no ciphertext: its bytes
-	// are the resources row's until a later write replaces them
-	// (keepReplaced), so the JSON is stored once.
-	if _, err := tx.Exec(ctx, `INSERT INTO resource_history (type, id, version, last_updated, deleted, method, patient_id, ciphertext) VALUES ($1, $2, $3, $4, FALSE, $5, $6, NULL)`,
-		typ, id, version, now, o.method, nullable(patient)); err != nil {
-		if store.IsUniqueViolation(err) {
-			return Record{}, errs.Wrap(errs.Conflict, err, "%s/%s was changed concurrently; retry", typ, id)
-		}
-		return Record{}, fmt.Errorf("store %s/%s history: %w", typ, id, err)
 	}
 	if exists {
 		if err := deleteIndexes(ctx, tx, rid); err != nil {
@@ -662,16 +649,20 @@ func nullable(s string) any {
 
 var indexTables = []string{"resource_tokens", "resource_strings", "resource_dates", "resource_refs", "resource_numbers"}
 
-// keepReplaced moves the ciphertext of cur, the current version about to
-// be replaced, from resources into its history row, which held none while
-// it was current (migration 0024). A deleted current version has none.
+// keepReplaced copies cur, the current version about to be replaced (a
+// delete too), from resources into resource_history, which holds the
+// replaced versions only: the current one is the resources row, so its
+// JSON is stored once (migration 0024). It runs in the write's
+// transaction, before the row is overwritten, under the row's lock on
+// PostgreSQL (current), so no write slips between the copy and the
+// overwrite.
 func keepReplaced(ctx context.Context, tx store.Tx, cur Record) error {
-	if cur.Deleted {
-		return nil
-	}
-	_, err := tx.Exec(ctx, `UPDATE resource_history SET ciphertext = (SELECT r.ciphertext FROM resources r WHERE r.rid = $1)
-WHERE type = $2 AND id = $3 AND version = $4`, cur.rid, cur.Type, cur.ID, cur.Version)
+	_, err := tx.Exec(ctx, `INSERT INTO resource_history (type, id, version, last_updated, deleted, method, patient_id, ciphertext)
+SELECT type, id, version, last_updated, deleted, method, patient_id, ciphertext FROM resources WHERE rid = $1`, cur.rid)
 	if err != nil {
+		if store.IsUniqueViolation(err) {
+			return errs.Wrap(errs.Conflict, err, "%s/%s was changed concurrently; retry", cur.Type, cur.ID)
+		}
 		return fmt.Errorf("keep version %d of %s/%s: %w", cur.Version, cur.Type, cur.ID, err)
 	}
 	return nil
@@ -884,7 +875,8 @@ func (s *Service) VRead(ctx context.Context, g Guard, typ, id, version string) (
 	rec := Record{Type: typ, ID: id, Version: v}
 	var pid *string
 	var ct []byte
-	err = s.db.Reader().QueryRow(ctx, `SELECT last_updated, deleted, method, patient_id, `+historyCiphertext+` FROM resource_history WHERE type = $1 AND id = $2 AND version = $3`, typ, id, v).
+	err = s.db.Reader().QueryRow(ctx, `SELECT last_updated, deleted, method, patient_id, ciphertext FROM resource_history WHERE type = $1 AND id = $2 AND version = $3
+UNION ALL SELECT last_updated, deleted, method, patient_id, ciphertext FROM resources WHERE type = $1 AND id = $2 AND version = $3`, typ, id, v).
 		Scan(&rec.LastUpdated, &rec.Deleted, &rec.Method, &pid, &ct)
 	if errors.Is(err, store.ErrNoRows) {
 		return Record{}, errs.E(errs.NotFound, "%s/%s has no version %d", safeName(typ), safeID(id), v)

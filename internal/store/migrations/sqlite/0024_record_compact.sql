@@ -3,13 +3,13 @@
 --
 -- 1. resources gets an integer key, rid, which the index rows name instead
 --    of (type, id): the table is rebuilt with rid as its rowid, assigned in
---    (type, id) order; (type, id) stays unique through resources_by_id.
--- 2. resource_history keeps the ciphertext of replaced versions only: the
---    current version's row has ciphertext NULL and its bytes are read from
---    resources (the same bytes under the same associated data), so a
---    resource's JSON is stored once until it is replaced. A write moves the
---    replaced version's ciphertext into its history row before it
---    overwrites resources.
+--    (type, id) order; (type, id) stays unique through resources_by_id. It
+--    also gets the method that made the current version.
+-- 2. resource_history keeps the replaced versions only: the current
+--    version is the resources row (the same bytes under the same
+--    associated data), so a resource's JSON is stored once and a create
+--    writes no history row. A write copies the current row into the history
+--    before it overwrites it; vread and _history read both tables.
 -- 3. The five index tables are replaced by WITHOUT ROWID tables keyed by
 --    (rid, param, value...), each with one look-up index by (param,
 --    value...): param is an integer key of type and parameter
@@ -25,19 +25,22 @@ CREATE TABLE resources_0024 (
 	version      INTEGER NOT NULL CHECK (version > 0),
 	last_updated TEXT NOT NULL,
 	deleted      INTEGER NOT NULL DEFAULT 0,
+	method       TEXT NOT NULL CHECK (method IN ('POST', 'PUT', 'DELETE')),
 	patient_id   TEXT,
 	ciphertext   BLOB
 );
-INSERT INTO resources_0024 (type, id, version, last_updated, deleted, patient_id, ciphertext)
-	SELECT type, id, version, last_updated, deleted, patient_id, ciphertext FROM resources ORDER BY type, id;
+INSERT INTO resources_0024 (type, id, version, last_updated, deleted, method, patient_id, ciphertext)
+	SELECT r.type, r.id, r.version, r.last_updated, r.deleted, COALESCE(h.method, CASE WHEN r.deleted THEN 'DELETE' ELSE 'PUT' END), r.patient_id, r.ciphertext
+	FROM resources r LEFT JOIN resource_history h ON h.type = r.type AND h.id = r.id AND h.version = r.version
+	ORDER BY r.type, r.id;
 DROP TABLE resources;
 ALTER TABLE resources_0024 RENAME TO resources;
 CREATE UNIQUE INDEX resources_by_id ON resources (type, id);
 CREATE INDEX resources_by_updated ON resources (type, last_updated);
 CREATE INDEX resources_by_patient ON resources (patient_id, type) WHERE patient_id IS NOT NULL;
 
-UPDATE resource_history SET ciphertext = NULL
-WHERE ciphertext IS NOT NULL AND EXISTS (
+DELETE FROM resource_history
+WHERE EXISTS (
 	SELECT 1 FROM resources r
 	WHERE r.type = resource_history.type AND r.id = resource_history.id AND r.version = resource_history.version);
 
