@@ -253,46 +253,83 @@ func (t *Tokens) Verify(token string) (*Principal, error) {
 }
 
 func (t *Tokens) verifyParsed(jws *jose.JSONWebSignature) (*Principal, error) {
+	p, _, err := t.verifyWindow(jws)
+	return p, err
+}
+
+// window is when a verified token's registered claims hold: checkRegistered
+// passes from notBefore (nbf and iat, less the skew) until until (exp plus
+// the skew). A token verified once is valid exactly in its window, so the
+// verified-token cache (tokencache.go) checks the window instead of the
+// signature again.
+type window struct {
+	notBefore time.Time
+	until     time.Time
+}
+
+func (w window) holds(now time.Time) bool { return !now.Before(w.notBefore) && now.Before(w.until) }
+
+// verifyWindow is verifyParsed, also returning the token's window.
+func (t *Tokens) verifyWindow(jws *jose.JSONWebSignature) (*Principal, window, error) {
+	p, c, err := t.verifyClaims(jws)
+	if err != nil {
+		return nil, window{}, err
+	}
+	unix := func(f float64) time.Time { return time.Unix(0, 0).Add(time.Duration(f * float64(time.Second))) }
+	w := window{until: unix(*c.Expiry).Add(t.cfg.ClockSkew)}
+	for _, f := range []*float64{c.NotBefore, c.IssuedAt} {
+		if f != nil {
+			if nb := unix(*f).Add(-t.cfg.ClockSkew); nb.After(w.notBefore) {
+				w.notBefore = nb
+			}
+		}
+	}
+	return p, w, nil
+}
+
+// verifyClaims checks a parsed token of ours and returns its principal and
+// claims.
+func (t *Tokens) verifyClaims(jws *jose.JSONWebSignature) (*Principal, *claims, error) {
 	if len(jws.Signatures) != 1 {
-		return nil, errInvalidToken()
+		return nil, nil, errInvalidToken()
 	}
 	h := jws.Signatures[0].Header
 	// The algorithm is pinned to EdDSA by the parse allow-list and again
 	// here, whatever else the header says.
 	if h.Algorithm != string(jose.EdDSA) || rejectUnusualHeaders(h) != nil {
-		return nil, errInvalidToken()
+		return nil, nil, errInvalidToken()
 	}
 	if typ, _ := h.ExtraHeaders[jose.HeaderType].(string); !strings.EqualFold(typ, accessTokenType) {
-		return nil, errInvalidToken()
+		return nil, nil, errInvalidToken()
 	}
 	pub, ok := t.keys.verify[h.KeyID]
 	if !ok {
-		return nil, errInvalidToken()
+		return nil, nil, errInvalidToken()
 	}
 	payload, err := jws.Verify(pub)
 	if err != nil {
-		return nil, errInvalidToken()
+		return nil, nil, errInvalidToken()
 	}
 	var c claims
 	if err := json.Unmarshal(payload, &c); err != nil {
-		return nil, errInvalidToken()
+		return nil, nil, errInvalidToken()
 	}
 	if err := checkRegistered(&c, t.cfg.Issuer, t.cfg.Audience, t.cfg.Now(), t.cfg.ClockSkew); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// A token of ours lives AccessTTL, so one that claims to live longer
 	// was not issued by this configuration: a signing key that leaked (or a
 	// node misconfigured) must not be able to mint tokens that outlive
 	// every rotation and revocation check. iat is always set by issue.
 	if err := checkLifetime(&c, t.cfg.AccessTTL, t.cfg.ClockSkew); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if (c.Kind != KindUser && c.Kind != KindClient) || !c.Role.Valid() {
-		return nil, errInvalidToken()
+		return nil, nil, errInvalidToken()
 	}
 	if c.Kind == KindUser && c.SessionID == "" {
-		return nil, errInvalidToken()
+		return nil, nil, errInvalidToken()
 	}
 	return &Principal{Subject: c.Subject, Kind: c.Kind, Role: c.Role, Scopes: strings.Fields(c.Scope),
-		SessionID: c.SessionID, Issuer: c.Issuer}, nil
+		SessionID: c.SessionID, Issuer: c.Issuer}, &c, nil
 }

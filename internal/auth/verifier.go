@@ -16,11 +16,14 @@ type Verifier struct {
 	oidc     *OIDCProvider
 	algs     []jose.SignatureAlgorithm
 	sessions SessionChecker
+	// verified caches careflow's own tokens once verified (tokencache.go);
+	// the session check still runs on every request.
+	verified *verifiedTokens
 }
 
 // NewVerifier combines the verifiers; oidc may be nil.
 func NewVerifier(local *Tokens, oidc *OIDCProvider) *Verifier {
-	v := &Verifier{local: local, oidc: oidc, algs: []jose.SignatureAlgorithm{jose.EdDSA}}
+	v := &Verifier{local: local, oidc: oidc, algs: []jose.SignatureAlgorithm{jose.EdDSA}, verified: newVerifiedTokens(maxVerifiedTokens)}
 	if oidc != nil {
 		v.algs = append(v.algs, jose.RS256, jose.ES256)
 	}
@@ -34,16 +37,25 @@ func (v *Verifier) Authenticate(ctx context.Context, token string) (*Principal, 
 	if len(token) > MaxTokenBytes {
 		return nil, errInvalidToken()
 	}
+	if v.local != nil {
+		if p, ok := v.verified.get(token, v.local.keys, v.local.cfg.Now()); ok {
+			if err := v.checkSession(ctx, p); err != nil {
+				return nil, err
+			}
+			return p, nil
+		}
+	}
 	jws, err := jose.ParseSignedCompact(token, v.algs)
 	if err != nil || len(jws.Signatures) != 1 {
 		return nil, errInvalidToken()
 	}
 	kid := jws.Signatures[0].Header.KeyID
 	if v.local != nil && v.local.keys.Has(kid) {
-		p, err := v.local.verifyParsed(jws)
+		p, w, err := v.local.verifyWindow(jws)
 		if err != nil {
 			return nil, err
 		}
+		v.verified.put(token, kid, p, w, v.local.cfg.Now())
 		if err := v.checkSession(ctx, p); err != nil {
 			return nil, err
 		}
