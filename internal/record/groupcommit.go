@@ -14,8 +14,25 @@ import (
 // together, so one transaction and one fsync serve them all. A create that
 // fails is taken out and the rest run again, so one create's failure
 // leaves the others intact.
-// There is no background goroutine: the first caller to find no commit
-// running leads one batch, then hands the lead to the next waiter.
+// There is no background goroutine: a caller that finds fewer batches
+// running than the backend allows leads one, and a leader that finishes
+// hands the creates waiting by then, as the next batch, to the first of
+// them. On SQLite one batch runs at a time (there is one writer; a second
+// would only wait for it). On PostgreSQL several do (groupLeaders): a
+// create there is a dozen round trips, during which one batch's
+// connection waits on the network and the server, not on the disk, and the
+// server flushes the commits of batches that end together in one WAL
+// flush. With one batch at a time, creates at 64 connections on
+// PostgreSQL ran slower than at 16 (BENCHMARKS.md, issue 13): the batch
+// grew, each of its creates still took its round trips one after another,
+// and the pool's other connections sat idle.
+// Invariant: creates wait in pending only while every leader's place is
+// taken (a caller that finds a place free leads at once, and a leader
+// gives its place up only when pending is empty), so a waiter is always
+// handed a batch by a leader that finishes.
+
+// groupLeaders is how many batches commit at once on PostgreSQL.
+const groupLeaders = 4
 
 // maxGroup bounds a batch, so that a leader's own request is never held
 // behind an unbounded queue and one transaction stays short.
@@ -33,13 +50,21 @@ type createReq struct {
 	// done is closed when the request's batch committed (or failed);
 	// lead is signalled when the request must lead the next batch.
 	done chan struct{}
-	lead chan struct{}
+	lead chan []*createReq
 }
 
 type committer struct {
 	mu      sync.Mutex
 	pending []*createReq
-	running bool
+	running int
+}
+
+// leaders is how many batches may run at once on s's backend.
+func (s *Service) leaders() int {
+	if s.db.Dialect() == store.Postgres {
+		return groupLeaders
+	}
+	return 1
 }
 
 // maxGroupedBody is the largest create that joins a group. Creates of real
@@ -62,34 +87,37 @@ func (s *Service) createGrouped(ctx context.Context, g Guard, typ string, body [
 		})
 		return rec, err
 	}
-	req := &createReq{ctx: ctx, g: g, typ: typ, body: body, done: make(chan struct{}), lead: make(chan struct{}, 1)}
+	req := &createReq{ctx: ctx, g: g, typ: typ, body: body, done: make(chan struct{}), lead: make(chan []*createReq, 1)}
 	c := &s.group
 	c.mu.Lock()
-	c.pending = append(c.pending, req)
-	leader := !c.running
-	if leader {
-		c.running = true
-	}
-	c.mu.Unlock()
-	if !leader {
+	if c.running < s.leaders() {
+		// pending is empty (see the invariant above): lead a batch of one,
+		// topped up by whatever arrives before it starts.
+		c.running++
+		c.mu.Unlock()
+		s.leadBatch([]*createReq{req})
+	} else {
+		c.pending = append(c.pending, req)
+		c.mu.Unlock()
 		select {
 		case <-req.done:
 			return req.rec, req.err
-		case <-req.lead:
+		case batch := <-req.lead:
+			s.leadBatch(batch)
 		}
 	}
-	s.leadBatch()
 	<-req.done
 	return req.rec, req.err
 }
 
-// leadBatch takes up to maxGroup waiting creates, commits them in one
-// transaction, and passes the lead to the next waiter, if any.
-func (s *Service) leadBatch() {
+// leadBatch commits batch, with the creates waiting when it starts (up to
+// maxGroup in all), in one transaction, then hands the creates waiting by
+// then to the first of them as the next batch, or gives its place up.
+func (s *Service) leadBatch(batch []*createReq) {
 	c := &s.group
 	c.mu.Lock()
-	n := min(len(c.pending), maxGroup)
-	batch := c.pending[:n:n]
+	n := min(len(c.pending), maxGroup-len(batch))
+	batch = append(batch, c.pending[:n]...)
 	c.pending = c.pending[n:]
 	c.mu.Unlock()
 
@@ -136,9 +164,14 @@ func (s *Service) leadBatch() {
 
 	c.mu.Lock()
 	if len(c.pending) == 0 {
-		c.running = false
+		c.running--
 	} else {
-		c.pending[0].lead <- struct{}{}
+		n := min(len(c.pending), maxGroup)
+		next := c.pending[:n:n]
+		c.pending = c.pending[n:]
+		// Taken out of pending, so no other leader hands it a batch: the
+		// channel's one slot is enough.
+		next[0].lead <- next
 	}
 	c.mu.Unlock()
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/careflow/careflow/internal/errs"
@@ -506,6 +507,53 @@ func TestGroupCommitIsolatesFailures(t *testing.T) {
 		res, err := s.Search(ctx, nil, q)
 		if err != nil || ok != 20 || denied != 10 || *res.Total != ok {
 			t.Fatalf("%d created, %d denied, %v stored (%v); want 20, 10, 20", ok, denied, res.Total, err)
+		}
+	})
+}
+
+// Many creates at once: every one is committed and answered exactly once,
+// whether one batch runs at a time (SQLite) or several side by side
+// (PostgreSQL), and the committer is left idle: no leader's place held,
+// nothing waiting.
+func TestGroupCommitUnderManyConcurrentCreates(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		s := newService(t, db)
+		const writers, each = 24, 10
+		ids := make(chan string, writers*each)
+		var wg sync.WaitGroup
+		for w := range writers {
+			wg.Go(func() {
+				for i := range each {
+					rec, _, err := s.Create(ctx, nil, "Patient", benchPatient(w*each+i), "")
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					ids <- rec.ID
+				}
+			})
+		}
+		wg.Wait()
+		close(ids)
+		seen := map[string]bool{}
+		for id := range ids {
+			if seen[id] {
+				t.Fatalf("%s answered twice", id)
+			}
+			seen[id] = true
+			if _, err := s.Read(ctx, nil, "Patient", id); err != nil {
+				t.Fatalf("created %s, read: %v", id, err)
+			}
+		}
+		if len(seen) != writers*each {
+			t.Fatalf("%d creates answered, want %d", len(seen), writers*each)
+		}
+		s.group.mu.Lock()
+		running, pending := s.group.running, len(s.group.pending)
+		s.group.mu.Unlock()
+		if running != 0 || pending != 0 {
+			t.Fatalf("after the creates: %d leaders running, %d creates waiting", running, pending)
 		}
 	})
 }
