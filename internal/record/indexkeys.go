@@ -4,7 +4,10 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"sort"
 	"sync"
+
+	"github.com/careflow/careflow/internal/fhir"
 
 	"github.com/careflow/careflow/internal/store"
 )
@@ -16,8 +19,8 @@ import (
 //   - the resource as resources.rid, an integer assigned on insert, not
 //     its type and 36-character id (the type is implied by the parameter,
 //     the id is one join away);
-//   - the parameter as an integer key of its type and name (paramKey), not
-//     two strings;
+//   - the parameter as an integer key of its type and name (paramKey), one
+//     or two bytes, not two strings;
 //   - a blind index as its first 16 bytes, in binary on SQLite (a BLOB) and
 //     as 22 characters of base64url on PostgreSQL (a text column cannot
 //     hold arbitrary bytes), not the 43 characters phi returns.
@@ -65,29 +68,59 @@ func blindValue(d store.Dialect, h string) any {
 	return full[:blindBytes:blindBytes]
 }
 
-// paramKeys are the keys of every parameter of every modelled type, and of
-// the ":exact" rows of PHI strings, by "Type.name"; built on first use,
-// after the parameter tables' init.
+// paramKeys numbers R4's search parameters for the index rows: every
+// parameter of the pinned definitions (fhir.SearchParams, supported or
+// not), Patient's first, then each other type's by type name, each type's
+// by parameter name, two numbers each (name, then name:exact, the row of a
+// PHI string's whole value), from 1; then the parameters R4 does not
+// define that careflow answers (extraParams), in that list's order, so one
+// added at its end moves no key. Patient's come first because its rows
+// are the most numerous (a registration writes about thirty): their keys
+// are under 128 and take one byte in a SQLite record; every other key is
+// under 32768 and takes two (a hash of 31 bits took four).
+//
+// R4 is a final release and its definitions are pinned, so the numbering
+// does not change between versions. Were the definitions ever regenerated
+// with a parameter more, the keys after it would move: ParamFingerprint
+// covers each type's keys, so every type whose keys moved is re-indexed at
+// start (its rows are deleted by rid, whatever keys they hold).
 var paramKeys = sync.OnceValue(func() map[string]int64 {
+	types := fhir.SearchParamTypes()
+	sort.Slice(types, func(i, j int) bool {
+		if (types[i] == "Patient") != (types[j] == "Patient") {
+			return types[i] == "Patient"
+		}
+		return types[i] < types[j]
+	})
 	keys := map[string]int64{}
-	for _, typ := range ModelledTypes() {
-		for _, p := range ParamsOf(typ) {
-			for _, name := range []string{p.Name, p.Name + ":exact"} {
-				keys[typ+"."+name] = hashParamKey(typ, name)
-			}
+	next := int64(1)
+	for _, typ := range types {
+		params := fhir.SearchParams(typ)
+		names := make([]string, 0, len(params))
+		for _, p := range params {
+			names = append(names, p.Name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			keys[typ+"."+name] = next
+			keys[typ+"."+name+":exact"] = next + 1
+			next += 2
+		}
+	}
+	for _, x := range extraParams {
+		if _, ok := keys[x.typ+"."+x.Name]; !ok {
+			keys[x.typ+"."+x.Name] = next
+			keys[x.typ+"."+x.Name+":exact"] = next + 1
+			next += 2
 		}
 	}
 	return keys
 })
 
-// paramKey is the integer an index row holds for parameter name of typ.
-// It is a hash of the two, not a number from a table: it never changes
-// between versions or nodes, needs no look-up and no coordination, and a
-// parameter added later gets its key with no migration. Keys are 31 bits
-// (four bytes in a SQLite record); TestParamKeysAreDistinct checks that no
-// two parameters of R4 share one, and a type's index rows are reached by
-// key alone, so the key must also carry the type: "Patient.name" and
-// "Practitioner.name" differ.
+// paramKey is the integer an index row holds for parameter name of typ
+// (paramKeys); the key names the type too, so a type's rows are reached by
+// key alone. A name outside R4's definitions (none is indexed today) gets
+// a hash of type and name at or above 2^20, apart from the numbered ones.
 func paramKey(typ, name string) int64 {
 	if k, ok := paramKeys()[typ+"."+name]; ok {
 		return k
@@ -97,5 +130,5 @@ func paramKey(typ, name string) int64 {
 
 func hashParamKey(typ, name string) int64 {
 	h := sha256.Sum256([]byte("careflow/record/param/v1\x00" + typ + "\x00" + name))
-	return int64(binary.BigEndian.Uint32(h[:4]) & 0x7fffffff)
+	return 1<<20 + int64(binary.BigEndian.Uint32(h[:4])&0x7fffffff)%(1<<31-1<<20)
 }

@@ -123,14 +123,14 @@ ORDER BY type, id LIMIT ` + fmt.Sprint(reindexBatch) + tx.Dialect().ForUpdate()
 const paramsTask = "params"
 
 // ParamFingerprint is a digest of what a type's search index holds: every
-// parameter's name, kind, paths, targets and how its values are stored
-// (PHI, whole, code, also). Two versions of careflow with equal
+// parameter's name, kind, paths, targets, how its values are stored
+// (PHI, whole, code, also) and the keys its rows carry (paramKey). Two versions of careflow with equal
 // fingerprints for a type write the same index rows for its resources.
 func ParamFingerprint(typ string) string {
 	h := sha256.New()
 	for _, p := range ParamsOf(typ) {
-		fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00%t%t%t\x00%s\x00%s\n", p.Name, p.Kind, strings.Join(p.Paths, ","), strings.Join(p.Targets, ","),
-			p.PHI, p.Whole, p.Code, strings.Join(p.Also, ","), p.Spec)
+		fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00%t%t%t\x00%s\x00%s\x00%d,%d\n", p.Name, p.Kind, strings.Join(p.Paths, ","), strings.Join(p.Targets, ","),
+			p.PHI, p.Whole, p.Code, strings.Join(p.Also, ","), p.Spec, paramKey(typ, p.Name), paramKey(typ, p.Name+":exact"))
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
