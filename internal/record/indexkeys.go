@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	"github.com/careflow/careflow/internal/fhir"
-
 	"github.com/careflow/careflow/internal/store"
 )
 
