@@ -172,11 +172,11 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, hooks serveHooks) 
 		return rcm.Register(defs, revenue)
 	}
 
-	// The process's one River client: event delivery registers its
-	// periodic passes, the engine its steps, and startEngine builds and
-	// starts it. Events written by record writes and workflow transitions
-	// are handed to the sinks by those passes; the lease is given up after
-	// the client has stopped (this defer runs after the engine's).
+	// The process's one River client: the engine registers its steps, and
+	// startEngine builds and starts it. Events written by record writes and
+	// workflow transitions are handed to the sinks by the publisher's loop,
+	// woken by their commits; it stops, giving its lease up, after the
+	// engine (this defer runs after the engine's).
 	jobsReg := jobs.NewRegistry()
 	sinks, err := openEventSinks(ctx, cfg, db, ring, logger)
 	if err != nil {
@@ -184,12 +184,8 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer, hooks serveHooks) 
 		return 1
 	}
 	defer sinks.close()
-	publisher, err := newPublisher(db, jobsReg, hooks.sinks, sinks, logger)
-	if err != nil {
-		logger.Error("cannot start the events publisher", "error", err.Error())
-		return 1
-	}
-	defer publisher.Release()
+	stopPublisher := startPublisher(db, hooks.sinks, sinks, logger)
+	defer stopPublisher()
 	eng, stopEngine, err := startEngine(ctx, cfg, db, ring, auth.TaskStaff{Accounts: identity.http.Accounts}, fhirRecord, stepRecs, withRevenue, jobsReg, logger, reg)
 	if err != nil {
 		logger.Error("cannot start the workflow engine", "error", err.Error())

@@ -152,6 +152,55 @@ func TestTimerFiresAfterARestart(t *testing.T) {
 	})
 }
 
+// Timers fire on time with nothing polling: the node's fallback polls are
+// an hour long, so each timer and each step after it ran because the node
+// was told (its timer loop woken by the commit that scheduled the timer,
+// River's producers by the insert of the next job).
+func TestTimersFireOnTimeWithoutPolling(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		n := newNode(t, db, nodeOpts{fetchPoll: time.Hour, timerFallback: time.Hour})
+		// River's listener connects in the background after Start; a job
+		// inserted before it listens would wait for the fallback poll.
+		waitListening(t, db)
+		for _, ms := range []int{300, 700} {
+			r, _, err := n.StartRun(ctx, StartOptions{Definition: DiagnosticsDefinition, Input: DiagnosticsInput{TimerMS: ms}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r = waitStatus(t, n.Engine, r.ID, StatusCompleted, 10*time.Second)
+			steps, err := n.Steps(ctx, r.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range steps {
+				if s.Step != "timer" {
+					continue
+				}
+				if late := s.FinishedAt.Sub(s.StartedAt) - time.Duration(ms)*time.Millisecond; late < 0 || late > 500*time.Millisecond {
+					t.Errorf("a %dms timer fired %v after its time", ms, late)
+				}
+			}
+		}
+	})
+}
+
+// waitListening waits, on PostgreSQL, until a session of db's database
+// has run LISTEN (River's notifier).
+func waitListening(t *testing.T, db *store.DB) {
+	t.Helper()
+	if db.Dialect() != store.Postgres {
+		return
+	}
+	waitFor(t, 10*time.Second, "River's listener", func() (bool, error) {
+		var n int
+		err := db.Reader().QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND query ILIKE 'listen %river%'`).Scan(&n)
+		return n > 0, err
+	})
+}
+
 func TestRetriesHonourBackoffAndKeepTheIdempotencyKey(t *testing.T) {
 	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *store.DB) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"runtime"
 	"sync"
@@ -50,11 +51,13 @@ type Config struct {
 	// NodeID names this node in step records and in River's attempted_by;
 	// empty generates one. It must be unique among live nodes.
 	NodeID string
-	// HousekeepingInterval is how often the node heartbeats, escalates due
-	// tasks and rescues the jobs of dead nodes; 0 means 2s.
+	// HousekeepingInterval is how often the node checks its registration,
+	// escalates due tasks and rescues the jobs of dead nodes (reads, unless
+	// there is something to do); 0 means 2s.
 	HousekeepingInterval time.Duration
-	// DeadNodeAfter is how long a node may miss heartbeats before its
-	// running jobs are handed to others; 0 means 20s.
+	// DeadNodeAfter is, on SQLite, how old another node's row (a previous
+	// process's) is before it is removed; 0 means 20s. PostgreSQL finds
+	// dead nodes by their liveness locks.
 	DeadNodeAfter time.Duration
 	// FetchPollInterval overrides River's fallback poll of the engine's own
 	// client; 0 keeps the default (see internal/jobs). Unused with Jobs.
@@ -69,9 +72,10 @@ type Config struct {
 	Jobs *jobs.Registry
 	// RandSeed seeds the retry jitter; 0 seeds from the runtime.
 	RandSeed uint64
-	// TimerPrecision is how often the node looks for due timers and retries;
-	// 0 means 50ms. (River's own scheduler runs every 5s.)
-	TimerPrecision time.Duration
+	// TimerFallback is the longest a node goes without looking for due
+	// timers and retries when nothing told it of one (another node's, if
+	// that node died); 0 means 10s. Its own are promoted on time.
+	TimerFallback time.Duration
 }
 
 // Engine runs workflow runs. Its methods are safe for concurrent use.
@@ -90,7 +94,12 @@ type Engine struct {
 	metrics  *metrics
 	interval time.Duration
 	deadAge  time.Duration
-	tick     time.Duration
+
+	// timerFallback bounds promoteLoop's sleep; nextLook is when it means
+	// to look next and timerKick wakes it (see promoteLoop).
+	timerFallback time.Duration
+	nextLook      atomic.Int64
+	timerKick     chan struct{}
 
 	randMu sync.Mutex
 	rand   *rand.Rand
@@ -130,6 +139,8 @@ func New(cfg Config) (*Engine, error) {
 		deadAge:  cfg.DeadNodeAfter,
 	}
 	e.acceptPlain.Store(true)
+	e.timerKick = make(chan struct{}, 1)
+	e.nextLook.Store(math.MaxInt64) // until the loop has looked
 	if e.logger == nil {
 		e.logger = slog.New(slog.DiscardHandler)
 	}
@@ -145,9 +156,9 @@ func New(cfg Config) (*Engine, error) {
 	if e.deadAge <= 0 {
 		e.deadAge = 20 * time.Second
 	}
-	e.tick = cfg.TimerPrecision
-	if e.tick <= 0 {
-		e.tick = 50 * time.Millisecond
+	e.timerFallback = cfg.TimerFallback
+	if e.timerFallback <= 0 {
+		e.timerFallback = 10 * time.Second
 	}
 	seed := cfg.RandSeed
 	if seed == 0 {
@@ -357,17 +368,22 @@ func (e *Engine) housekeeping(ctx context.Context, done chan struct{}) {
 	}
 }
 
+// heartbeat registers the node (first) or checks that its row is still
+// there. A live node's row is not rewritten: liveness is the advisory
+// lock on PostgreSQL and being the file's one process on SQLite, so an
+// idle node writes nothing. seen_at is when the node registered or came
+// back.
 func (e *Engine) heartbeat(ctx context.Context, first bool) error {
 	now := e.now()
-	if first {
-		_, err := e.db.Writer().Exec(ctx, `INSERT INTO engine_nodes (id, started_at, seen_at) VALUES ($1, $2, $3)`, e.nodeID, now, now)
-		return err
-	}
-	n, err := e.db.Writer().Exec(ctx, `UPDATE engine_nodes SET seen_at = $1 WHERE id = $2`, now, e.nodeID)
-	if err == nil && n == 0 {
+	if !first {
+		var one int
+		err := e.db.Reader().QueryRow(ctx, `SELECT 1 FROM engine_nodes WHERE id = $1`, e.nodeID).Scan(&one)
+		if !errors.Is(err, store.ErrNoRows) {
+			return err
+		}
 		// Another node took us for dead (a long pause); come back.
-		_, err = e.db.Writer().Exec(ctx, `INSERT INTO engine_nodes (id, started_at, seen_at) VALUES ($1, $2, $3)`, e.nodeID, now, now)
 	}
+	_, err := e.db.Writer().Exec(ctx, `INSERT INTO engine_nodes (id, started_at, seen_at) VALUES ($1, $2, $3)`, e.nodeID, now, now)
 	return err
 }
 
@@ -392,9 +408,9 @@ func (e *Engine) rescueAllRunning(ctx context.Context) (int64, error) {
 //
 // On PostgreSQL a node is dead when its liveness advisory lock can be taken:
 // the server releases a session's locks as soon as the session ends, which
-// a killed process's does at once. On SQLite, where one process works the
-// file and Start already rescued everything, a node is dead when it has not
-// heartbeated for DeadNodeAfter.
+// a killed process's does at once. On SQLite one process works the file
+// and Start already rescued everything: another node's row is a previous
+// process's, removed once it is DeadNodeAfter old.
 func (e *Engine) rescueDeadNodes(ctx context.Context) (int64, error) {
 	dead, err := e.deadNodes(ctx)
 	if err != nil || len(dead) == 0 {
@@ -492,55 +508,128 @@ func livenessKey(nodeID string) int64 {
 	return int64(h.Sum64() & 0x3fffffffffffffff)
 }
 
-// promoteLoop makes due scheduled step jobs (timers, retry backoffs)
-// available as soon as they are due. River's scheduler does the same on its
-// leader every 5 seconds, too coarse for a 300ms backoff or a timer someone
-// waits on; this is a cheap indexed read most of the time, and a write only
-// when something is due.
+// promoteLoop makes due scheduled step jobs (timers, retry backoffs,
+// released standby jobs) available as soon as they are due. River's
+// scheduler does the same on its leader every 5 seconds, too coarse for a
+// 300ms backoff or a timer someone waits on. The loop sleeps until the
+// earliest scheduled job of the queue is due, and is kicked when this node
+// commits a job scheduled earlier than that (planTimer) or makes one due
+// (dueNow); every node promotes every due job of the queue, so a node that
+// dies leaves its timers to the others, which find them within
+// timerFallback at the latest. An idle node reads the database once per
+// timerFallback and writes nothing.
+//
+// nextLook is when the loop will look next (unix nanoseconds); while it
+// reads the database it is "never", so that a job committed meanwhile, which
+// the read may have missed, kicks it. The decision is taken after the
+// commit (store.AfterCommit): before it, the loop could read the database,
+// miss the job and plan past it in between.
 func (e *Engine) promoteLoop(ctx context.Context, done chan struct{}) {
 	defer close(done)
-	t := time.NewTicker(e.tick)
-	defer t.Stop()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	<-timer.C
+	planned := false // the timer is set for a job's due time
 	for {
+		e.nextLook.Store(math.MaxInt64)
+		wait, err := e.promoteDue(ctx, planned)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			e.logger.Warn("engine: promoting due jobs failed", "err", err)
+			wait = time.Second
+		}
+		planned = wait < e.timerFallback
+		wait = min(wait, e.timerFallback)
+		e.nextLook.Store(time.Now().Add(wait).UnixNano())
+		timer.Reset(wait) // discards an expiry not received (Go 1.23 timers)
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-		}
-		if _, err := e.promoteDue(ctx); err != nil && ctx.Err() == nil {
-			e.logger.Warn("engine: promoting due jobs failed", "err", err)
+		case <-e.timerKick:
+			planned = false
+		case <-timer.C:
 		}
 	}
 }
 
-// promoteDue moves due scheduled jobs of the engine's queue to available and
-// tells the producers (through River's insert notification, on both
-// drivers) so that they fetch at once.
-func (e *Engine) promoteDue(ctx context.Context) (int64, error) {
-	dbNow := riverNow(e.db.Dialect())
-	var due int
-	err := e.db.Reader().QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM river_job WHERE state = 'scheduled' AND queue = $1
-		AND scheduled_at <= `+dbNow+` LIMIT 1) AS due`, queueName).Scan(&due)
-	if err != nil || due == 0 {
-		return 0, err
+// kickTimers makes promoteLoop look again at once.
+func (e *Engine) kickTimers() {
+	select {
+	case e.timerKick <- struct{}{}:
+	default: // a kick is pending
 	}
-	var n int64
-	err = e.db.Tx(ctx, func(tx store.Tx) error {
-		var err error
-		n, err = tx.Exec(ctx, `UPDATE river_job SET state = 'available' WHERE state = 'scheduled' AND queue = $1
-			AND scheduled_at <= `+dbNow, queueName)
-		if err != nil || n == 0 {
-			return err
+}
+
+// planTimer has this node's promoteLoop look again, once tx has committed,
+// if the job tx schedules at at is due before the loop means to look.
+func (e *Engine) planTimer(tx store.Tx, at time.Time) error {
+	return store.AfterCommit(tx, func() {
+		if at.UnixNano() < e.nextLook.Load() {
+			e.kickTimers()
 		}
-		payload := `{"queue": "` + queueName + `"}`
-		if e.db.Dialect() == store.SQLite {
-			_, err = tx.Exec(ctx, `INSERT INTO river_notification (payload, topic) VALUES ($1, 'river_insert')`, payload)
-		} else {
-			_, err = tx.Exec(ctx, `SELECT pg_notify(current_schema() || '.river_insert', $1)`, payload)
-		}
-		return err
 	})
-	return n, err
+}
+
+// promoteDue moves due scheduled jobs of the engine's queue to available,
+// tells the producers (through River's insert notification, on both
+// drivers) so that they fetch at once, and returns how long until the next
+// job is due (timerFallback when there is none).
+//
+// River's own scheduler, on its leader every 5 seconds, makes the jobs due
+// within the next 5 seconds available ahead of their time, and tells no one
+// when they fall due (River's producers would find them at their next fetch
+// poll). Those count here too: the loop sleeps until the first falls due
+// and calls again with due set, and the producers are told then.
+func (e *Engine) promoteDue(ctx context.Context, due bool) (time.Duration, error) {
+	d := e.db.Dialect()
+	for {
+		if due {
+			if err := e.db.Tx(ctx, func(tx store.Tx) error {
+				if _, err := tx.Exec(ctx, `UPDATE river_job SET state = 'available' WHERE state = 'scheduled' AND queue = $1
+					AND scheduled_at <= `+riverNow(d), queueName); err != nil {
+					return err
+				}
+				payload := `{"queue": "` + queueName + `"}`
+				var err error
+				if d == store.SQLite {
+					_, err = tx.Exec(ctx, `INSERT INTO river_notification (payload, topic) VALUES ($1, 'river_insert')`, payload)
+				} else {
+					_, err = tx.Exec(ctx, `SELECT pg_notify(current_schema() || '.river_insert', $1)`, payload)
+				}
+				return err
+			}); err != nil {
+				return 0, err
+			}
+		}
+		var ms *float64
+		err := e.db.Reader().QueryRow(ctx, `SELECT `+untilSQL(d, "min(at)")+` FROM (
+			SELECT min(scheduled_at) AS at FROM river_job WHERE state = 'scheduled' AND queue = $1
+			UNION ALL
+			SELECT min(scheduled_at) FROM river_job WHERE state = 'available' AND queue = $1 AND scheduled_at > `+riverNow(d)+`
+		) AS next`, queueName).Scan(&ms)
+		switch {
+		case err != nil:
+			return 0, err
+		case ms == nil:
+			return e.timerFallback, nil
+		case *ms > 0:
+			// A millisecond late rather than early: the database's clock
+			// must have passed the time when the producers fetch.
+			return time.Duration(*ms*float64(time.Millisecond)) + time.Millisecond, nil
+		}
+		due = true
+	}
+}
+
+// untilSQL is how many milliseconds, by the database's clock, until the
+// time expr (NULL when expr is).
+func untilSQL(d store.Dialect, expr string) string {
+	if d == store.SQLite {
+		return `(julianday(` + expr + `) - julianday('now', 'subsec')) * 86400000.0`
+	}
+	return `extract(epoch FROM ` + expr + ` - now()) * 1000`
 }
 
 // riverNow is the database's clock as River compares scheduled_at with it:

@@ -60,7 +60,11 @@ func (e *Engine) standbyJob(ctx context.Context, tx store.Tx, r *Run, step *Step
 	}
 	args := r.args(0)
 	args.Standby = e.nodeID
-	id, inserted, err := e.q.insertStandbyTx(ctx, tx, args, time.Now().Add(step.timeout()+standbyMargin))
+	at := time.Now().Add(step.timeout() + standbyMargin)
+	if err := e.planTimer(tx, at); err != nil {
+		return false, err
+	}
+	id, inserted, err := e.q.insertStandbyTx(ctx, tx, args, at)
 	if err != nil {
 		return false, err
 	}
@@ -141,9 +145,18 @@ func (e *Engine) releaseStandby(ctx context.Context, q store.Querier, node strin
 }
 
 // dueNow reschedules the engine's scheduled jobs that match cond (whose
-// parameters start at $2) to now; promoteLoop makes them available, and
-// tells the producers, at its next tick.
+// parameters start at $2) to now, and wakes this node's promoteLoop (at
+// the commit when q is a transaction), which makes them available and
+// tells the producers.
 func (e *Engine) dueNow(ctx context.Context, q store.Querier, cond string, args ...any) (int64, error) {
-	return q.Exec(ctx, `UPDATE river_job SET scheduled_at = `+riverNow(e.db.Dialect())+`
+	n, err := q.Exec(ctx, `UPDATE river_job SET scheduled_at = `+riverNow(e.db.Dialect())+`
 		WHERE state = 'scheduled' AND queue = $1 AND `+cond, append([]any{queueName}, args...)...)
+	if err != nil || n == 0 {
+		return n, err
+	}
+	if tx, ok := q.(store.Tx); ok {
+		return n, store.AfterCommit(tx, e.kickTimers)
+	}
+	e.kickTimers()
+	return n, nil
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"fmt"
@@ -36,6 +37,9 @@ type nodeOpts struct {
 	records Records
 	// stepRecords registers diagnostics.record over it (nil: not).
 	stepRecords StepRecords
+	// fetchPoll and timerFallback override the node's fallback polls
+	// (0: 200ms and the engine's default).
+	fetchPoll, timerFallback time.Duration
 }
 
 // newNode builds (and unless told otherwise starts) an engine on db with
@@ -57,7 +61,8 @@ func newNode(t *testing.T, db *store.DB, o nodeOpts) *testNode {
 	}
 	pr := prometheus.NewRegistry()
 	e, err := New(Config{DB: db, Registry: reg, Ring: testRing(t, db), Registerer: pr, Clock: o.clock, NodeID: o.nodeID, Workers: o.workers,
-		Staff: o.staff, Records: o.records, HousekeepingInterval: 200 * time.Millisecond, FetchPollInterval: 200 * time.Millisecond})
+		Staff: o.staff, Records: o.records, HousekeepingInterval: 200 * time.Millisecond, FetchPollInterval: cmp.Or(o.fetchPoll, 200*time.Millisecond),
+		TimerFallback: o.timerFallback})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,6 +59,9 @@ func (e *Engine) evaluateWait(ctx context.Context, tx store.Tx, r *Run, def *Def
 		}
 	}
 	if r.Wait.Until != nil {
+		if err := e.planTimer(tx, *r.Wait.Until); err != nil {
+			return err
+		}
 		return e.q.insertTx(ctx, tx, r.args(wake+1), *r.Wait.Until)
 	}
 	return nil

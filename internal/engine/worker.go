@@ -197,7 +197,11 @@ func (e *Engine) runAction(ctx context.Context, d delivery, r *Run, def *Definit
 				}
 				e.metrics.retries.WithLabelValues(labels...).Inc()
 				// Scheduled on the wall clock: River wakes it.
-				return e.q.insertTx(ctx, tx, r.args(0), time.Now().Add(delay))
+				at := time.Now().Add(delay)
+				if err := e.planTimer(tx, at); err != nil {
+					return err
+				}
+				return e.q.insertTx(ctx, tx, r.args(0), at)
 			}
 		})
 	}

@@ -29,10 +29,12 @@
 //     it holds the lease row in event_leases, renewed every pass and
 //     checked again in the transaction that moves the positions. The same
 //     code runs on SQLite, where the only contender is the one process.
-//     In serve the passes are periodic jobs of the process's one River
-//     client (RegisterJobs, jobs.go): River's leader inserts one per
-//     Interval and any node may work it, so the lease, not the job, says
-//     which node delivers.
+//     In serve every node runs the publisher's loop (Run): a transaction
+//     that writes events wakes every node's loop when it commits
+//     (store.Notify: in-process on SQLite, LISTEN/NOTIFY on PostgreSQL),
+//     and the lease says which node delivers. A pass that finds nothing to
+//     deliver takes no lease and writes nothing, so an idle node reads once
+//     per Interval and commits nothing.
 //   - Sinks are registered at start (Register) or named by a SinkSource
 //     that the lease holder asks at the start of every pass
 //     (RegisterSource: the webhooks, read from the database, so a

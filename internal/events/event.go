@@ -81,6 +81,10 @@ func Write(ctx context.Context, tx store.Tx, ev Event) (Event, error) {
 		ev.AggregateType, ev.AggregateID, ev.Sequence, ev.Kind, string(ev.Payload), ev.OccurredAt).Scan(&ev.ID); err != nil {
 		return Event{}, fmt.Errorf("write %s event: %w", ev.Kind, err)
 	}
+	// Every node's publisher passes once this commits.
+	if err := store.Notify(ctx, tx, WakeTopic); err != nil {
+		return Event{}, fmt.Errorf("write %s event: %w", ev.Kind, err)
+	}
 	return ev, nil
 }
 

@@ -59,7 +59,11 @@ type SinkSource interface {
 type Options struct {
 	// Node names this publisher as the lease holder; default a random id.
 	Node string
-	// Interval between passes (default 1s).
+	// Interval is the longest Run waits between passes when nothing wakes
+	// it (default 30s): passes run when a transaction that wrote events
+	// commits on any node (WakeTopic) and when a backed-off aggregate is
+	// due; the interval covers a lease another node stopped renewing and a
+	// wake-up lost while a listener reconnected.
 	Interval time.Duration
 	// LeaseTTL is how long a lease outlives its last renewal (default
 	// 30s): a node that stopped renewing is taken over after it.
@@ -127,7 +131,7 @@ func NewPublisher(db *store.DB, opts Options) *Publisher {
 		opts.Node = hex.EncodeToString(b[:])
 	}
 	if opts.Interval <= 0 {
-		opts.Interval = time.Second
+		opts.Interval = 30 * time.Second
 	}
 	if opts.LeaseTTL <= 0 {
 		opts.LeaseTTL = 30 * time.Second
@@ -179,22 +183,59 @@ func (p *Publisher) RegisterSource(src SinkSource) {
 	p.sources = append(p.sources, src)
 }
 
-// Run publishes every Interval until ctx ends, then gives the lease up so
-// another node (or the next start) takes over at once.
+// WakeTopic is the wake-up (store.Notify) of a transaction that wrote
+// events: every node's Run passes once it commits.
+const WakeTopic = "events.written"
+
+// Run publishes until ctx ends, then gives the lease up so another node
+// (or the next start) takes over at once. A pass runs at start, when a
+// transaction that wrote events commits (WakeTopic), when an aggregate's
+// backoff ends, at once again after a pass that delivered (there may be
+// more than a batch), and every Interval otherwise. A pass that finds
+// nothing to deliver writes nothing, so an idle node only reads, once per
+// Interval.
 func (p *Publisher) Run(ctx context.Context) {
-	t := time.NewTicker(p.opts.Interval)
-	defer t.Stop()
+	sub := p.db.Subscribe(WakeTopic)
+	defer sub.Close()
 	defer p.release()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
 	for {
-		if _, err := p.PublishOnce(ctx); err != nil && ctx.Err() == nil {
-			p.logger.Warn("events: publish pass failed", "error", err)
-		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-sub.C:
+		case <-timer.C:
+		}
+		n, err := p.PublishOnce(ctx)
+		if err != nil && ctx.Err() == nil {
+			p.logger.Warn("events: publish pass failed", "error", err)
+		}
+		wait := p.opts.Interval
+		switch {
+		case err != nil:
+			wait = min(wait, p.opts.MinBackoff)
+		case n > 0:
+			wait = 0
+		}
+		if next, ok := p.nextRetry(); ok {
+			wait = min(wait, max(0, next.Sub(p.now())))
+		}
+		timer.Reset(wait) // discards an expiry not received (Go 1.23 timers)
+	}
+}
+
+// nextRetry is when the earliest backed-off aggregate may be handed again.
+func (p *Publisher) nextRetry() (time.Time, bool) {
+	p.rmu.Lock()
+	defer p.rmu.Unlock()
+	var next time.Time
+	for _, r := range p.retry {
+		if next.IsZero() || r.next.Before(next) {
+			next = r.next
 		}
 	}
+	return next, !next.IsZero()
 }
 
 // PublishOnce runs one pass: take or renew the lease, hand each sink what
@@ -203,13 +244,9 @@ func (p *Publisher) Run(ctx context.Context) {
 func (p *Publisher) PublishOnce(ctx context.Context) (int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	held, err := p.acquire(ctx)
-	if err != nil || !held {
-		return 0, err
-	}
-	// The sources are asked under the lease, each pass: a sink registered
-	// on any node is picked up here. A source that cannot answer fails the
-	// pass (pruning without it could drop what its sinks have not had).
+	// The sources are asked each pass: a sink registered on any node is
+	// picked up here. A source that cannot answer fails the pass (pruning
+	// without it could drop what its sinks have not had).
 	sinks := slices.Clone(p.sinks)
 	for _, src := range p.sources {
 		more, err := src.Sinks(ctx)
@@ -219,11 +256,22 @@ func (p *Publisher) PublishOnce(ctx context.Context) (int, error) {
 		sinks = append(sinks, more...)
 	}
 	p.forgetGone(sinks)
+	// Nothing to hand and nothing to prune: the lease is neither taken
+	// nor renewed, so an idle pass writes nothing. A holder that stops
+	// renewing loses the lease after LeaseTTL, which costs only the next
+	// pass a write to take it again.
+	if busy, err := p.anyPending(ctx, sinks); err != nil || (!busy && p.now().Sub(p.lastPrune) < time.Hour) {
+		return 0, err
+	}
+	held, err := p.acquire(ctx)
+	if err != nil || !held {
+		return 0, err
+	}
 	total, err := p.deliverAll(ctx, sinks)
 	if err != nil {
 		return total, err
 	}
-	if now := p.now(); now.Sub(p.lastPrune) >= time.Minute {
+	if now := p.now(); now.Sub(p.lastPrune) >= time.Hour {
 		if err := p.prune(ctx, now, sinks); err != nil {
 			return total, err
 		}
@@ -306,6 +354,23 @@ func (p *Publisher) release() {
 		p.logger.Warn("events: give up the publisher lease", "error", err)
 	}
 	p.leader = false
+}
+
+// anyPending reports whether some sink has an event it has not had.
+func (p *Publisher) anyPending(ctx context.Context, sinks []NamedSink) (bool, error) {
+	for _, s := range sinks {
+		var one int
+		err := p.db.Reader().QueryRow(ctx, `SELECT 1 FROM events e LEFT JOIN event_sink_positions s
+			ON s.sink = $1 AND s.aggregate_type = e.aggregate_type AND s.aggregate_id = e.aggregate_id
+			WHERE e.sequence > COALESCE(s.sequence, 0) AND e.id > $2 LIMIT 1`, s.Name, max(s.After, 0)).Scan(&one)
+		switch {
+		case err == nil:
+			return true, nil
+		case !errors.Is(err, store.ErrNoRows):
+			return false, err
+		}
+	}
+	return false, nil
 }
 
 // pending reads up to Batch events the sink has not had, in id order.

@@ -17,9 +17,12 @@
 // job exists exactly when the transaction that asked for it commits.
 // Client-wide choices every worker lives with: River's own job timeout is
 // off (a worker bounds its jobs itself, or sets river.Worker's Timeout),
-// completed jobs are kept a day, and the fetch poll is short (10ms on
-// SQLite, 25ms on PostgreSQL) since insert notifications are not always
-// seen at once.
+// completed jobs are kept a day, and producers fetch when told, not on a
+// short timer: every insert of an available job notifies its queue after
+// commit (on PostgreSQL through LISTEN/NOTIFY, on SQLite through the
+// store's commit watch and the listener of sqlite_listener.go), and the
+// fetch poll is only a fallback (fetchFallback). An idle process asks the
+// database nothing more often than that.
 package jobs
 
 import (
@@ -28,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -113,10 +117,15 @@ type Config struct {
 	// dead node's jobs matches it, so it is the engine's node id.
 	ID     string
 	Logger *slog.Logger
-	// FetchPollInterval overrides the fallback fetch poll; 0 keeps the
-	// dialect's default.
+	// FetchPollInterval overrides the fallback fetch poll; 0 keeps
+	// fetchFallback.
 	FetchPollInterval time.Duration
 }
+
+// fetchFallback is how often producers look for jobs nobody told them of:
+// inserted by another process on SQLite (the command line), or whose
+// notification was lost while a PostgreSQL listener reconnected.
+const fetchFallback = 2 * time.Second
 
 // Build makes the one client from what was registered.
 func (r *Registry) Build(cfg Config) (*Client, error) {
@@ -137,15 +146,7 @@ func (r *Registry) Build(cfg Config) (*Client, error) {
 	}
 	poll := cfg.FetchPollInterval
 	if poll <= 0 {
-		// Insert notifications wake producers at once most of the time,
-		// but one that lands while a fetch is in flight is absorbed by it,
-		// and the job then waits for the next poll; on SQLite the
-		// notifications are themselves polled every 50ms. An idle fetch is
-		// an indexed UPDATE that matches nothing.
-		poll = 25 * time.Millisecond
-		if cfg.DB.Dialect() == store.SQLite {
-			poll = 10 * time.Millisecond
-		}
+		poll = fetchFallback
 	}
 	queues := make(map[string]river.QueueConfig, len(r.queues))
 	for k, v := range r.queues {
@@ -166,7 +167,8 @@ func (r *Registry) Build(cfg Config) (*Client, error) {
 	c := &Client{}
 	var err error
 	if cfg.DB.Dialect() == store.SQLite {
-		c.sqlite, err = river.NewClient(riversqlite.New(cfg.DB.SQLiteWriter()), rc)
+		names := slices.Sorted(maps.Keys(queues))
+		c.sqlite, err = river.NewClient[*sql.Tx](&sqliteDriver{Driver: riversqlite.New(cfg.DB.SQLiteWriter()), db: cfg.DB, queues: names}, rc)
 	} else {
 		c.pg, err = river.NewClient(riverpgxv5.New(cfg.DB.Pool()), rc)
 	}
@@ -205,7 +207,16 @@ func (c *Client) InsertTxResult(ctx context.Context, tx store.Tx, args river.Job
 	if !ok {
 		return nil, errors.New("jobs: not a PostgreSQL transaction")
 	}
-	return c.pg.InsertTx(ctx, ptx, args, opts)
+	res, err := c.pg.InsertTx(ctx, ptx, args, opts)
+	if err != nil || res.UniqueSkippedAsDuplicate || res.Job.State != rivertype.JobStateAvailable {
+		return res, err
+	}
+	// River sends at most one insert notification per queue per
+	// FetchCooldown; this one is sent for every insert (the server sends
+	// a payload once per transaction), so that no job waits for the
+	// fallback poll.
+	_, err = ptx.Exec(ctx, `SELECT pg_notify(current_schema() || '.river_insert', $1)`, `{"queue": "`+res.Job.Queue+`"}`)
+	return res, err
 }
 
 // DeleteTx deletes a job that is not running, in tx. A job already gone or

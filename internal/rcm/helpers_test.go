@@ -334,7 +334,7 @@ func newEnv(t *testing.T, db *store.DB, deflt plan) *env {
 	}
 	reg := engine.NewRegistry()
 	e.eng, err = engine.New(engine.Config{DB: db, Registry: reg, Ring: ring, HousekeepingInterval: 200 * time.Millisecond,
-		FetchPollInterval: 50 * time.Millisecond, TimerPrecision: 20 * time.Millisecond})
+		FetchPollInterval: 50 * time.Millisecond, TimerFallback: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,12 +23,14 @@ var (
 		"Times a caller waited for a connection.", []string{"pool"}, nil)
 	poolWaitSecondsDesc = prometheus.NewDesc("careflow_db_wait_seconds_total",
 		"Total time callers waited for a connection.", []string{"pool"}, nil)
+	commitsDesc = prometheus.NewDesc("careflow_db_commits_total",
+		"Transactions that wrote, committed by the SQLite writer connection (SQLite only; PostgreSQL's are in pg_stat_database).", []string{"pool"}, nil)
 )
 
 type poolCollector struct{ db *DB }
 
 func (c poolCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{poolOpenDesc, poolInUseDesc, poolIdleDesc, poolMaxDesc, poolWaitCountDesc, poolWaitSecondsDesc} {
+	for _, d := range []*prometheus.Desc{poolOpenDesc, poolInUseDesc, poolIdleDesc, poolMaxDesc, poolWaitCountDesc, poolWaitSecondsDesc, commitsDesc} {
 		ch <- d
 	}
 }
@@ -37,6 +39,7 @@ func (c poolCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.db.dialect == SQLite {
 		emitSQLStats(ch, "sqlite_writer", c.db.writer.Stats())
 		emitSQLStats(ch, "sqlite_readers", c.db.readers.Stats())
+		ch <- prometheus.MustNewConstMetric(commitsDesc, prometheus.CounterValue, float64(c.db.Commits()), "sqlite_writer")
 		return
 	}
 	s := c.db.pool.Stat()

@@ -121,6 +121,8 @@ func (db *DB) Tx(ctx context.Context, fn func(tx Tx) error) (err error) {
 		if err := stx.Commit(); err != nil {
 			return fmt.Errorf("commit: %w", err)
 		}
+		db.hub.fire(t.wakes...)
+		t.after.run()
 		return nil
 	}
 	ptx, err := db.pool.BeginTx(ctx, pgx.TxOptions{})
@@ -145,6 +147,10 @@ func (db *DB) Tx(ctx context.Context, fn func(tx Tx) error) (err error) {
 	if err := ptx.Commit(ctx); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	// The server tells every node's listener; this process's subscribers
+	// need not wait for the round trip.
+	db.hub.fire(t.wakes...)
+	t.after.run()
 	return nil
 }
 
@@ -349,6 +355,8 @@ func (r sqliteRow) Scan(dest ...any) error { return r.r.Scan(sqliteDest(dest)...
 type sqliteTx struct {
 	tx    *sql.Tx
 	hooks hooks
+	wakes wakes
+	after afterCommit
 }
 
 func (t *sqliteTx) Dialect() Dialect { return SQLite }
@@ -417,6 +425,8 @@ func pgDest(err error) error {
 type pgTx struct {
 	tx    pgx.Tx
 	hooks hooks
+	wakes wakes
+	after afterCommit
 }
 
 func (t *pgTx) Dialect() Dialect { return Postgres }

@@ -42,7 +42,9 @@ func openSQLite(ctx context.Context, path string, maxConns int, logger *slog.Log
 	if err := ensureDir(path); err != nil {
 		return nil, fmt.Errorf("database: create directory for %s: %w", path, err)
 	}
-	writer := sql.OpenDB(newSQLiteConnector(sqliteDSN(path, false)))
+	db := &DB{dialect: SQLite, logger: logger, location: path, sqlitePath: path, watch: &commitWatch{}}
+	db.watch.river = func() { db.hub.fire(RiverTopic) }
+	writer := sql.OpenDB(newSQLiteConnector(sqliteDSN(path, false), db.watch))
 	writer.SetMaxOpenConns(1)
 	writer.SetMaxIdleConns(1)
 	writer.SetConnMaxLifetime(0)
@@ -66,7 +68,7 @@ func openSQLite(ctx context.Context, path string, maxConns int, logger *slog.Log
 			return nil, fmt.Errorf("database: restrict permissions of %s: %w", f, err)
 		}
 	}
-	readers := sql.OpenDB(newSQLiteConnector(sqliteDSN(path, true)))
+	readers := sql.OpenDB(newSQLiteConnector(sqliteDSN(path, true), nil))
 	if maxConns <= 0 {
 		maxConns = max(4, runtime.GOMAXPROCS(0))
 	}
@@ -77,14 +79,8 @@ func openSQLite(ctx context.Context, path string, maxConns int, logger *slog.Log
 		readers.Close()
 		return nil, fmt.Errorf("database: open %s: %w", path, err)
 	}
-	return &DB{
-		dialect:    SQLite,
-		logger:     logger,
-		location:   path,
-		writer:     writer,
-		readers:    readers,
-		sqlitePath: path,
-	}, nil
+	db.writer, db.readers = writer, readers
+	return db, nil
 }
 
 // sqliteUnique reports whether err is a SQLite uniqueness violation.

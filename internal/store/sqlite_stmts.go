@@ -47,12 +47,13 @@ type sqliteDriverConn interface {
 
 // stmtConnector opens connections of the dsn that cache their statements.
 type stmtConnector struct {
-	dsn string
-	drv *sqlite.Driver
+	dsn   string
+	drv   *sqlite.Driver
+	watch *commitWatch // the writer's; nil for readers
 }
 
-func newSQLiteConnector(dsn string) driver.Connector {
-	return stmtConnector{dsn: dsn, drv: &sqlite.Driver{}}
+func newSQLiteConnector(dsn string, watch *commitWatch) driver.Connector {
+	return stmtConnector{dsn: dsn, drv: &sqlite.Driver{}, watch: watch}
 }
 
 func (c stmtConnector) Connect(ctx context.Context) (driver.Conn, error) {
@@ -65,7 +66,10 @@ func (c stmtConnector) Connect(ctx context.Context) (driver.Conn, error) {
 		_ = conn.Close()
 		return nil, errors.New("database: the SQLite driver's connection lacks " + reflect.TypeFor[sqliteDriverConn]().String())
 	}
-	return &stmtConn{sqliteDriverConn: sc, byText: map[string]*list.Element{}, lru: list.New()}, nil
+	if c.watch != nil {
+		c.watch.watchConn(conn)
+	}
+	return &stmtConn{sqliteDriverConn: sc, byText: map[string]*list.Element{}, lru: list.New(), watch: c.watch}, nil
 }
 
 func (c stmtConnector) Driver() driver.Driver { return c.drv }
@@ -74,13 +78,20 @@ type stmtConn struct {
 	sqliteDriverConn
 	byText map[string]*list.Element // of *keptStmt
 	lru    *list.List               // most recently used first
+
+	// The writer's (sqlite_watch.go): its watch, whether a transaction is
+	// open, and whether it wrote River's tables.
+	watch      *commitWatch
+	inTx       bool
+	riverDirty bool
 }
 
 type keptStmt struct {
-	text string
-	st   driver.Stmt
-	busy bool // its rows are open
-	gone bool // evicted while busy: close when the rows close
+	text  string
+	st    driver.Stmt
+	river bool // writes River's tables (writesRiver)
+	busy  bool // its rows are open
+	gone  bool // evicted while busy: close when the rows close
 }
 
 // cacheable reports whether query is one statement worth keeping: DML or a
@@ -145,7 +156,7 @@ func (c *stmtConn) kept(ctx context.Context, query string) (*keptStmt, error) {
 	if err != nil {
 		return nil, err
 	}
-	k := &keptStmt{text: query, st: st}
+	k := &keptStmt{text: query, st: st, river: writesRiver(query)}
 	c.byText[query] = c.lru.PushFront(k)
 	for c.lru.Len() > stmtsPerConn {
 		old := c.lru.Back()
@@ -166,10 +177,16 @@ func (c *stmtConn) ExecContext(ctx context.Context, query string, args []driver.
 	if err != nil {
 		return nil, err
 	}
+	var res driver.Result
 	if k == nil {
-		return c.sqliteDriverConn.ExecContext(ctx, query, args)
+		res, err = c.sqliteDriverConn.ExecContext(ctx, query, args)
+	} else {
+		res, err = k.st.(driver.StmtExecContext).ExecContext(ctx, args)
 	}
-	return k.st.(driver.StmtExecContext).ExecContext(ctx, args)
+	if err == nil && c.watch != nil {
+		c.ran(k != nil && k.river || k == nil && writesRiver(query))
+	}
+	return res, err
 }
 
 func (c *stmtConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
@@ -178,11 +195,18 @@ func (c *stmtConn) QueryContext(ctx context.Context, query string, args []driver
 		return nil, err
 	}
 	if k == nil {
-		return c.sqliteDriverConn.QueryContext(ctx, query, args)
+		rows, err := c.sqliteDriverConn.QueryContext(ctx, query, args)
+		if err == nil && c.watch != nil {
+			c.ran(writesRiver(query))
+		}
+		return rows, err
 	}
 	rows, err := k.st.(driver.StmtQueryContext).QueryContext(ctx, args)
 	if err != nil {
 		return nil, err
+	}
+	if c.watch != nil {
+		c.ran(k.river)
 	}
 	k.busy = true
 	return &keptRows{Rows: rows, k: k}, nil

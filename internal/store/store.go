@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -53,8 +54,19 @@ type DB struct {
 	// sqlitePath is the database file.
 	sqlitePath string
 
+	// watch counts the SQLite writer's commits and sees those that wrote
+	// River's tables (sqlite_watch.go).
+	watch *commitWatch
+
 	// PostgreSQL.
 	pool *pgxpool.Pool
+
+	// Wake-ups (wake.go): the process's subscribers, and on PostgreSQL the
+	// connection listening for other nodes' commits.
+	hub           wakeHub
+	listenOnce    sync.Once
+	stopListening context.CancelFunc
+	listenDone    chan struct{}
 }
 
 // ParseURL resolves a database setting into a dialect and a location: a file
@@ -146,6 +158,11 @@ func (db *DB) Ping(ctx context.Context) error {
 
 // Close releases every connection.
 func (db *DB) Close() error {
+	db.listenOnce.Do(func() {}) // no listener starts after this
+	if db.stopListening != nil {
+		db.stopListening()
+		<-db.listenDone
+	}
 	if db.dialect == SQLite {
 		return errors.Join(db.readers.Close(), db.writer.Close())
 	}

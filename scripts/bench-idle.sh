@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# What an idle careflow costs: `careflow serve` (bin/, from `make build`) on a
+# fresh data folder with nothing to do, measured after a warm-up.
+#   CPU: the server process's user+system time over the window, as a share
+#        of one core (from /proc/PID/stat).
+#   commits: SQLite — the writer's commits (careflow_db_commits_total from
+#        /metrics, read before and after); PostgreSQL — the database's
+#        xact_commit and WAL bytes (pg_stat_database, pg_current_wal_lsn),
+#        less the two probes' own.
+#   BACKEND=sqlite|postgres  WARMUP=10  WINDOW=60
+set -euo pipefail
+cd "$(dirname "$0")/.."
+backend="${BACKEND:-sqlite}"
+warmup="${WARMUP:-10}"
+window="${WINDOW:-60}"
+port="${PORT:-18083}"
+work=$(mktemp -d)
+pid=""
+dbname=""
+admin="${CAREFLOW_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}"
+cleanup() {
+	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+	[ -n "$dbname" ] && psql "$admin" -qc "DROP DATABASE IF EXISTS $dbname WITH (FORCE)" || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+common=(--data-dir "$work/data" --log-level warn)
+if [ "$backend" = postgres ]; then
+	dbname="careflow_idle_$$"
+	psql "$admin" -qc "CREATE DATABASE $dbname"
+	base="${admin%%\?*}"
+	dburl="${base%/*}/$dbname?sslmode=disable"
+	common+=(--database "$dburl")
+fi
+./bin/careflow serve "${common[@]}" --listen "127.0.0.1:$port" 2>"$work/server.log" &
+pid=$!
+for _ in $(seq 1 200); do
+	curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+	sleep 0.1
+done
+sleep "$warmup"
+
+ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+sqlite_commits() { curl -sf "http://127.0.0.1:$port/metrics" | awk '/^careflow_db_commits_total/ {s += $2} END {print s + 0}'; }
+pg_probe() { psql "$dburl" -Atc "SELECT xact_commit, pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0') FROM pg_stat_database WHERE datname = current_database()"; }
+
+t0=$(ticks)
+if [ "$backend" = postgres ]; then p0=$(pg_probe); else c0=$(sqlite_commits); fi
+start=$(date +%s.%N)
+sleep "$window"
+t1=$(ticks)
+if [ "$backend" = postgres ]; then p1=$(pg_probe); else c1=$(sqlite_commits); fi
+elapsed=$(echo "$(date +%s.%N) - $start" | bc -l)
+hz=$(getconf CLK_TCK)
+cpu=$(echo "($t1 - $t0) / $hz / $elapsed * 100" | bc -l)
+printf 'backend %s, idle for %.1f s after %s s of warm-up\n' "$backend" "$elapsed" "$warmup"
+printf 'cpu: %.2f%% of a core\n' "$cpu"
+if [ "$backend" = postgres ]; then
+	x0=${p0%%|*}; w0=${p0##*|}; x1=${p1%%|*}; w1=${p1##*|}
+	# The first probe's own transaction is counted in the second's figure.
+	printf 'commits: %.2f/s (xact_commit, less the probe), WAL: %.0f bytes/s\n' \
+		"$(echo "($x1 - $x0 - 1) / $elapsed" | bc -l)" "$(echo "($w1 - $w0) / $elapsed" | bc -l)"
+else
+	printf 'commits: %.2f/s (the writer connection'"'"'s)\n' "$(echo "($c1 - $c0) / $elapsed" | bc -l)"
+	ls -l "$work/data"/*.db-wal 2>/dev/null | awk '{print "WAL file: " $5 " bytes"}' || true
+fi
