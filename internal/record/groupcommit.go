@@ -22,10 +22,11 @@ import (
 // create there is a dozen round trips, during which one batch's
 // connection waits on the network and the server, not on the disk, and the
 // server flushes the commits of batches that end together in one WAL
-// flush. With one batch at a time, creates at 64 connections on
-// PostgreSQL ran slower than at 16 (BENCHMARKS.md, issue 13): the batch
-// grew, each of its creates still took its round trips one after another,
-// and the pool's other connections sat idle.
+// flush. With one batch at a time the batch grew with the connections (32
+// creates a transaction at 64), each of its creates still took its round
+// trips one after another, and the pool's other connections sat idle: the
+// rate stayed flat from 16 to 64 connections, and side by side it rose
+// 1.3-3.7x on the same box (BENCHMARKS.md, "Write path (issue 13)").
 // Invariant: creates wait in pending only while every leader's place is
 // taken (a caller that finds a place free leads at once, and a leader
 // gives its place up only when pending is empty), so a waiter is always
