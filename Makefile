@@ -42,6 +42,8 @@ bench: build ## Go benchmarks on both backends, then the HTTP load harnesses on 
 		$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 1 $(PKGS)
 	BACKEND=sqlite ./scripts/bench-security.sh
 	BACKEND=postgres ./scripts/bench-security.sh
+	BACKEND=sqlite ./scripts/bench-writepath.sh
+	BACKEND=postgres ./scripts/bench-writepath.sh
 	BACKEND=sqlite ./scripts/bench-clinical.sh
 	BACKEND=postgres ./scripts/bench-clinical.sh
 
