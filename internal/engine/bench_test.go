@@ -68,6 +68,7 @@ func BenchmarkTenStepNoop(b *testing.B) {
 				}
 			}
 			b.ResetTimer()
+			wrote := writeCommits(b, db)
 			began := time.Now()
 			if err := n.Start(ctx); err != nil {
 				b.Fatal(err)
@@ -89,8 +90,27 @@ func BenchmarkTenStepNoop(b *testing.B) {
 			b.ReportMetric(steps, "steps/s")
 			b.ReportMetric(raw, "raw-commits/s")
 			b.ReportMetric(steps/raw, "steps/commit")
+			// Transactions that wrote, per step: the step's own and River's
+			// fetches and completions (and on PostgreSQL anything else the
+			// server numbered meanwhile).
+			b.ReportMetric(float64(writeCommits(b, db)-wrote)/float64(10*b.N), "write-tx/step")
 		})
 	}
+}
+
+// writeCommits counts the transactions that wrote so far: the SQLite
+// writer's count, or PostgreSQL's next transaction id (every transaction
+// that writes takes one; reads take none).
+func writeCommits(b *testing.B, db *store.DB) int64 {
+	b.Helper()
+	if db.Dialect() == store.SQLite {
+		return db.Commits()
+	}
+	var n int64
+	if err := db.Reader().QueryRow(context.Background(), `SELECT txid_snapshot_xmax(txid_current_snapshot())`).Scan(&n); err != nil {
+		b.Fatal(err)
+	}
+	return n
 }
 
 // BenchmarkSignalToNextStep measures the delay from a signal's commit to
