@@ -68,7 +68,7 @@ func BenchmarkTenStepNoop(b *testing.B) {
 				}
 			}
 			b.ResetTimer()
-			wrote := writeCommits(b, db)
+			wrote, stmts := writeCommits(b, db), db.WriterStatements()
 			began := time.Now()
 			if err := n.Start(ctx); err != nil {
 				b.Fatal(err)
@@ -94,6 +94,9 @@ func BenchmarkTenStepNoop(b *testing.B) {
 			// fetches and completions (and on PostgreSQL anything else the
 			// server numbered meanwhile).
 			b.ReportMetric(float64(writeCommits(b, db)-wrote)/float64(10*b.N), "write-tx/step")
+			if d == store.SQLite {
+				b.ReportMetric(float64(db.WriterStatements()-stmts)/float64(10*b.N), "writer-stmts/step")
+			}
 		})
 	}
 }

@@ -18,6 +18,9 @@ import (
 // subscribers' slow fallback timers cover.
 type commitWatch struct {
 	commits atomic.Int64
+	// stmts counts the statements the writer ran (profiles: statements per
+	// operation).
+	stmts atomic.Int64
 	// river is called after a commit that wrote River's tables.
 	river func()
 }
@@ -36,6 +39,16 @@ func (db *DB) Commits() int64 {
 		return 0
 	}
 	return db.watch.commits.Load()
+}
+
+// WriterStatements is the number of statements the SQLite writer connection
+// ran since the database was opened (reads inside write transactions
+// included); 0 on PostgreSQL. For profiles: statements per operation.
+func (db *DB) WriterStatements() int64 {
+	if db.watch == nil {
+		return 0
+	}
+	return db.watch.stmts.Load()
 }
 
 // watchConn registers the commit counter on a writer connection. SQLite
@@ -105,6 +118,7 @@ func (c *stmtConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.T
 // River's tables wakes River's listener at its commit (at once outside a
 // transaction).
 func (c *stmtConn) ran(river bool) {
+	c.watch.stmts.Add(1)
 	if !river {
 		return
 	}
