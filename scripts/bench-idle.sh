@@ -16,31 +16,10 @@ backend="${BACKEND:-sqlite}"
 warmup="${WARMUP:-10}"
 window="${WINDOW:-60}"
 port="${PORT:-18083}"
-work=$(mktemp -d)
-pid=""
-dbname=""
-admin="${CAREFLOW_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}"
-cleanup() {
-	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
-	[ -n "$dbname" ] && psql "$admin" -qc "DROP DATABASE IF EXISTS $dbname WITH (FORCE)" || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-common=(--data-dir "$work/data" --log-level warn)
-if [ "$backend" = postgres ]; then
-	dbname="careflow_idle_$$"
-	psql "$admin" -qc "CREATE DATABASE $dbname"
-	base="${admin%%\?*}"
-	dburl="${base%/*}/$dbname?sslmode=disable"
-	common+=(--database "$dburl")
-fi
-./bin/careflow serve "${common[@]}" --listen "127.0.0.1:$port" 2>"$work/server.log" &
-pid=$!
-for _ in $(seq 1 200); do
-	curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
-	sleep 0.1
-done
+# shellcheck source=scripts/bench-serve.sh
+. scripts/bench-serve.sh
+bench_setup idle
+bench_serve ./bin/careflow "$port"
 sleep "$warmup"
 
 ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }

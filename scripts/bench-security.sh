@@ -17,36 +17,15 @@ backend="${BACKEND:-sqlite}"
 duration="${DURATION:-10s}"
 conns_list="${CONNS:-1 16}"
 port="${PORT:-18081}"
-work=$(mktemp -d)
-pid=""
-dbname=""
-admin="${CAREFLOW_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}"
-cleanup() {
-	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
-	[ -n "$dbname" ] && psql "$admin" -qc "DROP DATABASE IF EXISTS $dbname WITH (FORCE)" || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-common=(--data-dir "$work/data" --log-level warn)
-if [ "$backend" = postgres ]; then
-	dbname="careflow_bench_$$"
-	psql "$admin" -qc "CREATE DATABASE $dbname"
-	base="${admin%%\?*}"
-	common+=(--database "${base%/*}/$dbname?sslmode=disable")
-fi
+# shellcheck source=scripts/bench-serve.sh
+. scripts/bench-serve.sh
+bench_setup bench
 
 creds=$(./bin/careflow client add bench --scopes 'system/Patient.cruds' "${common[@]}" 2>/dev/null)
 id=$(echo "$creds" | sed -n 's/^client_id: //p')
 secret=$(echo "$creds" | sed -n 's/^client_secret: //p')
 
-./bin/careflow serve "${common[@]}" --listen "127.0.0.1:$port" \
-	--rate-limit-user off --rate-limit-addr off --rate-limit-login off 2>"$work/server.log" &
-pid=$!
-for _ in $(seq 1 100); do
-	curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
-	sleep 0.1
-done
+bench_serve ./bin/careflow "$port" --rate-limit-user off --rate-limit-addr off --rate-limit-login off
 token=$(curl -sf -u "$id:$secret" -d grant_type=client_credentials "http://127.0.0.1:$port/api/v1/auth/token" |
 	sed -E 's/.*"access_token":"([^"]+)".*/\1/')
 patient=$(curl -sf -H "Authorization: Bearer $token" -H 'Content-Type: application/fhir+json' \

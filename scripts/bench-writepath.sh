@@ -25,16 +25,8 @@ duration="${DURATION:-10s}"
 read_conns="${READ_CONNS:-8}"
 create_conns="${CREATE_CONNS:-16 64}"
 port="${PORT:-18082}"
-admin="${CAREFLOW_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}"
-work=$(mktemp -d)
-pid=""
-dbname=""
-cleanup() {
-	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
-	[ -n "$dbname" ] && psql "$admin" -qc "DROP DATABASE IF EXISTS $dbname WITH (FORCE)" || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/bench-serve.sh
+. scripts/bench-serve.sh
 
 echo "== $(date -u '+%Y-%m-%d %H:%M:%S UTC'), $careflow ($("$careflow" version 2>/dev/null | head -1 || true)), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ "${RAW:-1}" = 1 ]; then
@@ -46,23 +38,11 @@ if [ "${RAW:-1}" = 1 ]; then
 	fi
 fi
 
-common=(--data-dir "$work/data" --log-level warn)
-if [ "$backend" = postgres ]; then
-	dbname="careflow_wbench_$$"
-	psql "$admin" -qc "CREATE DATABASE $dbname"
-	base="${admin%%\?*}"
-	common+=(--database "${base%/*}/$dbname?sslmode=disable")
-fi
+bench_setup wbench
 creds=$("$careflow" client add bench --scopes 'system/Patient.cruds' "${common[@]}" 2>/dev/null)
 id=$(echo "$creds" | sed -n 's/^client_id: //p')
 secret=$(echo "$creds" | sed -n 's/^client_secret: //p')
-"$careflow" serve "${common[@]}" --listen "127.0.0.1:$port" \
-	--rate-limit-user off --rate-limit-addr off --rate-limit-login off 2>"$work/server.log" &
-pid=$!
-for _ in $(seq 1 100); do
-	curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
-	sleep 0.1
-done
+bench_serve "$careflow" "$port" --rate-limit-user off --rate-limit-addr off --rate-limit-login off
 token=$(curl -sf -u "$id:$secret" -d grant_type=client_credentials "http://127.0.0.1:$port/api/v1/auth/token" |
 	sed -E 's/.*"access_token":"([^"]+)".*/\1/')
 cat >"$work/patient.json" <<'JSON'
@@ -73,7 +53,7 @@ patient=$(sed 's/{{n}}/1/g' "$work/patient.json" | curl -sf -H "Authorization: B
 [ -n "$patient" ] || { echo "bench-writepath: could not create the Patient" >&2; cat "$work/server.log" >&2; exit 1; }
 if [ "$backend" = postgres ]; then
 	# The box's PostgreSQL runs without autovacuum: statistics for the new tables.
-	psql "${base%/*}/$dbname?sslmode=disable" -qc "VACUUM ANALYZE"
+	psql "$dburl" -qc "VACUUM ANALYZE"
 fi
 
 for c in $read_conns; do
