@@ -44,6 +44,8 @@ bench: build ## Go benchmarks on both backends, then the HTTP load harnesses on 
 	BACKEND=postgres ./scripts/bench-security.sh
 	BACKEND=sqlite ./scripts/bench-writepath.sh
 	BACKEND=postgres ./scripts/bench-writepath.sh
+	BACKEND=sqlite ./scripts/bench-idle.sh
+	BACKEND=postgres ./scripts/bench-idle.sh
 	BACKEND=sqlite ./scripts/bench-clinical.sh
 	BACKEND=postgres ./scripts/bench-clinical.sh
 
