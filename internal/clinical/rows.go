@@ -89,7 +89,7 @@ func loadWorkflow(ctx context.Context, q store.Querier, id string, lock bool) (*
 func insertWorkflow(ctx context.Context, tx store.Tx, w *workflowRow) error {
 	_, err := tx.Exec(ctx, `INSERT INTO clinical_workflows (`+workflowColumns+`, priority_rank)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
-		w.ID, string(w.Type), string(w.Priority), string(w.Status), w.PatientID, w.ProviderID, nullable(w.EncounterID), w.FHIRTaskID,
+		w.ID, string(w.Type), string(w.Priority), string(w.Status), w.PatientID, w.ProviderID, store.NullIfEmpty(w.EncounterID), w.FHIRTaskID,
 		w.Sealed, w.CreatedBy, w.CreatedAt, w.UpdatedAt, w.DueAt, w.CompletedAt, w.Version, w.Priority.rank())
 	if err != nil {
 		return fmt.Errorf("insert workflow: %w", err)
@@ -101,7 +101,7 @@ func insertWorkflow(ctx context.Context, tx store.Tx, w *workflowRow) error {
 func saveWorkflow(ctx context.Context, tx store.Tx, w *workflowRow) error {
 	_, err := tx.Exec(ctx, `UPDATE clinical_workflows SET priority = $1, priority_rank = $2, status = $3, provider_id = $4,
 		encounter_id = $5, phi = $6, updated_at = $7, due_at = $8, completed_at = $9, version = $10 WHERE id = $11`,
-		string(w.Priority), w.Priority.rank(), string(w.Status), w.ProviderID, nullable(w.EncounterID), w.Sealed,
+		string(w.Priority), w.Priority.rank(), string(w.Status), w.ProviderID, store.NullIfEmpty(w.EncounterID), w.Sealed,
 		w.UpdatedAt, w.DueAt, w.CompletedAt, w.Version, w.ID)
 	if err != nil {
 		return fmt.Errorf("save workflow: %w", err)
@@ -183,19 +183,12 @@ func insertStep(ctx context.Context, tx store.Tx, s *stepRow) error {
 func saveStep(ctx context.Context, tx store.Tx, s *stepRow) error {
 	_, err := tx.Exec(ctx, `UPDATE clinical_steps SET status = $1, started_at = $2, started_by = $3, finished_at = $4,
 		finished_by = $5, reason = $6, updated_at = $7, version = $8 WHERE id = $9`,
-		string(s.Status), s.StartedAt, nullable(s.StartedBy), s.FinishedAt, nullable(s.FinishedBy), nullable(s.Reason),
+		string(s.Status), s.StartedAt, store.NullIfEmpty(s.StartedBy), s.FinishedAt, store.NullIfEmpty(s.FinishedBy), store.NullIfEmpty(s.Reason),
 		s.UpdatedAt, s.Version, s.ID)
 	if err != nil {
 		return fmt.Errorf("save step: %w", err)
 	}
 	return nil
-}
-
-func nullable(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
 }
 
 func deref(s *string) string {

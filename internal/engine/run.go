@@ -197,24 +197,17 @@ func (e *Engine) saveRun(ctx context.Context, tx store.Tx, r *Run, now time.Time
 	var wk, ws, wt any
 	var wu *time.Time
 	if r.Wait != nil {
-		wk, ws, wt, wu = r.Wait.Kind, nullable(r.Wait.Signal), nullable(r.Wait.TaskID), r.Wait.Until
+		wk, ws, wt, wu = r.Wait.Kind, store.NullIfEmpty(r.Wait.Signal), store.NullIfEmpty(r.Wait.TaskID), r.Wait.Until
 	}
 	r.RowVersion++
 	r.UpdatedAt = now
 	_, err = tx.Exec(ctx, `UPDATE engine_runs SET status = $1, paused_from = $2, state = $3, current_step = $4, visit = $5,
 		attempt = $6, epoch = $7, wait_kind = $8, wait_signal = $9, wait_until = $10, wait_task_id = $11, error = $12,
 		row_version = $13, updated_at = $14, finished_at = $15 WHERE id = $16`,
-		string(r.Status), nullable(string(r.pausedFrom)), state, nullable(r.CurrentStep), r.Visit,
-		r.Attempt, r.epoch, wk, ws, wu, wt, nullable(r.Error),
+		string(r.Status), store.NullIfEmpty(string(r.pausedFrom)), state, store.NullIfEmpty(r.CurrentStep), r.Visit,
+		r.Attempt, r.epoch, wk, ws, wu, wt, store.NullIfEmpty(r.Error),
 		r.RowVersion, now, r.FinishedAt, r.ID)
 	return err
-}
-
-func nullable(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
 }
 
 // transition records one entry of the run's history and its event,
@@ -227,7 +220,7 @@ func (e *Engine) transition(ctx context.Context, tx store.Tx, r *Run, event stri
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO engine_transitions (run_id, event, from_status, to_status, step, attempt, detail, at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		r.ID, event, nullable(string(from)), string(r.Status), nullable(step), att, nullable(detail), now); err != nil {
+		r.ID, event, store.NullIfEmpty(string(from)), string(r.Status), store.NullIfEmpty(step), att, store.NullIfEmpty(detail), now); err != nil {
 		return fmt.Errorf("record transition: %w", err)
 	}
 	payload := map[string]any{
@@ -357,7 +350,7 @@ func (e *Engine) StartRunTx(ctx context.Context, tx store.Tx, opts StartOptions)
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO engine_runs (id, definition, version, status, input, state, epoch, patient_id, start_key,
 		row_version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, 0, $9, $9)`,
-		r.ID, r.Definition, r.Version, string(r.Status), sealedInput, sealedState, nullable(opts.PatientID), nullable(opts.StartKey), now); err != nil {
+		r.ID, r.Definition, r.Version, string(r.Status), sealedInput, sealedState, store.NullIfEmpty(opts.PatientID), store.NullIfEmpty(opts.StartKey), now); err != nil {
 		if store.IsUniqueViolation(err) {
 			return nil, false, errs.Wrap(errs.Conflict, err, "a run with this start key is being created concurrently; retry")
 		}

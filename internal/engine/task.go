@@ -171,8 +171,8 @@ func (e *Engine) createTask(ctx context.Context, tx store.Tx, r *Run, step strin
 	if _, err := tx.Exec(ctx, `INSERT INTO engine_tasks (id, run_id, step, visit, title, role, assignee, status, decisions,
 		due_at, escalate_at, escalate_to, row_version, created_at, updated_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8, $9, $10, $11, 1, $12, $12)`,
-		id.String(), r.ID, step, r.Visit, spec.Title, nullable(spec.Role), nullable(spec.User), string(decisions),
-		due, escalate, nullable(spec.EscalateTo), now); err != nil {
+		id.String(), r.ID, step, r.Visit, spec.Title, store.NullIfEmpty(spec.Role), store.NullIfEmpty(spec.User), string(decisions),
+		due, escalate, store.NullIfEmpty(spec.EscalateTo), now); err != nil {
 		return "", fmt.Errorf("create task: %w", err)
 	}
 	extra := map[string]any{"task_id": id.String(), "step": step}
@@ -252,8 +252,8 @@ func (e *Engine) taskOpTx(ctx context.Context, tx store.Tx, id string, expectVer
 	}
 	if _, err := tx.Exec(ctx, `UPDATE engine_tasks SET role = $1, assignee = $2, status = $3, decision = $4, result = $5,
 		completed_by = $6, escalated_at = $7, row_version = $8, updated_at = $9, completed_at = $10 WHERE id = $11`,
-		nullable(t.Role), nullable(t.Assignee), string(t.Status), decision, result,
-		nullable(t.CompletedBy), t.EscalatedAt, t.RowVersion, now, t.CompletedAt, t.ID); err != nil {
+		store.NullIfEmpty(t.Role), store.NullIfEmpty(t.Assignee), string(t.Status), decision, result,
+		store.NullIfEmpty(t.CompletedBy), t.EscalatedAt, t.RowVersion, now, t.CompletedAt, t.ID); err != nil {
 		return nil, err
 	}
 	return t, nil

@@ -247,7 +247,7 @@ func (e *Engine) recordExecution(ctx context.Context, tx store.Tx, x stepExecuti
 	_, err = tx.Exec(ctx, `INSERT INTO engine_step_executions (run_id, step, visit, attempt, status, idempotency_key, deliveries,
 		node, started_at, finished_at, error, output) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
 		x.runID, x.step, x.visit, x.attempt, x.status, idempotencyKey(x.runID, x.step, x.visit), x.deliveries,
-		x.node, x.started, x.finished, nullable(x.err), out)
+		x.node, x.started, x.finished, store.NullIfEmpty(x.err), out)
 	if err != nil {
 		return fmt.Errorf("record step execution: %w", err)
 	}

@@ -297,7 +297,7 @@ func (b *Batches) record(ctx context.Context, id string, outcomes []entryOutcome
 			if o.journeyID == "" {
 				field, rule = o.field, o.rule
 			}
-			args = append(args, id, o.index, nullString(o.journeyID), field, rule)
+			args = append(args, id, o.index, store.NullIfEmpty(o.journeyID), field, rule)
 		}
 		q = append(q, " ON CONFLICT (batch_id, idx) DO NOTHING"...)
 		if _, err := tx.Exec(ctx, string(q), args...); err != nil {

@@ -141,7 +141,7 @@ func (f *Fees) Load(ctx context.Context, r io.Reader, l FeeLoad) (ScheduleVersio
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO rcm_fee_schedules (payer, version, seq, content_hash, items, effective_from, effective_to, loaded_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-			l.Payer, version, sv.Seq, parsed.hash, len(parsed.rows), parsed.from, nullString(parsed.to), now); err != nil {
+			l.Payer, version, sv.Seq, parsed.hash, len(parsed.rows), parsed.from, store.NullIfEmpty(parsed.to), now); err != nil {
 			return fmt.Errorf("store fee schedule: %w", err)
 		}
 		if err := insertFeeItems(ctx, tx, l.Payer, version, parsed.rows); err != nil {
@@ -190,20 +190,13 @@ func insertFeeItems(ctx context.Context, tx store.Tx, payer, version string, row
 			}
 			n := len(args)
 			q = fmt.Appendf(q, "($%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d)", n+1, n+2, n+3, n+4, n+5, n+6, n+7, n+8, n+9, n+10, n+11)
-			args = append(args, payer, version, r.line, r.system, r.code, r.description, r.amount, r.currency, r.preauth, r.from, nullString(r.to))
+			args = append(args, payer, version, r.line, r.system, r.code, r.description, r.amount, r.currency, r.preauth, r.from, store.NullIfEmpty(r.to))
 		}
 		if _, err := tx.Exec(ctx, string(q), args...); err != nil {
 			return fmt.Errorf("store fee schedule rows: %w", err)
 		}
 	}
 	return nil
-}
-
-func nullString(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
 }
 
 // effectiveRow is the query of the row that prices a code on a date: the

@@ -73,18 +73,11 @@ func scanJourney(s interface{ Scan(...any) error }) (*journeyRow, error) {
 	return &j, nil
 }
 
-func nullable(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
-}
-
 func insertJourney(ctx context.Context, tx store.Tx, j *journeyRow, idemKey string) error {
 	refs, _ := json.Marshal(j.Refs)
 	_, err := tx.Exec(ctx, `INSERT INTO rcm_journeys (id, kind, patient_id, payer, status, currency, billed, appeal_of, batch_id,
 		idempotency_key, refs, started_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $9, $10, $11, $11)`,
-		j.ID, j.Kind, j.PatientID, j.Payer, j.Status, j.Currency, nullable(j.AppealOf), nullable(j.BatchID), nullable(idemKey), string(refs), j.StartedAt)
+		j.ID, j.Kind, j.PatientID, j.Payer, j.Status, j.Currency, store.NullIfEmpty(j.AppealOf), store.NullIfEmpty(j.BatchID), store.NullIfEmpty(idemKey), string(refs), j.StartedAt)
 	if err != nil {
 		return err
 	}
@@ -117,8 +110,8 @@ func change(ctx context.Context, tx store.Tx, id string, now time.Time, fn func(
 	_, err = tx.Exec(ctx, `UPDATE rcm_journeys SET status = $2, outcome = $3, reason = $4, currency = $5, billed = $6, approved = $7,
 		paid = $8, variance = $9, claim_id = $10, preauth_id = $11, needs = $12, refs = $13, updated_at = $14, last_contact_at = $15,
 		patient_share = $16
-		WHERE id = $1`, j.ID, j.Status, nullable(j.Outcome), nullable(j.Reason), j.Currency, j.Billed, j.Approved, j.Paid, j.Variance,
-		nullable(j.ClaimID), nullable(j.PreauthID), nullable(j.Needs), string(refs), now, j.LastContact, j.PatientShare)
+		WHERE id = $1`, j.ID, j.Status, store.NullIfEmpty(j.Outcome), store.NullIfEmpty(j.Reason), j.Currency, j.Billed, j.Approved, j.Paid, j.Variance,
+		store.NullIfEmpty(j.ClaimID), store.NullIfEmpty(j.PreauthID), store.NullIfEmpty(j.Needs), string(refs), now, j.LastContact, j.PatientShare)
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +140,7 @@ type exchangeRow struct {
 // rolled the first back) cannot happen twice in committed state.
 func recordExchange(ctx context.Context, tx store.Tx, corr, journey string, action payer.Action, payerCode, claimID string, now time.Time) error {
 	_, err := tx.Exec(ctx, `INSERT INTO rcm_exchanges (correlation_id, journey_id, action, payer, claim_id, state, recorded_at)
-		VALUES ($1, $2, $3, $4, $5, 'recorded', $6)`, corr, journey, string(action), payerCode, nullable(claimID), now)
+		VALUES ($1, $2, $3, $4, $5, 'recorded', $6)`, corr, journey, string(action), payerCode, store.NullIfEmpty(claimID), now)
 	return err
 }
 

@@ -47,18 +47,18 @@ func (w *legacyWriter) put(tx store.Tx, typ, id string, version int, body string
 	method := "POST"
 	if version == 1 {
 		_, err = tx.Exec(ctx, `INSERT INTO resources (type, id, version, last_updated, deleted, patient_id, ciphertext) VALUES ($1, $2, $3, $4, FALSE, $5, $6)`,
-			typ, id, version, w.at, nullable(patient), ct)
+			typ, id, version, w.at, store.NullIfEmpty(patient), ct)
 	} else {
 		method = "PUT"
 		_, err = tx.Exec(ctx, `UPDATE resources SET version = $3, last_updated = $4, deleted = FALSE, patient_id = $5, ciphertext = $6 WHERE type = $1 AND id = $2`,
-			typ, id, version, w.at, nullable(patient), ct)
+			typ, id, version, w.at, store.NullIfEmpty(patient), ct)
 		w.clear(tx, typ, id)
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO resource_history (type, id, version, last_updated, deleted, method, patient_id, ciphertext) VALUES ($1, $2, $3, $4, FALSE, $5, $6, $7)`,
-		typ, id, version, w.at, method, nullable(patient), ct); err != nil {
+		typ, id, version, w.at, method, store.NullIfEmpty(patient), ct); err != nil {
 		t.Fatal(err)
 	}
 	rows, err := extract(w.s.ring, typ, doc, math.MaxInt)

@@ -599,10 +599,10 @@ func (s *Service) write(ctx context.Context, tx store.Tx, g Guard, typ, id strin
 			return Record{}, err
 		}
 		_, err = tx.Exec(ctx, `UPDATE resources SET version = $2, last_updated = $3, deleted = FALSE, method = $4, patient_id = $5, ciphertext = $6 WHERE rid = $1`,
-			rid, version, now, o.method, nullable(patient), ct)
+			rid, version, now, o.method, store.NullIfEmpty(patient), ct)
 	} else {
 		err = tx.QueryRow(ctx, `INSERT INTO resources (type, id, version, last_updated, deleted, method, patient_id, ciphertext) VALUES ($1, $2, $3, $4, FALSE, $5, $6, $7) RETURNING rid`,
-			typ, id, version, now, o.method, nullable(patient), ct).Scan(&rid)
+			typ, id, version, now, o.method, store.NullIfEmpty(patient), ct).Scan(&rid)
 	}
 	if err != nil {
 		if store.IsUniqueViolation(err) {
@@ -638,13 +638,6 @@ func (s *Service) runHooks(ctx context.Context, tx store.Tx, typ, id string, raw
 		}
 	}
 	return nil
-}
-
-func nullable(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
 }
 
 var indexTables = []string{"resource_tokens", "resource_strings", "resource_dates", "resource_refs", "resource_numbers"}

@@ -442,3 +442,12 @@ func (t *pgTx) Query(ctx context.Context, query string, args ...any) (Rows, erro
 func (t *pgTx) QueryRow(ctx context.Context, query string, args ...any) Row {
 	return pgQuerier{t.tx}.QueryRow(ctx, query, args...)
 }
+
+// NullIfEmpty is s as a query argument, the empty string as SQL NULL: for
+// optional text columns, which hold NULL rather than "" when unset.
+func NullIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
